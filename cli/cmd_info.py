@@ -1,0 +1,34 @@
+"""``main.py info CHECKPOINT``: print the architecture inferred from a checkpoint."""
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="print the architecture inferred from a checkpoint or built-in model")
+    p.add_argument("checkpoint", help="checkpoint file, adapter .py or built-in model name")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from engine.models import load_generator
+
+    gen = load_generator(args.checkpoint, device="cpu")
+    d = gen.describe()
+    if args.json:
+        print(json.dumps(d, indent=1))
+        return 0
+    width = max(len(k) for k in d)
+    for k, v in d.items():
+        if k == "editable_layers":
+            continue
+        if isinstance(v, dict):
+            v = ", ".join(f"{a}: {b}" for a, b in v.items())
+        print(f"{k:<{width}}  {v}")
+    print("editable layers:")
+    for layer in d["editable_layers"]:
+        mark = "  (default)" if layer["name"] == d.get("default_edit_layer") else ""
+        shape = "x".join(map(str, layer["shape"]))
+        print(f"  {layer['name']:<28} {layer['kind']:<15} {shape:<18} {layer['resolution']}px{mark}")
+    return 0

@@ -1,0 +1,107 @@
+"""``main.py render``: images of seeds, or a direction grid (directions x shifts x seeds)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cli.common import add_model_args, drive, load_model_from_args, out_path, parse_indices, parse_seeds, parse_shifts
+from engine.errors import AtlasError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("render", help="render seeds, or a grid of directions x shifts x seeds",
+                       description="Render seeds to a PNG mosaic, or with --directions a grid whose rows are "
+                                   "(direction, seed) and whose columns are shifts. An --out ending in .npy "
+                                   "writes the raw float images (N, C, H, W) instead.")
+    add_model_args(p)
+    p.add_argument("--seeds", default="0-7", help="seeds, e.g. 0-7 or 0,3,9 (default 0-7)")
+    p.add_argument("--latents", help="an .npy array of latents to render instead of seeds (N x z_dim; in --space)")
+    p.add_argument("--latent", help="a projected image's .latent file (from main.py project)")
+    p.add_argument("--truncation", "--psi", dest="psi", type=float, default=1.0, help="truncation psi (style models)")
+    p.add_argument("--space", default="z", choices=["z", "w", "w+"],
+                   help="space the codes live in: seeds are mapped (and truncated) into it; --latents are read in it")
+    p.add_argument("--noise", default="const", choices=["const", "random", "none"], help="noise inputs (StyleGAN2)")
+    p.add_argument("--directions", help="a direction set (.json)")
+    p.add_argument("--index", default="0", help="direction indices for --directions: 3, 0,2,5, 0-7 or all")
+    p.add_argument("--shifts", default=None, help="shifts start:stop:count, e.g. -3:3:7 (default: each direction's range, 7 steps)")
+    p.add_argument("--columns", type=int, default=None, help="columns of a seed mosaic")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", "-o", required=True, help="output .png/.jpg, or .npy for raw float images")
+    p.set_defaults(func=run)
+
+
+def load_codes(args, gen) -> tuple[torch.Tensor, str]:
+    """The base codes to render and the space they are in."""
+    if args.latent:
+        from engine.latents import load_latent
+
+        lat = load_latent(args.latent, gen)
+        return lat.code, lat.space
+    if args.latents:
+        path = Path(args.latents)
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise AtlasError(f"{path}: cannot read latents ({exc})") from None
+        want = {"z": (gen.z_dim,), "w": (gen.w_dim,), "w+": (gen.num_ws, gen.w_dim)}[args.space]
+        if arr.ndim == 1:
+            arr = arr[None]
+        if tuple(arr.shape[1:]) != want:
+            raise AtlasError(f"{path}: latents of shape {arr.shape} do not fit space {args.space} of "
+                             f"{gen.name} (expected N x {' x '.join(map(str, want))})")
+        return torch.from_numpy(arr.astype(np.float32)), args.space
+    z = gen.seed_latents(parse_seeds(args.seeds))
+    if args.space == "z":
+        return z, "z"
+    with torch.no_grad():
+        return gen.encode(z.to(gen.device), args.space, psi=args.psi).cpu(), args.space
+
+
+def run(args) -> int:
+    from engine.directions import DirectionSet
+    from engine.export import save_image, seed_mosaic
+    from engine.render import Item, grid_image, materialize, render_items
+
+    raw = args.out.lower().endswith(".npy")
+    out = out_path(args.out, (".png", ".jpg", ".jpeg", ".npy"))
+    gen = load_model_from_args(args)
+    gen.check_space(args.space)
+    codes, space = load_codes(args, gen)
+    kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, raw=raw)
+    if not args.directions:
+        result = drive(render_items(gen, [Item(c) for c in codes], **kw), "render")
+        if raw:
+            np.save(out, result.numpy())
+        else:
+            save_image(seed_mosaic(result, args.columns), out)
+        print(f"wrote {out} ({codes.shape[0]} images, {gen.resolution}px)")
+        return 0
+
+    dset = DirectionSet.load(args.directions)
+    _warn_model_mismatch(dset, gen)
+    idx = parse_indices(args.index, len(dset))
+    dirs = [materialize(dset, k) for k in idx]
+    if args.shifts:
+        shift_rows = [parse_shifts(args.shifts)] * len(dirs)
+    else:
+        shift_rows = [np.linspace(d.range[0], d.range[1], 7) for d in dirs]
+    items = [Item(c, ((d, float(t)),)) for d, row in zip(dirs, shift_rows) for t in row for c in codes]
+    flat = drive(render_items(gen, items, **kw), "render grid")
+    K, S, M = len(dirs), len(shift_rows[0]), codes.shape[0]
+    if raw:
+        np.save(out, flat.numpy())
+    else:
+        save_image(grid_image(flat.reshape(K, S, M, *flat.shape[1:])), out)
+    print(f"wrote {out} ({K} directions x {S} shifts x {M} seeds)")
+    return 0
+
+
+def _warn_model_mismatch(dset, gen) -> None:
+    import sys
+
+    ident = dset.model.get("identity")
+    if ident and gen.identity and ident != gen.identity:
+        print(f"warning: {dset.path.name} was found on model {dset.model.get('name')!r} "
+              f"(identity {ident[:12]}), not on {gen.name!r} ({gen.identity[:12]})", file=sys.stderr)

@@ -1,0 +1,49 @@
+"""``python main.py`` entry point: the GUI by default, subcommands for headless work."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from engine.errors import AtlasError
+
+# Each command module defines ``register(subparsers)`` which adds its parser and sets ``func``.
+COMMANDS = ["models", "info", "render"]
+OPTIONAL_COMMANDS = ["gui", "discover", "rca", "export", "weights", "train", "score", "analyze", "project"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="main.py",
+        description="GAN Atlas: discover, browse, annotate and export interpretable directions in GAN generators.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS + OPTIONAL_COMMANDS:
+        try:
+            mod = importlib.import_module(f"cli.cmd_{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"cli.cmd_{name}":
+                continue  # not built yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        if "gui" in parser._subparsers._group_actions[0].choices:  # noqa: SLF001
+            args = parser.parse_args(["gui", *argv])
+        else:
+            parser.print_help()
+            return 0
+    try:
+        return int(args.func(args) or 0)
+    except AtlasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

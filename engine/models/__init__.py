@@ -1,0 +1,26 @@
+"""Generators: the protocol (``base``), the registries (``registry``) and the models.
+
+Importing this package registers every built-in model and checkpoint format.
+"""
+from engine.models.base import Generator, LayerInfo, ParamEdit
+from engine.models.registry import (
+    DEFAULT_MODEL,
+    builtin_models,
+    checkpoint_formats,
+    load_generator,
+    register_format,
+    register_model,
+)
+from engine.models import dcgan as _dcgan  # noqa: F401  (registers digiface-dcgan-64 and the DCGAN format)
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Generator",
+    "LayerInfo",
+    "ParamEdit",
+    "builtin_models",
+    "checkpoint_formats",
+    "load_generator",
+    "register_format",
+    "register_model",
+]

@@ -1,0 +1,300 @@
+"""The generator protocol every model in GAN Atlas implements.
+
+Spaces and codes
+----------------
+A *latent* is what a seed gives: ``z`` of shape ``[B, z_dim]``. A *code* is a latent expressed
+in one of the model's spaces, produced by ``encode`` and turned into images by ``decode``:
+
+=======  ======================  =================================================
+space    code shape              meaning
+=======  ======================  =================================================
+``z``    ``[B, z_dim]``          the input latent; truncation (psi) is applied in decode
+``w``    ``[B, w_dim]``          one intermediate latent shared by every layer (StyleGAN)
+``w+``   ``[B, num_ws, w_dim]``  one w per synthesis layer (StyleGAN)
+=======  ======================  =================================================
+
+Latent edits add ``t * d`` to the code (``engine.render``); truncation is applied before an edit
+in w / w+, as SeFa and GANSpace do, and after it in z.
+
+Parameter edits
+---------------
+A ``ParamEdit`` shifts one named layer's weight per sample: sample ``b`` is rendered with
+``W + t[b] * delta[index[b]]``. Models thread it down to the layer named ``edit.layer`` so one
+batched forward serves every (direction, t) pair; see ``apply_conv_edit`` for plain convolutions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.errors import AtlasError
+
+NOISE_MODES = ("const", "random", "none")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A layer whose weight parameter-space methods may shift.
+
+    ``kind`` is ``"conv"``, ``"conv_transpose"`` or ``"modconv"`` (StyleGAN2 modulated conv,
+    weight ``[C_out, C_in, k, k]``); ``resolution`` is the layer's output resolution.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    resolution: int
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class ParamEdit:
+    """Per-sample weight shifts of one layer: sample b uses ``W + t[b] * delta[index[b]]``.
+
+    ``delta``: ``[U, *weight_shape]``; ``index``: long ``[B]`` in ``[0, U)``; ``t``: ``[B]``.
+    All three may carry gradients (the Hessian method differentiates through ``delta``).
+    """
+
+    layer: str
+    delta: torch.Tensor
+    index: torch.Tensor
+    t: torch.Tensor
+
+    @staticmethod
+    def single(layer: str, delta: torch.Tensor, batch: int, t: float | torch.Tensor = 1.0) -> "ParamEdit":
+        """The same shift ``t * delta`` (delta with the weight's shape) for every sample."""
+        index = torch.zeros(batch, dtype=torch.long, device=delta.device)
+        tt = torch.as_tensor(t, dtype=delta.dtype, device=delta.device).expand(batch)
+        return ParamEdit(layer, delta.unsqueeze(0), index, tt)
+
+    def to(self, device: torch.device) -> "ParamEdit":
+        return ParamEdit(self.layer, self.delta.to(device), self.index.to(device), self.t.to(device))
+
+    def per_sample(self) -> torch.Tensor:
+        """``[B, *weight_shape]``: each sample's own shift (materialised; for modulated convs)."""
+        shape = (-1,) + (1,) * (self.delta.dim() - 1)
+        return self.delta[self.index] * self.t.reshape(shape).to(self.delta.dtype)
+
+
+EditArg = Union["ParamEdit", Sequence["ParamEdit"], None]
+
+
+def as_edit_list(edit: EditArg) -> list[ParamEdit]:
+    """Normalise ``None`` / one edit / several edits to a list."""
+    if edit is None:
+        return []
+    if isinstance(edit, ParamEdit):
+        return [edit]
+    return list(edit)
+
+
+def edits_for(edits: list[ParamEdit], layer: str) -> list[ParamEdit]:
+    return [e for e in edits if e.layer == layer]
+
+
+def apply_conv_edit(
+    x: torch.Tensor,
+    out: torch.Tensor,
+    edits: list[ParamEdit],
+    conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Add parameter edits to the output of a plain (or transposed) convolution.
+
+    A convolution is linear in its weight, ``conv(x, W + t D) = conv(x, W) + t conv(x, D)``,
+    so the unshifted output ``out`` is computed once for the whole batch and each distinct
+    delta is convolved only with the samples that use it. ``conv(x, weight)`` must be the
+    layer's own convolution without bias. Shapes: ``x [B, ...]``, ``out [B, ...]``.
+    """
+    for edit in edits:
+        index = edit.index
+        t = edit.t.to(out.dtype)
+        differentiable = t.requires_grad or edit.delta.requires_grad
+        extra = torch.zeros_like(out)
+        for u in torch.unique(index).tolist():
+            rows = (index == u).nonzero(as_tuple=True)[0]
+            if not differentiable:
+                rows = rows[t[rows] != 0]
+                if rows.numel() == 0:
+                    continue
+            d_out = conv(x[rows], edit.delta[u].to(x.dtype))
+            scale = t[rows].reshape((-1,) + (1,) * (out.dim() - 1))
+            extra = extra.index_add(0, rows, d_out * scale)
+        out = out + extra
+    return out
+
+
+def per_sample_shift(edits: list[ParamEdit], batch: int, shape: Sequence[int],
+                     like: torch.Tensor) -> torch.Tensor | None:
+    """``[B, *shape]`` the summed shift of each sample (for modulated convs), or ``None``."""
+    if not edits:
+        return None
+    total = torch.zeros((batch, *shape), dtype=like.dtype, device=like.device)
+    for e in edits:
+        total = total + e.per_sample().to(like.dtype)
+    return total
+
+
+class Generator(nn.Module):
+    """Base class of every generator. Subclasses set the attributes and override the hooks.
+
+    Attributes: ``name`` (display name), ``identity`` (sha256 of the checkpoint, or a stable
+    hash of the weights), ``z_dim``, ``w_dim`` (``None`` without an intermediate space),
+    ``num_ws`` (0 without w+), ``resolution``, ``img_channels``, ``default_edit_layer``.
+    Images are NCHW, nominally in ``[-1, 1]`` (not clamped: trained generators overshoot).
+    """
+
+    name: str = "generator"
+    identity: str = ""
+    z_dim: int = 0
+    w_dim: int | None = None
+    num_ws: int = 0
+    resolution: int = 0
+    img_channels: int = 3
+    default_edit_layer: str | None = None
+    source: str = ""  # the path or built-in name it was loaded from
+
+    # ---- spaces -------------------------------------------------------------------------
+    @property
+    def spaces(self) -> tuple[str, ...]:
+        return ("z", "w", "w+") if self.num_ws > 0 else ("z",)
+
+    @property
+    def has_truncation(self) -> bool:
+        return self.num_ws > 0
+
+    def check_space(self, space: str) -> None:
+        if space not in self.spaces:
+            raise AtlasError(
+                f"model '{self.name}' has no latent space '{space}'; its spaces are {', '.join(self.spaces)}"
+            )
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    # ---- latents ------------------------------------------------------------------------
+    def seed_latents(self, seeds: Sequence[int]) -> torch.Tensor:
+        """``[len(seeds), z_dim]`` float32 on the CPU: ``RandomState(s).randn(z_dim)`` per seed.
+
+        This is NVIDIA's ``generate.py`` recipe, so seed s shows the same image here as there,
+        and seed s is the same latent whatever other seeds are asked for with it.
+        """
+        rows = [np.random.RandomState(int(s) % (2**32)).randn(self.z_dim) for s in seeds]
+        return torch.from_numpy(np.stack(rows).astype(np.float32)) if rows else torch.zeros(0, self.z_dim)
+
+    def sample_latents(self, n: int, seed: int | None = None, device: torch.device | None = None) -> torch.Tensor:
+        """``[n, z_dim]`` standard normal latents for bulk sampling (training, statistics)."""
+        g = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        z = torch.randn(n, self.z_dim, generator=g)
+        return z.to(device) if device is not None else z
+
+    # ---- encode / decode ----------------------------------------------------------------
+    def mapping(self, z: torch.Tensor, *, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
+        """``z [B, z_dim] -> ws [B, num_ws, w_dim]`` with truncation; only for style models."""
+        raise AtlasError(f"model '{self.name}' has no mapping network (no w space)")
+
+    def synthesis(self, ws: torch.Tensor, *, noise: str = "const", edit: EditArg = None,
+                  noise_generator: torch.Generator | None = None) -> torch.Tensor:
+        """``ws [B, num_ws, w_dim] -> images``; for models without w, ``ws`` is ``z``."""
+        raise NotImplementedError
+
+    @property
+    def truncation_center(self) -> torch.Tensor | None:
+        """``[w_dim]`` the w that psi < 1 pulls towards, if the model has one."""
+        return None
+
+    def encode(self, z: torch.Tensor, space: str = "z", *, psi: float = 1.0,
+               cutoff: int | None = None) -> torch.Tensor:
+        """Express latents ``z`` in ``space`` (see the module docstring for shapes)."""
+        self.check_space(space)
+        if space == "z":
+            return z
+        ws = self.mapping(z, psi=psi, cutoff=cutoff)
+        return ws[:, 0] if space == "w" else ws
+
+    def codes_to_ws(self, code: torch.Tensor, space: str, *, psi: float = 1.0,
+                    cutoff: int | None = None) -> torch.Tensor:
+        """The synthesis input for a code: ws for style models, z for the others."""
+        if self.num_ws == 0:
+            return code
+        if space == "z":
+            return self.mapping(code, psi=psi, cutoff=cutoff)
+        if space == "w":
+            return code.unsqueeze(1).expand(-1, self.num_ws, -1)
+        return code
+
+    def decode(self, code: torch.Tensor, space: str = "z", *, psi: float = 1.0, cutoff: int | None = None,
+               noise: str = "const", edit: EditArg = None,
+               noise_generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` from codes in ``space``; psi applies only to z codes."""
+        self.check_space(space)
+        if noise not in NOISE_MODES:
+            raise AtlasError(f"unknown noise mode '{noise}'; choose one of {', '.join(NOISE_MODES)}")
+        ws = self.codes_to_ws(code, space, psi=psi, cutoff=cutoff)
+        return self.synthesis(ws, noise=noise, edit=edit, noise_generator=noise_generator)
+
+    def forward(self, z: torch.Tensor, *, psi: float = 1.0, noise: str = "const",
+                edit: EditArg = None) -> torch.Tensor:
+        return self.decode(z, "z", psi=psi, noise=noise, edit=edit)
+
+    # ---- layers for parameter-space methods ---------------------------------------------
+    def editable_layers(self) -> list[LayerInfo]:
+        """Layers whose weights parameter-space methods may shift, input to output."""
+        return []
+
+    def layer_info(self, name: str) -> LayerInfo:
+        layers = self.editable_layers()
+        for info in layers:
+            if info.name == name:
+                return info
+        raise AtlasError(
+            f"model '{self.name}' has no editable layer '{name}'; its layers are "
+            + ", ".join(i.name for i in layers)
+        )
+
+    def layer_weight(self, name: str) -> torch.Tensor:
+        """The weight tensor of an editable layer, in the shape ``LayerInfo.shape`` reports."""
+        raise AtlasError(f"model '{self.name}' has no editable layers")
+
+    def describe(self) -> dict:
+        """A plain-data description of the architecture for ``main.py info`` and the GUI."""
+        n_params = sum(p.numel() for p in self.parameters())
+        return {
+            "name": self.name,
+            "source": self.source,
+            "identity": self.identity,
+            "resolution": self.resolution,
+            "img_channels": self.img_channels,
+            "z_dim": self.z_dim,
+            "w_dim": self.w_dim,
+            "num_ws": self.num_ws,
+            "spaces": list(self.spaces),
+            "parameters": n_params,
+            "editable_layers": [
+                {"name": i.name, "kind": i.kind, "shape": list(i.shape), "resolution": i.resolution}
+                for i in self.editable_layers()
+            ],
+            "default_edit_layer": self.default_edit_layer,
+        }
+
+
+def conv_transpose_fn(stride: int, padding: int):
+    """``conv(x, weight)`` for a transposed convolution without bias (for ``apply_conv_edit``)."""
+    return lambda x, w: F.conv_transpose2d(x, w, stride=stride, padding=padding)
+
+
+def conv_fn(stride: int, padding: int):
+    """``conv(x, weight)`` for a plain convolution without bias (for ``apply_conv_edit``)."""
+    return lambda x, w: F.conv2d(x, w, stride=stride, padding=padding)

@@ -1,0 +1,255 @@
+"""Batched rendering of edits: previews, grids and interpolation frames all come from here.
+
+The unit of work is an *item*: a base code (a seed's z, or a projected w / w+) and the list of
+(direction, t) shifts applied to it. ``render_batch`` renders B items in one forward pass:
+
+* latent shifts are added to the code (z shifts before the mapping network, w / w+ shifts after
+  truncation, w+ shifts only on their layer range);
+* parameter shifts become one ``ParamEdit`` per layer whose ``delta`` stacks the distinct
+  directions of the batch, so every (direction, t) pair is served by the same forward
+  (``engine.models.base.apply_conv_edit`` for plain convolutions, per-sample weights in
+  StyleGAN2's grouped modulated convolution).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from engine.directions import Direction, DirectionSet, direction_delta
+from engine.errors import AtlasError
+from engine.jobs import Progress
+from engine.models.base import Generator, ParamEdit
+
+Shift = tuple[Direction, float]
+
+
+@dataclass
+class Item:
+    """One image to render: ``code`` (``[z_dim]``, ``[w_dim]`` or ``[num_ws, w_dim]``) plus shifts."""
+
+    code: torch.Tensor
+    shifts: Sequence[Shift] = ()
+
+
+def materialize(dirset: DirectionSet, k: int) -> Direction:
+    """Direction ``k`` with its parameter delta filled in (cached on the set)."""
+    d = dirset.directions[k]
+    if d.kind == "param" and d.delta is None:
+        cache = dirset.__dict__.setdefault("_delta_cache", {})
+        if k not in cache:
+            cache[k] = Direction(**{**d.__dict__, "delta": direction_delta(d, dirset.bases)})
+        return cache[k]
+    return d
+
+
+_SPACE_ORDER = {"z": 0, "w": 1, "w+": 2}
+
+
+def render_batch(
+    gen: Generator,
+    codes: torch.Tensor,
+    shifts: Sequence[Sequence[Shift]] | None = None,
+    *,
+    space: str = "z",
+    psi: float = 1.0,
+    cutoff: int | None = None,
+    noise: str = "const",
+    noise_generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Render ``codes [B, ...]`` (in ``space``) each with its own shifts; returns ``[B, C, H, W]``.
+
+    ``shifts[b]`` lists ``(direction, t)`` pairs for sample b; parameter directions must carry
+    their ``delta`` (see ``materialize``). Gradients flow if the inputs require them.
+    """
+    gen.check_space(space)
+    dev = gen.device
+    codes = codes.to(dev)
+    B = codes.shape[0]
+    shifts = list(shifts) if shifts is not None else [()] * B
+    if len(shifts) != B:
+        raise ValueError(f"{len(shifts)} shift lists for {B} codes")
+
+    latent_spaces = {d.space for row in shifts for d, _ in row if d.kind == "latent"}
+    if "z" in latent_spaces and space != "z":
+        raise AtlasError(f"a z-space direction cannot be applied to a code in {space}")
+    target = max([space, *latent_spaces], key=_SPACE_ORDER.__getitem__)
+    gen.check_space(target)
+
+    # z shifts go in before the mapping network
+    if "z" in latent_spaces:
+        codes = codes + _latent_offsets(shifts, "z", codes)
+    if target != space:
+        ws = gen.codes_to_ws(codes, space, psi=psi, cutoff=cutoff)  # [B, num_ws, w_dim]
+        codes = ws[:, 0] if target == "w" else ws
+        code_space = target
+    else:
+        code_space = space
+    if code_space in ("w", "w+"):
+        if "w" in latent_spaces:
+            off = _latent_offsets(shifts, "w", codes[:, 0] if code_space == "w+" else codes)
+            codes = codes + (off.unsqueeze(1) if code_space == "w+" else off)
+        if "w+" in latent_spaces:
+            codes = codes + _wplus_offsets(shifts, codes, gen.num_ws)
+
+    edits = _param_edits(shifts, dev)
+    return gen.decode(codes, code_space, psi=psi, cutoff=cutoff, noise=noise, edit=edits,
+                      noise_generator=noise_generator)
+
+
+def _latent_offsets(shifts, space: str, like: torch.Tensor) -> torch.Tensor:
+    off = torch.zeros_like(like)
+    for b, row in enumerate(shifts):
+        for d, t in row:
+            if d.kind == "latent" and d.space == space:
+                off[b] += float(t) * d.vector.to(like.device, like.dtype)
+    return off
+
+
+def _wplus_offsets(shifts, ws: torch.Tensor, num_ws: int) -> torch.Tensor:
+    off = torch.zeros_like(ws)
+    for b, row in enumerate(shifts):
+        for d, t in row:
+            if d.kind == "latent" and d.space == "w+":
+                lo, hi = d.layers if d.layers is not None else (0, num_ws)
+                v = d.vector.to(ws.device, ws.dtype)
+                off[b, lo:hi] += float(t) * (v if v.dim() == 1 else v[lo:hi])
+    return off
+
+
+def _param_edits(shifts, dev: torch.device) -> list[ParamEdit]:
+    """One ParamEdit per (layer, position in the shift list), deltas deduplicated by identity."""
+    edits: list[ParamEdit] = []
+    slots: dict[tuple[str, int], list[tuple[int, Direction, float]]] = {}
+    for b, row in enumerate(shifts):
+        seen: dict[str, int] = {}
+        for d, t in row:
+            if d.kind != "param":
+                continue
+            if d.delta is None:
+                raise ValueError("parameter direction without a delta; use render.materialize")
+            j = seen.get(d.layer, 0)
+            seen[d.layer] = j + 1
+            slots.setdefault((d.layer, j), []).append((b, d, float(t)))
+    B = len(shifts)
+    for (layer, _), entries in slots.items():
+        uniq: dict[int, int] = {}
+        deltas = []
+        index = torch.zeros(B, dtype=torch.long)
+        tt = torch.zeros(B)
+        for b, d, t in entries:
+            key = id(d.delta)
+            if key not in uniq:
+                uniq[key] = len(deltas)
+                deltas.append(d.delta)
+            index[b] = uniq[key]
+            tt[b] = t
+        delta = torch.stack([x.to(dev, torch.float32) for x in deltas])
+        edits.append(ParamEdit(layer, delta, index.to(dev), tt.to(dev)))
+    return edits
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``[B, C, H, W]`` in [-1, 1] -> ``[B, H, W, C]`` uint8 (grey images get 3 channels)."""
+    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def render_items(
+    gen: Generator,
+    items: Sequence[Item],
+    *,
+    space: str = "z",
+    psi: float = 1.0,
+    cutoff: int | None = None,
+    noise: str = "const",
+    batch_size: int = 32,
+    raw: bool = False,
+) -> Iterator[Progress]:
+    """Job: render ``items`` in batches. Returns uint8 ``[N, H, W, C]`` (float NCHW if ``raw``)."""
+    out = []
+    n = len(items)
+    yield Progress(0, n, stage="render")
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            chunk = items[start:start + batch_size]
+            codes = torch.stack([it.code for it in chunk])
+            imgs = render_batch(gen, codes, [it.shifts for it in chunk], space=space, psi=psi,
+                                cutoff=cutoff, noise=noise)
+            out.append(imgs.float().cpu() if raw else to_uint8(imgs))
+            yield Progress(min(n, start + len(chunk)), n, stage="render")
+    if raw:
+        return torch.cat(out) if out else torch.zeros(0)
+    return np.concatenate(out) if out else np.zeros((0, gen.resolution, gen.resolution, 3), np.uint8)
+
+
+def grid_items(codes: torch.Tensor, directions: Sequence[Direction], shifts: Sequence[float]) -> list[Item]:
+    """Items of a K x S x M grid (directions x shifts x codes), in that row-major order."""
+    return [Item(codes[m], ((d, float(t)),)) for d in directions for t in shifts for m in range(codes.shape[0])]
+
+
+def render_grid(
+    gen: Generator,
+    codes: torch.Tensor,
+    directions: Sequence[Direction],
+    shifts: Sequence[float],
+    **kw,
+) -> Iterator[Progress]:
+    """Job: the K x S x M grid as uint8 ``[K, S, M, H, W, C]``."""
+    K, S, M = len(directions), len(shifts), codes.shape[0]
+    flat = yield from render_items(gen, grid_items(codes, directions, shifts), **kw)
+    return flat.reshape(K, S, M, *flat.shape[1:])
+
+
+def sweep(T: float, frames: int, *, there_and_back: bool = True) -> np.ndarray:
+    """Shift values of a morph: ``-T .. T .. -T`` (a seamless loop) or ``-T .. T``."""
+    if frames < 2:
+        return np.zeros(max(frames, 0))
+    if not there_and_back:
+        return np.linspace(-T, T, frames)
+    phase = np.arange(frames) / frames  # one period, last frame joins the first
+    return -T * np.cos(2 * np.pi * phase)
+
+
+def path_shifts(directions: Sequence[Direction], T: float | Sequence[float], frames: int) -> list[list[Shift]]:
+    """A path through several directions: ramp up each one in turn, then back to the start.
+
+    Frame f carries the cumulative shifts, so the path visits ``+T e1``, ``+T e1 + T e2``, ...
+    and returns to the origin, closing the loop.
+    """
+    K = len(directions)
+    Ts = [float(T)] * K if np.isscalar(T) else [float(x) for x in T]
+    keys = np.linspace(0, 2 * K, frames, endpoint=False)
+    out = []
+    for s in keys:
+        row = []
+        for k, d in enumerate(directions):
+            up = np.clip(s - k, 0, 1)  # ramps up during segment k
+            down = np.clip(s - K - k, 0, 1)  # ramps down during segment K + k
+            amount = (up - down) * Ts[k]
+            if amount != 0:
+                row.append((d, float(amount)))
+        out.append(row)
+    return out
+
+
+def compose_grid(cells: np.ndarray, pad: int = 2, background: int = 255) -> np.ndarray:
+    """``[R, C, H, W, 3]`` -> one ``[R*(H+pad)+pad, C*(W+pad)+pad, 3]`` image."""
+    R, C, H, W, ch = cells.shape
+    out = np.full((R * (H + pad) + pad, C * (W + pad) + pad, ch), background, np.uint8)
+    for r in range(R):
+        for c in range(C):
+            y, x = pad + r * (H + pad), pad + c * (W + pad)
+            out[y:y + H, x:x + W] = cells[r, c]
+    return out
+
+
+def grid_image(grid: np.ndarray, pad: int = 2) -> np.ndarray:
+    """A rendered ``[K, S, M, H, W, 3]`` grid as one image: rows = (direction, seed), columns = shifts."""
+    K, S, M = grid.shape[:3]
+    rows = grid.transpose(0, 2, 1, 3, 4, 5).reshape(K * M, S, *grid.shape[3:])
+    return compose_grid(rows, pad=pad)
