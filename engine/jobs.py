@@ -38,6 +38,7 @@ class Progress:
     metrics: dict[str, Any] = field(default_factory=dict)
     partial: Any = None
     message: str = ""
+    state: Any = None  # resumable state of a long job (see engine.discovery.registry)
 
     @property
     def fraction(self) -> float:
