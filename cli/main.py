@@ -29,8 +29,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose values may start with '-' (e.g. ``--shifts -3:3:7``), which argparse would take for options.
+NEGATIVE_VALUE_OPTIONS = {"--shifts", "--range", "--t", "--shift"}
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a in NEGATIVE_VALUE_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(a)
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

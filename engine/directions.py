@@ -24,9 +24,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
@@ -56,7 +57,7 @@ class Annotation:
             raise DirectionSetError(f"{where}: rating must be an integer 1-5 or null, got {self.rating!r}")
 
     @classmethod
-    def from_json(cls, d: dict, where: str) -> "Annotation":
+    def from_json(cls, d: dict, where: str) -> Annotation:
         if not isinstance(d, dict):
             raise DirectionSetError(f"{where}: annotation must be an object")
         a = cls(
@@ -144,7 +145,7 @@ class DirectionSet:
     params: dict[str, Any] = field(default_factory=dict)
     bases: dict[str, ParamBasis] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     notes: str = ""
     path: Path | None = None  # where it was loaded from / last saved to (not stored)
     tensor_sha256: str | None = None
@@ -236,7 +237,7 @@ class DirectionSet:
 
     # ---- loading --------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path) -> "DirectionSet":
+    def load(cls, path: str | Path) -> DirectionSet:
         """Read a direction set; any problem is a ``DirectionSetError`` naming the file."""
         path = manifest_path(Path(path))
         if not path.is_file():
@@ -260,7 +261,7 @@ class DirectionSet:
             raise DirectionSetError(f"{path}: malformed direction set ({exc.__class__.__name__}: {exc})") from None
 
     @classmethod
-    def _from_manifest(cls, path: Path, man: dict) -> "DirectionSet":
+    def _from_manifest(cls, path: Path, man: dict) -> DirectionSet:
         tinfo = man.get("tensors") or {}
         fname = tinfo.get("file")
         if not isinstance(fname, str) or not fname or "/" in fname or "\\" in fname:
@@ -323,7 +324,7 @@ class DirectionSet:
     @classmethod
     def latent(cls, method: str, model: dict, vectors: torch.Tensor, *, space: str = "z",
                layers: tuple[int, int] | None = None, scores: Iterable[float] | None = None,
-               range_: tuple[float, float] = (-3.0, 3.0), params: dict | None = None) -> "DirectionSet":
+               range_: tuple[float, float] = (-3.0, 3.0), params: dict | None = None) -> DirectionSet:
         """A set of latent directions from the rows of ``vectors [K, dim]``."""
         scores = list(scores) if scores is not None else [None] * vectors.shape[0]
         dirs = [Direction("latent", vector=v.detach().float().cpu().clone(), space=space, layers=layers,

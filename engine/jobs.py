@@ -15,8 +15,9 @@ closed, so ``finally`` blocks run). Nothing here knows about Qt.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator, Iterator, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 

@@ -12,8 +12,8 @@ The unit of work is an *item*: a base code (a seed's z, or a projected w / w+) a
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch

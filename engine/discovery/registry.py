@@ -20,8 +20,9 @@ from it. ``engine.discovery.checkpoint`` saves and loads such states.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from engine.errors import AtlasError
 

@@ -2,6 +2,7 @@
 
 Importing this package registers every built-in model and checkpoint format.
 """
+from engine.models import dcgan as _dcgan  # noqa: F401  (registers digiface-dcgan-64 and the DCGAN format)
 from engine.models.base import Generator, LayerInfo, ParamEdit
 from engine.models.registry import (
     DEFAULT_MODEL,
@@ -11,7 +12,6 @@ from engine.models.registry import (
     register_format,
     register_model,
 )
-from engine.models import dcgan as _dcgan  # noqa: F401  (registers digiface-dcgan-64 and the DCGAN format)
 
 __all__ = [
     "DEFAULT_MODEL",

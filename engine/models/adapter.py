@@ -26,7 +26,7 @@ from engine.errors import AtlasError
 from engine.hashing import file_sha256, state_dict_sha256
 from engine.models.base import EditArg, Generator, LayerInfo, ParamEdit, apply_conv_edit, as_edit_list
 
-_ACTIVE_EDITS: contextvars.ContextVar[list[ParamEdit]] = contextvars.ContextVar("atlas_adapter_edits", default=[])
+_ACTIVE_EDITS: contextvars.ContextVar[tuple[ParamEdit, ...]] = contextvars.ContextVar("atlas_adapter_edits", default=())
 
 
 def _conv_of(m: nn.Module):
@@ -91,7 +91,7 @@ class AdapterGenerator(Generator):
         edits = as_edit_list(edit)
         for e in edits:
             self.layer_info(e.layer)
-        token = _ACTIVE_EDITS.set(edits)
+        token = _ACTIVE_EDITS.set(tuple(edits))
         try:
             return self.net(ws)
         finally:
@@ -124,7 +124,12 @@ def load_adapter(path: str | Path) -> AdapterGenerator:
         raise AtlasError(f"{path}: load_generator() must return (module, latent_dim) or a dict, got {type(res).__name__}")
     if not isinstance(module, nn.Module) or not isinstance(dim, int) or dim <= 0:
         raise AtlasError(f"{path}: load_generator() must return an nn.Module and a positive int latent size")
-    gen = AdapterGenerator(module.eval(), dim, name=name, resolution=resolution)
+    try:
+        gen = AdapterGenerator(module.eval(), dim, name=name, resolution=resolution)
+    except AtlasError as exc:
+        raise AtlasError(f"{path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module failed on a probe latent
+        raise AtlasError(f"{path}: the module failed on a latent of size {dim}: {exc.__class__.__name__}: {exc}") from None
     weights_hash = state_dict_sha256(module.state_dict())
     gen.identity = f"{file_sha256(path)[:32]}{weights_hash[:32]}"
     gen.source = str(path)

@@ -24,8 +24,9 @@ batched forward serves every (direction, t) pair; see ``apply_conv_edit`` for pl
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
+from typing import Union
 
 import numpy as np
 import torch
@@ -69,13 +70,13 @@ class ParamEdit:
     t: torch.Tensor
 
     @staticmethod
-    def single(layer: str, delta: torch.Tensor, batch: int, t: float | torch.Tensor = 1.0) -> "ParamEdit":
+    def single(layer: str, delta: torch.Tensor, batch: int, t: float | torch.Tensor = 1.0) -> ParamEdit:
         """The same shift ``t * delta`` (delta with the weight's shape) for every sample."""
         index = torch.zeros(batch, dtype=torch.long, device=delta.device)
         tt = torch.as_tensor(t, dtype=delta.dtype, device=delta.device).expand(batch)
         return ParamEdit(layer, delta.unsqueeze(0), index, tt)
 
-    def to(self, device: torch.device) -> "ParamEdit":
+    def to(self, device: torch.device) -> ParamEdit:
         return ParamEdit(self.layer, self.delta.to(device), self.index.to(device), self.t.to(device))
 
     def per_sample(self) -> torch.Tensor:

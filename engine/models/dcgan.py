@@ -15,7 +15,15 @@ from torch import nn
 
 from engine.errors import CheckpointError
 from engine.hashing import file_sha256
-from engine.models.base import EditArg, Generator, LayerInfo, apply_conv_edit, as_edit_list, conv_transpose_fn, edits_for
+from engine.models.base import (
+    EditArg,
+    Generator,
+    LayerInfo,
+    apply_conv_edit,
+    as_edit_list,
+    conv_transpose_fn,
+    edits_for,
+)
 from engine.models.registry import CheckpointFormat, register_format, register_model
 
 
@@ -38,7 +46,7 @@ class DCGANGenerator(Generator):
         convs = [i for i, m in enumerate(self.main) if isinstance(m, nn.ConvTranspose2d)]
         self.default_edit_layer = f"main.{convs[len(convs) // 2]}"
 
-    def train(self, mode: bool = True) -> "DCGANGenerator":
+    def train(self, mode: bool = True) -> DCGANGenerator:
         # A generator in this program is always evaluated with its running BatchNorm statistics.
         return super().train(False)
 

@@ -13,9 +13,9 @@ A checkpoint format registers how to recognise and load a file::
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -26,7 +26,7 @@ from engine.errors import AtlasError, CheckpointError
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    factory: Callable[[], "Generator"]  # noqa: F821 - engine.models.base.Generator
+    factory: Callable[[], Generator]  # noqa: F821 - engine.models.base.Generator
     description: str = ""
 
 
@@ -37,7 +37,7 @@ class CheckpointFormat:
     name: str
     suffixes: tuple[str, ...]
     probe: Callable[[Path], bool]
-    load: Callable[[Path], "Generator"]  # noqa: F821
+    load: Callable[[Path], Generator]  # noqa: F821
 
 
 _MODELS: dict[str, ModelEntry] = {}

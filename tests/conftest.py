@@ -1,0 +1,49 @@
+"""Shared test set-up: offscreen Qt, small thread budget, fixture paths and tiny generators."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    """``../shared/fixtures`` beside the repository (present in CI)."""
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"{SHARED_FIXTURES} is not present")
+    return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def digiface():
+    """The real default model (weights from the gan-face-generate wheel)."""
+    from engine.models import load_generator
+
+    return load_generator("digiface-dcgan-64", device="cpu")
+
+
+@pytest.fixture
+def tiny_dcgan():
+    """A DCGAN with random weights and randomised BatchNorm statistics: 16x16, latent 8."""
+    from engine.models.dcgan import DCGANGenerator
+
+    torch.manual_seed(0)
+    g = DCGANGenerator(nz=8, ngf=4, nc=3, n_up=2)
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_(1, 0.2)
+                m.bias.normal_(0, 0.1)
+    g.name, g.identity = "tiny-dcgan", "0" * 64
+    return g.eval()
