@@ -57,16 +57,27 @@ def main() -> None:
         print(f"  batch {batch:>3}: raw forward {batch / t_raw:8.1f} img/s   render {batch / t_app:8.1f} img/s   "
               f"render/raw = {t_raw / t_app:.2f}")
 
-    layer = args.layer or gen.default_edit_layer
+    layers = [args.layer] if args.layer else [i.name for i in gen.editable_layers()]
+    shifts = torch.linspace(-0.3, 0.3, args.shifts).tolist()
+    print(f"\n2. parameter-edit grid: {args.k} directions x {args.shifts} shifts x M seeds, "
+          "batched (shared prefix, one conv(x, D) per seed and direction) vs naive in-place patch loop")
+    for layer in layers:
+        for n_seeds in sorted({1, args.seeds}):
+            t_b, t_n = grid_vs_naive(gen, layer, args.k, shifts, n_seeds)
+            n_img = args.k * len(shifts) * n_seeds
+            mark = "  (default layer)" if layer == gen.default_edit_layer else ""
+            print(f"  {layer:<24} M={n_seeds}: batched {n_img / t_b:7.1f} img/s   naive {n_img / t_n:7.1f} img/s   "
+                  f"speed-up = {t_n / t_b:.2f}x{mark}")
+
+
+def grid_vs_naive(gen, layer: str, k: int, shifts: list[float], n_seeds: int) -> tuple[float, float]:
     W = gen.layer_weight(layer)
     torch.manual_seed(0)
     dirs = []
-    for _ in range(args.k):
+    for _ in range(k):
         d = torch.randn_like(W)
         dirs.append(Direction("param", layer=layer, delta=d * (W.norm() / d.norm())))
-    shifts = torch.linspace(-0.3, 0.3, args.shifts).tolist()
-    z = gen.seed_latents(range(args.seeds))
-    n_img = args.k * args.shifts * args.seeds
+    z = gen.seed_latents(range(n_seeds))
 
     def batched():
         return run_job(render_grid(gen, z, dirs, shifts, batch_size=64))
@@ -81,11 +92,7 @@ def main() -> None:
                     W.sub_(t * d.delta)
         return out
 
-    t_b = timed(batched, 2)
-    t_n = timed(naive, 2)
-    print(f"\n2. parameter-edit grid on {layer}: {args.k} directions x {args.shifts} shifts x {args.seeds} seeds = {n_img} images")
-    print(f"  batched {t_b * 1000:8.0f} ms ({n_img / t_b:7.1f} img/s)   naive patch loop {t_n * 1000:8.0f} ms "
-          f"({n_img / t_n:7.1f} img/s)   speed-up = {t_n / t_b:.2f}x")
+    return timed(batched, 2), timed(naive, 2)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,13 @@ def render_batch(
             codes = codes + _wplus_offsets(shifts, codes, gen.num_ws)
 
     edits = _param_edits(shifts, dev)
+    if edits and gen.supports_shared_prefix and not any(e.delta.requires_grad or e.t.requires_grad for e in edits):
+        # Grids repeat each code across many (direction, t): run the layers before the edit once per code.
+        flat = codes.reshape(B, -1)
+        distinct, source = torch.unique(flat, dim=0, return_inverse=True)
+        if distinct.shape[0] < B:
+            codes = distinct.reshape(-1, *codes.shape[1:])
+            edits = [ParamEdit(e.layer, e.delta, e.index, e.t, source) for e in edits]
     return gen.decode(codes, code_space, psi=psi, cutoff=cutoff, noise=noise, edit=edits,
                       noise_generator=noise_generator)
 

@@ -62,12 +62,18 @@ class ParamEdit:
 
     ``delta``: ``[U, *weight_shape]``; ``index``: long ``[B]`` in ``[0, U)``; ``t``: ``[B]``.
     All three may carry gradients (the Hessian method differentiates through ``delta``).
+
+    ``source`` (optional, long ``[B]``) is the *shared-prefix* form used for grids: the model was
+    given only the distinct codes ``[M, ...]`` and sample b continues from code ``source[b]``.
+    Layers before the first edited layer then run once per distinct code, and at that layer the
+    batch is expanded to B rows. Only models with ``supports_shared_prefix`` accept it.
     """
 
     layer: str
     delta: torch.Tensor
     index: torch.Tensor
     t: torch.Tensor
+    source: torch.Tensor | None = None
 
     @staticmethod
     def single(layer: str, delta: torch.Tensor, batch: int, t: float | torch.Tensor = 1.0) -> ParamEdit:
@@ -77,7 +83,8 @@ class ParamEdit:
         return ParamEdit(layer, delta.unsqueeze(0), index, tt)
 
     def to(self, device: torch.device) -> ParamEdit:
-        return ParamEdit(self.layer, self.delta.to(device), self.index.to(device), self.t.to(device))
+        src = None if self.source is None else self.source.to(device)
+        return ParamEdit(self.layer, self.delta.to(device), self.index.to(device), self.t.to(device), src)
 
     def per_sample(self) -> torch.Tensor:
         """``[B, *weight_shape]``: each sample's own shift (materialised; for modulated convs)."""
@@ -101,19 +108,35 @@ def edits_for(edits: list[ParamEdit], layer: str) -> list[ParamEdit]:
     return [e for e in edits if e.layer == layer]
 
 
+def shared_source(edits: list[ParamEdit]) -> torch.Tensor | None:
+    """The common ``source`` of a list of edits (see ``ParamEdit``), or ``None``."""
+    sources = [e.source for e in edits if e.source is not None]
+    if not sources:
+        return None
+    if len(sources) != len(edits) or any(s is not sources[0] and not torch.equal(s, sources[0]) for s in sources):
+        raise ValueError("all parameter edits of one call must share the same source index")
+    return sources[0]
+
+
 def apply_conv_edit(
     x: torch.Tensor,
     out: torch.Tensor,
     edits: list[ParamEdit],
     conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    source: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Add parameter edits to the output of a plain (or transposed) convolution.
 
     A convolution is linear in its weight, ``conv(x, W + t D) = conv(x, W) + t conv(x, D)``,
     so the unshifted output ``out`` is computed once for the whole batch and each distinct
-    delta is convolved only with the samples that use it. ``conv(x, weight)`` must be the
-    layer's own convolution without bias. Shapes: ``x [B, ...]``, ``out [B, ...]``.
+    delta is convolved only with the inputs that use it. ``conv(x, weight)`` must be the
+    layer's own convolution without bias. Shapes: ``x [N, ...]``, ``out [N, ...]``; with
+    ``source [B]`` (shared-prefix form) ``x``/``out`` hold the N distinct inputs, sample b
+    continues from row ``source[b]``, ``conv(x, D)`` is computed once per distinct
+    (input, delta) pair whatever the number of shifts t, and the result has B rows.
     """
+    if source is not None:
+        out = out[source]
     for edit in edits:
         index = edit.index
         t = edit.t.to(out.dtype)
@@ -125,7 +148,12 @@ def apply_conv_edit(
                 rows = rows[t[rows] != 0]
                 if rows.numel() == 0:
                     continue
-            d_out = conv(x[rows], edit.delta[u].to(x.dtype))
+            delta = edit.delta[u].to(x.dtype)
+            if source is None:
+                d_out = conv(x[rows], delta)
+            else:
+                inputs, which = torch.unique(source[rows], return_inverse=True)
+                d_out = conv(x[inputs], delta)[which]
             scale = t[rows].reshape((-1,) + (1,) * (out.dim() - 1))
             extra = extra.index_add(0, rows, d_out * scale)
         out = out + extra
@@ -161,6 +189,7 @@ class Generator(nn.Module):
     img_channels: int = 3
     default_edit_layer: str | None = None
     source: str = ""  # the path or built-in name it was loaded from
+    supports_shared_prefix: bool = False  # synthesis accepts ParamEdit.source (see ParamEdit)
 
     # ---- spaces -------------------------------------------------------------------------
     @property

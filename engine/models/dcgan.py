@@ -23,12 +23,15 @@ from engine.models.base import (
     as_edit_list,
     conv_transpose_fn,
     edits_for,
+    shared_source,
 )
 from engine.models.registry import CheckpointFormat, register_format, register_model
 
 
 class DCGANGenerator(Generator):
     """``z [B, nz] -> image [B, nc, 64, 64]`` (for ``n_up = 4``)."""
+
+    supports_shared_prefix = True
 
     def __init__(self, nz: int = 100, ngf: int = 64, nc: int = 3, n_up: int = 4) -> None:
         super().__init__()
@@ -75,10 +78,12 @@ class DCGANGenerator(Generator):
         edits = as_edit_list(edit)
         for e in edits:
             self.layer_info(e.layer)
+        source = shared_source(edits)  # rows expand to the full batch at the first edited layer
         for i, m in enumerate(self.main):
             mine = edits_for(edits, f"main.{i}") if edits else []
             if mine:
-                x = apply_conv_edit(x, m(x), mine, conv_transpose_fn(m.stride[0], m.padding[0]))
+                x = apply_conv_edit(x, m(x), mine, conv_transpose_fn(m.stride[0], m.padding[0]), source)
+                source = None
             else:
                 x = m(x)
         return x
