@@ -42,8 +42,9 @@ NOISE_MODES = ("const", "random", "none")
 class LayerInfo:
     """A layer whose weight parameter-space methods may shift.
 
-    ``kind`` is ``"conv"``, ``"conv_transpose"`` or ``"modconv"`` (StyleGAN2 modulated conv,
-    weight ``[C_out, C_in, k, k]``); ``resolution`` is the layer's output resolution.
+    ``kind`` is ``"conv"``, ``"conv_transpose"``, ``"modconv"`` (StyleGAN2 modulated conv,
+    weight ``[C_out, C_in, k, k]``) or ``"torgb"`` (StyleGAN2 toRGB: modulated 1x1 conv without
+    demodulation, ``[img_channels, C_in, 1, 1]``); ``resolution`` is the layer's output resolution.
     """
 
     name: str

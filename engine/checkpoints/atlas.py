@@ -1,0 +1,70 @@
+"""GAN Atlas's own StyleGAN2 checkpoint: configuration + state dict in one torch file.
+
+Layout (``torch.save`` of plain data, readable with ``torch.load(weights_only=True)``)::
+
+    {"format": "gan-atlas-stylegan2", "version": 1,
+     "config": StyleGAN2Config.to_dict(), "state_dict": StyleGAN2Generator.state_dict(),
+     "w_avg_source": str, "meta": {...plain data: training command, dataset, steps...}}
+
+This is what the project's own trained generators are saved as (``save_stylegan2``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from engine.checkpoints.torchfile import load_weights_only, pickle_strings
+from engine.errors import CheckpointError
+from engine.hashing import file_sha256
+from engine.models.registry import CheckpointFormat, register_format
+from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+
+FORMAT = "gan-atlas-stylegan2"
+VERSION = 1
+
+
+def save_stylegan2(gen: StyleGAN2Generator, path: str | Path, *, meta: dict | None = None) -> Path:
+    """Write ``gen`` (config, weights, w_avg) to ``path`` atomically; ``meta`` must be plain data."""
+    path = Path(path)
+    state = {k: v.detach().to("cpu").clone() for k, v in gen.state_dict().items()}
+    blob = {"format": FORMAT, "version": VERSION, "config": gen.config.to_dict(), "state_dict": state,
+            "w_avg_source": gen.w_avg_source, "meta": dict(meta or {})}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_stylegan2(path: str | Path) -> StyleGAN2Generator:
+    """A ``StyleGAN2Generator`` (eval mode, CPU) from a file written by ``save_stylegan2``."""
+    path = Path(path)
+    blob = load_weights_only(path, what="GAN Atlas StyleGAN2")
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")
+    if blob.get("version") != VERSION:
+        raise CheckpointError(f"{path}: {FORMAT} version {blob.get('version')} is not supported (this program reads {VERSION})")
+    try:
+        cfg = StyleGAN2Config.from_dict(blob["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: damaged configuration ({exc})") from None
+    gen = StyleGAN2Generator(cfg, name=path.stem)
+    try:
+        gen.load_state_dict(blob["state_dict"], strict=True)
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit the stored configuration ({str(exc).splitlines()[0]})") from None
+    gen.w_avg_source = str(blob.get("w_avg_source", "stored in the checkpoint"))
+    gen.meta = dict(blob.get("meta") or {})
+    gen.format = FORMAT
+    gen.identity = file_sha256(path)
+    gen.source = str(path)
+    return gen.eval()
+
+
+def probe_atlas(path: Path) -> bool:
+    strings = pickle_strings(path)
+    return strings is not None and FORMAT in strings and "state_dict" in strings
+
+
+register_format(CheckpointFormat(FORMAT, (".pt", ".pth"), probe_atlas, load_stylegan2))

@@ -1,0 +1,621 @@
+"""StyleGAN2 generator (Karras et al. 2020), our own implementation.
+
+Mapping network: z -> 2nd-moment normalisation -> ``mapping_layers`` equalized-lr fully connected
+layers (lr multiplier 0.01, leaky ReLU 0.2 times sqrt 2) -> w. Synthesis network: a learned 4x4
+constant, then one block per resolution 4, 8, ..., R. Every 3x3 convolution is *modulated* (its
+input channels scaled by a per-sample style ``A(w)``) and *demodulated* (each output filter
+rescaled to unit norm), followed by per-pixel noise times a learned strength, a bias and a leaky
+ReLU with gain sqrt 2 (optionally clamped to ``conv_clamp``). Up-sampling convolutions are
+stride-2 transposed convolutions followed by the FIR low-pass filter [1, 3, 3, 1] (outer product,
+normalised, times 4). toRGB layers are modulated 1x1 convolutions without demodulation.
+
+Architectures (``StyleGAN2Config.architecture``):
+
+* ``skip`` (default; rosinality's only one): every block has a toRGB and the image is the sum of
+  the up-sampled images of all blocks;
+* ``orig``: only the last block has a toRGB;
+* ``resnet``: blocks after the first add a 1x1 up-sampling shortcut (gain sqrt 0.5) to their
+  second conv, which also runs with gain sqrt 0.5 (and clamp ``conv_clamp * sqrt 0.5``); only
+  the last block has a toRGB.
+
+Layer names and w indices
+-------------------------
+Layers are named after the block resolution ``r`` (``synthesis.b{r}.*``, as in NVIDIA's code):
+
+=========================  ============  ============================================
+layer                      reads ws[i]   weight
+=========================  ============  ============================================
+``synthesis.b4.conv1``     0             ``[C4, C4, 3, 3]``
+``synthesis.b4.torgb``     1             ``[img_channels, C4, 1, 1]`` (skip, or R = 4)
+``synthesis.b{r}.conv0``   2k - 1        ``[C_r, C_{r/2}, 3, 3]`` up-sampling, k = log2(r) - 2
+``synthesis.b{r}.conv1``   2k            ``[C_r, C_r, 3, 3]``
+``synthesis.b{r}.torgb``   2k + 1        ``[img_channels, C_r, 1, 1]``
+=========================  ============  ============================================
+
+so ``num_ws = 2 log2(R) - 2`` and each toRGB shares its w with the next block's first conv.
+The 3x3 convolutions are the editable layers of kind ``"modconv"`` (toRGB layers are editable too,
+kind ``"torgb"``). A parameter edit adds each sample's ``W + t * delta`` to the weight *before*
+modulation and demodulation, inside the same grouped convolution, so one forward pass serves a
+batch of different (direction, t) pairs and stays differentiable in ``delta`` and ``t``.
+
+Weights are stored as in both public PyTorch ports ("equalized learning rate"): parameters are
+N(0, 1) at initialisation and the forward pass multiplies them by ``lr_mul / sqrt(fan_in)``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.errors import AtlasError
+from engine.models.base import (
+    NOISE_MODES,
+    EditArg,
+    Generator,
+    LayerInfo,
+    ParamEdit,
+    as_edit_list,
+    edits_for,
+    per_sample_shift,
+)
+
+ARCHITECTURES = ("skip", "orig", "resnet")
+SQRT2 = math.sqrt(2.0)
+SQRT_HALF = math.sqrt(0.5)
+
+# rosinality's width table at channel_multiplier 1 (the multiplier scales resolutions >= 64)
+ROSINALITY_WIDTHS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+
+
+@dataclass(frozen=True)
+class StyleGAN2Config:
+    """Everything that decides the shapes and the forward computation of a StyleGAN2 generator.
+
+    ``channels`` maps each block resolution 4, 8, ..., ``resolution`` to its width.
+    ``fp16_resolutions`` records the blocks a checkpoint ran in float16; we compute them in float32.
+    """
+
+    resolution: int
+    channels: dict[int, int]
+    z_dim: int = 512
+    w_dim: int = 512
+    mapping_layers: int = 8
+    mapping_hidden: int | None = None  # width of the inner mapping layers; None = w_dim
+    mapping_lr_mul: float = 0.01
+    architecture: str = "skip"
+    conv_clamp: float | None = None
+    img_channels: int = 3
+    use_noise: bool = True
+    w_avg_beta: float = 0.995
+    fp16_resolutions: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        R = self.resolution
+        if R < 4 or R & (R - 1):
+            raise AtlasError(f"StyleGAN2 resolution {R} is not a power of two >= 4")
+        want = set(self.block_resolutions)
+        chans = {int(k): int(v) for k, v in self.channels.items()}
+        if set(chans) != want:
+            raise AtlasError(f"StyleGAN2 channels given for {sorted(chans)}, expected {sorted(want)}")
+        object.__setattr__(self, "channels", dict(sorted(chans.items())))
+        if self.architecture not in ARCHITECTURES:
+            raise AtlasError(f"unknown StyleGAN2 architecture '{self.architecture}'; choose one of {', '.join(ARCHITECTURES)}")
+        if self.mapping_layers < 1:
+            raise AtlasError("a StyleGAN2 mapping network needs at least one layer")
+        object.__setattr__(self, "fp16_resolutions", tuple(int(r) for r in self.fp16_resolutions))
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        return [2**i for i in range(2, int(math.log2(self.resolution)) + 1)]
+
+    @property
+    def num_ws(self) -> int:
+        return 2 * int(math.log2(self.resolution)) - 2
+
+    @property
+    def hidden(self) -> int:
+        return self.mapping_hidden or self.w_dim
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able data (``channels`` keys become strings)."""
+        d = asdict(self)
+        d["channels"] = {str(k): v for k, v in self.channels.items()}
+        d["fp16_resolutions"] = list(self.fp16_resolutions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StyleGAN2Config:
+        d = dict(d)
+        d["channels"] = {int(k): int(v) for k, v in d["channels"].items()}
+        d["fp16_resolutions"] = tuple(d.get("fp16_resolutions", ()))
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise AtlasError(f"unknown StyleGAN2 configuration fields: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    @classmethod
+    def standard(cls, resolution: int, *, channel_base: int = 32768, channel_max: int = 512, **kw) -> StyleGAN2Config:
+        """NVIDIA's width rule: ``C_r = min(channel_base // r, channel_max)``."""
+        res = [2**i for i in range(2, int(math.log2(resolution)) + 1)]
+        return cls(resolution=resolution, channels={r: min(channel_base // r, channel_max) for r in res}, **kw)
+
+    def rosinality_multiplier(self) -> int | None:
+        """The ``channel_multiplier`` whose rosinality width table gives ``channels``, if any."""
+        for m in (1, 2, 4):
+            if all(r in ROSINALITY_WIDTHS and c == (ROSINALITY_WIDTHS[r] * (m if r >= 64 else 1))
+                   for r, c in self.channels.items()):
+                return m
+        return None
+
+
+# ---- building blocks ---------------------------------------------------------------------
+
+def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``x / sqrt(mean(x^2) + eps)`` over the feature axis (the paper's PixelNorm of z)."""
+    return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
+
+
+def lrelu_gain(x: torch.Tensor, bias: torch.Tensor | None, gain: float = 1.0, clamp: float | None = None) -> torch.Tensor:
+    """``clamp(leaky_relu(x + bias, 0.2) * sqrt(2) * gain)`` with bias over channel axis 1."""
+    if bias is not None:
+        x = x + bias.reshape((1, -1) + (1,) * (x.dim() - 2))
+    x = F.leaky_relu(x, 0.2) * (SQRT2 * gain)
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def fir_filter(taps=(1.0, 3.0, 3.0, 1.0)) -> torch.Tensor:
+    """The separable low-pass ``outer(taps, taps)``, normalised to sum 1: ``[k, k]``."""
+    f = torch.tensor(taps, dtype=torch.float32)
+    f = torch.outer(f, f)
+    return f / f.sum()
+
+
+def blur(x: torch.Tensor, f: torch.Tensor, pad: tuple[int, int], gain: float = 1.0) -> torch.Tensor:
+    """Filter every channel of ``x [N, C, H, W]`` with the symmetric FIR ``f [k, k]``.
+
+    The input is padded by ``pad[0]`` before and ``pad[1]`` after in both axes; the output is
+    ``[N, C, H + pad[0] + pad[1] - k + 1, ...]``. A symmetric filter makes correlation and
+    convolution the same, so there is no flip.
+    """
+    N, C, H, W = x.shape
+    y = F.pad(x.reshape(N * C, 1, H, W), [pad[0], pad[1], pad[0], pad[1]])
+    y = F.conv2d(y, (f * gain).to(x.dtype)[None, None])
+    return y.reshape(N, C, y.shape[2], y.shape[3])
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """2x up-sampling by zero insertion and the FIR ``f`` (gain 4): ``[N, C, H, W] -> [N, C, 2H, 2W]``.
+
+    Zero insertion then filtering with padding (2, 1) is a stride-2 transposed convolution with
+    padding 1, which is what runs.
+    """
+    N, C, H, W = x.shape
+    k = f.shape[-1]
+    y = F.conv_transpose2d(x.reshape(N * C, 1, H, W), (f * 4).to(x.dtype)[None, None], stride=2, padding=(k - 2) // 2)
+    return y.reshape(N, C, 2 * H, 2 * W)
+
+
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    *,
+    demodulate: bool = True,
+    up: bool = False,
+    shift: torch.Tensor | None = None,
+    resample_filter: torch.Tensor | None = None,
+    fused: bool = True,
+) -> torch.Tensor:
+    """The modulated (and demodulated) convolution of StyleGAN2.
+
+    ``x [B, I, H, W]``, ``weight [O, I, k, k]``, ``styles [B, I]`` (gains already applied),
+    ``shift [B, O, I, k, k]`` or ``None``: sample b convolves with
+    ``(weight + shift[b]) * styles[b]``, demodulated per output channel. ``up`` doubles the
+    resolution (transposed conv, then the FIR). Returns ``[B, O, H', W']``.
+
+    ``fused`` builds the per-sample weights and runs one grouped convolution (always used with a
+    shift); otherwise the activations are scaled before and after one shared convolution, which
+    is the same function and faster for training.
+    """
+    B, Cin, H, W = x.shape
+    Cout, _, kh, kw = weight.shape
+    pad = kh // 2
+    if fused or shift is not None:
+        w = weight.unsqueeze(0) if shift is None else weight.unsqueeze(0) + shift  # [B|1, O, I, k, k]
+        w = w * styles.reshape(B, 1, Cin, 1, 1)
+        if demodulate:
+            w = w * (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(B, Cout, 1, 1, 1)
+        x = x.reshape(1, B * Cin, H, W)
+        if up:
+            w = w.transpose(1, 2).reshape(B * Cin, Cout, kh, kw)
+            x = F.conv_transpose2d(x, w, stride=2, groups=B)
+        else:
+            x = F.conv2d(x, w.reshape(B * Cout, Cin, kh, kw), padding=pad, groups=B)
+        x = x.reshape(B, Cout, x.shape[2], x.shape[3])
+    else:
+        x = x * styles.reshape(B, Cin, 1, 1)
+        if up:
+            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+        else:
+            x = F.conv2d(x, weight, padding=pad)
+        if demodulate:
+            # sum_{i,k} (W[o,i,k] s[b,i])^2 = (s^2 @ sum_k W^2 ^T)[b, o]
+            dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+            x = x * dcoefs.reshape(B, Cout, 1, 1)
+    if up:
+        # transposed 3x3 stride-2 output is 2H+1; the FIR with padding (1, 1) brings it to 2H
+        k = resample_filter.shape[-1]
+        p = (k - 2) - (kh - 1)
+        x = blur(x, resample_filter, ((p + 1) // 2 + 1, p // 2 + 1), gain=4.0)
+    return x
+
+
+class EqualLinear(nn.Module):
+    """Fully connected layer with equalized learning rate: ``y = x (W g)^T + b lr_mul``, g = lr_mul/sqrt(in)."""
+
+    def __init__(self, in_features: int, out_features: int, *, bias_init: float = 0.0, lr_mul: float = 1.0,
+                 activation: str = "linear") -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init)))
+        self.lr_mul = lr_mul
+        self.weight_gain = lr_mul / math.sqrt(in_features)
+        self.activation = activation
+
+    def effective_weight(self) -> torch.Tensor:
+        """``[out, in]`` the matrix actually applied (gain folded in)."""
+        return self.weight * self.weight_gain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.linear(x, self.weight * self.weight_gain, self.bias * self.lr_mul)
+        return F.leaky_relu(x, 0.2) * SQRT2 if self.activation == "lrelu" else x
+
+
+class MappingNetwork(nn.Module):
+    """``z [B, z_dim] -> w [B, w_dim]``: normalise, then ``num_layers`` leaky-ReLU EqualLinear layers."""
+
+    def __init__(self, z_dim: int, w_dim: int, num_layers: int, hidden: int, lr_mul: float) -> None:
+        super().__init__()
+        dims = [z_dim] + [hidden] * (num_layers - 1) + [w_dim]
+        self.fcs = nn.ModuleList(
+            EqualLinear(dims[i], dims[i + 1], lr_mul=lr_mul, activation="lrelu") for i in range(num_layers)
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = normalize_2nd_moment(z.to(self.fcs[0].weight.dtype))
+        for fc in self.fcs:
+            x = fc(x)
+        return x
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 conv (optionally 2x up-sampling) + noise + bias + leaky ReLU (+ clamp)."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, up: bool = False,
+                 use_noise: bool = True, conv_clamp: float | None = None, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.resolution = resolution
+        self.up = up
+        self.conv_clamp = conv_clamp
+        self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.use_noise = use_noise
+        if use_noise:
+            self.noise_strength = nn.Parameter(torch.zeros([]))
+            self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        self.register_buffer("resample_filter", fir_filter(), persistent=False)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, *, noise: str, shift: torch.Tensor | None = None,
+                fused: bool = True, gain: float = 1.0, noise_generator: torch.Generator | None = None) -> torch.Tensor:
+        styles = self.affine(w) * self.weight_gain  # [B, I]
+        x = modulated_conv2d(x, self.weight, styles, up=self.up, shift=shift,
+                             resample_filter=self.resample_filter, fused=fused)
+        if self.use_noise and noise != "none":
+            if noise == "const":
+                n = self.noise_const
+            else:
+                n = random_noise((x.shape[0], 1, self.resolution, self.resolution), x, noise_generator)
+            x = x + n * self.noise_strength
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return lrelu_gain(x, self.bias, gain, clamp)
+
+
+class ToRGBLayer(nn.Module):
+    """Modulated 1x1 conv without demodulation, plus bias (+ clamp)."""
+
+    def __init__(self, in_channels: int, img_channels: int, w_dim: int, *, conv_clamp: float | None = None) -> None:
+        super().__init__()
+        self.conv_clamp = conv_clamp
+        self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(img_channels, in_channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(img_channels))
+        self.weight_gain = 1.0 / math.sqrt(in_channels)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, *, shift: torch.Tensor | None = None,
+                fused: bool = True) -> torch.Tensor:
+        styles = self.affine(w) * self.weight_gain
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, shift=shift, fused=fused)
+        x = x + self.bias.reshape(1, -1, 1, 1)
+        if self.conv_clamp is not None:
+            x = x.clamp(-self.conv_clamp, self.conv_clamp)
+        return x
+
+
+class SkipLayer(nn.Module):
+    """The resnet shortcut: 1x1 conv (no bias), 2x up-sampling with the FIR, gain sqrt 0.5."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
+        self.weight_gain = 1.0 / math.sqrt(in_channels)
+        self.register_buffer("resample_filter", fir_filter(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.conv2d(x, self.weight * (self.weight_gain * SQRT_HALF))
+        return upsample2d(x, self.resample_filter)
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution: [const | conv0 (up)] -> conv1 -> [torgb], with the architecture's image path."""
+
+    def __init__(self, in_channels: int, out_channels: int, cfg: StyleGAN2Config, resolution: int) -> None:
+        super().__init__()
+        self.resolution = resolution
+        self.architecture = cfg.architecture
+        self.is_first = in_channels == 0
+        self.is_last = resolution == cfg.resolution
+        if self.is_first:
+            self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, cfg.w_dim, resolution, up=True,
+                                        use_noise=cfg.use_noise, conv_clamp=cfg.conv_clamp)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, cfg.w_dim, resolution,
+                                    use_noise=cfg.use_noise, conv_clamp=cfg.conv_clamp)
+        self.has_torgb = self.is_last or cfg.architecture == "skip"
+        if self.has_torgb:
+            self.torgb = ToRGBLayer(out_channels, cfg.img_channels, cfg.w_dim, conv_clamp=cfg.conv_clamp)
+        if not self.is_first and cfg.architecture == "resnet":
+            self.skip = SkipLayer(in_channels, out_channels)
+        self.register_buffer("resample_filter", fir_filter(), persistent=False)
+
+    def layers(self) -> Iterator[tuple[str, nn.Module]]:
+        """``(short name, layer)`` of the w-consuming layers in ws order."""
+        if not self.is_first:
+            yield "conv0", self.conv0
+        yield "conv1", self.conv1
+        if self.has_torgb:
+            yield "torgb", self.torgb
+
+
+class _Synthesis(nn.Module):
+    def __init__(self, cfg: StyleGAN2Config) -> None:
+        super().__init__()
+        self.resolutions = cfg.block_resolutions
+        for r in self.resolutions:
+            cin = cfg.channels[r // 2] if r > 4 else 0
+            self.add_module(f"b{r}", SynthesisBlock(cin, cfg.channels[r], cfg, r))
+
+    def blocks(self) -> Iterator[SynthesisBlock]:
+        for r in self.resolutions:
+            yield getattr(self, f"b{r}")
+
+
+# ---- the generator -----------------------------------------------------------------------
+
+class StyleGAN2Generator(Generator):
+    """StyleGAN2 with the generator protocol of ``engine.models.base``.
+
+    ``StyleGAN2Generator(config)`` builds a freshly initialised, trainable network
+    (equalized-lr weights N(0, 1), biases 0, style biases 1, noise strengths 0, w_avg 0); loaders
+    build it from a configuration inferred from a checkpoint and copy the weights in. ``w_avg``
+    (``truncation_center``) is tracked with ``config.w_avg_beta`` while the module is in training
+    mode, as in NVIDIA's training code.
+
+    ``fused_modconv``: ``None`` (default) uses per-sample grouped convolutions in eval mode and
+    scaled activations around one shared convolution in training mode; edited layers always use
+    the grouped form.
+    """
+
+    def __init__(self, config: StyleGAN2Config, *, name: str = "stylegan2") -> None:
+        super().__init__()
+        self.config = config
+        self.name = name
+        self.z_dim = config.z_dim
+        self.w_dim = config.w_dim
+        self.num_ws = config.num_ws
+        self.resolution = config.resolution
+        self.img_channels = config.img_channels
+        self.mapping_net = MappingNetwork(config.z_dim, config.w_dim, config.mapping_layers, config.hidden,
+                                          config.mapping_lr_mul)
+        self.synthesis_net = _Synthesis(config)
+        self.register_buffer("w_avg", torch.zeros(config.w_dim))
+        self.w_avg_source = "tracked during training" if config.w_avg_beta else "none"
+        self.fused_modconv: bool | None = None
+        self.format = "gan-atlas"  # which checkpoint format it came from (set by loaders)
+        self.default_edit_layer = self._pick_default_edit_layer()
+        self._layers = self._index_layers()
+
+    # ---- layer bookkeeping ---------------------------------------------------------------
+    def _index_layers(self) -> dict[str, tuple[nn.Module, int, int]]:
+        """name -> (module, ws index, output resolution), in ws order."""
+        out: dict[str, tuple[nn.Module, int, int]] = {}
+        for k, block in enumerate(self.synthesis_net.blocks()):
+            for short, layer in block.layers():
+                idx = {"conv0": 2 * k - 1, "conv1": 2 * k, "torgb": 2 * k + 1}[short]
+                out[f"synthesis.b{block.resolution}.{short}"] = (layer, idx, block.resolution)
+        return out
+
+    def _pick_default_edit_layer(self) -> str:
+        # The first conv at R/4 (kept within 8..32 px): edits there change shape and layout
+        # without being either global colour shifts (toRGB) or pixel noise (top blocks).
+        R = self.config.resolution
+        if R == 4:
+            return "synthesis.b4.conv1"
+        r = min(max(R // 4, 8), 32)
+        return f"synthesis.b{r}.conv0"
+
+    def layer_module(self, name: str) -> nn.Module:
+        if name not in self._layers:
+            self.layer_info(name)  # raises the listing error
+        return self._layers[name][0]
+
+    def editable_layers(self) -> list[LayerInfo]:
+        """Every modulated conv (``"modconv"``, ``[C_out, C_in, 3, 3]``) and toRGB (``"torgb"``, ``[C, C_in, 1, 1]``), in ws order."""
+        return [LayerInfo(name, "torgb" if name.endswith("torgb") else "modconv", tuple(m.weight.shape), res)
+                for name, (m, _, res) in self._layers.items()]
+
+    def layer_weight(self, name: str) -> torch.Tensor:
+        """The stored weight ``[C_out, C_in, k, k]`` of a layer; an edit shifts exactly this tensor."""
+        return self.layer_module(name).weight
+
+    def style_affines(self) -> list[tuple[str, int, torch.Tensor]]:
+        """``(layer name, ws index, A [C_in, w_dim])`` for every layer that reads a w, in ws order.
+
+        ``A`` is the affine layer's weight as applied (equalized-lr gain folded in): the layer's
+        style is ``A @ w + b``. toRGB layers further multiply their style by the constant
+        ``1/sqrt(C_in)``, which is not folded in. SeFa and GANSpace use these.
+        """
+        return [(name, idx, m.affine.effective_weight()) for name, (m, idx, _) in self._layers.items()]
+
+    # ---- spaces ----------------------------------------------------------------------------
+    @property
+    def truncation_center(self) -> torch.Tensor:
+        return self.w_avg
+
+    def mapping(self, z: torch.Tensor, *, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
+        """``z [B, z_dim] -> ws [B, num_ws, w_dim]``; truncation ``w_avg.lerp(w, psi)`` on ws[:, :cutoff] (all if None)."""
+        if z.dim() != 2 or z.shape[1] != self.z_dim:
+            raise AtlasError(f"model '{self.name}' expects z of shape [B, {self.z_dim}], got {list(z.shape)}")
+        w = self.mapping_net(z)
+        if self.training and self.config.w_avg_beta:
+            with torch.no_grad():
+                self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, self.config.w_avg_beta))
+        ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
+        if psi != 1:
+            center = self.w_avg.to(ws.dtype)
+            if cutoff is None:
+                ws = center.lerp(ws, psi)
+            else:
+                ws = torch.cat([center.lerp(ws[:, :cutoff], psi), ws[:, cutoff:]], dim=1)
+        return ws
+
+    def mix(self, z: torch.Tensor, z2: torch.Tensor, index: int, *, psi: float = 1.0,
+            cutoff: int | None = None) -> torch.Tensor:
+        """Style mixing: ``ws [B, num_ws, w_dim]`` taking layers ``[:index]`` from z and the rest from z2."""
+        return mix_styles(self.mapping(z, psi=psi, cutoff=cutoff), self.mapping(z2, psi=psi, cutoff=cutoff), index)
+
+    # ---- synthesis -------------------------------------------------------------------------
+    def synthesis(self, ws: torch.Tensor, *, noise: str = "const", edit: EditArg = None,
+                  noise_generator: torch.Generator | None = None) -> torch.Tensor:
+        """``ws [B, num_ws, w_dim] -> images [B, img_channels, R, R]`` (raw, nominally [-1, 1]).
+
+        ``noise``: ``const`` (the stored noise maps), ``random`` (fresh N(0, 1) maps, from
+        ``noise_generator`` if given) or ``none``. ``edit``: parameter edits of named layers.
+        """
+        if ws.dim() != 3 or tuple(ws.shape[1:]) != (self.num_ws, self.w_dim):
+            raise AtlasError(f"model '{self.name}' expects ws of shape [B, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        if noise not in NOISE_MODES:
+            raise AtlasError(f"unknown noise mode '{noise}'; choose one of {', '.join(NOISE_MODES)}")
+        ws = ws.to(self.w_avg.dtype)
+        B = ws.shape[0]
+        edits = as_edit_list(edit)
+        for e in edits:
+            self._check_edit(e, B)
+        fused = (not self.training) if self.fused_modconv is None else self.fused_modconv
+
+        def run(block: SynthesisBlock, short: str, inp: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+            name = f"synthesis.b{block.resolution}.{short}"
+            layer, idx, _ = self._layers[name]
+            mine = edits_for(edits, name) if edits else []
+            shift = per_sample_shift(mine, B, layer.weight.shape, layer.weight) if mine else None
+            if short == "torgb":
+                return layer(inp, ws[:, idx], shift=shift, fused=fused)
+            return layer(inp, ws[:, idx], noise=noise, shift=shift, fused=fused, gain=gain,
+                         noise_generator=noise_generator)
+
+        x = img = None
+        for block in self.synthesis_net.blocks():
+            if block.is_first:
+                x = block.const.unsqueeze(0).repeat(B, 1, 1, 1)
+                x = run(block, "conv1", x)
+            elif block.architecture == "resnet":
+                y = block.skip(x)
+                x = run(block, "conv0", x)
+                x = run(block, "conv1", x, gain=SQRT_HALF)
+                x = y + x
+            else:
+                x = run(block, "conv0", x)
+                x = run(block, "conv1", x)
+            if img is not None:
+                img = upsample2d(img, block.resample_filter)
+            if block.has_torgb:
+                y = run(block, "torgb", x)
+                img = y if img is None else img + y
+        return img
+
+    def _check_edit(self, e: ParamEdit, batch: int) -> None:
+        info = self.layer_info(e.layer)
+        if tuple(e.delta.shape[1:]) != info.shape:
+            raise AtlasError(f"edit of layer '{e.layer}': delta has shape {list(e.delta.shape[1:])}, "
+                             f"the layer's weight is {list(info.shape)}")
+        if e.index.shape != (batch,) or e.t.shape != (batch,):
+            raise AtlasError(f"edit of layer '{e.layer}': index and t must have shape [{batch}] (the batch)")
+
+    # ---- description -----------------------------------------------------------------------
+    def describe(self) -> dict:
+        c = self.config
+        d = super().describe()
+        d["format"] = self.format
+        d["architecture"] = c.architecture
+        d["channels"] = {f"{r}px": w for r, w in c.channels.items()}
+        mult = c.rosinality_multiplier()
+        if mult is not None and c.architecture == "skip":
+            d["channel_multiplier"] = mult
+        d["mapping_layers"] = c.mapping_layers
+        d["mapping_lr_mul"] = c.mapping_lr_mul
+        d["conv_clamp"] = c.conv_clamp
+        d["noise_inputs"] = c.use_noise
+        d["fp16_blocks"] = (", ".join(f"b{r}" for r in c.fp16_resolutions) + " (computed in float32 here)"
+                            if c.fp16_resolutions else "none")
+        d["w_avg_source"] = self.w_avg_source
+        # keep the layer list last for readers of the plain-text listing
+        d["editable_layers"] = d.pop("editable_layers")
+        d["default_edit_layer"] = d.pop("default_edit_layer")
+        return d
+
+
+def mix_styles(ws_a: torch.Tensor, ws_b: torch.Tensor, index: int) -> torch.Tensor:
+    """``ws [B, num_ws, w_dim]`` with layers ``[:index]`` from ``ws_a`` and ``[index:]`` from ``ws_b``."""
+    return torch.cat([ws_a[:, :index], ws_b[:, index:]], dim=1)
+
+
+def random_noise(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """N(0, 1) noise of ``shape`` on ``like``'s device, drawn from ``generator`` where given."""
+    if generator is None:
+        return torch.randn(shape, device=like.device, dtype=like.dtype)
+    return torch.randn(shape, generator=generator, device=generator.device, dtype=like.dtype).to(like.device)
+
+
+def state_dict_template(config: StyleGAN2Config) -> dict[str, torch.Size]:
+    """The parameter and buffer names and shapes of ``StyleGAN2Generator(config)`` (meta tensors, cheap)."""
+    with torch.device("meta"):
+        g = StyleGAN2Generator(config)
+    return {k: v.shape for k, v in g.state_dict().items()}
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "StyleGAN2Config",
+    "StyleGAN2Generator",
+    "mix_styles",
+    "modulated_conv2d",
+]
