@@ -35,6 +35,20 @@ def pickle_strings(path: str | Path) -> set[str] | None:
         return None
 
 
+def head_contains(path: str | Path, needles: tuple[bytes, ...], size: int = 1 << 20) -> bool:
+    """True if the first ``size`` bytes hold every needle.
+
+    A torch zip stores ``data.pkl`` first and uncompressed, so a damaged or truncated archive
+    whose central directory is gone can still be recognised (and then reported as damaged).
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(size)
+    except OSError:
+        return False
+    return all(n in head for n in needles)
+
+
 def load_weights_only(path: str | Path, *, what: str) -> Any:
     """``torch.load(weights_only=True)`` with ``argparse.Namespace`` allowed (train.py's ``args``).
 
@@ -46,5 +60,13 @@ def load_weights_only(path: str | Path, *, what: str) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise CheckpointError(f"{path}: not a readable {what} checkpoint ({exc.__class__.__name__}: {msg})") from None
+        raise CheckpointError(f"{path}: not a readable {what} checkpoint, damaged or truncated? "
+                              f"({short_reason(exc)})") from None
+
+
+def short_reason(exc: BaseException, limit: int = 160) -> str:
+    """``"Type: first sentence of the message"`` for one-line error reports."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if len(msg) > limit and ". " in msg:
+        msg = msg[: msg.index(". ") + 1]
+    return f"{exc.__class__.__name__}: {msg[:limit]}" if msg else exc.__class__.__name__

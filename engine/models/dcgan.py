@@ -138,6 +138,11 @@ def digiface_dcgan_64() -> DCGANGenerator:
 
 
 def _probe_dcgan(path: Path) -> bool:
+    from engine.checkpoints.torchfile import pickle_strings
+
+    strings = pickle_strings(path)  # key names of a torch zip, without loading its tensors
+    if strings is not None:
+        return "main.0.weight" in strings
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
     except Exception:  # noqa: BLE001

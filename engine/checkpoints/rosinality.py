@@ -1,0 +1,178 @@
+"""rosinality/stylegan2-pytorch ``.pt`` checkpoints -> ``StyleGAN2Generator``.
+
+Two layouts are read, both with ``torch.load(weights_only=True)`` (``argparse.Namespace``
+allow-listed for train.py's ``args``):
+
+* convert_weight.py: ``{"g_ema": state_dict, "latent_avg": [style_dim]}``;
+* train.py: ``{"g", "d", "g_optim", "d_optim", "args", ...}`` without ``latent_avg``.
+
+Only ``g_ema`` (the exponential moving average of the generator, what the reference samples from)
+is read; ``g`` never is. Size, style_dim, n_mlp, widths (hence channel_multiplier) and image
+channels come from the tensor shapes; nothing has to be passed by the user. The mapping
+network's lr multiplier is not stored in the file; the reference default 0.01 is assumed (it is
+the only value train.py can produce). Without ``latent_avg`` the truncation centre is the mean
+of ``mapping(z)`` over ``MEAN_SAMPLES`` latents from a fixed seed, and ``describe()`` says so.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from engine.checkpoints.torchfile import head_contains, load_weights_only, pickle_strings
+from engine.errors import CheckpointError
+from engine.hashing import file_sha256
+from engine.models.registry import CheckpointFormat, register_format
+from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, fir_filter
+
+FORMAT = "rosinality-stylegan2"
+MEAN_SAMPLES = 10000
+MEAN_SEED = 0
+
+
+def infer_config(sd: dict[str, torch.Tensor], path: Path) -> StyleGAN2Config:
+    """The configuration of a rosinality ``g_ema`` state dict, from its key names and shapes."""
+    need = ("style.1.weight", "input.input", "conv1.conv.weight", "to_rgb1.conv.weight")
+    missing = [k for k in need if k not in sd]
+    if missing:
+        raise CheckpointError(f"{path}: g_ema is not a rosinality StyleGAN2 generator (missing {', '.join(missing)})")
+    n_mlp = 0
+    while f"style.{n_mlp + 1}.weight" in sd:
+        n_mlp += 1
+    style_dim = int(sd["style.1.weight"].shape[1])
+    n_rgbs = len({m.group(1) for k in sd if (m := re.match(r"to_rgbs\.(\d+)\.", k))})
+    resolution = 2 ** (2 + n_rgbs)
+    channels = {4: int(sd["input.input"].shape[1])}
+    for j in range(n_rgbs):
+        key = f"convs.{2 * j}.conv.weight"
+        if key not in sd:
+            raise CheckpointError(f"{path}: g_ema has to_rgbs.{j} but no {key}")
+        channels[2 ** (j + 3)] = int(sd[key].shape[1])
+    return StyleGAN2Config(
+        resolution=resolution,
+        channels=channels,
+        z_dim=style_dim,
+        w_dim=style_dim,
+        mapping_layers=n_mlp,
+        mapping_lr_mul=0.01,
+        architecture="skip",
+        img_channels=int(sd["to_rgb1.conv.weight"].shape[1]),
+        use_noise="conv1.noise.weight" in sd,
+    )
+
+
+def convert_state_dict(sd: dict[str, torch.Tensor], cfg: StyleGAN2Config) -> dict[str, torch.Tensor]:
+    """Rename (and reshape) a rosinality ``g_ema`` state dict to ``StyleGAN2Generator``'s keys."""
+    out: dict[str, torch.Tensor] = {}
+    for i in range(cfg.mapping_layers):
+        out[f"mapping_net.fcs.{i}.weight"] = sd[f"style.{i + 1}.weight"]
+        out[f"mapping_net.fcs.{i}.bias"] = sd[f"style.{i + 1}.bias"]
+    out["synthesis_net.b4.const"] = sd["input.input"][0]
+
+    def conv(src: str, dst: str, noise_index: int) -> None:
+        out[f"{dst}.weight"] = sd[f"{src}.conv.weight"][0]
+        out[f"{dst}.affine.weight"] = sd[f"{src}.conv.modulation.weight"]
+        out[f"{dst}.affine.bias"] = sd[f"{src}.conv.modulation.bias"]
+        out[f"{dst}.bias"] = sd[f"{src}.activate.bias"]
+        if cfg.use_noise:
+            out[f"{dst}.noise_strength"] = sd[f"{src}.noise.weight"].reshape([])
+            out[f"{dst}.noise_const"] = sd[f"noises.noise_{noise_index}"][0, 0]
+
+    def torgb(src: str, dst: str) -> None:
+        out[f"{dst}.weight"] = sd[f"{src}.conv.weight"][0]
+        out[f"{dst}.affine.weight"] = sd[f"{src}.conv.modulation.weight"]
+        out[f"{dst}.affine.bias"] = sd[f"{src}.conv.modulation.bias"]
+        out[f"{dst}.bias"] = sd[f"{src}.bias"].reshape(-1)
+
+    conv("conv1", "synthesis_net.b4.conv1", 0)
+    torgb("to_rgb1", "synthesis_net.b4.torgb")
+    for j, r in enumerate(cfg.block_resolutions[1:]):
+        conv(f"convs.{2 * j}", f"synthesis_net.b{r}.conv0", 2 * j + 1)
+        conv(f"convs.{2 * j + 1}", f"synthesis_net.b{r}.conv1", 2 * j + 2)
+        torgb(f"to_rgbs.{j}", f"synthesis_net.b{r}.torgb")
+    return out
+
+
+def _check_filters(sd: dict[str, torch.Tensor], path: Path) -> None:
+    # The reference stores its FIR kernels as buffers; we build [1,3,3,1] ourselves, so refuse
+    # a file whose filters differ rather than render it wrongly.
+    want = fir_filter() * 4
+    for k, v in sd.items():
+        if k.endswith(".blur.kernel") or k.endswith(".upsample.kernel"):
+            if v.shape != want.shape or not torch.allclose(v.float(), want, atol=1e-6):
+                raise CheckpointError(f"{path}: {k} is not the [1,3,3,1] filter this loader supports")
+
+
+def load_rosinality(path: str | Path) -> StyleGAN2Generator:
+    """A ``StyleGAN2Generator`` (eval mode, CPU) from a rosinality ``.pt`` file's ``g_ema``."""
+    path = Path(path)
+    ckpt = load_weights_only(path, what="rosinality StyleGAN2")
+    if not isinstance(ckpt, dict) or "g_ema" not in ckpt:
+        keys = ", ".join(map(str, list(ckpt)[:8])) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path}: no 'g_ema' generator in this rosinality checkpoint (found {keys})")
+    sd = ckpt["g_ema"]
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{path}: 'g_ema' is not a state dict")
+    cfg = infer_config(sd, path)
+    _check_filters(sd, path)
+    try:
+        state = convert_state_dict(sd, cfg)
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: g_ema lacks {exc.args[0]} (expected for a {cfg.resolution}px generator)") from None
+    gen = StyleGAN2Generator(cfg, name=path.stem)
+    latent_avg = ckpt.get("latent_avg")
+    if latent_avg is not None:
+        state["w_avg"] = torch.as_tensor(latent_avg).reshape(-1)
+    else:
+        state["w_avg"] = torch.zeros(cfg.w_dim)
+    try:
+        gen.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise CheckpointError(f"{path}: g_ema does not fit the inferred {cfg.resolution}px architecture "
+                              f"({' '.join(first[1:3]) if len(first) > 1 else first[0]})") from None
+    gen.eval()
+    if latent_avg is not None:
+        gen.w_avg_source = "latent_avg stored in the checkpoint"
+    else:
+        with torch.no_grad():
+            gen.w_avg.copy_(mean_w(gen, MEAN_SAMPLES, MEAN_SEED))
+        gen.w_avg_source = (f"computed: mean of mapping(z) over {MEAN_SAMPLES} z (seed {MEAN_SEED}); "
+                            "the checkpoint has no latent_avg")
+    args = ckpt.get("args")
+    size = getattr(args, "size", None)
+    if size is not None and int(size) != cfg.resolution:
+        raise CheckpointError(f"{path}: args.size is {size} but g_ema's weights are for {cfg.resolution}px")
+    gen.format = FORMAT + (" (train.py layout)" if "g" in ckpt or args is not None else " (convert_weight.py layout)")
+    gen.identity = file_sha256(path)
+    gen.source = str(path)
+    return gen
+
+
+@torch.no_grad()
+def mean_w(gen: StyleGAN2Generator, n: int, seed: int, chunk: int = 2000) -> torch.Tensor:
+    """``[w_dim]`` the mean of ``mapping(z)`` over ``n`` standard normal z drawn from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    total = torch.zeros(gen.w_dim, dtype=torch.float64)
+    for start in range(0, n, chunk):
+        z = torch.randn(min(chunk, n - start), gen.z_dim, generator=g)
+        total += gen.mapping_net(z.to(gen.device)).double().sum(dim=0).cpu()
+    return (total / n).float()
+
+
+def probe_rosinality(path: Path) -> bool:
+    """True for a torch file holding a rosinality ``g_ema`` (scans key names; loads nothing)."""
+    strings = pickle_strings(path)
+    if strings is not None:
+        return "g_ema" in strings and "style.1.weight" in strings and "input.input" in strings
+    if head_contains(path, (b"PK\x03\x04", b"data.pkl", b"g_ema", b"style.1.weight")):
+        return True  # a damaged zip of ours: let the loader say what is wrong with it
+    try:
+        ckpt = load_weights_only(path, what="rosinality StyleGAN2")
+    except CheckpointError:
+        return False
+    return isinstance(ckpt, dict) and isinstance(ckpt.get("g_ema"), dict) and "style.1.weight" in ckpt["g_ema"]
+
+
+register_format(CheckpointFormat(FORMAT, (".pt", ".pth"), probe_rosinality, load_rosinality))
