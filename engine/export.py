@@ -1,11 +1,36 @@
-"""Writing images, grids and morph videos to disk."""
+"""Writing images, grids and morph videos to disk.
+
+Every pixel written here comes from ``engine.render`` (``render_batch`` / ``render_grid`` /
+``to_uint8`` / ``grid_image``); this module only resizes, tiles and encodes.
+
+Morph videos
+------------
+A morph shows one direction swept ``-T .. T .. -T`` (``render.sweep``: a seamless loop) or a
+path through several directions (``render.path_shifts``: ramp each one up in turn, then back),
+for one or several seeds tiled side by side. MP4 goes through imageio's ffmpeg plugin with the
+ffmpeg binary bundled in ``imageio-ffmpeg`` (libx264, yuv420p, so both sides are made even);
+GIF through imageio's Pillow plugin (GIF frame delays are whole centiseconds, so the real frame
+rate is ``100 / round(100 / fps)``). Files are written under a temporary name and renamed when
+complete, so a cancelled or failed export never leaves a truncated video behind.
+"""
 from __future__ import annotations
 
+import csv
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
+import torch
 
+from engine.directions import Direction, DirectionSet
 from engine.errors import AtlasError
+from engine.jobs import Progress
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def save_image(image: np.ndarray, path: str | Path) -> Path:
@@ -31,3 +56,259 @@ def seed_mosaic(images: np.ndarray, columns: int | None = None, pad: int = 2) ->
     cells = np.full((rows * cols, *images.shape[1:]), 255, np.uint8)
     cells[:n] = images
     return compose_grid(cells.reshape(rows, cols, *images.shape[1:]), pad=pad)
+
+
+# ---- pixels ------------------------------------------------------------------------------
+def resize(images: np.ndarray, size: int | None, *, smooth: bool = True) -> np.ndarray:
+    """Scale ``[..., H, W, 3]`` uint8 images so that their height is ``size`` px.
+
+    ``smooth`` uses Lanczos filtering (photographs); otherwise nearest neighbour, which keeps
+    a low-resolution generator's pixels crisp. ``size=None`` or the current height is a no-op.
+    """
+    from PIL import Image
+
+    H, W = images.shape[-3:-1]
+    if size is None or int(size) == H:
+        return images
+    size = int(size)
+    if size < 1:
+        raise AtlasError(f"output size {size} px: must be at least 1")
+    width = max(1, round(W * size / H))
+    flat = images.reshape(-1, H, W, images.shape[-1])
+    method = Image.Resampling.LANCZOS if smooth else Image.Resampling.NEAREST
+    out = np.stack([np.asarray(Image.fromarray(im).resize((width, size), method)) for im in flat])
+    return out.reshape(*images.shape[:-3], size, width, images.shape[-1])
+
+
+def tile_row(images: np.ndarray, pad: int = 4, background: int = 0) -> np.ndarray:
+    """``[M, H, W, 3]`` -> ``[H, M*W + (M-1)*pad, 3]``: the seeds side by side."""
+    M, H, W, C = images.shape
+    out = np.full((H, M * W + (M - 1) * pad, C), background, np.uint8)
+    for m in range(M):
+        out[:, m * (W + pad):m * (W + pad) + W] = images[m]
+    return out
+
+
+def make_even(image: np.ndarray, background: int = 0) -> np.ndarray:
+    """Pad ``[H, W, 3]`` by one row / column where needed so both sides are even (yuv420p)."""
+    H, W = image.shape[:2]
+    if H % 2 == 0 and W % 2 == 0:
+        return image
+    out = np.full((H + H % 2, W + W % 2, image.shape[2]), background, np.uint8)
+    out[:H, :W] = image
+    return out
+
+
+# ---- morphs ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MorphOptions:
+    """How a morph video looks.
+
+    ``frames`` per loop; ``fps`` frames per second; ``size`` the height in px of each seed's
+    tile (``None``: the generator's resolution, at least 256 px); ``smooth`` Lanczos vs nearest
+    upscaling; ``T`` the largest shift in the direction's units (``None``: each direction's
+    suggested range, ``max(|lo|, |hi|)``); ``pad`` px between seeds.
+    """
+
+    frames: int = 60
+    fps: float = 30.0
+    size: int | None = None
+    smooth: bool = True
+    T: float | None = None
+    pad: int = 4
+
+    def check(self) -> None:
+        if self.frames < 2:
+            raise AtlasError(f"frames {self.frames}: a morph needs at least 2 frames")
+        if not self.fps > 0:
+            raise AtlasError(f"fps {self.fps}: must be positive")
+        if self.size is not None and self.size < 8:
+            raise AtlasError(f"size {self.size} px: must be at least 8")
+
+
+def direction_extent(d: Direction) -> float:
+    """The default largest shift of a direction: ``max(|lo|, |hi|)`` of its suggested range."""
+    return float(max(abs(d.range[0]), abs(d.range[1])))
+
+
+def morph_shifts(directions: Sequence[Direction], frames: int, T: float | None = None) -> list[list[tuple[Direction, float]]]:
+    """The shifts of each frame: one direction swept ``-T..T..-T``, or a path through several."""
+    from engine.render import path_shifts, sweep
+
+    if not directions:
+        raise AtlasError("a morph needs at least one direction")
+    if len(directions) == 1:
+        d = directions[0]
+        return [[(d, float(t))] for t in sweep(T if T is not None else direction_extent(d), frames)]
+    Ts = [T if T is not None else direction_extent(d) for d in directions]
+    return path_shifts(directions, Ts, frames)
+
+
+def render_morph(gen, codes: torch.Tensor, directions: Sequence[Direction], opts: MorphOptions = MorphOptions(), *,
+                 space: str = "z", psi: float = 1.0, noise: str = "const",
+                 batch_size: int = 16) -> Iterator[Progress]:
+    """Job: the frames of a morph, yielded in chunks; returns nothing (see ``export_morph``).
+
+    ``codes [M, ...]`` in ``space``. Each ``Progress.partial`` is a uint8 array
+    ``[n, H_out, W_out, 3]`` of the next frames (seeds tiled side by side, sides even).
+    """
+    from engine.render import render_batch, to_uint8
+
+    opts.check()
+    rows = morph_shifts(directions, opts.frames, opts.T)
+    M = codes.shape[0]
+    if M < 1:
+        raise AtlasError("a morph needs at least one seed")
+    size = opts.size or max(gen.resolution, 256)
+    frames_per_batch = max(1, batch_size // M)
+    F = len(rows)
+    yield Progress(0, F, stage="render")
+    with torch.no_grad():
+        for start in range(0, F, frames_per_batch):
+            chunk = rows[start:start + frames_per_batch]
+            batch_codes = codes.repeat(len(chunk), *([1] * (codes.dim() - 1)))  # frame-major, seed-minor
+            shifts = [row for row in chunk for _ in range(M)]
+            imgs = to_uint8(render_batch(gen, batch_codes, shifts, space=space, psi=psi, noise=noise))
+            imgs = resize(imgs, size, smooth=opts.smooth).reshape(len(chunk), M, size, -1, 3)
+            out = np.stack([make_even(tile_row(f, opts.pad)) for f in imgs])
+            yield Progress(start + len(chunk), F, stage="render", partial=out)
+
+
+def export_morph(gen, codes: torch.Tensor, directions: Sequence[Direction], path: str | Path,
+                 opts: MorphOptions = MorphOptions(), *, space: str = "z", psi: float = 1.0,
+                 noise: str = "const", batch_size: int = 16) -> Iterator[Progress]:
+    """Job: write a morph video (``.mp4`` or ``.gif`` by suffix); returns the path.
+
+    See ``render_morph`` for the arguments. Cancelling (closing the job) removes the partial file.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise AtlasError(f"{path}: a video must end with {' or '.join(VIDEO_SUFFIXES)}")
+    opts.check()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial{suffix}")
+    writer = _open_writer(tmp, suffix, opts.fps)
+    done = False
+    try:
+        job = render_morph(gen, codes, directions, opts, space=space, psi=psi, noise=noise, batch_size=batch_size)
+        for rec in job:
+            if rec.partial is not None:
+                for frame in rec.partial:
+                    writer.append_data(frame)
+            yield Progress(rec.step, rec.total, stage="video", message=path.name)
+        writer.close()
+        os.replace(tmp, path)
+        done = True
+    finally:
+        if not done:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - the file is being thrown away anyway
+                pass
+            tmp.unlink(missing_ok=True)
+    return path
+
+
+def _open_writer(path: Path, suffix: str, fps: float):
+    import imageio.v2 as iio
+
+    try:
+        if suffix == ".mp4":
+            # macro_block_size=2: frames are already even, so imageio must not rescale them
+            return iio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                                  pixelformat="yuv420p", macro_block_size=2, quality=8)
+        return iio.get_writer(path, format="GIF", mode="I", duration=1000.0 / fps, loop=0)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise AtlasError(f"{path}: cannot open a {suffix} writer ({exc})") from None
+
+
+# ---- grids -------------------------------------------------------------------------------
+def export_grid(gen, codes: torch.Tensor, directions: Sequence[Direction], shifts: Sequence[float],
+                path: str | Path, *, size: int | None = None, smooth: bool = True, space: str = "z",
+                psi: float = 1.0, noise: str = "const", batch_size: int = 32) -> Iterator[Progress]:
+    """Job: a PNG grid, rows = (direction, seed), columns = shifts; returns the path.
+
+    ``size`` is each cell's height in px (``None``: the generator's resolution).
+    """
+    from engine.render import grid_image, render_grid
+
+    if not directions:
+        raise AtlasError("a grid needs at least one direction")
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise AtlasError(f"{path}: a grid image must end with one of {', '.join(IMAGE_SUFFIXES)}")
+    grid = yield from render_grid(gen, codes, list(directions), list(shifts), space=space, psi=psi,
+                                  noise=noise, batch_size=batch_size)
+    grid = resize(grid, size, smooth=smooth)
+    save_image(grid_image(grid), path)
+    return path
+
+
+# ---- batches -----------------------------------------------------------------------------
+def interpretable_indices(dset: DirectionSet) -> list[int]:
+    """Indices of the directions a person marked interpretable (``yes``)."""
+    return [k for k, d in enumerate(dset.directions) if d.annotation.interpretable == "yes"]
+
+
+def slug(text: str, fallback: str = "") -> str:
+    """A file-name-safe version of a direction's name."""
+    s = re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip()).strip("-._")
+    return s[:48] or fallback
+
+
+def export_interpretable(gen, dset: DirectionSet, codes: torch.Tensor, folder: str | Path, *,
+                         fmt: str = "mp4", opts: MorphOptions = MorphOptions(),
+                         shifts: Sequence[float] | None = None, space: str = "z", psi: float = 1.0,
+                         noise: str = "const", batch_size: int = 16) -> Iterator[Progress]:
+    """Job: one file per direction marked interpretable, plus ``index.csv``; returns the paths.
+
+    ``fmt`` is ``mp4``, ``gif`` (morphs with ``opts``) or ``png`` (a grid over ``shifts``, default
+    7 steps across each direction's range). Files are named ``KKK-name.ext``.
+    """
+    from engine.render import materialize
+
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in ("mp4", "gif", "png"):
+        raise AtlasError(f"batch format '{fmt}': choose mp4, gif or png")
+    chosen = interpretable_indices(dset)
+    if not chosen:
+        where = dset.path.name if dset.path else dset.title
+        raise AtlasError(f"{where}: no direction is marked interpretable (yes); tag some first")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    opts.check()
+    per = opts.frames if fmt != "png" else 1
+    total = per * len(chosen)
+    written: list[Path] = []
+    rows = []
+    yield Progress(0, total, stage="batch")
+    for i, k in enumerate(chosen):
+        d = materialize(dset, k)
+        name = d.annotation.name
+        path = folder / f"{k:03d}-{slug(name, 'direction')}.{fmt}"
+        if fmt == "png":
+            row = np.asarray(shifts) if shifts is not None else np.linspace(d.range[0], d.range[1], 7)
+            job = export_grid(gen, codes, [d], row, path, size=opts.size, smooth=opts.smooth, space=space,
+                              psi=psi, noise=noise, batch_size=batch_size)
+        else:
+            job = export_morph(gen, codes, [d], path, opts, space=space, psi=psi, noise=noise, batch_size=batch_size)
+        try:
+            while True:
+                try:
+                    rec = next(job)
+                except StopIteration:
+                    break
+                frac = rec.fraction if fmt != "png" else 0.0
+                yield Progress(i * per + int(frac * per), total, stage="batch",
+                               message=f"{path.name} ({i + 1}/{len(chosen)})")
+        finally:
+            job.close()
+        written.append(path)
+        rows.append((k, name, d.annotation.rating or "", ";".join(d.annotation.tags), path.name))
+        yield Progress((i + 1) * per, total, stage="batch", message=f"{path.name} ({i + 1}/{len(chosen)})")
+    with open(folder / "index.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "name", "rating", "tags", "file"])
+        w.writerows(rows)
+    return written

@@ -1,0 +1,127 @@
+"""Morph videos, grids and batch exports (engine.export) and the ``export`` command."""
+from __future__ import annotations
+
+import imageio.v2 as iio
+import numpy as np
+import pytest
+import torch
+
+from engine.directions import DirectionSet, model_ref
+from engine.errors import AtlasError
+from engine.export import (MorphOptions, export_grid, export_interpretable, export_morph, make_even, morph_shifts,
+                           render_morph, resize, tile_row)
+from engine.jobs import run_job
+from engine.models.dcgan import DCGANGenerator
+from engine.render import render_batch, to_uint8
+
+
+@pytest.fixture(scope="module")
+def gen():
+    torch.manual_seed(0)
+    g = DCGANGenerator(nz=8, ngf=8, n_up=2).eval()  # 16 x 16 images
+    g.name, g.identity = "tiny", "tiny-id"
+    return g
+
+
+@pytest.fixture()
+def dset(gen, tmp_path):
+    torch.manual_seed(1)
+    v = torch.nn.functional.normalize(torch.randn(4, gen.z_dim), dim=1)
+    s = DirectionSet.latent("test", model_ref(gen), v, range_=(-4.0, 4.0))
+    s.directions[1].annotation.interpretable = "yes"
+    s.directions[1].annotation.name = "smile / wide"
+    s.directions[3].annotation.interpretable = "yes"
+    s.directions[2].annotation.interpretable = "unsure"
+    s.save(tmp_path / "set.json")
+    return s
+
+
+def test_resize_tile_even():
+    img = np.arange(2 * 3 * 5 * 3, dtype=np.uint8).reshape(2, 3, 5, 3)
+    big = resize(img, 6, smooth=False)
+    assert big.shape == (2, 6, 10, 3)
+    assert (big[:, ::2, ::2] == img).all()  # nearest keeps the pixels
+    row = tile_row(img, pad=1)
+    assert row.shape == (3, 11, 3) and (row[:, 6:] == img[1]).all()
+    assert make_even(row).shape == (4, 12, 3)
+
+
+def test_morph_frames_match_render_batch(gen, dset):
+    codes = gen.seed_latents([3, 4])
+    opts = MorphOptions(frames=6, size=16, T=2.0, pad=2)
+    chunks = []
+    job = render_morph(gen, codes, [dset[0]], opts, batch_size=4)
+    run_job(job, lambda rec: chunks.append(rec.partial) if rec.partial is not None else None)
+    frames = np.concatenate(chunks)
+    assert frames.shape == (6, 16, 34, 3)
+    # frame 0 is t = -T for both seeds, tiled left to right
+    ref = to_uint8(render_batch(gen, codes, [[(dset[0], -2.0)]] * 2))
+    assert np.array_equal(frames[0, :, :16], ref[0]) and np.array_equal(frames[0, :, 18:34], ref[1])
+    ts = [row[0][1] for row in morph_shifts([dset[0]], 6, 2.0)]
+    assert ts[0] == pytest.approx(-2.0) and max(ts) == pytest.approx(2.0)
+
+
+def test_path_through_several_directions(gen, dset):
+    rows = morph_shifts([dset[0], dset[2]], 8)
+    assert rows[0] == []  # starts (and loops back) at the unedited image
+    peak = rows[4]
+    assert {id(d) for d, _ in peak} == {id(dset[0]), id(dset[2])}
+    assert all(t == pytest.approx(4.0) for _, t in peak)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_video_frame_count(gen, dset, tmp_path, suffix):
+    out = tmp_path / f"morph{suffix}"
+    opts = MorphOptions(frames=20, fps=10, size=33)
+    path = run_job(export_morph(gen, gen.seed_latents([0, 1]), [dset[1]], out, opts))
+    assert path == out and out.exists()
+    frames = [f for f in iio.get_reader(out)]
+    assert len(frames) == 20
+    assert frames[0].shape[:2] == (34, 70)  # 33 + 4 + 33 = 70 wide, padded to even height 34
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_cancel_removes_partial_file(gen, dset, tmp_path):
+    out = tmp_path / "videos" / "cancelled.mp4"
+    job = export_morph(gen, gen.seed_latents([0]), [dset[1]], out, MorphOptions(frames=40, size=16), batch_size=4)
+    assert run_job(job, lambda rec: rec.step < 8) is None
+    assert not out.exists() and not list(out.parent.iterdir())
+
+
+def test_grid_png(gen, dset, tmp_path):
+    out = run_job(export_grid(gen, gen.seed_latents([0, 1]), [dset[0], dset[1]], [-2, 0, 2], tmp_path / "g.png", size=32,
+                              smooth=False))
+    img = iio.imread(out)
+    assert img.shape[:2] == (4 * 34 + 2, 3 * 34 + 2)
+
+
+def test_batch_exports_interpretable_only(gen, dset, tmp_path):
+    opts = MorphOptions(frames=4, size=16)
+    paths = run_job(export_interpretable(gen, dset, gen.seed_latents([0]), tmp_path / "batch", fmt="gif", opts=opts))
+    assert [p.name for p in paths] == ["001-smile-wide.gif", "003-direction.gif"]
+    index = (tmp_path / "batch" / "index.csv").read_text().splitlines()
+    assert index[0].startswith("index,name") and index[1].startswith("1,smile / wide")
+    for d in dset.directions:
+        d.annotation.interpretable = None
+    with pytest.raises(AtlasError, match="no direction is marked interpretable"):
+        run_job(export_interpretable(gen, dset, gen.seed_latents([0]), tmp_path / "none"))
+
+
+def test_export_cli(gen, dset, tmp_path, monkeypatch, capsys):
+    import cli.cmd_export as cmd
+    from cli.main import main
+
+    monkeypatch.setattr(cmd, "load_model_from_args", lambda args: gen)
+    set_path = str(dset.path)
+    assert main(["export", "--directions", set_path, "--index", "0", "--seeds", "0,1", "--frames", "12",
+                 "--fps", "6", "--size", "16", "--out", str(tmp_path / "m.mp4")]) == 0
+    assert sum(1 for _ in iio.get_reader(tmp_path / "m.mp4")) == 12
+    assert main(["export", "-d", set_path, "--index", "0,2,3", "--frames", "9", "--size", "16",
+                 "--out", str(tmp_path / "p.gif")]) == 0
+    assert len(iio.mimread(tmp_path / "p.gif")) == 9
+    assert main(["export", "-d", set_path, "--index", "0-1", "--shifts=-1:1:3", "--out", str(tmp_path / "g.png")]) == 0
+    assert iio.imread(tmp_path / "g.png").shape[:2] == (2 * 18 + 2, 3 * 18 + 2)
+    assert main(["export", "-d", set_path, "--interpretable", "--format", "png", "--out", str(tmp_path / "b")]) == 0
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["001-smile-wide.png", "003-direction.png", "index.csv"]
+    assert main(["export", "-d", set_path, "--index", "9", "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "out of range" in capsys.readouterr().err
