@@ -40,12 +40,17 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from engine.directions import DirectionSet
-    from engine.export import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, MorphOptions, export_grid, export_interpretable,
-                               export_morph)
-    from engine.render import materialize
-
     from cli.cmd_render import _warn_model_mismatch
+    from engine.directions import DirectionSet
+    from engine.export import (
+        IMAGE_SUFFIXES,
+        VIDEO_SUFFIXES,
+        MorphOptions,
+        export_grid,
+        export_interpretable,
+        export_morph,
+    )
+    from engine.render import materialize
 
     out = Path(args.out)
     suffix = out.suffix.lower()

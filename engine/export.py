@@ -18,9 +18,9 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -188,39 +188,57 @@ def export_morph(gen, codes: torch.Tensor, directions: Sequence[Direction], path
     opts.check()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial{suffix}")
-    writer = _open_writer(tmp, suffix, opts.fps)
+    # MP4 frames stream into ffmpeg; GIF needs every frame at once (its palette and frame deltas are
+    # computed over the whole clip), so they are collected and written at the end: cancelling a GIF
+    # then costs nothing.
+    writer = _open_mp4_writer(tmp, opts.fps) if suffix == ".mp4" else None
+    gif_frames: list[np.ndarray] = []
     done = False
     try:
         job = render_morph(gen, codes, directions, opts, space=space, psi=psi, noise=noise, batch_size=batch_size)
         for rec in job:
             if rec.partial is not None:
                 for frame in rec.partial:
-                    writer.append_data(frame)
+                    if writer is not None:
+                        writer.append_data(frame)
+                    else:
+                        gif_frames.append(frame)
             yield Progress(rec.step, rec.total, stage="video", message=path.name)
-        writer.close()
+        if writer is not None:
+            writer.close()
+        else:
+            _write_gif(tmp, gif_frames, opts.fps)
         os.replace(tmp, path)
         done = True
     finally:
         if not done:
-            try:
-                writer.close()
-            except Exception:  # noqa: BLE001 - the file is being thrown away anyway
-                pass
+            if writer is not None:
+                try:
+                    writer.close()
+                except Exception:  # noqa: BLE001 - the file is being thrown away anyway
+                    pass
             tmp.unlink(missing_ok=True)
     return path
 
 
-def _open_writer(path: Path, suffix: str, fps: float):
+def _open_mp4_writer(path: Path, fps: float):
     import imageio.v2 as iio
 
     try:
-        if suffix == ".mp4":
-            # macro_block_size=2: frames are already even, so imageio must not rescale them
-            return iio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                  pixelformat="yuv420p", macro_block_size=2, quality=8)
-        return iio.get_writer(path, format="GIF", mode="I", duration=1000.0 / fps, loop=0)
+        # macro_block_size=2: frames are already even, so imageio must not rescale them
+        return iio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                              pixelformat="yuv420p", macro_block_size=2, quality=8)
     except (OSError, RuntimeError, ValueError) as exc:
-        raise AtlasError(f"{path}: cannot open a {suffix} writer ({exc})") from None
+        raise AtlasError(f"{path}: cannot start the MP4 encoder ({exc})") from None
+
+
+def _write_gif(path: Path, frames: list[np.ndarray], fps: float) -> None:
+    import imageio.v3 as iio3
+
+    try:
+        iio3.imwrite(path, np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
+    except (OSError, ValueError) as exc:
+        raise AtlasError(f"{path}: cannot write the GIF ({exc})") from None
 
 
 # ---- grids -------------------------------------------------------------------------------

@@ -8,8 +8,17 @@ import torch
 
 from engine.directions import DirectionSet, model_ref
 from engine.errors import AtlasError
-from engine.export import (MorphOptions, export_grid, export_interpretable, export_morph, make_even, morph_shifts,
-                           render_morph, resize, tile_row)
+from engine.export import (
+    MorphOptions,
+    export_grid,
+    export_interpretable,
+    export_morph,
+    make_even,
+    morph_shifts,
+    render_morph,
+    resize,
+    tile_row,
+)
 from engine.jobs import run_job
 from engine.models.dcgan import DCGANGenerator
 from engine.render import render_batch, to_uint8

@@ -1,0 +1,89 @@
+"""Starting the editor: the QApplication, its look, the thread budget, the main window."""
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtCore import QThreadPool
+from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtWidgets import QApplication
+
+from desktop.settings import Settings
+from engine.device import cap_threads
+
+# Worker threads: a preview render, a grid page, a discovery and an export may run at once.
+POOL_THREADS = 4
+
+
+def dark_palette() -> QPalette:
+    p = QPalette()
+    c = {
+        QPalette.ColorRole.Window: "#1f2328", QPalette.ColorRole.WindowText: "#e6edf3",
+        QPalette.ColorRole.Base: "#161b22", QPalette.ColorRole.AlternateBase: "#1c2128",
+        QPalette.ColorRole.ToolTipBase: "#30363d", QPalette.ColorRole.ToolTipText: "#e6edf3",
+        QPalette.ColorRole.Text: "#e6edf3", QPalette.ColorRole.Button: "#2d333b",
+        QPalette.ColorRole.ButtonText: "#e6edf3", QPalette.ColorRole.BrightText: "#ff7b72",
+        QPalette.ColorRole.Highlight: "#2f81f7", QPalette.ColorRole.HighlightedText: "#ffffff",
+        QPalette.ColorRole.Link: "#58a6ff", QPalette.ColorRole.PlaceholderText: "#8b949e",
+        QPalette.ColorRole.Mid: "#8b949e", QPalette.ColorRole.Dark: "#0d1117", QPalette.ColorRole.Light: "#444c56",
+    }
+    for role, color in c.items():
+        p.setColor(role, QColor(color))
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6e7681"))
+    return p
+
+
+STYLE = """
+QDockWidget::title { padding: 5px 8px; background: #2d333b; }
+QDockWidget { titlebar-close-icon: none; }
+QTabBar::tab { padding: 5px 14px; }
+QHeaderView::section { background: #22272e; padding: 4px 6px; border: 0; border-right: 1px solid #30363d; }
+QProgressBar { border: 1px solid #30363d; border-radius: 3px; text-align: center; height: 16px; }
+QProgressBar::chunk { background: #2f81f7; }
+QToolTip { border: 1px solid #444c56; }
+"""
+
+
+def make_app(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName("GAN Atlas")
+    app.setOrganizationName("gan-atlas")
+    app.setStyle("Fusion")
+    app.setPalette(dark_palette())
+    app.setStyleSheet(STYLE)
+    f = QFont(app.font())
+    if f.pointSizeF() < 9.5:
+        f.setPointSizeF(9.5)
+        app.setFont(f)
+    return app
+
+
+def configure_threads(settings: Settings) -> int:
+    """Cap torch's threads (one core stays with the UI on small machines) and size the pool."""
+    n = cap_threads(settings.threads or None)
+    QThreadPool.globalInstance().setMaxThreadCount(POOL_THREADS)
+    return n
+
+
+def run(model: str | None = None, open_sets=(), *, device: str | None = None, threads: int | None = None,
+        panel: str | None = None, select: int | None = None) -> int:
+    """Open the editor and run the event loop; returns the exit code."""
+    app = make_app()
+    settings = Settings()
+    if device:
+        settings.device = device
+    if threads is not None:
+        settings.threads = threads
+    configure_threads(settings)
+    from desktop.main_window import MainWindow
+
+    win = MainWindow(settings, model=model, open_sets=open_sets)
+    win.show()
+    if panel:
+        win.show_dock(panel)
+    if select is not None:
+        def pick() -> None:
+            if win.ws.entries and select < len(win.ws.entries[-1].dset):
+                win.ws.select(win.ws.entries[-1], select)
+        win.ws.setsChanged.connect(pick)
+    return app.exec()

@@ -1,0 +1,562 @@
+"""The discovery panel: pick a method, fill its ``Params`` form, run it on a worker.
+
+The form is built from the method's frozen ``Params`` dataclass (ints, floats, bools, strings,
+``Literal`` / enum / ``metadata["choices"]`` choices, optional values and tuples), with each
+field's ``metadata["help"]`` as its tooltip. While the job runs, every scalar in
+``Progress.metrics`` is plotted against the step (loss, RCA, ...), array-valued metrics
+(an eigenvalue spectrum) are drawn as bars, and a partial ``DirectionSet`` appears in the browser
+at once (read-only until the job ends). The finished set is saved to the library and opened.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import math
+import typing
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.widgets import show_error
+from desktop.workers import JobRunner
+from desktop.workspace import SetEntry, Workspace
+from engine.directions import DirectionSet
+from engine.discovery.registry import MethodSpec, methods
+from engine.errors import AtlasError
+from engine.export import slug
+from engine.jobs import Eta, Progress
+
+pg.setConfigOptions(antialias=True)
+MAX_CURVES = 6
+
+
+def model_kind(gen) -> str:
+    """The model kind a ``MethodSpec.models`` list names ("dcgan", "stylegan2", "adapter", ...)."""
+    kind = getattr(gen, "kind", None)
+    if kind:
+        return str(kind)
+    name = type(gen).__name__.lower()
+    return name[:-len("generator")] if name.endswith("generator") else name
+
+
+def _is_scalar(v) -> bool:
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (int, float, np.floating, np.integer)):
+        return True
+    return hasattr(v, "ndim") and getattr(v, "ndim", 1) == 0
+
+
+def _as_array(v) -> np.ndarray | None:
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, (int, float)) for x in v):
+        return np.asarray(v, dtype=float)
+    if hasattr(v, "detach"):
+        v = v.detach().cpu().numpy()
+    if isinstance(v, np.ndarray) and v.ndim == 1 and v.size > 1:
+        return v.astype(float)
+    return None
+
+
+class ParamField:
+    """One form widget for one dataclass field; ``value()`` parses it back (AtlasError if bad)."""
+
+    def __init__(self, f: dataclasses.Field, hint, gen, parent: QWidget) -> None:
+        self.field = f
+        self.name = f.name
+        self.default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+        self.optional = False
+        origin = typing.get_origin(hint)
+        args = typing.get_args(hint)
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
+            self.optional = True
+            rest = [a for a in args if a is not type(None)]
+            hint = rest[0] if len(rest) == 1 else str
+            origin, args = typing.get_origin(hint), typing.get_args(hint)
+        self.hint = hint
+        choices = f.metadata.get("choices")
+        if choices is None and origin is typing.Literal:
+            choices = list(args)
+        if isinstance(hint, type) and issubclass(hint, enum.Enum):
+            choices = list(hint)
+        if choices is None and hint is str and "layer" in f.name and gen is not None and gen.editable_layers():
+            choices = [i.name for i in gen.editable_layers()]
+            self.editable_choice = True
+        else:
+            self.editable_choice = False
+        self.choices = list(choices) if choices is not None else None
+
+        if self.choices is not None:
+            w = QComboBox(parent)
+            w.setEditable(self.editable_choice or self.optional)
+            for c in self.choices:
+                w.addItem(c.name if isinstance(c, enum.Enum) else str(c), c)
+            self._set_combo(w, self.default)
+        elif hint is bool:
+            w = QCheckBox(parent)
+            w.setChecked(bool(self.default))
+        elif hint is int and not self.optional:
+            w = QSpinBox(parent)
+            w.setRange(-2_000_000_000, 2_000_000_000)
+            w.setValue(int(self.default or 0))
+            w.setMinimumWidth(90)
+        else:
+            w = QLineEdit(parent)
+            w.setText(self._text(self.default))
+            if self.optional:
+                w.setPlaceholderText("default (none)")
+        self.widget = w
+        helptext = f.metadata.get("help", "")
+        w.setToolTip(helptext)
+        w.setObjectName(f"param_{f.name}")
+
+    @staticmethod
+    def _text(v) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, (tuple, list)):
+            return ", ".join(str(x) for x in v)
+        return repr(v) if isinstance(v, float) else str(v)
+
+    def _set_combo(self, w: QComboBox, value) -> None:
+        for i in range(w.count()):
+            if w.itemData(i) == value:
+                w.setCurrentIndex(i)
+                return
+        if value is not None and w.isEditable():
+            w.setEditText(str(value))
+
+    def reset(self) -> None:
+        w = self.widget
+        if isinstance(w, QComboBox):
+            self._set_combo(w, self.default)
+        elif isinstance(w, QCheckBox):
+            w.setChecked(bool(self.default))
+        elif isinstance(w, QSpinBox):
+            w.setValue(int(self.default or 0))
+        else:
+            w.setText(self._text(self.default))
+
+    def value(self):
+        w = self.widget
+        if isinstance(w, QComboBox):
+            if w.isEditable() and w.currentText() != w.itemText(w.currentIndex()):
+                text = w.currentText().strip()
+                return None if (self.optional and not text) else self._parse(text, self.hint)
+            return w.currentData()
+        if isinstance(w, QCheckBox):
+            return w.isChecked()
+        if isinstance(w, QSpinBox):
+            return int(w.value())
+        text = w.text().strip()
+        if not text and self.optional:
+            return None
+        return self._parse(text, self.hint)
+
+    def _parse(self, text: str, hint):
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        try:
+            if hint is float:
+                v = float(text)
+                if not math.isfinite(v):
+                    raise ValueError
+                return v
+            if hint is int:
+                return int(text)
+            if hint is bool:
+                return text.lower() in ("1", "true", "yes", "on")
+            if origin in (tuple, list):
+                elem = args[0] if args else str
+                parts = [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
+                items = [self._parse(p, elem) for p in parts]
+                return tuple(items) if origin is tuple else items
+        except (ValueError, TypeError):
+            raise AtlasError(f"parameter {self.name}: '{text}' is not a valid {getattr(hint, '__name__', hint)}") from None
+        return text
+
+
+class ParamsForm(QWidget):
+    """The form of one method's ``Params``."""
+
+    def __init__(self, spec: MethodSpec, gen, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.spec = spec
+        lay = QFormLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        lay.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        try:
+            hints = typing.get_type_hints(spec.params)
+        except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to the defaults' types
+            hints = {}
+        self.fields: list[ParamField] = []
+        for f in dataclasses.fields(spec.params):
+            if not f.init:
+                continue
+            hint = hints.get(f.name)
+            if hint is None:
+                default = f.default if f.default is not dataclasses.MISSING else ""
+                hint = type(default)
+            pf = ParamField(f, hint, gen, self)
+            label = QLabel(f.name.replace("_", " "), self)
+            label.setToolTip(f.metadata.get("help", ""))
+            lay.addRow(label, pf.widget)
+            self.fields.append(pf)
+
+    def values(self) -> dict:
+        return {pf.name: pf.value() for pf in self.fields}
+
+    def make_params(self):
+        try:
+            return self.spec.make_params(**self.values())
+        except TypeError as exc:
+            raise AtlasError(f"method {self.spec.name}: {exc}") from None
+
+    def reset(self) -> None:
+        for pf in self.fields:
+            pf.reset()
+
+    def set_value(self, name: str, value) -> None:
+        """Set one field's widget (for scripting and tests)."""
+        pf = next(p for p in self.fields if p.name == name)
+        w = pf.widget
+        if isinstance(w, QComboBox):
+            pf._set_combo(w, value)
+        elif isinstance(w, QCheckBox):
+            w.setChecked(bool(value))
+        elif isinstance(w, QSpinBox):
+            w.setValue(int(value))
+        else:
+            w.setText(pf._text(value))
+
+
+class MetricPlots(pg.GraphicsLayoutWidget):
+    """One small plot per scalar metric (against the step), bars for array metrics."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setBackground(None)
+        self.history: dict[str, tuple[list[float], list[float]]] = {}
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.bars: dict[str, pg.BarGraphItem] = {}
+        self.plots: dict[str, pg.PlotItem] = {}
+        self.setMinimumHeight(200)
+
+    def clear_all(self) -> None:
+        self.clear()
+        self.history.clear()
+        self.curves.clear()
+        self.bars.clear()
+        self.plots.clear()
+
+    def _plot(self, key: str) -> pg.PlotItem:
+        if key not in self.plots:
+            n = len(self.plots)
+            p = self.addPlot(row=n // 2, col=n % 2, title=key)
+            p.showGrid(x=True, y=True, alpha=0.25)
+            p.setMenuEnabled(False)
+            p.getAxis("left").setWidth(46)
+            self.plots[key] = p
+        return self.plots[key]
+
+    def add(self, rec: Progress) -> None:
+        for key, v in rec.metrics.items():
+            if _is_scalar(v):
+                if key not in self.history and len(self.curves) >= MAX_CURVES:
+                    continue
+                xs, ys = self.history.setdefault(key, ([], []))
+                xs.append(rec.step)
+                ys.append(float(v))
+            else:
+                arr = _as_array(v)
+                if arr is not None:
+                    self.history[key] = (list(range(1, arr.size + 1)), arr.tolist())
+                    self.bars.setdefault(key, None)
+
+    def redraw(self) -> None:
+        for key, (xs, ys) in self.history.items():
+            p = self._plot(key)
+            if key in self.bars:
+                if self.bars[key] is not None:
+                    p.removeItem(self.bars[key])
+                item = pg.BarGraphItem(x=np.asarray(xs), height=np.asarray(ys), width=0.8, brush="#58a6ff")
+                p.addItem(item)
+                p.setLabel("bottom", "index")
+                self.bars[key] = item
+            else:
+                if key not in self.curves:
+                    self.curves[key] = p.plot(pen=pg.mkPen("#58a6ff", width=2))
+                    p.setLabel("bottom", "step")
+                self.curves[key].setData(np.asarray(xs, float), np.asarray(ys, float))
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "…"
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class DiscoveryPanel(QWidget):
+    """Method picker, parameters, start/cancel, progress, plots."""
+
+    setFinished = Signal(object)  # SetEntry of the saved result
+
+    def __init__(self, ws: Workspace, library: callable, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ws = ws
+        self.library = library  # () -> Path: where finished sets are saved
+        self.runner = JobRunner(self)
+        self.runner.progress.connect(self._on_progress)
+        self.runner.finished.connect(self._on_finished)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.cancelled.connect(self._on_cancelled)
+        self.runner.stopped.connect(self._on_stopped)
+        self.entry: SetEntry | None = None
+        self.form: ParamsForm | None = None
+        self.eta = Eta()
+        self.last: Progress | None = None
+        self.spec: MethodSpec | None = None
+        self.params = None
+        self.started_at = ""
+
+        root = QVBoxLayout(self)
+        root.setContentsMargins(6, 6, 6, 6)
+        root.setSpacing(6)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Method"))
+        self.method = QComboBox(self)
+        self.method.setObjectName("methodCombo")
+        self.method.setMinimumWidth(160)
+        self.method.currentIndexChanged.connect(self._method_changed)
+        top.addWidget(self.method, 1)
+        root.addLayout(top)
+        self.summary = QLabel("", self)
+        self.summary.setWordWrap(True)
+        self.summary.setStyleSheet("color: palette(mid);")
+        root.addWidget(self.summary)
+
+        split = QSplitter(Qt.Orientation.Vertical, self)
+        self.form_area = QScrollArea(self)
+        self.form_area.setWidgetResizable(True)
+        self.form_area.setMinimumHeight(120)
+        split.addWidget(self.form_area)
+        self.plots = MetricPlots(self)
+        split.addWidget(self.plots)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
+        root.addWidget(split, 1)
+
+        buttons = QHBoxLayout()
+        self.defaults = QPushButton("Defaults", self)
+        self.defaults.setToolTip("reset the parameters to the paper's settings")
+        self.defaults.clicked.connect(lambda: self.form and self.form.reset())
+        buttons.addWidget(self.defaults)
+        buttons.addStretch(1)
+        self.start_btn = QPushButton("Start", self)
+        self.start_btn.setObjectName("startButton")
+        self.start_btn.setDefault(True)
+        self.start_btn.clicked.connect(self.start)
+        buttons.addWidget(self.start_btn)
+        self.cancel_btn = QPushButton("Cancel", self)
+        self.cancel_btn.setObjectName("cancelButton")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel)
+        buttons.addWidget(self.cancel_btn)
+        root.addLayout(buttons)
+        self.bar = QProgressBar(self)
+        self.bar.setTextVisible(True)
+        root.addWidget(self.bar)
+        self.status = QLabel("Idle", self)
+        self.status.setObjectName("discoveryStatus")
+        self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        root.addWidget(self.status)
+
+        ws.modelChanged.connect(self.refresh_methods)
+        self.refresh_methods()
+
+    # ---- methods and form ------------------------------------------------------------------------
+    def refresh_methods(self) -> None:
+        current = self.method.currentData()
+        self.method.blockSignals(True)
+        self.method.clear()
+        kind = model_kind(self.ws.gen) if self.ws.gen is not None else ""
+        for spec in methods():
+            self.method.addItem(f"{spec.name}  ({spec.kind})", spec.name)
+            i = self.method.count() - 1
+            if spec.models and kind and kind not in spec.models:
+                self.method.model().item(i).setEnabled(False)
+                self.method.setItemData(i, f"works on {', '.join(spec.models)} models, not {kind}",
+                                        Qt.ItemDataRole.ToolTipRole)
+        self.method.blockSignals(False)
+        i = self.method.findData(current)
+        self.method.setCurrentIndex(i if i >= 0 else 0)
+        self._method_changed()
+
+    def select_method(self, name: str) -> None:
+        i = self.method.findData(name)
+        if i < 0:
+            raise AtlasError(f"no discovery method '{name}' is registered")
+        self.method.setCurrentIndex(i)
+
+    def _method_changed(self, *_args) -> None:
+        name = self.method.currentData()
+        if not name:
+            self.summary.setText("No discovery method is installed.")
+            self.form = None
+            self.form_area.setWidget(QWidget())
+            self.start_btn.setEnabled(False)
+            return
+        spec = next(s for s in methods() if s.name == name)
+        self.summary.setText(f"{spec.summary}" + (f" — models: {', '.join(spec.models)}" if spec.models else ""))
+        self.form = ParamsForm(spec, self.ws.gen, self)
+        holder = QWidget()
+        lay = QVBoxLayout(holder)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.form)
+        lay.addStretch(1)
+        self.form_area.setWidget(holder)
+        self.start_btn.setEnabled(not self.runner.running and self.ws.gen is not None)
+
+    # ---- running ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.runner.running or self.form is None:
+            return
+        gen = self.ws.gen
+        if gen is None:
+            show_error(self, AtlasError("no model is loaded yet"))
+            return
+        try:
+            params = self.form.make_params()
+        except AtlasError as exc:
+            show_error(self, exc)
+            return
+        spec = self.form.spec
+        self.spec, self.params = spec, params
+        self.started_at = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.entry = None
+        self.last = None
+        self.eta = Eta()
+        self.plots.clear_all()
+        self.bar.setRange(0, 0)
+        self.status.setText(f"{spec.name}: starting…")
+        self.start_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.method.setEnabled(False)
+        self.runner.start(lambda: spec.run(gen, params, device=gen.device, state=None))
+
+    def cancel(self) -> None:
+        if self.runner.running:
+            self.status.setText("cancelling at the next step…")
+            self.cancel_btn.setEnabled(False)
+            self.runner.cancel()
+
+    @property
+    def running(self) -> bool:
+        return self.runner.running
+
+    def _on_progress(self, records: list[Progress]) -> None:
+        partial = None
+        for rec in records:
+            self.plots.add(rec)
+            if isinstance(rec.partial, DirectionSet):
+                partial = rec.partial
+            self.last = rec
+        self.plots.redraw()
+        rec = self.last
+        eta = self.eta.update(rec.step, rec.total)
+        if rec.total > 0:
+            self.bar.setRange(0, rec.total)
+            self.bar.setValue(min(rec.step, rec.total))
+        bits = [f"{self.spec.name}", f"step {rec.step}/{rec.total}" if rec.total else f"step {rec.step}"]
+        if rec.stage:
+            bits.append(rec.stage)
+        if rec.total:
+            bits.append(f"ETA {_fmt_seconds(eta)}")
+        scalars = [f"{k} {float(v):.4g}" for k, v in rec.metrics.items() if _is_scalar(v)][:3]
+        bits += scalars
+        if rec.message:
+            bits.append(rec.message)
+        self.status.setText(" · ".join(bits))
+        if partial is not None:
+            status = f"running {int(100 * rec.fraction)}%"
+            if self.entry is None or self.entry not in self.ws.entries:
+                self.entry = self.ws.add_set(partial, running=True, status=status)
+            else:
+                self.ws.replace_partial(self.entry, partial, status)
+
+    def _save(self, dset: DirectionSet, suffix: str = "") -> Path:
+        gen = self.ws.gen
+        folder = Path(self.library()) / slug(gen.name if gen is not None else "model", "model")
+        path = folder / f"{self.spec.name}-{self.started_at}{suffix}.json"
+        if not dset.params and self.params is not None:
+            dset.params = dataclasses.asdict(self.params)
+        return dset.save(path)
+
+    def _on_finished(self, result) -> None:
+        if not isinstance(result, DirectionSet):
+            self._on_failed(AtlasError(f"method {self.spec.name} returned {type(result).__name__}, not a direction set"))
+            return
+        try:
+            path = self._save(result)
+        except (OSError, AtlasError) as exc:
+            show_error(self, AtlasError(f"the result could not be saved: {exc}"))
+            path = None
+        if self.entry is not None and self.entry in self.ws.entries:
+            self.ws.finish(self.entry, result)
+            entry = self.entry
+        else:
+            entry = self.ws.add_set(result)
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1)
+        self.status.setText(f"{self.spec.name}: done, {len(result)} directions"
+                            + (f", saved to {path}" if path else ""))
+        self.setFinished.emit(entry)
+
+    def _on_failed(self, exc: Exception) -> None:
+        if self.entry is not None:
+            self.ws.remove_set(self.entry)
+            self.entry = None
+        self.status.setText(f"{self.spec.name if self.spec else 'job'} failed: {exc}")
+        show_error(self, exc)
+
+    def _on_cancelled(self) -> None:
+        entry = self.entry
+        step = f"{self.last.step}/{self.last.total}" if self.last else "the start"
+        if entry is not None and entry in self.ws.entries:
+            try:
+                self._save(entry.dset, "-partial")
+                self.ws.finish(entry, None, status=f"cancelled at step {step}")
+                self.status.setText(f"cancelled at step {step}; the partial result is saved as {entry.dset.path.name}")
+            except (OSError, AtlasError):
+                self.ws.remove_set(entry)
+                self.status.setText(f"cancelled at step {step}")
+        else:
+            self.status.setText(f"cancelled at step {step}")
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+
+    def _on_stopped(self) -> None:
+        self.start_btn.setEnabled(self.ws.gen is not None and self.form is not None)
+        self.cancel_btn.setEnabled(False)
+        self.method.setEnabled(True)

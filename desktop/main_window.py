@@ -1,0 +1,482 @@
+"""The main window: preview in the centre, browser and annotations on the left, grid inspector and
+discovery on the right (dock widgets; their layout is saved), menus, settings, model loading."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QThreadPool
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+)
+from superqt.utils import create_worker
+
+from desktop.browser import DirectionBrowser, scan_library
+from desktop.discovery import DiscoveryPanel
+from desktop.export_dialog import ExportContext, ExportDialog
+from desktop.grid import GridInspector
+from desktop.preview import PreviewPanel
+from desktop.settings import Settings
+from desktop.tagging import AnnotationEditor
+from desktop.widgets import show_error
+from desktop.workers import LatestWins
+from desktop.workspace import SetEntry, Workspace
+from engine.device import DEVICE_CHOICES, cap_threads, default_threads
+from engine.directions import DirectionSet
+from engine.errors import AtlasError
+
+SHORTCUTS = [
+    ("Preview", [("[ / ]", "previous / next seed"), ("Ctrl+R", "random seed"), ("B", "before / after"),
+                 ("Ctrl+0", "reset all shifts")]),
+    ("Grid inspector", [("↑ / ↓", "previous / next direction"), ("← / →", "shift column"), ("1 … 5", "rate (0 clears)"),
+                        ("I / U / X", "interpretable: yes / unsure / no"), ("N", "name"), ("P", "pin to preview"),
+                        ("Enter", "open the cell in the preview"), ("click", "load a cell (seed, shift) into the preview")]),
+    ("Everywhere", [("Ctrl+Z / Ctrl+Shift+Z", "undo / redo an annotation"), ("F2", "rename the current direction"),
+                    ("Ctrl+O", "open a direction set"), ("Ctrl+Shift+O", "open a model"), ("Ctrl+E", "export"),
+                    ("Ctrl+1 / 2 / 3", "show grid / discovery / browser"), ("F1", "this list")]),
+]
+
+
+def _load_model(spec: str, device: str):
+    from engine.models import load_generator
+
+    return load_generator(spec or None, device=device)
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, settings: Settings, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.settings = settings
+        f = QFormLayout(self)
+        self.device = QComboBox(self)
+        self.device.addItems(list(DEVICE_CHOICES))
+        self.device.setCurrentText(settings.device)
+        self.device.setToolTip("auto: CUDA when present, else CPU (takes effect when the model is reloaded)")
+        f.addRow("Device", self.device)
+        self.threads = QSpinBox(self)
+        self.threads.setRange(0, 256)
+        self.threads.setSpecialValueText(f"auto ({default_threads()})")
+        self.threads.setValue(settings.threads)
+        self.threads.setToolTip("CPU threads for torch; auto leaves a core for the interface on small machines")
+        f.addRow("CPU threads", self.threads)
+        row = QHBoxLayout()
+        self.library = QLineEdit(str(settings.library), self)
+        row.addWidget(self.library, 1)
+        b = QPushButton("Browse…", self)
+        b.clicked.connect(self._browse)
+        row.addWidget(b)
+        f.addRow("Library folder", row)
+        f.addRow("", QLabel(f"Settings file: {settings.path}"))
+        bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
+        bb.accepted.connect(self.accept)
+        bb.rejected.connect(self.reject)
+        f.addRow(bb)
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Library folder", self.library.text())
+        if path:
+            self.library.setText(path)
+
+
+class MainWindow(QMainWindow):
+    """The editor. ``model``: built-in name / checkpoint / adapter (default: the built-in model);
+    ``gen``: an already loaded generator (tests); ``open_sets``: direction sets to open."""
+
+    def __init__(self, settings: Settings | None = None, *, model: str | None = None, gen=None,
+                 open_sets=(), scan: bool = True) -> None:
+        super().__init__()
+        self.settings = settings or Settings()
+        self.setWindowTitle("GAN Atlas")
+        self.setObjectName("mainWindow")
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
+        self.ws = Workspace(self)
+        self.scan = scan
+        self._pending_sets: list[str] = [str(p) for p in open_sets]
+        self._loaders: set = set()
+        self.model_spec = model
+
+        self.preview = PreviewPanel(self.ws, self)
+        self.setCentralWidget(self.preview)
+        self.browser = DirectionBrowser(self.ws, self)
+        self.editor = AnnotationEditor(self.ws, self)
+        self.grid = GridInspector(self.ws, self)
+        self.discovery = DiscoveryPanel(self.ws, lambda: self.settings.library, self)
+        self.docks = {}
+        for key, title, widget, area in (
+            ("browser", "Directions", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea),
+            ("editor", "Annotation", self.editor, Qt.DockWidgetArea.LeftDockWidgetArea),
+            ("grid", "Grid inspector", self.grid, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("discovery", "Discovery", self.discovery, Qt.DockWidgetArea.RightDockWidgetArea),
+        ):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(f"dock_{key}")
+            dock.setWidget(widget)
+            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                             | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+            self.addDockWidget(area, dock)
+            self.docks[key] = dock
+        self.splitDockWidget(self.docks["browser"], self.docks["editor"], Qt.Orientation.Vertical)
+        self.tabifyDockWidget(self.docks["grid"], self.docks["discovery"])
+        self.docks["grid"].raise_()
+        self.resizeDocks([self.docks["browser"], self.docks["grid"]], [380, 760], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["browser"], self.docks["editor"]], [560, 380], Qt.Orientation.Vertical)
+        self.resize(1560, 960)
+
+        self.loader = LatestWins(_load_model, self)
+        self.loader.result.connect(self._model_loaded)
+        self.loader.failed.connect(self._model_failed)
+
+        self._connect()
+        self._menus()
+        self.status_label = QLabel("", self)
+        self.statusBar().addPermanentWidget(self.status_label)
+        self._restore_layout()
+
+        if gen is not None:
+            self._model_loaded(0, gen)
+        else:
+            self.load_model(model or "")
+
+    # ---- wiring ----------------------------------------------------------------------------------
+    def _connect(self) -> None:
+        ws = self.ws
+        self.browser.openRequested.connect(self.open_in_preview)
+        self.browser.showInGrid.connect(self.show_in_grid)
+        self.browser.exportRequested.connect(lambda e: self.export_dialog("video", e))
+        self.browser.openModelRequested.connect(self._open_other_model)
+        self.browser.closeSetRequested.connect(self.ws.remove_set)
+        self.grid.cellActivated.connect(self._cell_activated)
+        self.grid.openRequested.connect(self.open_in_preview)
+        self.discovery.setFinished.connect(self._discovery_finished)
+        self.preview.psi.valueChanged.connect(lambda v: self.grid.set_psi(float(v)))
+        self.preview.smooth.toggled.connect(self.grid.set_smooth)
+        ws.saveFailed.connect(lambda msg: show_error(self, AtlasError(msg)))
+        ws.annotationChanged.connect(self._annotation_saved)
+        ws.currentChanged.connect(self._update_title)
+        ws.setsChanged.connect(self._remember_sets)
+
+    def _menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        self._action(m, "Open &model…", "Ctrl+Shift+O", self.open_model_dialog)
+        self.recent_models = m.addMenu("Recent models")
+        self._action(m, "&Open direction set…", QKeySequence.StandardKey.Open, self.open_set_dialog)
+        self.recent_sets = m.addMenu("Recent direction sets")
+        m.aboutToShow.connect(self._fill_recent)
+        m.addSeparator()
+        self._action(m, "&Export…", "Ctrl+E", lambda: self.export_dialog("video"))
+        self._action(m, "Export current &image…", None, lambda: self.export_dialog("image"))
+        self._action(m, "Export &grid…", None, lambda: self.export_dialog("grid"))
+        self._action(m, "Export every &interpretable direction…", None, lambda: self.export_dialog("batch"))
+        m.addSeparator()
+        self._action(m, "&Settings…", QKeySequence.StandardKey.Preferences, self.settings_dialog)
+        m.addSeparator()
+        self._action(m, "&Quit", QKeySequence.StandardKey.Quit, self.close)
+
+        m = mb.addMenu("&Edit")
+        undo = self.ws.undo_stack.createUndoAction(self, "&Undo")
+        undo.setShortcut(QKeySequence.StandardKey.Undo)
+        redo = self.ws.undo_stack.createRedoAction(self, "&Redo")
+        redo.setShortcuts([QKeySequence.StandardKey.Redo, QKeySequence("Ctrl+Shift+Z")])
+        m.addAction(undo)
+        m.addAction(redo)
+        self.undo_action, self.redo_action = undo, redo
+        m.addSeparator()
+        self._action(m, "Rename direction", "F2", self.rename_current)
+        self._action(m, "Pin / unpin direction", None, self._toggle_pin)
+
+        m = mb.addMenu("&Preview")
+        self._action(m, "Random seed", "Ctrl+R", self.preview.random_seed)
+        self._action(m, "Reset shifts", "Ctrl+0", self.ws.reset_shifts)
+        self._action(m, "Unpin all", None, self._unpin_all)
+
+        m = mb.addMenu("&View")
+        self._action(m, "Grid inspector", "Ctrl+1", lambda: self.show_dock("grid"))
+        self._action(m, "Discovery", "Ctrl+2", lambda: self.show_dock("discovery"))
+        self._action(m, "Directions", "Ctrl+3", lambda: self.show_dock("browser"))
+        m.addSeparator()
+        for dock in self.docks.values():
+            m.addAction(dock.toggleViewAction())
+        self._action(m, "Reset layout", None, self._reset_layout)
+
+        m = mb.addMenu("&Help")
+        self._action(m, "Keyboard shortcuts", "F1", self.shortcuts_dialog)
+
+    def _action(self, menu, text, shortcut, slot) -> QAction:
+        a = QAction(text, self)
+        if shortcut is not None:
+            a.setShortcut(QKeySequence(shortcut) if isinstance(shortcut, str) else shortcut)
+        a.triggered.connect(lambda _=False: slot())
+        menu.addAction(a)
+        return a
+
+    # ---- model -----------------------------------------------------------------------------------
+    def load_model(self, spec: str) -> None:
+        """Load a model on a worker (the window stays usable); ``""`` = the built-in model."""
+        cap_threads(self.settings.threads or None)
+        self.status_label.setText(f"loading {spec or 'the built-in model'}…")
+        self.preview.canvas.placeholder = f"Loading {spec or 'the built-in model'}…"
+        self.preview.canvas.update()
+        self.model_spec = spec
+        self.loader.submit(spec, self.settings.device)
+
+    def _model_loaded(self, _stamp: int, gen) -> None:
+        self.ws.set_generator(gen)
+        self.settings.add_recent("models", gen.source or self.model_spec or "")
+        self.preview.canvas.placeholder = "Rendering…"
+        self._update_title()
+        self.refresh_library()
+        pending, self._pending_sets = self._pending_sets, []
+        for path in pending:
+            self.open_set(path)
+
+    def _model_failed(self, _stamp: int, exc: Exception) -> None:
+        self.status_label.setText("no model loaded")
+        self.preview.canvas.placeholder = "No model loaded: File ▸ Open model…"
+        self.preview.canvas.update()
+        show_error(self, exc)
+
+    def refresh_library(self) -> None:
+        """List the library's sets; open the ones found on the loaded model."""
+        if not self.scan:
+            return
+        sets = scan_library(self.settings.library)
+        self.browser.set_library(sets)
+        ident = self.ws.gen.identity if self.ws.gen is not None else None
+        for s in sets:
+            if ident and s.model_identity == ident:
+                self.open_set(str(s.path), remember=False)
+
+    def _update_title(self) -> None:
+        gen = self.ws.gen
+        bits = ["GAN Atlas"]
+        if gen is not None:
+            bits.append(gen.name)
+            self.status_label.setText(f"{gen.name} · {gen.resolution}px · {gen.device} · torch threads "
+                                      f"{__import__('torch').get_num_threads()}")
+        if self.ws.current is not None:
+            bits.append(self.ws.current[0].title)
+        self.setWindowTitle(" — ".join(bits))
+
+    # ---- sets ------------------------------------------------------------------------------------
+    def open_set(self, path: str, remember: bool = True) -> None:
+        """Load a direction set on a worker and add it to the workspace."""
+        if self.ws.gen is None:
+            self._pending_sets.append(path)
+            return
+        worker = create_worker(DirectionSet.load, path, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._set_loaded if remember else self._set_loaded_quiet)
+        worker.errored.connect(self._set_failed)
+        worker.finished.connect(lambda w=worker: self._loaders.discard(w))
+        self._loaders.add(worker)
+        worker.start()
+
+    def _set_loaded_quiet(self, dset: DirectionSet) -> None:
+        self._set_loaded(dset, remember=False)
+
+    def _set_loaded(self, dset: DirectionSet, remember: bool = True) -> SetEntry | None:
+        try:
+            entry = self.ws.add_set(dset)
+        except AtlasError as exc:
+            show_error(self, exc)
+            return None
+        if remember and dset.path is not None:
+            self.settings.add_recent("sets", str(dset.path))
+        if entry.foreign:
+            self.statusBar().showMessage(f"{entry.title}: {entry.foreign}", 8000)
+        if self.ws.current is None and len(dset):
+            self.ws.select(entry, 0)
+        return entry
+
+    def _set_failed(self, exc: Exception) -> None:
+        show_error(self, exc)
+
+    def _remember_sets(self) -> None:
+        self._update_title()
+
+    def _open_other_model(self, source: str, set_path: str) -> None:
+        if not source:
+            show_error(self, AtlasError(f"{set_path}: the set does not record which model it was found on"))
+            return
+        self._pending_sets.append(set_path)
+        self.load_model(source)
+
+    def _discovery_finished(self, entry: SetEntry) -> None:
+        if entry.dset.path is not None:
+            self.settings.add_recent("sets", str(entry.dset.path))
+        self.browser.set_library(scan_library(self.settings.library)) if self.scan else None
+        if len(entry.dset):
+            self.ws.select(entry, 0)
+        self.grid.show_set(entry)
+
+    # ---- actions ---------------------------------------------------------------------------------
+    def open_model_dialog(self) -> None:
+        from engine.models import builtin_models
+
+        names = [m.name for m in builtin_models()]
+        choice, ok = QInputDialog.getItem(self, "Open model", "Built-in model, or choose 'File…' for a checkpoint "
+                                          "(.pt, .pkl) or adapter (.py):", names + ["File…"], 0, False)
+        if not ok:
+            return
+        if choice == "File…":
+            path, _ = QFileDialog.getOpenFileName(self, "Open model", "",
+                                                  "Checkpoints and adapters (*.pt *.pth *.pkl *.tar *.py);;All files (*)")
+            if not path:
+                return
+            choice = path
+        self.load_model(choice)
+
+    def open_set_dialog(self) -> None:
+        start = str(self.settings.library)
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open direction set", start, "Direction sets (*.json)")
+        for p in paths:
+            self.open_set(p)
+
+    def _fill_recent(self) -> None:
+        for menu, kind, fn in ((self.recent_models, "models", self.load_model), (self.recent_sets, "sets", self.open_set)):
+            menu.clear()
+            items = self.settings.recent(kind)
+            for item in items:
+                a = menu.addAction(item)
+                a.triggered.connect(lambda _=False, i=item, f=fn: f(i))
+            menu.setEnabled(bool(items))
+
+    def export_dialog(self, tab: str = "video", entry: SetEntry | None = None) -> ExportDialog | None:
+        if self.ws.gen is None:
+            show_error(self, AtlasError("no model is loaded yet"))
+            return None
+        cur = self.ws.current
+        entry = entry or (cur[0] if cur else (self.ws.entries[-1] if self.ws.entries else None))
+        current = cur[1] if cur and cur[0] is entry else None
+        pinned = [k for e, k in self.ws.pinned if e is entry]
+        req = self.preview.current_request()
+        folder = Path(self.settings.get("export/folder", str(Path.home())))
+        ctx = ExportContext(self.ws.gen, entry, current, pinned, req.seeds, req.psi, req.space, req.layers,
+                            self.preview.image(), folder)
+        dlg = ExportDialog(ctx, tab, self)
+        dlg.finished.connect(lambda _r: self.settings.set("export/folder", str(Path(dlg.video_out.text()).parent)))
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.open()
+        self.last_export_dialog = dlg
+        return dlg
+
+    def settings_dialog(self) -> None:
+        dlg = SettingsDialog(self.settings, self)
+
+        def apply() -> None:
+            old_device = self.settings.device
+            self.settings.device = dlg.device.currentText()
+            self.settings.threads = dlg.threads.value()
+            self.settings.library = dlg.library.text()
+            cap_threads(self.settings.threads or None)
+            self._update_title()
+            if self.settings.device != old_device and self.ws.gen is not None:
+                self.load_model(self.ws.gen.source)
+            else:
+                self.refresh_library()
+
+        dlg.accepted.connect(apply)
+        dlg.open()
+
+    def shortcuts_dialog(self) -> None:
+        rows = []
+        for section, items in SHORTCUTS:
+            rows.append(f"<tr><td colspan=2><b>{section}</b></td></tr>")
+            rows += [f"<tr><td style='padding-right:14px'><code>{k}</code></td><td>{v}</td></tr>" for k, v in items]
+        box = QMessageBox(self)
+        box.setWindowTitle("Keyboard shortcuts")
+        box.setText("<table>" + "".join(rows) + "</table>")
+        box.open()
+
+    def show_dock(self, key: str) -> None:
+        dock = self.docks[key]
+        dock.show()
+        dock.raise_()
+        dock.widget().setFocus()
+        if key == "grid":
+            self.grid.view.setFocus()
+
+    def show_in_grid(self, entry: SetEntry) -> None:
+        self.grid.show_set(entry)
+        self.show_dock("grid")
+
+    def open_in_preview(self) -> None:
+        self.preview.focus_sliders()
+
+    def _cell_activated(self, entry: SetEntry, k: int, t: float, seed: int) -> None:
+        self.ws.select(entry, k)
+        self.ws.set_shift(entry, k, t)
+        self.preview.set_seeds([seed])
+
+    def rename_current(self) -> None:
+        if self.docks["grid"].isVisible() and self.grid.view.hasFocus():
+            idx = self.grid.view.currentIndex()
+            if idx.isValid():
+                self.grid.view.edit(idx.siblingAtColumn(0))
+                return
+        self.editor.focus_name()
+
+    def _toggle_pin(self) -> None:
+        if self.ws.current:
+            e, k = self.ws.current
+            self.ws.pin(e, k, not self.ws.is_pinned(e, k))
+
+    def _unpin_all(self) -> None:
+        for e, k in list(self.ws.pinned):
+            self.ws.pin(e, k, False)
+
+    def _annotation_saved(self, entry: SetEntry, k: int) -> None:
+        if entry.dset.path is not None:
+            self.statusBar().showMessage(f"saved {entry.dset.path.name}", 2500)
+
+    # ---- layout ----------------------------------------------------------------------------------
+    def _restore_layout(self) -> None:
+        geo = self.settings.load_bytes("window/geometry")
+        state = self.settings.load_bytes("window/state")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        if state is not None:
+            self.restoreState(state)
+        self._default_state = None
+
+    def _reset_layout(self) -> None:
+        for key in ("browser", "editor"):
+            self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.docks[key])
+        for key in ("grid", "discovery"):
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.docks[key])
+        for dock in self.docks.values():
+            dock.setFloating(False)
+            dock.show()
+        self.splitDockWidget(self.docks["browser"], self.docks["editor"], Qt.Orientation.Vertical)
+        self.tabifyDockWidget(self.docks["grid"], self.docks["discovery"])
+        self.docks["grid"].raise_()
+        self.resizeDocks([self.docks["browser"], self.docks["grid"]], [380, 760], Qt.Orientation.Horizontal)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.settings.save_bytes("window/geometry", self.saveGeometry())
+        self.settings.save_bytes("window/state", self.saveState())
+        if self.discovery.running:
+            self.discovery.cancel()
+        for dlg in self.findChildren(ExportDialog):
+            dlg.runner.cancel()
+        # let running jobs stop at their next step and deliver their last signals
+        QThreadPool.globalInstance().waitForDone(15000)
+        QApplication.processEvents()
+        super().closeEvent(event)
+

@@ -1,0 +1,389 @@
+"""The live preview: seeds, truncation, space and layer range, one slider per active direction.
+
+Rendering runs on a worker through ``LatestWins``: dragging a slider submits a request at most
+every ``THROTTLE_MS`` (superqt ``qthrottled``); a request made while one renders replaces any
+waiting one, and results older than the image on screen are dropped.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledRangeSlider
+from superqt.utils import qthrottled, signals_blocked
+
+from desktop.rendering import PreviewRequest, PreviewResult, applicable, render_preview
+from desktop.widgets import ImageCanvas, show_error
+from desktop.workers import LatestWins
+from desktop.workspace import SetEntry, Workspace
+from engine.errors import AtlasError
+
+THROTTLE_MS = 25
+MAX_SEEDS = 16
+
+
+def parse_seed_text(text: str) -> tuple[int, ...]:
+    """``"5"``, ``"0,3,9"``, ``"0-3"`` -> seeds (at most ``MAX_SEEDS``)."""
+    seeds: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        if "-" in part[1:]:
+            i = part.index("-", 1)
+            a, b = int(part[:i]), int(part[i + 1:])
+            if b < a:
+                raise ValueError(part)
+            seeds.extend(range(a, b + 1))
+        else:
+            seeds.append(int(part))
+    if not seeds:
+        raise ValueError(text)
+    return tuple(seeds[:MAX_SEEDS])
+
+
+class SliderRow(QFrame):
+    """One active direction: pin, colour, name, shift slider."""
+
+    def __init__(self, ws: Workspace, entry: SetEntry, k: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ws, self.entry, self.k = ws, entry, k
+        d = entry.direction(k)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(4, 2, 4, 2)
+        lay.setSpacing(6)
+        self.pin = QToolButton(self)
+        self.pin.setCheckable(True)
+        self.pin.setChecked(ws.is_pinned(entry, k))
+        self.pin.setText("📌")
+        self.pin.setToolTip("pin: keep this slider when another direction is selected (several pinned sliders combine)")
+        self.pin.setAutoRaise(True)
+        self.pin.toggled.connect(lambda on: ws.pin(entry, k, on))
+        lay.addWidget(self.pin)
+        self.swatch = QLabel(self)
+        self.swatch.setFixedSize(6, 22)
+        lay.addWidget(self.swatch)
+        self.label = QElidingLabel(self)
+        self.label.setFixedWidth(190)
+        lay.addWidget(self.label)
+        self.slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal, self)
+        lo, hi = d.range
+        span = max(abs(lo), abs(hi)) or 1.0
+        self.slider.setRange(-span, span)
+        self.slider.setDecimals(2 if span < 20 else 1)
+        self.slider.setSingleStep(span / 100)
+        self.slider.setValue(ws.shift(entry, k))
+        self.slider.setObjectName("shiftSlider")
+        self.slider.valueChanged.connect(self._moved)
+        lay.addWidget(self.slider, 1)
+        self.zero = QToolButton(self)
+        self.zero.setText("0")
+        self.zero.setToolTip("set this shift to 0")
+        self.zero.setAutoRaise(True)
+        self.zero.clicked.connect(lambda: self.slider.setValue(0.0))
+        lay.addWidget(self.zero)
+        self.refresh()
+
+    @qthrottled(timeout=THROTTLE_MS, leading=True)
+    def _moved(self, value: float) -> None:
+        self.ws.set_shift(self.entry, self.k, float(value))
+
+    def refresh(self) -> None:
+        d = self.entry.direction(self.k)
+        name = d.annotation.name or "unnamed"
+        self.label.setText(f"#{self.k}  {name}  ·  {self.entry.title}")
+        self.label.setToolTip(f"{self.entry.title}, direction {self.k}: {name} ({d.describe()})")
+        self.swatch.setStyleSheet(f"background: {d.annotation.color or 'transparent'}; border-radius: 2px;")
+        with signals_blocked(self.slider):
+            self.slider.setValue(self.ws.shift(self.entry, self.k))
+        with signals_blocked(self.pin):
+            self.pin.setChecked(self.ws.is_pinned(self.entry, self.k))
+
+    def set_applicable(self, ok: bool, why: str = "") -> None:
+        self.slider.setEnabled(ok)
+        self.setToolTip("" if ok else why)
+
+
+class PreviewPanel(QWidget):
+    """Canvas and controls. ``rendered`` is emitted with each image shown (for tests/status)."""
+
+    rendered = Signal(object)  # PreviewResult
+
+    def __init__(self, ws: Workspace, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ws = ws
+        self.renderer = LatestWins(render_preview, self)
+        self.renderer.result.connect(self._on_result)
+        self.renderer.failed.connect(self._on_failed)
+        self.result: PreviewResult | None = None
+        self._rows: list[SliderRow] = []
+        self._last_error = ""
+
+        root = QVBoxLayout(self)
+        root.setContentsMargins(6, 6, 6, 6)
+        root.setSpacing(6)
+
+        # --- seeds, truncation, space
+        top = QHBoxLayout()
+        top.setSpacing(6)
+        top.addWidget(QLabel("Seed"))
+        self.seeds = QLineEdit("0", self)
+        self.seeds.setToolTip("one seed, or several: 0,3,9 or 0-3 (at most 16)")
+        self.seeds.setMaximumWidth(110)
+        self.seeds.setObjectName("seeds")
+        self.seeds.editingFinished.connect(self.request_render)
+        top.addWidget(self.seeds)
+        for text, step, tip in (("◀", -1, "previous seed ([)"), ("▶", 1, "next seed (])")):
+            b = QToolButton(self)
+            b.setText(text)
+            b.setToolTip(tip)
+            b.clicked.connect(lambda _=False, s=step: self.step_seed(s))
+            top.addWidget(b)
+        self.random_btn = QPushButton("Random", self)
+        self.random_btn.setToolTip("random seed(s) (Ctrl+R)")
+        self.random_btn.clicked.connect(self.random_seed)
+        top.addWidget(self.random_btn)
+        top.addSpacing(12)
+        self.psi_label = QLabel("ψ")
+        self.psi_label.setToolTip("truncation psi: 1 = no truncation; smaller = closer to the average image")
+        top.addWidget(self.psi_label)
+        self.psi = QDoubleSpinBox(self)
+        self.psi.setRange(0.0, 2.0)
+        self.psi.setSingleStep(0.05)
+        self.psi.setDecimals(2)
+        self.psi.setValue(1.0)
+        self.psi.setToolTip(self.psi_label.toolTip())
+        self.psi.valueChanged.connect(self.request_render)
+        top.addWidget(self.psi)
+        top.addSpacing(12)
+        self.space_label = QLabel("Space")
+        top.addWidget(self.space_label)
+        self.space = QComboBox(self)
+        self.space.setToolTip("where the seeds' codes are held and edited: z (input), w (after mapping), "
+                              "w+ (one w per layer; edits only on the layer range)")
+        self.space.currentTextChanged.connect(self._space_changed)
+        top.addWidget(self.space)
+        self.layers = QLabeledRangeSlider(Qt.Orientation.Horizontal, self)
+        self.layers.setToolTip("w+ layers [start, stop) that w / w+ edits act on")
+        self.layers.setMinimumWidth(160)
+        self.layers.valuesChanged.connect(self._layers_changed)
+        top.addWidget(self.layers, 1)
+        top.addStretch(0)
+        root.addLayout(top)
+
+        # --- the image
+        self.canvas = ImageCanvas(self)
+        self.canvas.placeholder = "Loading model…"
+        root.addWidget(self.canvas, 1)
+
+        # --- view toggles
+        bar = QHBoxLayout()
+        self.before = QPushButton("Before", self)
+        self.before.setCheckable(True)
+        self.before.setToolTip("show the image without edits (B)")
+        self.before.setObjectName("beforeButton")
+        self.before.toggled.connect(self._show)
+        bar.addWidget(self.before)
+        self.reset_btn = QPushButton("Reset", self)
+        self.reset_btn.setToolTip("set every shift to 0 (Ctrl+0)")
+        self.reset_btn.clicked.connect(self.ws.reset_shifts)
+        bar.addWidget(self.reset_btn)
+        self.smooth = QCheckBox("Smooth scaling", self)
+        self.smooth.setToolTip("smooth (bilinear) or crisp (nearest, whole-pixel) upscaling of the image")
+        self.smooth.toggled.connect(self.canvas.set_smooth)
+        bar.addWidget(self.smooth)
+        bar.addStretch(1)
+        self.status = QLabel("", self)
+        self.status.setObjectName("previewStatus")
+        bar.addWidget(self.status)
+        root.addLayout(bar)
+
+        # --- sliders
+        head = QHBoxLayout()
+        title = QLabel("Edits")
+        title.setStyleSheet("font-weight: 600;")
+        head.addWidget(title)
+        self.hint = QLabel("select a direction in the browser or the grid; pin it (📌) to combine several")
+        self.hint.setStyleSheet("color: palette(mid);")
+        head.addWidget(self.hint, 1)
+        root.addLayout(head)
+        self.rows_box = QWidget(self)
+        self.rows_layout = QVBoxLayout(self.rows_box)
+        self.rows_layout.setContentsMargins(0, 0, 0, 0)
+        self.rows_layout.setSpacing(0)
+        self.rows_layout.addStretch(1)
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.rows_box)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setMinimumHeight(70)
+        scroll.setMaximumHeight(190)
+        scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+        root.addWidget(scroll)
+
+        QShortcut(QKeySequence("B"), self, activated=self.before.toggle, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        QShortcut(QKeySequence("["), self, activated=lambda: self.step_seed(-1), context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        QShortcut(QKeySequence("]"), self, activated=lambda: self.step_seed(1), context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+
+        ws.modelChanged.connect(self._model_changed)
+        ws.activeChanged.connect(self._active_changed)
+        ws.annotationChanged.connect(self._annotation_changed)
+        self._model_changed()
+
+    # ---- model and controls --------------------------------------------------------------------
+    def _model_changed(self) -> None:
+        gen = self.ws.gen
+        spaces = gen.spaces if gen is not None else ("z",)
+        with signals_blocked(self.space):
+            current = self.space.currentText()
+            self.space.clear()
+            self.space.addItems(list(spaces))
+            if current in spaces:
+                self.space.setCurrentText(current)
+        many = len(spaces) > 1
+        self.space.setVisible(many)
+        self.space_label.setVisible(many)
+        trunc = gen is not None and gen.has_truncation
+        self.psi.setVisible(trunc)
+        self.psi_label.setVisible(trunc)
+        if gen is not None and gen.num_ws:
+            with signals_blocked(self.layers):
+                self.layers.setRange(0, gen.num_ws)
+                self.layers.setValue((0, gen.num_ws))
+        self._space_changed(self.space.currentText())
+        self._active_changed()
+
+    def _space_changed(self, _text: str) -> None:
+        self.layers.setVisible(self.space.currentText() == "w+")
+        self._update_applicability()
+        self.request_render()
+
+    def _layers_changed(self, _values) -> None:
+        self.request_render()
+
+    def layer_range(self) -> tuple[int, int] | None:
+        if self.space.currentText() != "w+":
+            return None
+        lo, hi = self.layers.value()
+        return int(lo), int(hi)
+
+    def seed_values(self) -> tuple[int, ...]:
+        try:
+            return parse_seed_text(self.seeds.text())
+        except ValueError:
+            return (0,)
+
+    def set_seeds(self, seeds) -> None:
+        self.seeds.setText(",".join(str(int(s)) for s in seeds))
+        self.request_render()
+
+    def step_seed(self, step: int) -> None:
+        self.set_seeds([max(0, s + step) for s in self.seed_values()])
+
+    def random_seed(self) -> None:
+        n = len(self.seed_values())
+        self.set_seeds(random.sample(range(100000), n))
+
+    # ---- sliders -------------------------------------------------------------------------------
+    def _active_changed(self) -> None:
+        active = self.ws.active()
+        have = [(r.entry, r.k) for r in self._rows]
+        if [(e.uid, k) for e, k in active] != [(e.uid, k) for e, k in have]:
+            for r in self._rows:
+                r.setParent(None)
+                r.deleteLater()
+            self._rows = []
+            for i, (e, k) in enumerate(active):
+                row = SliderRow(self.ws, e, k, self.rows_box)
+                self.rows_layout.insertWidget(i, row)
+                self._rows.append(row)
+            self.hint.setVisible(not self.ws.pinned)
+            self._update_applicability()
+        else:
+            for r in self._rows:
+                r.refresh()
+        self.request_render()
+
+    def _annotation_changed(self, entry, k) -> None:
+        for r in self._rows:
+            if r.entry is entry and r.k == k:
+                r.refresh()
+
+    def _update_applicability(self) -> None:
+        space = self.space.currentText() or "z"
+        for r in self._rows:
+            ok = applicable(r.entry.direction(r.k), space)
+            r.set_applicable(ok, "a z-space direction acts on z codes: switch Space to z")
+
+    def sliders(self) -> list[QLabeledDoubleSlider]:
+        return [r.slider for r in self._rows]
+
+    # ---- rendering -----------------------------------------------------------------------------
+    def current_request(self) -> PreviewRequest:
+        shifts = []
+        for e, k in self.ws.active():
+            t = self.ws.shift(e, k)
+            if t:
+                shifts.append((e.dset, k, t))
+        return PreviewRequest(
+            seeds=self.seed_values(), psi=float(self.psi.value()) if self.psi.isVisible() else 1.0,
+            space=self.space.currentText() or "z", layers=self.layer_range(), shifts=tuple(shifts))
+
+    def request_render(self, *_args) -> None:
+        if self.ws.gen is None:
+            return
+        self.renderer.submit(self.ws.gen, self.current_request())
+
+    def _on_result(self, _stamp: int, result: PreviewResult) -> None:
+        self.result = result
+        self._last_error = ""
+        self._show()
+        req = self.current_request()
+        seeds = ", ".join(map(str, req.seeds))
+        n_edits = len(req.shifts)
+        extra = f" · ψ {req.psi:.2f}" if self.psi.isVisible() else ""
+        self.canvas.caption = (f"seed {seeds}{extra} · {n_edits} edit{'s' if n_edits != 1 else ''}"
+                               + (" · BEFORE" if self.before.isChecked() else ""))
+        h, w = result.size
+        self.status.setText(f"{w}×{h} px · {result.seconds * 1000:.0f} ms")
+        self.rendered.emit(result)
+
+    def _on_failed(self, _stamp: int, exc: Exception) -> None:
+        msg = str(exc)
+        self.status.setText("render failed")
+        if msg != self._last_error:  # one dialog per distinct problem, not one per slider step
+            self._last_error = msg
+            show_error(self, exc if isinstance(exc, Exception) else AtlasError(msg))
+
+    def _show(self, *_args) -> None:
+        if self.result is None:
+            return
+        img = self.result.before if self.before.isChecked() else self.result.after
+        self.canvas.set_image(img)
+        if self.canvas.caption:
+            base = self.canvas.caption.replace(" · BEFORE", "")
+            self.canvas.caption = base + (" · BEFORE" if self.before.isChecked() else "")
+
+    def image(self) -> np.ndarray | None:
+        return self.canvas.array()
+
+    def focus_sliders(self) -> None:
+        if self._rows:
+            self._rows[-1].slider.setFocus()
+

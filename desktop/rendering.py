@@ -1,0 +1,137 @@
+"""The torch side of the editor's previews: plain functions that run on worker threads.
+
+Each takes the generator and a frozen request and returns uint8 numpy arrays (``[..., H, W, 3]``);
+nothing here touches Qt, and nothing it returns is a tensor.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from engine.directions import Direction
+from engine.errors import AtlasError
+from engine.export import resize
+from engine.jobs import run_job
+from engine.render import compose_grid, materialize, render_batch, render_grid, to_uint8
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    """What the preview shows.
+
+    ``space``: the space the seeds' codes are held in and edited in (``z``, ``w`` or ``w+``);
+    in ``w+`` the w / w+ directions act only on layers ``layers = (start, stop)``.
+    ``shifts``: ``(direction set, index, t)``, all applied to every seed (parameter directions
+    are expanded on the worker thread).
+    """
+
+    seeds: tuple[int, ...]
+    psi: float = 1.0
+    space: str = "z"
+    layers: tuple[int, int] | None = None
+    shifts: tuple[tuple[object, int, float], ...] = ()
+    noise: str = "const"
+    with_before: bool = True
+
+
+@dataclass
+class PreviewResult:
+    after: np.ndarray  # [H, W, 3] the seeds side by side, edited
+    before: np.ndarray | None  # the same without edits
+    seconds: float
+    size: tuple[int, int]  # one seed's image (H, W)
+
+
+def applicable(d: Direction, space: str) -> bool:
+    """Whether a direction can act on codes held in ``space`` (z directions need z codes)."""
+    return not (d.kind == "latent" and d.space == "z" and space != "z")
+
+
+def restrict(d: Direction, space: str, layers: tuple[int, int] | None, num_ws: int) -> Direction:
+    """In ``w+`` with a layer range, a w / w+ direction acts only on those layers."""
+    if space != "w+" or d.kind != "latent" or d.space not in ("w", "w+") or layers is None:
+        return d
+    lo, hi = layers
+    if d.layers is not None:
+        lo, hi = max(lo, d.layers[0]), min(hi, d.layers[1])
+    if hi <= lo:
+        lo, hi = 0, 0
+    return replace(d, space="w+", layers=(lo, hi))
+
+
+def codes_for(gen, seeds: Sequence[int], space: str, psi: float) -> torch.Tensor:
+    """The seeds' codes in ``space`` (truncated by ``psi`` when mapped)."""
+    z = gen.seed_latents(list(seeds)).to(gen.device)
+    if space == "z":
+        return z
+    return gen.encode(z, space, psi=psi)
+
+
+def tile(images: np.ndarray, pad: int = 6, background: int = 24) -> np.ndarray:
+    """``[N, H, W, 3]`` -> one image, at most 4 per row."""
+    n = images.shape[0]
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    cells = np.full((rows * cols, *images.shape[1:]), background, np.uint8)
+    cells[:n] = images
+    return compose_grid(cells.reshape(rows, cols, *images.shape[1:]), pad=pad if n > 1 else 0, background=background)
+
+
+def render_preview(gen, req: PreviewRequest) -> PreviewResult:
+    """Render the preview (and its unedited 'before') in one batch."""
+    t0 = time.perf_counter()
+    if not req.seeds:
+        raise AtlasError("no seed given")
+    gen.check_space(req.space)
+    shifts = []
+    for dset, k, t in req.shifts:
+        d = materialize(dset, k)
+        if not applicable(d, req.space):
+            continue
+        shifts.append((restrict(d, req.space, req.layers, gen.num_ws), float(t)))
+    with torch.no_grad():
+        codes = codes_for(gen, req.seeds, req.space, req.psi)
+        n = codes.shape[0]
+        edited = bool(shifts)
+        batch = torch.cat([codes, codes]) if req.with_before and edited else codes
+        rows = [shifts] * n + ([[]] * n if req.with_before and edited else [])
+        imgs = to_uint8(render_batch(gen, batch, rows, space=req.space, psi=req.psi, noise=req.noise))
+    after = tile(imgs[:n])
+    before = tile(imgs[n:]) if req.with_before and edited else after
+    return PreviewResult(after, before, time.perf_counter() - t0, tuple(imgs.shape[1:3]))
+
+
+@dataclass(frozen=True)
+class GridRequest:
+    """Thumbnails of rows ``rows`` (direction indices of ``dset``) x shifts x seeds."""
+
+    dset: object
+    rows: tuple[int, ...]
+    shifts: tuple[tuple[float, ...], ...]  # per row
+    seeds: tuple[int, ...]
+    psi: float = 1.0
+    thumb: int = 96
+    generation: int = 0
+
+
+def render_grid_rows(gen, req: GridRequest) -> tuple[int, dict[int, np.ndarray]]:
+    """``(generation, {row: uint8 [S, M, thumb, thumb_w, 3]})`` for the requested rows."""
+    out: dict[int, np.ndarray] = {}
+    z = gen.seed_latents(list(req.seeds))
+    with torch.no_grad():
+        # rows with the same shifts share one render_grid call
+        groups: dict[tuple[float, ...], list[int]] = {}
+        for i, row_shifts in enumerate(req.shifts):
+            groups.setdefault(row_shifts, []).append(i)
+        for shifts, members in groups.items():
+            dirs = [materialize(req.dset, req.rows[i]) for i in members]
+            grid = run_job(render_grid(gen, z, dirs, list(shifts), psi=req.psi, batch_size=32))
+            grid = resize(grid, min(req.thumb, grid.shape[-3]), smooth=True)
+            for j, i in enumerate(members):
+                out[req.rows[i]] = np.ascontiguousarray(grid[j])
+    return req.generation, out
+

@@ -1,0 +1,194 @@
+"""Running engine work off the UI thread with superqt workers.
+
+Two shapes of work:
+
+* ``JobRunner`` drives one long engine job (a generator of ``Progress``) on a superqt
+  ``GeneratorWorker``. Progress records are batched in the worker (at most ~20 deliveries a
+  second) so a job that yields thousands of records cannot flood the event loop; ``cancel()``
+  closes the job at its next yield *in the worker thread*, so its ``finally`` blocks never run
+  on the UI thread.
+* ``LatestWins`` runs short functions (preview renders, grid pages): every request gets a
+  stamp, at most one runs at a time, only the newest waiting request is kept, and a result older
+  than one already delivered is dropped.
+
+No QThread is created by hand: superqt's workers run on the global QThreadPool.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from superqt.utils import FunctionWorker, GeneratorWorker, create_worker
+
+from engine.jobs import Progress
+
+DELIVERY_INTERVAL_S = 0.05
+
+
+class JobWorker(GeneratorWorker):
+    """superqt's generator worker, closing the generator in its own thread when it stops."""
+
+    def work(self):
+        try:
+            return super().work()
+        finally:
+            self._gen.close()
+
+
+def _batched(make_job: Callable[[], Iterator[Progress]]):
+    """Run the job; yield lists of its records, at most one list per ``DELIVERY_INTERVAL_S``."""
+    job = make_job()
+    pending: list[Progress] = []
+    last = 0.0
+    try:
+        while True:
+            try:
+                rec = next(job)
+            except StopIteration as stop:
+                if pending:
+                    yield pending
+                return stop.value
+            pending.append(rec)
+            now = time.perf_counter()
+            if now - last >= DELIVERY_INTERVAL_S:
+                yield pending
+                pending, last = [], now
+    finally:
+        job.close()
+
+
+class JobRunner(QObject):
+    """One long engine job at a time, with Qt signals for its life cycle.
+
+    ``progress(list[Progress])`` carries every record in order (batched); exactly one of
+    ``finished(result)``, ``failed(exception)`` or ``cancelled()`` follows, then ``stopped()``.
+    """
+
+    progress = Signal(object)
+    finished = Signal(object)
+    failed = Signal(object)
+    cancelled = Signal()
+    stopped = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._worker: JobWorker | None = None
+        self._ended = False
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def start(self, make_job: Callable[[], Iterator[Progress]]) -> None:
+        """Start ``make_job()`` (called in the worker thread) unless a job is already running."""
+        if self._worker is not None:
+            raise RuntimeError("a job is already running")
+        self._ended = False
+        worker = create_worker(_batched, make_job, _worker_class=JobWorker, _start_thread=False,
+                               _ignore_errors=True)
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next yield (``cancelled`` is emitted once it has)."""
+        if self._worker is not None:
+            self._worker.quit()
+
+    def _on_yielded(self, records: list[Progress]) -> None:
+        self.progress.emit(records)
+
+    def _on_returned(self, result: Any) -> None:
+        self._ended = True
+        self.finished.emit(result)
+
+    def _on_errored(self, exc: Exception) -> None:
+        self._ended = True
+        self.failed.emit(exc)
+
+    def _on_aborted(self) -> None:
+        self._ended = True
+        self.cancelled.emit()
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        if not self._ended:  # cancel arrived after the last step: superqt then reports nothing
+            self.cancelled.emit()
+        self.stopped.emit()
+
+
+def _stamped(fn: Callable[..., Any], stamp: int, args: tuple) -> tuple[int, bool, Any]:
+    try:
+        return stamp, True, fn(*args)
+    except Exception as exc:  # noqa: BLE001 - handed to the UI thread, which shows it
+        return stamp, False, exc
+
+
+class LatestWins(QObject):
+    """Run ``fn(*args)`` on a worker thread, newest request first, dropping stale results.
+
+    ``result(stamp, value)`` is emitted for a finished request unless a newer one has already
+    been delivered; ``failed(stamp, exception)`` likewise. ``idle`` after the last request.
+    """
+
+    result = Signal(int, object)
+    failed = Signal(int, object)
+    idle = Signal()
+
+    def __init__(self, fn: Callable[..., Any], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._fn = fn
+        self._stamp = 0
+        self._delivered = 0
+        self._pending: tuple[int, tuple] | None = None
+        self._worker: FunctionWorker | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None or self._pending is not None
+
+    @property
+    def latest(self) -> int:
+        return self._stamp
+
+    def submit(self, *args: Any) -> int:
+        """Queue a request, replacing any request still waiting; returns its stamp."""
+        self._stamp += 1
+        self._pending = (self._stamp, args)
+        if self._worker is None:
+            self._start_next()
+        return self._stamp
+
+    def discard(self) -> None:
+        """Forget the waiting request and drop the result of the running one."""
+        self._pending = None
+        self._delivered = self._stamp
+
+    def _start_next(self) -> None:
+        stamp, args = self._pending
+        self._pending = None
+        # bound methods of this QObject: Qt delivers them on the UI thread
+        worker = create_worker(_stamped, self._fn, stamp, args, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._on_returned)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+
+    def _on_returned(self, outcome: tuple[int, bool, Any]) -> None:
+        stamp, ok, value = outcome
+        if stamp > self._delivered:
+            self._delivered = stamp
+            (self.result if ok else self.failed).emit(stamp, value)
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        if self._pending is not None:
+            self._start_next()
+        else:
+            self.idle.emit()
