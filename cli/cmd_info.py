@@ -30,5 +30,6 @@ def run(args) -> int:
     for layer in d["editable_layers"]:
         mark = "  (default)" if layer["name"] == d.get("default_edit_layer") else ""
         shape = "x".join(map(str, layer["shape"]))
-        print(f"  {layer['name']:<28} {layer['kind']:<15} {shape:<18} {layer['resolution']}px{mark}")
+        reads = f"  reads ws[{layer['ws_index']}]" if "ws_index" in layer else ""
+        print(f"  {layer['name']:<28} {layer['kind']:<15} {shape:<18} {layer['resolution']:>4}px{reads}{mark}")
     return 0

@@ -61,6 +61,7 @@ from engine.models.base import (
     as_edit_list,
     edits_for,
     per_sample_shift,
+    shared_source,
 )
 
 ARCHITECTURES = ("skip", "orig", "resnet")
@@ -425,6 +426,8 @@ class StyleGAN2Generator(Generator):
     the grouped form.
     """
 
+    supports_shared_prefix = True
+
     def __init__(self, config: StyleGAN2Config, *, name: str = "stylegan2") -> None:
         super().__init__()
         self.config = config
@@ -526,17 +529,23 @@ class StyleGAN2Generator(Generator):
         if noise not in NOISE_MODES:
             raise AtlasError(f"unknown noise mode '{noise}'; choose one of {', '.join(NOISE_MODES)}")
         ws = ws.to(self.w_avg.dtype)
-        B = ws.shape[0]
         edits = as_edit_list(edit)
+        # shared-prefix form (grids): ws holds the distinct codes; rows expand to the batch at the
+        # first block with an edited layer, so earlier blocks run once per code
+        source = shared_source(edits)
+        B = ws.shape[0] if source is None else source.shape[0]
         for e in edits:
             self._check_edit(e, B)
+        if source is not None and (source.min() < 0 or source.max() >= ws.shape[0]):
+            raise AtlasError(f"edit source indices must lie in [0, {ws.shape[0]})")
+        edited = {e.layer.split(".")[1] for e in edits}
         fused = (not self.training) if self.fused_modconv is None else self.fused_modconv
 
         def run(block: SynthesisBlock, short: str, inp: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
             name = f"synthesis.b{block.resolution}.{short}"
             layer, idx, _ = self._layers[name]
             mine = edits_for(edits, name) if edits else []
-            shift = per_sample_shift(mine, B, layer.weight.shape, layer.weight) if mine else None
+            shift = per_sample_shift(mine, ws.shape[0], layer.weight.shape, layer.weight) if mine else None
             if short == "torgb":
                 return layer(inp, ws[:, idx], shift=shift, fused=fused)
             return layer(inp, ws[:, idx], noise=noise, shift=shift, fused=fused, gain=gain,
@@ -544,8 +553,13 @@ class StyleGAN2Generator(Generator):
 
         x = img = None
         for block in self.synthesis_net.blocks():
+            if source is not None and f"b{block.resolution}" in edited:
+                ws = ws[source]
+                x = x[source] if x is not None else None
+                img = img[source] if img is not None else None
+                source = None
             if block.is_first:
-                x = block.const.unsqueeze(0).repeat(B, 1, 1, 1)
+                x = block.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
                 x = run(block, "conv1", x)
             elif block.architecture == "resnet":
                 y = block.skip(x)
@@ -577,9 +591,11 @@ class StyleGAN2Generator(Generator):
         d["format"] = self.format
         d["architecture"] = c.architecture
         d["channels"] = {f"{r}px": w for r, w in c.channels.items()}
-        mult = c.rosinality_multiplier()
-        if mult is not None and c.architecture == "skip":
-            d["channel_multiplier"] = mult
+        if self.format.startswith("rosinality"):
+            mult = c.rosinality_multiplier()
+            if c.resolution < 64 and mult is not None:
+                mult = "any (it only scales layers of 64px and above)"
+            d["channel_multiplier"] = mult if mult is not None else "none (widths differ from the reference table)"
         d["mapping_layers"] = c.mapping_layers
         d["mapping_lr_mul"] = c.mapping_lr_mul
         d["conv_clamp"] = c.conv_clamp
@@ -588,7 +604,7 @@ class StyleGAN2Generator(Generator):
                             if c.fp16_resolutions else "none")
         d["w_avg_source"] = self.w_avg_source
         # keep the layer list last for readers of the plain-text listing
-        d["editable_layers"] = d.pop("editable_layers")
+        d["editable_layers"] = [{**info, "ws_index": self._layers[info["name"]][1]} for info in d.pop("editable_layers")]
         d["default_edit_layer"] = d.pop("default_edit_layer")
         return d
 

@@ -221,3 +221,24 @@ def test_own_checkpoint_roundtrip(tmp_path):
     with torch.no_grad():
         assert torch.equal(h.decode(z, psi=0.7), g.decode(z, psi=0.7))
     assert h.describe()["architecture"] == "orig" and len(h.identity) == 64
+
+
+@pytest.mark.parametrize("layer", ["synthesis.b8.conv1", "synthesis.b16.torgb"])
+def test_shared_prefix_grid_equals_full_batch(layer):
+    from engine.directions import Direction
+    from engine.render import render_batch
+
+    g = tiny(arch="resnet", clamp=1.0)
+    W = g.layer_weight(layer)
+    dirs = [Direction("param", layer=layer, delta=torch.randn_like(W)) for _ in range(2)]
+    z = torch.randn(2, 12)
+    items = [(z[m], ((d, t),)) for d in dirs for t in (-1.0, 0.5) for m in range(2)]
+    codes = torch.stack([c for c, _ in items])
+    with torch.no_grad():
+        grid = render_batch(g, codes, [s for _, s in items])
+        index = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+        t = torch.tensor([-1.0, -1.0, 0.5, 0.5] * 2)
+        delta = torch.stack([d.delta for d in dirs])
+        full = g.decode(codes, edit=ParamEdit(layer, delta, index, t))
+        shared = g.decode(z, edit=ParamEdit(layer, delta, index, t, torch.tensor([0, 1] * 4)))
+    assert torch.allclose(grid, full, atol=1e-5) and torch.allclose(shared, full, atol=1e-5)
