@@ -176,17 +176,48 @@ def _np_scalar(dtype: Any, data: Any = None) -> Any:
     return np.frombuffer(bytes(data), dtype=dtype.dtype)[0].item()
 
 
+class _Sealed(type):
+    """Metaclass of the stand-in classes: a pickle's BUILD cannot set attributes on them."""
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        raise BadPickleData(f"an attempt to modify {cls.__name__}")
+
+
+class _SealedEasyDict(_EasyDict, metaclass=_Sealed):
+    """Stands in for ``dnnlib.util.EasyDict`` (a dict with attribute access): here a plain dict."""
+
+
+class _SealedDType(_DType, metaclass=_Sealed):
+    __slots__ = ()
+
+
+class _Inert:
+    """A stand-in function as an object without attributes, so BUILD cannot alter it
+    (a bare function would accept e.g. a new ``__defaults__``)."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn) -> None:
+        object.__setattr__(self, "_fn", fn)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise BadPickleData("an attempt to modify a loader function")
+
+    def __call__(self, *args: Any) -> Any:
+        return self._fn(*args)
+
+
 ALLOWED: dict[tuple[str, str], Any] = {
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch.storage", "_load_from_bytes"): _load_from_bytes,
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _Inert(_reconstruct_persistent_obj),
+    ("torch._utils", "_rebuild_tensor_v2"): _Inert(_rebuild_tensor_v2),
+    ("torch._utils", "_rebuild_parameter"): _Inert(_rebuild_parameter),
+    ("torch.storage", "_load_from_bytes"): _Inert(_load_from_bytes),
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set,
-    ("dnnlib.util", "EasyDict"): _EasyDict,
-    ("numpy", "dtype"): _DType,
-    ("numpy.core.multiarray", "scalar"): _np_scalar,
-    ("numpy._core.multiarray", "scalar"): _np_scalar,
+    ("dnnlib.util", "EasyDict"): _SealedEasyDict,
+    ("numpy", "dtype"): _SealedDType,
+    ("numpy.core.multiarray", "scalar"): _Inert(_np_scalar),
+    ("numpy._core.multiarray", "scalar"): _Inert(_np_scalar),
 }
 
 

@@ -207,3 +207,24 @@ def test_inert_stand_ins_reject_what_is_not_plain_data():
             _rebuild_tensor_v2(flat, *args)
     with pytest.raises(BadPickleData):
         _rebuild_tensor_v2(torch.arange(6.0), 0, (2,), (1,))
+
+
+def test_pickle_cannot_tamper_with_the_allowed_stand_ins(tmp_path):
+    """BUILD on an allowed global (e.g. new __defaults__ for a loader function) is refused."""
+    import engine.checkpoints.nvidia_pkl as nv
+
+    before = {k: (getattr(v, "_fn", v), getattr(getattr(v, "_fn", v), "__defaults__", None)) for k, v in nv.ALLOWED.items()}
+    bodies = [
+        b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nN}X\x0c\x00\x00\x00__defaults__K\x01\x85s\x86b.",
+        b"\x80\x02cdnnlib.util\nEasyDict\nN}X\x08\x00\x00\x00__init__K\x01s\x86b.",
+        b"\x80\x02cnumpy\ndtype\nN}X\x0c\x00\x00\x00__setstate__K\x01s\x86b.",
+        b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n}X\x01\x00\x00\x00aK\x01sb.",
+    ]
+    for i, body in enumerate(bodies):
+        path = tmp_path / f"tamper{i}.pkl"
+        path.write_bytes(body)
+        with pytest.raises(CheckpointError, match=f"tamper{i}.pkl"):
+            load_generator(str(path), device="cpu")
+    after = {k: (getattr(v, "_fn", v), getattr(getattr(v, "_fn", v), "__defaults__", None)) for k, v in nv.ALLOWED.items()}
+    assert before == after
+    assert "__init__" not in nv.ALLOWED[("dnnlib.util", "EasyDict")].__dict__
