@@ -41,6 +41,8 @@ QHeaderView::section { background: #22272e; padding: 4px 6px; border: 0; border-
 QProgressBar { border: 1px solid #30363d; border-radius: 3px; text-align: center; height: 16px; }
 QProgressBar::chunk { background: #2f81f7; }
 QToolTip { border: 1px solid #444c56; }
+QToolButton#pinButton { padding: 2px 8px; border: 1px solid #444c56; border-radius: 3px; }
+QToolButton#pinButton:checked { background: #2f81f7; color: white; border-color: #2f81f7; }
 """
 
 

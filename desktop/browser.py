@@ -31,7 +31,7 @@ UID_ROLE = Qt.ItemDataRole.UserRole + 2
 K_ROLE = Qt.ItemDataRole.UserRole + 3
 PATH_ROLE = Qt.ItemDataRole.UserRole + 4
 SOURCE_ROLE = Qt.ItemDataRole.UserRole + 5
-COLUMNS = ("Direction", "Name", "Score", "Rating", "Interp.")
+COLUMNS = ("#", "Name", "Score", "Rating", "✓?")
 NAME_COL = 1
 
 
@@ -174,7 +174,8 @@ class DirectionBrowser(QWidget):
         hdr.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         for c in (2, 3, 4):
             hdr.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
-        self.view.setColumnWidth(0, 92)
+        self.view.setColumnWidth(0, 84)
+        self.view.setIndentation(12)
         lay.addWidget(self.view, 1)
 
         self.model.itemChanged.connect(self._item_changed)
@@ -236,7 +237,8 @@ class DirectionBrowser(QWidget):
             self.model.appendRow(top)
         self._refresh_tags()
         self._syncing = False
-        self.view.expandToDepth(0)
+        total = sum(len(e.dset) for e in self.ws.entries)
+        self.view.expandToDepth(1 if total <= 400 else 0)
         for i in range(self.proxy.rowCount()):
             idx = self.proxy.index(i, 0)
             self.view.setFirstColumnSpanned(i, QModelIndex(), True)

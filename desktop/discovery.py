@@ -204,6 +204,7 @@ class ParamsForm(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         lay.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        lay.setVerticalSpacing(4)
         try:
             hints = typing.get_type_hints(spec.params)
         except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to the defaults' types
@@ -218,8 +219,21 @@ class ParamsForm(QWidget):
                 hint = type(default)
             pf = ParamField(f, hint, gen, self)
             label = QLabel(f.name.replace("_", " "), self)
-            label.setToolTip(f.metadata.get("help", ""))
-            lay.addRow(label, pf.widget)
+            helptext = f.metadata.get("help", "")
+            label.setToolTip(helptext)
+            if not isinstance(pf.widget, QCheckBox):
+                pf.widget.setMinimumWidth(150)
+            row = QHBoxLayout()
+            row.setSpacing(10)
+            row.addWidget(pf.widget)
+            if helptext:
+                note = QLabel(helptext, self)
+                note.setStyleSheet("color: palette(mid);")
+                note.setWordWrap(True)
+                row.addWidget(note, 1)
+            else:
+                row.addStretch(1)
+            lay.addRow(label, row)
             self.fields.append(pf)
 
     def values(self) -> dict:
@@ -362,8 +376,9 @@ class DiscoveryPanel(QWidget):
         split.addWidget(self.form_area)
         self.plots = MetricPlots(self)
         split.addWidget(self.plots)
-        split.setStretchFactor(0, 2)
-        split.setStretchFactor(1, 3)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 2)
+        split.setSizes([220, 420])
         root.addWidget(split, 1)
 
         buttons = QHBoxLayout()

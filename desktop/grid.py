@@ -13,7 +13,17 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QEvent,
+    QItemSelectionModel,
+    QModelIndex,
+    QRect,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -31,6 +41,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt import QElidingLabel
 
 from desktop.preview import parse_seed_text
 from desktop.rendering import GridRequest, render_grid_rows
@@ -40,7 +51,7 @@ from desktop.workspace import SetEntry, Workspace
 
 PAGE = 8
 CACHE_ROWS = 160
-LABEL_WIDTH = 190
+LABEL_WIDTH = 170
 GAP = 2
 
 
@@ -110,17 +121,20 @@ class GridModel(QAbstractTableModel):
         return 0 if parent.isValid() else 1 + self.steps
 
     def headerData(self, section: int, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if role == Qt.ItemDataRole.ToolTipRole and orientation == Qt.Orientation.Horizontal and section > 0:
+            return ("shift t of this column" if self.uniform_shifts() is not None
+                    else "fraction of each direction's suggested range")
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         if orientation == Qt.Orientation.Vertical:
             return str(section)
         if section == 0:
-            return "direction"
+            return "direction      shift t →"
         shifts = self.uniform_shifts()
         if shifts is not None:
-            return f"t = {shifts[section - 1]:+.3g}"
+            return f"{shifts[section - 1]:+.3g}"
         frac = np.linspace(-1, 1, self.steps)[section - 1]
-        return f"{frac:+.2g} × range"
+        return f"{frac:+.2g}×"
 
     def flags(self, index: QModelIndex):
         f = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
@@ -275,7 +289,8 @@ class GridDelegate(QStyledItemDelegate):
             p.setPen(pal.color(pal.ColorRole.PlaceholderText))
             p.drawText(x, y + fm.height() + 2, f"score {d.score:.4g}")
         if self.grid.ws.is_pinned(entry, row):
-            p.drawText(r.right() - 22, r.y() + 6 + fm.ascent(), "📌")
+            p.setPen(pal.color(pal.ColorRole.Link))
+            p.drawText(r.right() - fm.horizontalAdvance("pinned") - 6, r.y() + 6 + fm.ascent(), "pinned")
 
     def createEditor(self, parent, option, index):  # noqa: N802
         ed = QLineEdit(parent)
@@ -368,25 +383,28 @@ class GridInspector(QWidget):
         self.T.setSpecialValueText("auto")
         self.T.setToolTip("largest shift of the columns; 'auto' = each direction's suggested range")
         self.T.setKeyboardTracking(False)
+        self.T.setMaximumWidth(90)
         bar.addWidget(self.T)
         bar.addWidget(QLabel("Steps"))
         self.steps = QSpinBox(self)
         self.steps.setRange(2, 15)
         self.steps.setValue(7)
         self.steps.setKeyboardTracking(False)
+        self.steps.setMaximumWidth(60)
         bar.addWidget(self.steps)
         bar.addWidget(QLabel("Seeds"))
         self.seeds = QLineEdit("0,1", self)
-        self.seeds.setMaximumWidth(90)
+        self.seeds.setMaximumWidth(80)
         self.seeds.setToolTip("seeds stacked in each cell, e.g. 0,1,2 or 0-3")
         bar.addWidget(self.seeds)
         bar.addWidget(QLabel("Size"))
         self.size = QSlider(Qt.Orientation.Horizontal, self)
         self.size.setRange(40, 200)
         self.size.setValue(80)
-        self.size.setMaximumWidth(100)
+        self.size.setMaximumWidth(140)
         self.size.setToolTip("thumbnail size")
         bar.addWidget(self.size, 1)
+        bar.addStretch(1)
         root.addLayout(bar)
 
         self.model = GridModel(ws, self)
@@ -406,7 +424,7 @@ class GridInspector(QWidget):
         self.view.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.view.setWordWrap(False)
         root.addWidget(self.view, 1)
-        self.status = QLabel("", self)
+        self.status = QElidingLabel("", self)
         self.status.setStyleSheet("color: palette(mid);")
         self.status.setText("Keys: ↑/↓ direction · ←/→ shift · 1–5 rate · I/U/X interpretable yes/unsure/no · "
                             "N name · P pin · Enter open in preview")
@@ -425,10 +443,17 @@ class GridInspector(QWidget):
         self.steps.valueChanged.connect(self._reconfigure)
         self.seeds.editingFinished.connect(self._reconfigure)
         self.size.valueChanged.connect(self._resize_thumbs)
+        self.size.sliderMoved.connect(self._user_sized)
+        self.auto_size = True  # fit the columns to the panel until the user picks a size
+        self.view.viewport().installEventFilter(self)
         self._size_timer = QTimer(self)
         self._size_timer.setSingleShot(True)
         self._size_timer.setInterval(250)
         self._size_timer.timeout.connect(self._reconfigure)
+        self._partial_timer = QTimer(self)
+        self._partial_timer.setSingleShot(True)
+        self._partial_timer.setInterval(1000)
+        self._partial_timer.timeout.connect(self._reconfigure)
 
         ws.setsChanged.connect(self._sets_changed)
         ws.modelChanged.connect(self._sets_changed)
@@ -472,9 +497,16 @@ class GridInspector(QWidget):
         if i >= 0:
             self.set_combo.setItemText(i, f"{entry.title}  ({len(entry.dset)})")
         if entry is self.model.entry:
-            self._reconfigure()
+            if entry.running:  # a discovery delivers partial sets many times a second: re-render at most 1/s
+                if not self._partial_timer.isActive():
+                    self._partial_timer.start()
+            else:
+                self._partial_timer.stop()
+                self._reconfigure()
 
     def _reconfigure(self, *_args) -> None:
+        if self.auto_size and self.sender() is self.steps:
+            self.fit_columns()
         try:
             seeds = parse_seed_text(self.seeds.text())[:8]
         except ValueError:
@@ -496,6 +528,21 @@ class GridInspector(QWidget):
     def _resize_thumbs(self, _v: int) -> None:
         self._sizes()
         self._size_timer.start()
+
+    def _user_sized(self, _v: int) -> None:
+        self.auto_size = False
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802
+        if obj is self.view.viewport() and event.type() == QEvent.Type.Resize and self.auto_size:
+            self.fit_columns()
+        return False
+
+    def fit_columns(self) -> None:
+        """Thumbnail size that shows every shift column without scrolling (within 48..160 px)."""
+        room = self.view.viewport().width() - LABEL_WIDTH - 4
+        thumb = max(48, min(160, room // max(1, int(self.steps.value())) - 6))
+        if thumb != self.size.value():
+            self.size.setValue(thumb)
 
     def _sizes(self) -> None:
         entry = self.model.entry

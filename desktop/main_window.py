@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QThreadPool
+from PySide6.QtCore import Qt, QThreadPool, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -134,9 +134,7 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.docks["browser"], self.docks["editor"], Qt.Orientation.Vertical)
         self.tabifyDockWidget(self.docks["grid"], self.docks["discovery"])
         self.docks["grid"].raise_()
-        self.resizeDocks([self.docks["browser"], self.docks["grid"]], [380, 760], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["browser"], self.docks["editor"]], [560, 380], Qt.Orientation.Vertical)
-        self.resize(1560, 960)
+        self._fit_to_screen()
 
         self.loader = LatestWins(_load_model, self)
         self.loader.result.connect(self._model_loaded)
@@ -152,6 +150,15 @@ class MainWindow(QMainWindow):
             self._model_loaded(0, gen)
         else:
             self.load_model(model or "")
+
+    def _fit_to_screen(self) -> None:
+        screen = QApplication.primaryScreen()
+        avail = screen.availableGeometry() if screen is not None else None
+        w, h = 1560, 960
+        if avail is not None and avail.width() > 0:
+            w, h = min(w, avail.width() - 20), min(h, avail.height() - 40)
+            self.move(avail.x() + (avail.width() - w) // 2, avail.y() + max(0, (avail.height() - h) // 3))
+        self.resize(w, h)
 
     # ---- wiring ----------------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -453,7 +460,21 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geo)
         if state is not None:
             self.restoreState(state)
-        self._default_state = None
+        self._sized = state is not None
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not self._sized:  # dock sizes only apply once the window has its real size
+            self._sized = True
+            QTimer.singleShot(0, self._default_sizes)
+
+    def _default_sizes(self) -> None:
+        w = self.width()
+        self.resizeDocks([self.docks["browser"], self.docks["grid"]], [int(w * 0.25), int(w * 0.45)],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["browser"], self.docks["editor"]], [int(self.height() * 0.55),
+                                                                         int(self.height() * 0.45)],
+                         Qt.Orientation.Vertical)
 
     def _reset_layout(self) -> None:
         for key in ("browser", "editor"):
@@ -466,7 +487,7 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.docks["browser"], self.docks["editor"], Qt.Orientation.Vertical)
         self.tabifyDockWidget(self.docks["grid"], self.docks["discovery"])
         self.docks["grid"].raise_()
-        self.resizeDocks([self.docks["browser"], self.docks["grid"]], [380, 760], Qt.Orientation.Horizontal)
+        self._default_sizes()
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.settings.save_bytes("window/geometry", self.saveGeometry())

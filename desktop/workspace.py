@@ -34,7 +34,7 @@ class SetEntry:
 
     @property
     def title(self) -> str:
-        return self.dset.title
+        return self.dset.path.stem if self.dset.path is not None else f"{self.dset.method} (new)"
 
     @property
     def editable(self) -> bool:
