@@ -16,10 +16,17 @@ A method module looks like::
 ``state`` is what a previous, cancelled run of the same method and params yielded last as
 ``Progress.state`` (a dict of tensors / plain data); a method that supports resuming continues
 from it. ``engine.discovery.checkpoint`` saves and loads such states.
+
+Field metadata understood here (and by the GUI form and ``main.py discover --set``):
+``help`` (one line), ``choices`` (allowed values), ``min`` / ``max`` (inclusive bounds) and
+``key`` (``False`` for fields that do not change a run's trajectory, such as the step count or
+how often RCA is logged: a run may be resumed with a different value of those).
+``validate_params`` checks choices and bounds; Params classes call it from ``__post_init__``.
 """
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +51,15 @@ class MethodSpec:
         if bad:
             raise AtlasError(f"method '{self.name}' has no parameter {', '.join(bad)}; its parameters are {', '.join(sorted(fields))}")
         return self.params(**overrides)
+
+    def params_from_strings(self, pairs: dict[str, str]) -> Any:
+        """Params from ``{"name": "text"}`` (``--set name=text``), each parsed by the field's type."""
+        fields = {f.name: f for f in dataclasses.fields(self.params)}
+        bad = sorted(set(pairs) - set(fields))
+        if bad:
+            raise AtlasError(f"method '{self.name}' has no parameter {', '.join(bad)}; its parameters are {', '.join(sorted(fields))}")
+        hints = typing.get_type_hints(self.params)
+        return self.params(**{k: parse_param_value(self.name, k, hints[k], v) for k, v in pairs.items()})
 
 
 _METHODS: dict[str, MethodSpec] = {}
@@ -71,3 +87,52 @@ def get_method(name: str) -> MethodSpec:
     if name not in _METHODS:
         raise AtlasError(f"unknown discovery method '{name}'; valid methods: {', '.join(sorted(_METHODS)) or 'none'}")
     return _METHODS[name]
+
+
+def validate_params(params: Any) -> None:
+    """Check every field of a Params instance against its ``choices`` / ``min`` / ``max`` metadata.
+
+    Raises ``AtlasError`` naming the parameter, the bad value and what is allowed.
+    """
+    for f in dataclasses.fields(params):
+        v = getattr(params, f.name)
+        meta = f.metadata
+        if "choices" in meta and v not in meta["choices"]:
+            raise AtlasError(f"parameter {f.name}={v!r} is not allowed; choose one of {', '.join(map(str, meta['choices']))}")
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if "min" in meta and v < meta["min"]:
+            raise AtlasError(f"parameter {f.name}={v!r} is too small; it must be at least {meta['min']}")
+        if "max" in meta and v > meta["max"]:
+            raise AtlasError(f"parameter {f.name}={v!r} is too large; it must be at most {meta['max']}")
+
+
+def key_fields(params: Any) -> dict[str, Any]:
+    """The fields that identify a run (all but those with ``metadata={"key": False}``)."""
+    return {f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.metadata.get("key", True)}
+
+
+def parse_param_value(method: str, name: str, tp: Any, text: str) -> Any:
+    """Parse ``text`` as a value of type ``tp`` (int, float, bool, str or ``X | None``)."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    optional = type(None) in typing.get_args(tp)
+    if optional and text.strip().lower() in ("none", "null", ""):
+        return None
+    if optional and len(args) == 1:
+        tp = args[0]
+    try:
+        if tp is bool:
+            low = text.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            return int(text)
+        if tp is float:
+            return float(text)
+    except ValueError:
+        kind = {bool: "true/false", int: "an integer", float: "a number"}[tp]
+        raise AtlasError(f"method '{method}': parameter {name}={text!r} must be {kind}") from None
+    return text

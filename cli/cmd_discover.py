@@ -1,0 +1,160 @@
+"""``main.py discover``: run a discovery method and save the direction set.
+
+Any method registered in ``engine.discovery`` works here: its Params dataclass is the option
+list (``--set name=value`` for every field; ``--k``, ``--steps``, ``--layer``, ``--baseline`` are
+shortcuts). Resumable methods save their state every few steps under a key made of the model
+identity, method and parameters; ``--resume`` continues that run. Under ``torchrun`` the
+reconstructor methods train with DistributedDataParallel (only rank 0 writes and shows a bar).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from cli.common import add_model_args, drive, out_path
+from engine.errors import AtlasError
+
+
+def register(sub) -> None:
+    from engine.discovery import methods
+
+    names = sorted(m.name for m in methods())
+    p = sub.add_parser("discover", help="run a discovery method and save its direction set",
+                       description="Run a discovery method on a generator and save the K directions it finds. "
+                                   "Methods: " + ", ".join(f"{m.name} ({m.summary})" for m in methods()))
+    add_model_args(p)
+    p.add_argument("--method", required=True, choices=names, help="discovery method")
+    p.add_argument("--k", type=str, default=None, help="number of directions (the method's 'k')")
+    p.add_argument("--steps", type=str, default=None, help="training/iteration steps (the method's 'steps')")
+    p.add_argument("--layer", default=None, help="layer to edit (parameter-space methods' 'layer')")
+    p.add_argument("--baseline", default=None, help="latent-recon: random or coordinate (A fixed, only R trained)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                   help="any parameter of the method (repeatable); see --list-params")
+    p.add_argument("--list-params", action="store_true", help="print the method's parameters and defaults, then exit")
+    p.add_argument("--resume", action="store_true", help="continue this run from its last checkpoint")
+    p.add_argument("--checkpoint-dir", default=None, help="where job checkpoints live (default: the user cache folder)")
+    p.add_argument("--out", "-o", default=None, help="direction set to write (.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _overrides(args, spec) -> dict[str, str]:
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(spec.params)}
+    pairs: dict[str, str] = {}
+    for text in args.sets:
+        if "=" not in text:
+            raise AtlasError(f"--set {text}: expected NAME=VALUE")
+        name, value = text.split("=", 1)
+        pairs[name.strip()] = value.strip()
+    for flag, name in (("k", "k"), ("steps", "steps"), ("layer", "layer"), ("baseline", "baseline")):
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if name not in fields:
+            raise AtlasError(f"--{flag}: method '{spec.name}' has no parameter '{name}'; "
+                             f"its parameters are {', '.join(sorted(fields))}")
+        pairs[name] = value
+    return pairs
+
+
+def list_params(spec) -> None:
+    import dataclasses
+
+    print(f"{spec.name}: {spec.summary}")
+    for f in dataclasses.fields(spec.params):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        extra = f" (one of {', '.join(map(str, f.metadata['choices']))})" if "choices" in f.metadata else ""
+        print(f"  {f.name:<18} = {default!r:<10} {f.metadata.get('help', '')}{extra}")
+
+
+def summary_line(dset, seconds: float) -> str:
+    """One line: method, K, time, and RCA or the top scores."""
+    head = f"{dset.method}: {len(dset)} directions in {seconds:.1f} s"
+    m = dset.metrics
+    if "rca" in m:
+        base = f", baseline {m['baseline']}" if m.get("baseline") not in (None, "none") else ""
+        return f"{head}; RCA {m['rca']:.3f} (chance {1 / max(len(dset), 1):.3f}{base})"
+    scores = [d.score for d in dset.directions[:5] if d.score is not None]
+    if scores:
+        label = "top eigenvalues" if dset.method in ("sefa", "param-spectrum") else "top scores"
+        if dset.method == "ganspace":
+            label = "top variances"
+        return f"{head}; {label} " + ", ".join(f"{s:.4g}" for s in scores)
+    return head
+
+
+def run(args) -> int:
+    import torch
+
+    from engine.device import cap_threads
+    from engine.discovery import get_method
+    from engine.discovery.checkpoint import checkpoint_path, job_key, load_checkpoint, save_checkpoint
+    from engine.discovery.distributed import init_from_env, shutdown
+    from engine.models import load_generator
+
+    spec = get_method(args.method)
+    if args.list_params:
+        list_params(spec)
+        return 0
+    if not args.out:
+        raise AtlasError("--out SET.json is required")
+    out = out_path(args.out, (".json",))
+    params = spec.params_from_strings(_overrides(args, spec))
+
+    cap_threads(args.threads or None)
+    info, device = init_from_env(args.device)
+    try:
+        gen = load_generator(args.model, device=device)
+        key = job_key(gen, spec.name, params, world_size=info.world_size)
+        ckpt = checkpoint_path(spec.name, key, args.checkpoint_dir)
+        state = None
+        if args.resume:
+            if not spec.resumable:
+                raise AtlasError(f"method '{spec.name}' is not resumable (it runs in one go)")
+            if ckpt.is_file():
+                state = load_checkpoint(ckpt, key=key)
+                if info.is_main:
+                    print(f"resuming {spec.name} from step {state.get('step', 0)} ({ckpt})", file=sys.stderr)
+            elif info.is_main:
+                print(f"no checkpoint for this run in {ckpt.parent}; starting it from the beginning", file=sys.stderr)
+
+        saved = {"step": None}
+
+        def with_checkpoints(job):
+            """Pass progress through, saving each resumable state as it arrives (rank 0)."""
+            result = None
+            try:
+                while True:
+                    rec = next(job)
+                    if rec.state is not None and info.is_main and spec.resumable:
+                        save_checkpoint(ckpt, rec.state, key=key)
+                        saved["step"] = rec.state.get("step")
+                    yield rec
+            except StopIteration as stop:
+                result = stop.value
+            return result
+
+        t0 = time.perf_counter()
+        try:
+            dset = drive(with_checkpoints(spec.run(gen, params, device=device, state=state)), spec.name,
+                         quiet=args.quiet or not info.is_main)
+        except KeyboardInterrupt:
+            if saved["step"] is not None:
+                print(f"interrupted; checkpoint at step {saved['step']} in {ckpt}: run the same command with --resume "
+                      "to continue", file=sys.stderr)
+            raise
+        seconds = time.perf_counter() - t0
+        if info.is_main:
+            dset.params = dict(dset.params or {})
+            dset.metrics.setdefault("seconds", seconds)
+            if info.world_size > 1:
+                dset.metrics["world_size"] = info.world_size
+            path = dset.save(out)
+            print(summary_line(dset, seconds) + f"; wrote {path}")
+        if info.active:
+            torch.distributed.barrier()
+    finally:
+        shutdown()
+    return 0

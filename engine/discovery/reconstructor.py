@@ -1,0 +1,346 @@
+"""The reconstructor R and its trainer, shared by every reconstructor-based method.
+
+Voynov & Babenko (2020): R sees the pair ``(G(z), G_shifted(z))`` concatenated on channels and
+predicts which of the K shifts was applied (logits) and how far (a scalar). The loss is
+``CE(logits, k) + lambda * |eps_hat - eps|`` with ``eps ~ U[-6, 6]``, ``|eps| >= 0.5``; R and the
+shift family's parameters (if any) are trained with Adam at 1e-4. The latent method
+(``latent_recon``) trains a direction matrix this way; the parameter-space methods train
+coefficients over a weight basis; the RCA evaluator trains R alone on fixed directions.
+
+Using it::
+
+    family = LatentShifts(init, "ortho")                 # any engine.discovery.shifts.ShiftFamily
+    cfg = TrainConfig(steps=2000, lam=0.25)
+    result = yield from train_reconstructor(gen, family, cfg, device=dev, state=resume_state)
+    result.rca, result.family, result.reconstructor
+
+``train_reconstructor`` is a job: it yields ``Progress`` every step (metrics ``loss``, ``ce``,
+``mae``, ``acc`` and, every ``rca_every`` steps, ``rca``), a resumable ``state`` every
+``checkpoint_every`` steps and at the end, and an optional ``partial`` result at RCA points.
+Under ``torchrun`` it trains with DistributedDataParallel: ``batch_size`` is per rank, each rank
+draws its own batches, gradients are averaged, RCA is pooled over the ranks' samples.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.discovery.checkpoint import cpu_snapshot
+from engine.discovery.distributed import all_reduce_sum, dist_info
+from engine.discovery.shifts import ShiftFamily, sample_shift_batch, stream_generator
+from engine.errors import AtlasError
+from engine.jobs import Progress
+from engine.models.base import Generator
+
+RECONSTRUCTORS = ("auto", "lenet", "resnet18")
+
+
+# ---- networks -----------------------------------------------------------------------------
+class Reconstructor(nn.Module):
+    """``R(x0, x1) -> (logits [B, K], eps_hat [B])`` for image pairs ``[B, C, H, W]``.
+
+    The pair is concatenated on channels (2C inputs); images wider than ``max_input`` are
+    area-downscaled first (Cherepkov et al. feed 256 px to their ResNet-18).
+    """
+
+    def __init__(self, K: int, max_input: int = 256) -> None:
+        super().__init__()
+        self.K = K
+        self.max_input = max_input
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([x0, x1], dim=1)
+        side = max(x.shape[-2:])
+        if side > self.max_input:
+            x = F.interpolate(x, scale_factor=self.max_input / side, mode="area")
+        f = self.features(x)
+        return self.logits(f), self.shift(f).squeeze(1)
+
+
+def _head(width_in: int, width_hidden: int, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(width_in, width_hidden), nn.BatchNorm1d(width_hidden), nn.ReLU(),
+                         nn.Linear(width_hidden, out))
+
+
+class LeNetReconstructor(Reconstructor):
+    """A LeNet-5-sized CNN (6-16-120 channels, 84 hidden units, times ``width``) with two heads.
+
+    Convolutions are padded so that any image side >= 4 works; features are averaged over space.
+    """
+
+    def __init__(self, K: int, channels: int = 3, width: int = 1, max_input: int = 256) -> None:
+        super().__init__(K, max_input)
+        c1, c2, c3, h = 6 * width, 16 * width, 120 * width, 84 * width
+
+        def block(cin, cout, pool):
+            layers = [nn.Conv2d(cin, cout, 5, padding=2), nn.BatchNorm2d(cout), nn.ReLU()]
+            return layers + ([nn.MaxPool2d(2)] if pool else [])
+
+        self.body = nn.Sequential(*block(2 * channels, c1, True), *block(c1, c2, True), *block(c2, c3, False))
+        self.logits = _head(c3, h, K)
+        self.shift = _head(c3, h, 1)
+
+    def features(self, x):
+        return self.body(x).mean(dim=(-2, -1))
+
+
+class ResNetReconstructor(Reconstructor):
+    """torchvision ResNet-18 (random init) taking 2C channels, with the two heads on its 512 features."""
+
+    def __init__(self, K: int, channels: int = 3, max_input: int = 256) -> None:
+        super().__init__(K, max_input)
+        from torchvision.models import resnet18
+
+        net = resnet18(weights=None)
+        net.conv1 = nn.Conv2d(2 * channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        net.fc = nn.Identity()
+        self.body = net
+        self.logits = nn.Linear(512, K)
+        self.shift = nn.Linear(512, 1)
+
+    def features(self, x):
+        return self.body(x)
+
+
+def build_reconstructor(kind: str, K: int, *, channels: int, resolution: int, width: int = 1,
+                        max_input: int = 256) -> Reconstructor:
+    """``kind``: ``lenet``, ``resnet18`` or ``auto`` (LeNet up to 64 px, as the paper does for
+    MNIST / AnimeFaces, ResNet-18 above)."""
+    if kind not in RECONSTRUCTORS:
+        raise AtlasError(f"unknown reconstructor '{kind}'; choose one of {', '.join(RECONSTRUCTORS)}")
+    if kind == "auto":
+        kind = "lenet" if resolution <= 64 else "resnet18"
+    if kind == "lenet":
+        return LeNetReconstructor(K, channels, width, max_input)
+    return ResNetReconstructor(K, channels, max_input)
+
+
+# ---- training -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainConfig:
+    """Trainer settings; defaults are Voynov & Babenko's where they transfer.
+
+    ``steps``: gradient steps (paper: 1e5; CPU-sized default). ``batch_size`` per rank (the
+    reference code's 32). ``lam``: weight of the shift regression (0.25). ``eps_max`` /
+    ``eps_min``: the shift distribution. ``lr`` / ``lr_family``: Adam rates of R and of the
+    family. ``rca_every`` / ``rca_samples``: how often and on how many fresh pairs RCA is
+    measured. ``checkpoint_every``: steps between resumable states. ``seed``: initialisation and
+    all random streams.
+    """
+
+    steps: int = 2000
+    batch_size: int = 32
+    lam: float = 0.25
+    eps_max: float = 6.0
+    eps_min: float = 0.5
+    lr: float = 1e-4
+    lr_family: float = 1e-4
+    reconstructor: str = "auto"
+    width: int = 1
+    max_input: int = 256
+    rca_every: int = 500
+    rca_samples: int = 1024
+    rca_batch: int = 64
+    checkpoint_every: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "rca_every", "rca_samples", "rca_batch", "checkpoint_every", "width"):
+            if getattr(self, name) < (0 if name == "steps" else 1):
+                raise AtlasError(f"trainer setting {name}={getattr(self, name)} must be positive")
+        if not 0 <= self.eps_min < self.eps_max:
+            raise AtlasError(f"shift range needs 0 <= eps_min < eps_max, got eps_min={self.eps_min}, eps_max={self.eps_max}")
+        if self.reconstructor not in RECONSTRUCTORS:
+            raise AtlasError(f"unknown reconstructor '{self.reconstructor}'; choose one of {', '.join(RECONSTRUCTORS)}")
+
+
+@dataclass
+class ReconResult:
+    """What training returns: the trained family and R, the final RCA and the curves."""
+
+    family: ShiftFamily
+    reconstructor: Reconstructor
+    step: int
+    rca: float
+    rca_per_direction: torch.Tensor  # [K] accuracy of each direction on fresh samples
+    history: dict[str, list] = field(default_factory=dict)
+
+
+class _Joint(nn.Module):
+    """Family + R as one module, so DistributedDataParallel averages both sets of gradients.
+
+    The generator is kept out of the module tree: it is frozen and must not be synchronised.
+    """
+
+    def __init__(self, family: ShiftFamily, reconstructor: Reconstructor, gen: Generator) -> None:
+        super().__init__()
+        self.family = family
+        self.reconstructor = reconstructor
+        self.__dict__["gen"] = gen
+
+    def forward(self, z, k, eps):
+        x0, x1 = self.family.pair(self.gen, z, k, eps)
+        return self.reconstructor(x0, x1)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module):
+    """Turn off ``requires_grad`` of ``module``'s parameters for the duration (restored after)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@torch.no_grad()
+def evaluate_rca(gen: Generator, family: ShiftFamily, R: Reconstructor, cfg: TrainConfig, *,
+                 device: torch.device) -> tuple[float, torch.Tensor]:
+    """Reconstructor classification accuracy on ``cfg.rca_samples`` fresh pairs (per rank).
+
+    Returns (RCA in [0, 1], per-direction accuracy ``[K]``). The pairs come from the "rca"
+    stream, disjoint from training batches and the same at every evaluation of a run.
+    """
+    info = dist_info()
+    K = family.K
+    correct = torch.zeros(K, dtype=torch.float64, device=device)
+    count = torch.zeros(K, dtype=torch.float64, device=device)
+    was_training = R.training
+    R.eval()
+    try:
+        n_batches = -(-cfg.rca_samples // cfg.rca_batch)
+        for i in range(n_batches):
+            g = stream_generator("rca", cfg.seed, info.rank, i)
+            n = min(cfg.rca_batch, cfg.rca_samples - i * cfg.rca_batch)
+            z, k, eps = (t.to(device) for t in sample_shift_batch(g, n, gen.z_dim, K, cfg.eps_max, cfg.eps_min))
+            logits, _ = R(*family.pair(gen, z, k, eps))
+            hit = (logits.argmax(dim=1) == k).double()
+            correct.index_add_(0, k, hit)
+            count.index_add_(0, k, torch.ones_like(hit))
+    finally:
+        R.train(was_training)
+    correct, count = all_reduce_sum(correct), all_reduce_sum(count)
+    rca = float(correct.sum() / count.sum().clamp_min(1))
+    return rca, (correct / count.clamp_min(1)).float().cpu()
+
+
+def train_reconstructor(
+    gen: Generator,
+    family: ShiftFamily,
+    cfg: TrainConfig,
+    *,
+    device: torch.device | str = "cpu",
+    state: dict | None = None,
+    partial: Callable[[ShiftFamily, float], Any] | None = None,
+    stage: str = "train",
+) -> Iterator[Progress]:
+    """Job: train R (and the family's parameters, if it has any) on ``family``'s shifts of ``gen``.
+
+    ``state`` continues a run from a state this job yielded earlier (same family type and
+    config). ``partial(family, rca)`` builds the partial result shown while training.
+    Returns a ``ReconResult``.
+    """
+    device = torch.device(device)
+    info = dist_info()
+    K = family.K
+    if K < 2:
+        raise AtlasError(f"a reconstructor needs at least 2 directions to tell apart, got K={K}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        R = build_reconstructor(cfg.reconstructor, K, channels=gen.img_channels, resolution=gen.resolution,
+                                width=cfg.width, max_input=cfg.max_input)
+    R.to(device).train()
+    family.to(device).train()
+    opt_R = torch.optim.Adam(R.parameters(), lr=cfg.lr)
+    fam_params = [p for p in family.parameters() if p.requires_grad]
+    opt_F = torch.optim.Adam(fam_params, lr=cfg.lr_family) if fam_params else None
+
+    step = 0
+    history: dict[str, list] = {"step": [], "loss": [], "acc": [], "rca": []}
+    if state is not None:
+        try:
+            family.load_state_dict(state["family"])
+            R.load_state_dict(state["reconstructor"])
+            opt_R.load_state_dict(state["opt_reconstructor"])
+            if opt_F is not None:
+                opt_F.load_state_dict(state["opt_family"])
+            step = int(state["step"])
+            history = {k: list(v) for k, v in state["history"].items()}
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise AtlasError(f"the saved state does not fit this run ({exc.__class__.__name__}: {exc}); "
+                             "start it again without resuming") from None
+
+    joint = _Joint(family, R, gen)
+    model: nn.Module = joint
+    if info.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(joint, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def snapshot() -> dict:
+        return cpu_snapshot({
+            "step": step,
+            "family": family.state_dict(),
+            "reconstructor": R.state_dict(),
+            "opt_reconstructor": opt_R.state_dict(),
+            "opt_family": opt_F.state_dict() if opt_F is not None else None,
+            "history": history,
+        })
+
+    window: list[tuple[float, float, float, float]] = []
+    last_rca: float | None = history["rca"][-1][1] if history["rca"] else None
+    rca_dirs = None
+    with frozen(gen):
+        while step < cfg.steps:
+            g = stream_generator("train", cfg.seed, info.rank, step)
+            z, k, eps = (t.to(device) for t in sample_shift_batch(g, cfg.batch_size, gen.z_dim, K, cfg.eps_max, cfg.eps_min))
+            logits, eps_hat = model(z, k, eps)
+            ce = F.cross_entropy(logits, k)
+            mae = (eps_hat - eps).abs().mean()
+            loss = ce + cfg.lam * mae
+            opt_R.zero_grad(set_to_none=True)
+            if opt_F is not None:
+                opt_F.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_R.step()
+            if opt_F is not None:
+                opt_F.step()
+            step += 1
+            vals = (float(loss.detach()), float(ce.detach()), float(mae.detach()),
+                    float((logits.detach().argmax(dim=1) == k).float().mean()))
+            window.append(vals)
+            if step % 10 == 0 or step == cfg.steps:
+                history["step"].append(step)
+                history["loss"].append(sum(w[0] for w in window) / len(window))
+                history["acc"].append(sum(w[3] for w in window) / len(window))
+                window = []
+            metrics = dict(zip(("loss", "ce", "mae", "acc"), vals, strict=True))
+            part = None
+            if step % cfg.rca_every == 0 or step == cfg.steps:
+                last_rca, rca_dirs = evaluate_rca(gen, family, R, cfg, device=device)
+                history["rca"].append([step, last_rca])
+                if partial is not None:
+                    part = partial(family, last_rca)
+            if last_rca is not None:
+                metrics["rca"] = last_rca
+            want_state = info.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.steps)
+            yield Progress(step, cfg.steps, stage=stage, metrics=metrics, partial=part,
+                           state=snapshot() if want_state else None)
+    if rca_dirs is None:  # resumed a finished run, or zero steps: measure now
+        last_rca, rca_dirs = evaluate_rca(gen, family, R, cfg, device=device)
+    family.eval()
+    R.eval()
+    return ReconResult(family, R, step, float(last_rca), rca_dirs, history)

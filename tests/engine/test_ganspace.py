@@ -1,0 +1,71 @@
+"""GANSpace: the streamed PCA equals numpy PCA of the same samples; regression equals numpy lstsq."""
+import numpy as np
+import pytest
+import torch
+
+from engine.discovery import get_method
+from engine.discovery.ganspace import Params, _batches, _dcgan_features, sample_latents, streamed_pca
+from engine.errors import AtlasError
+from engine.jobs import run_job
+from tests.engine.tiny_generators import tiny_dcgan
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _numpy_pca(X: np.ndarray, k: int):
+    mu = X.mean(0)
+    C = (X - mu).T @ (X - mu) / (X.shape[0] - 1)
+    vals, vecs = np.linalg.eigh(C)
+    order = np.argsort(vals)[::-1][:k]
+    return mu, vecs[:, order], vals[order]
+
+
+def _samples(gen, p: Params, purpose="ganspace"):
+    zs = [sample_latents(gen.z_dim, n, p.seed, i, purpose) for i, n in enumerate(_batches(p.n_samples, p.batch_size))]
+    with torch.no_grad():
+        X = torch.cat([gen.features(z, p.activation).flatten(1) for z in zs]).double().numpy()
+    return torch.cat(zs).double().numpy(), X
+
+
+@pytest.mark.parametrize("solver", ["exact", "subspace"])
+def test_pca_matches_numpy(solver):
+    gen = tiny_dcgan(nz=8, ngf=4, n_up=2, seed=2)
+    p = Params(k=5, n_samples=1500, batch_size=400, solver=solver)
+    _, X = _samples(gen, p)
+    mu, V, lam = _numpy_pca(X, 5)
+    mean, comps, var, total = run_job(streamed_pca(_dcgan_features(gen, p, torch.device("cpu")),
+                                                   _batches(p.n_samples, p.batch_size), 5, solver=solver, tol=1e-9))
+    np.testing.assert_allclose(mean.numpy(), mu, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var.numpy(), lam, rtol=1e-4)
+    np.testing.assert_allclose(np.abs(np.sum(comps.numpy() * V, axis=0)), 1.0, atol=1e-4)
+    assert total == pytest.approx(np.trace(np.cov(X.T)), rel=1e-4)
+
+
+def test_dcgan_directions_are_the_least_squares_regression():
+    gen = tiny_dcgan(nz=8, ngf=4, n_up=2, seed=2)
+    p = Params(k=4, n_samples=1200, batch_size=300)
+    dset = run_job(get_method("ganspace").run(gen, p))
+    assert len(dset) == 4 and dset[0].space == "z"
+    _, X = _samples(gen, p)
+    mu, V, lam = _numpy_pca(X, 4)
+    Z, Xr = _samples(gen, p, "ganspace-regression")
+    coords = (Xr - mu) @ V / np.sqrt(lam)
+    M = np.linalg.lstsq(coords, Z, rcond=None)[0]  # [k, z_dim]
+    U = M / np.linalg.norm(M, axis=1, keepdims=True)
+    got = np.stack([d.vector.numpy() for d in dset.directions])
+    std = np.linalg.norm(got, axis=1)
+    np.testing.assert_allclose(np.abs(np.sum(got / std[:, None] * U, axis=1)), 1.0, atol=1e-4)
+    np.testing.assert_allclose(std, (Z @ U.T).std(axis=0, ddof=1), rtol=1e-3)
+    np.testing.assert_allclose([d.score for d in dset.directions], lam, rtol=1e-4)
+
+
+def test_bad_activation_index_is_a_clear_error():
+    gen = tiny_dcgan(nz=8, ngf=4, n_up=2)
+    with pytest.raises(AtlasError, match="activation=99"):
+        run_job(get_method("ganspace").run(gen, Params(activation=99, n_samples=10)))

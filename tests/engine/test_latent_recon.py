@@ -1,0 +1,195 @@
+"""Latent reconstructor: learning, baselines, resume after cancel, checkpoints, parameter checks."""
+import dataclasses
+
+import pytest
+import torch
+
+from engine.directions import DirectionSet
+from engine.discovery import get_method
+from engine.discovery.checkpoint import job_key, load_checkpoint, save_checkpoint
+from engine.discovery.latent_recon import Params, build_family
+from engine.discovery.rca import rca_of_set
+from engine.discovery.reconstructor import TrainConfig, build_reconstructor, train_reconstructor
+from engine.discovery.shifts import LatentShifts, ParamShifts, family_from_set
+from engine.errors import AtlasError, CheckpointError
+from engine.jobs import run_job
+from tests.engine.tiny_generators import tiny_dcgan
+
+SPEC = get_method("latent-recon")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread than on two oversubscribed ones (shared CI cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_reconstructor_learns_distinguishable_directions():
+    gen = tiny_dcgan(nz=8, seed=0)
+    params = SPEC.make_params(k=3, steps=100, lr=1e-3, rca_every=100, rca_samples=192)
+    dset = run_job(SPEC.run(gen, params))
+    assert len(dset) == 3 and dset.method == "latent-recon"
+    assert dset.metrics["rca"] > 0.55  # chance is 1/3
+    assert dset.metrics["history"]["rca"][-1][0] == 100
+    A = torch.stack([d.vector for d in dset.directions])
+    torch.testing.assert_close(A @ A.T, torch.eye(3), atol=1e-5, rtol=0)  # ortho parametrization
+
+
+@pytest.mark.parametrize("kind", ["linear", "unit", "ortho"])
+def test_parametrizations(kind):
+    fam = LatentShifts(torch.randn(6, 3), kind)
+    A = fam.matrix()
+    if kind == "unit":
+        torch.testing.assert_close(A.norm(dim=0), torch.ones(3))
+    if kind == "ortho":
+        torch.testing.assert_close(A.T @ A, torch.eye(3), atol=1e-6, rtol=0)
+    assert fam.trainable
+
+
+def test_baselines_keep_A_fixed():
+    gen = tiny_dcgan(nz=8)
+    for baseline in ("random", "coordinate"):
+        p = SPEC.make_params(k=3, steps=3, baseline=baseline, rca_samples=16)
+        fam = build_family(gen, p)
+        assert not fam.trainable
+        before = fam.matrix().clone()
+        dset = run_job(SPEC.run(gen, p))
+        torch.testing.assert_close(torch.stack([d.vector for d in dset.directions]).T, before)
+        torch.testing.assert_close(before.T @ before, torch.eye(3), atol=1e-6, rtol=0)
+    assert torch.equal(build_family(gen, SPEC.make_params(k=3, baseline="coordinate")).matrix(), torch.eye(8)[:, :3])
+
+
+def test_pair_in_one_forward_equals_two_forwards():
+    gen = tiny_dcgan(nz=8)
+    fam = LatentShifts(torch.randn(8, 3), "unit")
+    z, k, eps = torch.randn(5, 8), torch.tensor([0, 1, 2, 1, 0]), torch.tensor([1.0, -2.0, 3.0, 0.5, -6.0])
+    with torch.no_grad():
+        a0, a1 = fam.pair(gen, z, k, eps)
+        fam.batched = False
+        b0, b1 = fam.pair(gen, z, k, eps)
+        ref = gen(z + eps[:, None] * fam.matrix().T[k])
+    torch.testing.assert_close(a0, b0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a1, b1, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a1, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_param_shift_family_pair():
+    gen = tiny_dcgan(nz=8)
+    layer = gen.default_edit_layer
+    W = gen.layer_weight(layer).detach()
+    deltas = torch.randn(2, *W.shape)
+    fam = ParamShifts(layer, deltas, scale=torch.tensor([0.1, 0.2]))
+    z, k, eps = torch.randn(3, 8), torch.tensor([0, 1, 1]), torch.tensor([1.0, -1.0, 2.0])
+    with torch.no_grad():
+        x0, x1 = fam.pair(gen, z, k, eps)
+        torch.testing.assert_close(x0, gen(z))
+        mod = gen.main[int(layer.split(".")[1])]
+        mod.weight += 0.2 * -1.0 * deltas[1]
+        ref = gen(z[1:2])
+        mod.weight.copy_(W)
+    torch.testing.assert_close(x1[1:2], ref, atol=1e-5, rtol=1e-4)
+
+
+def _tensors(result):
+    fam, R = result.family, result.reconstructor
+    return {**{f"f.{k}": v for k, v in fam.state_dict().items()}, **{f"r.{k}": v for k, v in R.state_dict().items()}}
+
+
+def test_resume_after_cancel_continues_the_same_run(tmp_path):
+    gen = tiny_dcgan(nz=8)
+    cfg = TrainConfig(steps=7, batch_size=8, checkpoint_every=2, rca_every=100, rca_samples=16)
+
+    def family():
+        return LatentShifts(torch.eye(8)[:, :3], "ortho")
+
+    full = run_job(train_reconstructor(gen, family(), cfg))
+
+    saved = {}
+
+    def cancel_at_4(rec):
+        if rec.state is not None:
+            saved["path"] = save_checkpoint(tmp_path / "job.ckpt", rec.state, key="k")
+        return rec.step < 4  # False -> cancel
+
+    assert run_job(train_reconstructor(gen, family(), cfg), cancel_at_4) is None
+    state = load_checkpoint(saved["path"], key="k")
+    assert state["step"] == 4
+    resumed = run_job(train_reconstructor(gen, family(), cfg, state=state))
+    assert resumed.step == full.step == 7
+    a, b = _tensors(full), _tensors(resumed)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert resumed.rca == full.rca
+
+
+def test_checkpoint_errors_are_clear(tmp_path):
+    p = save_checkpoint(tmp_path / "a.ckpt", {"step": 1}, key="one")
+    with pytest.raises(CheckpointError, match="another run"):
+        load_checkpoint(p, key="two")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.ckpt"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="no such"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_job_key_ignores_step_count_but_not_trajectory():
+    gen = tiny_dcgan(nz=8)
+    a = job_key(gen, "latent-recon", Params(steps=10))
+    assert a == job_key(gen, "latent-recon", Params(steps=99, rca_every=7))
+    assert a != job_key(gen, "latent-recon", Params(steps=10, lr=1e-3))
+    assert a != job_key(gen, "latent-recon", Params(steps=10), world_size=2)
+
+
+def test_params_validation_messages():
+    with pytest.raises(AtlasError, match="parametrization='qr'.*linear, unit, ortho"):
+        Params(parametrization="qr")
+    with pytest.raises(AtlasError, match="eps_min"):
+        Params(eps_min=7.0)
+    with pytest.raises(AtlasError, match="at least 2"):
+        Params(k=1)
+    with pytest.raises(AtlasError, match="has no parameter kk"):
+        SPEC.make_params(kk=3)
+    with pytest.raises(AtlasError, match="must be an integer"):
+        SPEC.params_from_strings({"k": "many"})
+    p = SPEC.params_from_strings({"k": "12", "lr": "3e-4", "baseline": "random"})
+    assert (p.k, p.lr, p.baseline) == (12, 3e-4, "random")
+    with pytest.raises(AtlasError, match="exceed the latent dimension 8"):
+        build_family(tiny_dcgan(nz=8), Params(k=9))
+    assert all("help" in f.metadata for f in dataclasses.fields(Params))
+
+
+def test_reconstructor_networks_shapes():
+    for kind, res in (("lenet", 16), ("resnet18", 32)):
+        R = build_reconstructor(kind, 5, channels=3, resolution=res, max_input=16)
+        logits, eps = R(torch.randn(4, 3, res, res), torch.randn(4, 3, res, res))
+        assert logits.shape == (4, 5) and eps.shape == (4,)
+    assert type(build_reconstructor("auto", 3, channels=3, resolution=64)).__name__ == "LeNetReconstructor"
+    assert type(build_reconstructor("auto", 3, channels=3, resolution=128)).__name__ == "ResNetReconstructor"
+
+
+def test_rca_of_saved_latent_and_param_sets(tmp_path):
+    gen = tiny_dcgan(nz=8)
+    lat = DirectionSet.latent("sefa", {"name": gen.name}, torch.eye(8)[:3], range_=(-3.0, 3.0))
+    fam = family_from_set(gen, lat)
+    torch.testing.assert_close(fam.scale, torch.full((3,), 0.5))
+    cfg = TrainConfig(steps=3, batch_size=8, rca_samples=16)
+    rep = run_job(rca_of_set(gen, lat, cfg))
+    assert rep.K == 3 and 0.0 <= rep.rca <= 1.0 and rep.steps == 3
+
+    from engine.directions import Direction
+
+    layer = gen.default_edit_layer
+    shape = gen.layer_weight(layer).shape
+    par = DirectionSet("param-svd", {"name": gen.name}, [
+        Direction("param", layer=layer, delta=torch.randn(shape), range=(-0.5, 0.5)) for _ in range(2)])
+    pf = family_from_set(gen, par)
+    assert isinstance(pf, ParamShifts) and pf.K == 2
+    assert run_job(rca_of_set(gen, par, cfg)).K == 2
+    with pytest.raises(AtlasError, match="mixes latent and parameter"):
+        family_from_set(gen, DirectionSet("x", {}, lat.directions[:1] + par.directions[:1]))
