@@ -37,6 +37,8 @@ class Params:
     normalize: str = field(default="auto", metadata={
         "help": "normalise each row of A to unit length: auto (StyleGAN2 yes, as SeFa; DCGAN no, so the "
                 "folded BatchNorm scale counts), yes or no", "choices": ("auto", "yes", "no")})
+    torgb: bool = field(default=False, metadata={
+        "help": "StyleGAN2: also factorise the toRGB layers' style affines (SeFa uses the convolution styles)"})
     shift: float = field(default=0.0, metadata={"help": "suggested shift range +-shift (0: 5 in z and w)", "min": 0.0})
 
     def __post_init__(self) -> None:
@@ -76,10 +78,15 @@ def dcgan_first_layer_matrix(gen) -> torch.Tensor:
     return A.permute(1, 2, 3, 0).reshape(-1, W.shape[0])
 
 
-def style_matrix(gen, layer_range: tuple[int, int] | None) -> torch.Tensor:
-    """``[sum C_in, w_dim]`` float64: the style affines of the w+ layers in ``layer_range`` (all if None)."""
+def style_matrix(gen, layer_range: tuple[int, int] | None, *, torgb: bool = False) -> torch.Tensor:
+    """``[sum C_in, w_dim]`` float64: the style affines of the w+ layers in ``layer_range`` (all if None).
+
+    toRGB layers are left out unless ``torgb``.
+    """
     rows = []
-    for _name, ws_index, weight in gen.style_affines():
+    for name, ws_index, weight in gen.style_affines():
+        if not torgb and "rgb" in name.rsplit(".", 1)[-1].lower():
+            continue
         if layer_range is None or layer_range[0] <= ws_index < layer_range[1]:
             rows.append(weight.detach().double())
     if not rows:
@@ -104,7 +111,7 @@ def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
     yield Progress(0, 1, stage="factorise")
     if hasattr(gen, "style_affines"):
         layer_range = parse_layer_range(params.layers, gen.num_ws)
-        A = style_matrix(gen, layer_range)
+        A = style_matrix(gen, layer_range, torgb=params.torgb)
         space = "w" if layer_range is None else "w+"
         normalize = params.normalize != "no"
     elif hasattr(gen, "first_layer"):

@@ -69,3 +69,19 @@ def test_bad_activation_index_is_a_clear_error():
     gen = tiny_dcgan(nz=8, ngf=4, n_up=2)
     with pytest.raises(AtlasError, match="activation=99"):
         run_job(get_method("ganspace").run(gen, Params(activation=99, n_samples=10)))
+
+
+def test_stylegan2_w_pca_matches_numpy_and_is_scaled_by_std():
+    from tests.engine.tiny_generators import tiny_stylegan2
+
+    gen = tiny_stylegan2(seed=0)
+    p = Params(k=4, n_samples=900, batch_size=300, layers="0-2")
+    dset = run_job(get_method("ganspace").run(gen, p))
+    zs = torch.cat([sample_latents(gen.z_dim, n, p.seed, i) for i, n in enumerate(_batches(p.n_samples, p.batch_size))])
+    with torch.no_grad():
+        W = gen.mapping(zs)[:, 0].double().numpy()
+    _, V, lam = _numpy_pca(W, 4)
+    got = np.stack([d.vector.numpy() for d in dset.directions])
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), np.sqrt(lam), rtol=1e-4)
+    np.testing.assert_allclose(np.abs(np.sum(got / np.sqrt(lam)[:, None] * V.T, axis=1)), 1.0, atol=1e-4)
+    assert dset[0].space == "w+" and dset[0].layers == (0, 3)

@@ -193,3 +193,19 @@ def test_rca_of_saved_latent_and_param_sets(tmp_path):
     assert run_job(rca_of_set(gen, par, cfg)).K == 2
     with pytest.raises(AtlasError, match="mixes latent and parameter"):
         family_from_set(gen, DirectionSet("x", {}, lat.directions[:1] + par.directions[:1]))
+
+
+def test_latent_recon_on_stylegan2_trains_in_w():
+    from tests.engine.tiny_generators import tiny_stylegan2
+
+    gen = tiny_stylegan2()
+    p = SPEC.make_params(k=3, steps=2, batch_size=4, rca_samples=8)
+    fam = build_family(gen, p)
+    assert fam.space == "w" and fam.dim == gen.w_dim
+    z, k, eps = torch.randn(2, gen.z_dim), torch.tensor([0, 2]), torch.tensor([1.5, -2.0])
+    with torch.no_grad():
+        _, x1 = fam.pair(gen, z, k, eps)
+        w = gen.encode(z, "w") + eps[:, None] * fam.matrix().T[k]
+        torch.testing.assert_close(x1, gen.decode(w, "w"), atol=1e-5, rtol=1e-5)
+    dset = run_job(SPEC.run(gen, p))
+    assert dset[0].space == "w" and dset[0].vector.shape == (gen.w_dim,)

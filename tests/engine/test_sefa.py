@@ -57,3 +57,27 @@ def test_layer_ranges_and_errors():
         get_method("sefa").make_params(normalize="maybe")
     with pytest.raises(AtlasError, match="at least 1"):
         get_method("sefa").make_params(k=0)
+
+
+def test_stylegan2_sefa_equals_svd_of_style_affine_jacobians():
+    from tests.engine.tiny_generators import tiny_stylegan2
+
+    gen = tiny_stylegan2(seed=1)
+    # Independent A: the Jacobian of each conv layer's affine (style = A w + b), rows normalised as SeFa does.
+    blocks = []
+    for name, idx, _ in gen.style_affines():
+        if name.endswith("torgb") or not 1 <= idx < 4:
+            continue
+        affine = gen.layer_module(name).affine
+        blocks.append(torch.autograd.functional.jacobian(affine, torch.zeros(1, gen.w_dim))[0, :, 0].double().numpy())
+    A = np.concatenate(blocks)
+    A /= np.linalg.norm(A, axis=1, keepdims=True)
+    _, s, vt = np.linalg.svd(A, full_matrices=False)
+
+    dset = run_job(get_method("sefa").run(gen, get_method("sefa").make_params(k=5, layers="1-3")))
+    assert dset[0].space == "w+" and dset[0].layers == (1, 4)
+    np.testing.assert_allclose([d.score for d in dset.directions], s[:5] ** 2, rtol=1e-5)
+    V = np.stack([d.vector.numpy() for d in dset.directions])
+    np.testing.assert_allclose(np.abs(np.sum(V * vt[:5], axis=1)), 1.0, atol=1e-4)
+    whole = run_job(get_method("sefa").run(gen, get_method("sefa").make_params(k=3)))
+    assert whole[0].space == "w" and whole[0].layers is None

@@ -29,3 +29,19 @@ def save_tiny_dcgan(path, **kw) -> str:
     gen = tiny_dcgan(**kw)
     torch.save({"netG_state_dict": gen.state_dict()}, path)
     return str(path)
+
+
+def tiny_stylegan2(seed: int = 0, resolution: int = 16):
+    """A tiny StyleGAN2 (z 12, w 10, widths <= 16) with random weights moved off their init values."""
+    from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+
+    cfg = StyleGAN2Config.standard(resolution, channel_base=128, channel_max=16, z_dim=12, w_dim=10, mapping_layers=2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        g = StyleGAN2Generator(cfg)
+        with torch.no_grad():
+            for p in g.parameters():
+                p.add_(torch.randn_like(p) * 0.1 * (p.std() if p.numel() > 1 else 1))
+            g.w_avg.normal_()
+    g.name, g.identity = f"tiny-stylegan2-{seed}", f"tiny-stylegan2-{resolution}-{seed}"
+    return g.eval()
