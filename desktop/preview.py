@@ -115,6 +115,13 @@ class SliderRow(QFrame):
         with signals_blocked(self.pin):
             self.pin.setChecked(self.ws.is_pinned(self.entry, self.k))
 
+    def sync_value(self) -> None:
+        """Show the workspace's shift unless the user is dragging this slider right now."""
+        t = self.ws.shift(self.entry, self.k)
+        if not self.slider._slider.isSliderDown() and abs(self.slider.value() - t) > 1e-9:
+            with signals_blocked(self.slider):
+                self.slider.setValue(t)
+
     def set_applicable(self, ok: bool, why: str = "") -> None:
         self.slider.setEnabled(ok)
         self.setToolTip("" if ok else why)
@@ -243,6 +250,7 @@ class PreviewPanel(QWidget):
 
         ws.modelChanged.connect(self._model_changed)
         ws.activeChanged.connect(self._active_changed)
+        ws.shiftsChanged.connect(self._shifts_changed)
         ws.annotationChanged.connect(self._annotation_changed)
         self._model_changed()
 
@@ -318,6 +326,11 @@ class PreviewPanel(QWidget):
         else:
             for r in self._rows:
                 r.refresh()
+        self.request_render()
+
+    def _shifts_changed(self) -> None:
+        for r in self._rows:
+            r.sync_value()
         self.request_render()
 
     def _annotation_changed(self, entry, k) -> None:

@@ -15,16 +15,39 @@ No QThread is created by hand: superqt's workers run on the global QThreadPool.
 """
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QThread, Signal
 from superqt.utils import FunctionWorker, GeneratorWorker, create_worker
 
 from engine.jobs import Progress
 
 DELIVERY_INTERVAL_S = 0.05
+WORKER_NICE = 10
+
+
+def lower_thread_priority(nice: int = WORKER_NICE) -> None:
+    """Make the calling worker thread yield the CPU to the UI thread.
+
+    On a 2-core machine a discovery and a preview render already fill both cores; without
+    this the UI thread queues behind them for the scheduler. Linux schedules threads
+    individually, so the thread's own nice value is raised (unprivileged users can raise it but
+    not lower it back, hence a fixed level); elsewhere Qt's thread priority does the same.
+    """
+    if sys.platform.startswith("linux") and hasattr(os, "setpriority"):
+        try:
+            tid = threading.get_native_id()
+            if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except OSError:
+            pass
+    else:
+        QThread.currentThread().setPriority(QThread.Priority.LowPriority)
 
 
 class JobWorker(GeneratorWorker):
@@ -39,6 +62,7 @@ class JobWorker(GeneratorWorker):
 
 def _batched(make_job: Callable[[], Iterator[Progress]]):
     """Run the job; yield lists of its records, at most one list per ``DELIVERY_INTERVAL_S``."""
+    lower_thread_priority()
     job = make_job()
     pending: list[Progress] = []
     last = 0.0
@@ -124,6 +148,7 @@ class JobRunner(QObject):
 
 
 def _stamped(fn: Callable[..., Any], stamp: int, args: tuple) -> tuple[int, bool, Any]:
+    lower_thread_priority()
     try:
         return stamp, True, fn(*args)
     except Exception as exc:  # noqa: BLE001 - handed to the UI thread, which shows it

@@ -89,7 +89,8 @@ class Workspace(QObject):
     setUpdated = Signal(object)  # SetEntry: new partial result, saved, renamed, status
     annotationChanged = Signal(object, int)  # SetEntry, k
     currentChanged = Signal()
-    activeChanged = Signal()  # pinned directions or a shift changed
+    activeChanged = Signal()  # the pinned / current directions changed
+    shiftsChanged = Signal()  # a slider value changed (cheap: no new sliders)
     saveFailed = Signal(str)
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -221,11 +222,11 @@ class Workspace(QObject):
         if self._shifts.get((entry.uid, k), 0.0) == t:
             return
         self._shifts[(entry.uid, k)] = float(t)
-        self.activeChanged.emit()
+        self.shiftsChanged.emit()
 
     def reset_shifts(self) -> None:
         self._shifts.clear()
-        self.activeChanged.emit()
+        self.shiftsChanged.emit()
 
     def active_shifts(self) -> list[tuple[Direction, float]]:
         """``(direction, t)`` of every active direction with a non-zero shift."""

@@ -313,3 +313,40 @@ def test_workspace_rejects_edits_of_running_sets(qtbot, dirset):
     ws.saveFailed.connect(msgs.append)
     ws.annotate(entry, 0, "rating", 3)
     assert entry.direction(0).annotation.rating is None and "still being computed" in msgs[0]
+
+
+def test_style_model_spaces_truncation_and_layer_range(qtbot, make_window, shared_fixtures, tmp_path):
+    import torch
+
+    from engine.directions import model_ref
+    from engine.models import load_generator
+
+    gen = load_generator(str(shared_fixtures / "rosinality_s32_narrow.pt"), device="cpu")
+    g = torch.Generator().manual_seed(3)
+    wset = DirectionSet.latent("test-w", model_ref(gen), torch.randn(3, gen.w_dim, generator=g) * 2, space="w",
+                               range_=(-5.0, 5.0))
+    wset.save(tmp_path / "w.json")
+    win = make_window([wset.path], gen=gen)
+    entry = open_set(qtbot, win, wset)
+    p = win.preview
+    assert p.space.isVisible() and p.psi.isVisible() and [p.space.itemText(i) for i in range(3)] == ["z", "w", "w+"]
+    wait_preview(qtbot, win)
+    plain = p.image().copy()
+    p.psi.setValue(0.5)
+    wait_preview(qtbot, win)
+    assert not np.array_equal(p.image(), plain)  # truncation acts
+    win.ws.set_shift(entry, 0, 5.0)
+    wait_preview(qtbot, win)
+    all_layers = p.image().copy()
+    p.space.setCurrentText("w+")
+    assert p.layers.isVisible()
+    p.layers.setValue((0, 2))  # coarse layers only
+    wait_preview(qtbot, win)
+    coarse = p.image().copy()
+    p.layers.setValue((2, 2))  # empty range: no edit at all
+    wait_preview(qtbot, win)
+    p.before.setChecked(True)
+    unedited = p.image().copy()
+    p.before.setChecked(False)
+    assert np.array_equal(p.image(), unedited)
+    assert not np.array_equal(coarse, all_layers) and not np.array_equal(coarse, unedited)
