@@ -13,6 +13,7 @@ import dataclasses
 import datetime as _dt
 import enum
 import math
+import types
 import typing
 from pathlib import Path
 
@@ -87,7 +88,7 @@ class ParamField:
         self.optional = False
         origin = typing.get_origin(hint)
         args = typing.get_args(hint)
-        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
+        if origin in (typing.Union, types.UnionType) and type(None) in args:
             self.optional = True
             rest = [a for a in args if a is not type(None)]
             hint = rest[0] if len(rest) == 1 else str
@@ -98,8 +99,12 @@ class ParamField:
             choices = list(args)
         if isinstance(hint, type) and issubclass(hint, enum.Enum):
             choices = list(hint)
-        if choices is None and hint is str and "layer" in f.name and gen is not None and gen.editable_layers():
+        if (choices is None and hint is str and (f.name == "layer" or f.name.endswith("_layer"))
+                and gen is not None and gen.editable_layers()):
+            # a weight layer to edit: offer the model's editable layers, keep the default (e.g. "auto")
             choices = [i.name for i in gen.editable_layers()]
+            if self.default not in choices:
+                choices.insert(0, self.default)
             self.editable_choice = True
         else:
             self.editable_choice = False
@@ -116,7 +121,8 @@ class ParamField:
             w.setChecked(bool(self.default))
         elif hint is int and not self.optional:
             w = QSpinBox(parent)
-            w.setRange(-2_000_000_000, 2_000_000_000)
+            lo, hi = f.metadata.get("min", -2_000_000_000), f.metadata.get("max", 2_000_000_000)
+            w.setRange(int(max(lo, -2_000_000_000)), int(min(hi, 2_000_000_000)))
             w.setValue(int(self.default or 0))
             w.setMinimumWidth(90)
         else:
@@ -157,6 +163,15 @@ class ParamField:
             w.setText(self._text(self.default))
 
     def value(self):
+        v = self._value()
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            lo, hi = self.field.metadata.get("min"), self.field.metadata.get("max")
+            if lo is not None and v < lo or hi is not None and v > hi:
+                bounds = " and ".join(b for b in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "") if b)
+                raise AtlasError(f"parameter {self.name} = {v}: must be {bounds}")
+        return v
+
+    def _value(self):
         w = self.widget
         if isinstance(w, QComboBox):
             if w.isEditable() and w.currentText() != w.itemText(w.currentIndex()):

@@ -350,3 +350,28 @@ def test_style_model_spaces_truncation_and_layer_range(qtbot, make_window, share
     p.before.setChecked(False)
     assert np.array_equal(p.image(), unedited)
     assert not np.array_equal(coarse, all_layers) and not np.array_equal(coarse, unedited)
+
+
+def test_parameter_directions_in_preview_and_grid(qtbot, make_window, tiny_gen, tmp_path):
+    import torch
+
+    from engine.directions import Direction, model_ref
+
+    w = tiny_gen.layer_weight("main.3").detach()
+    g = torch.Generator().manual_seed(5)
+    dirs = []
+    for _ in range(2):
+        delta = torch.randn(w.shape, generator=g)
+        dirs.append(Direction("param", layer="main.3", delta=delta * (w.norm() / delta.norm()), range=(-0.5, 0.5)))
+    pset = DirectionSet("test-param", model_ref(tiny_gen), dirs)
+    pset.save(tmp_path / "param.json")
+    win = make_window([pset.path])
+    entry = open_set(qtbot, win, pset)
+    wait_preview(qtbot, win)
+    plain = win.preview.image().copy()
+    win.preview.sliders()[0].setValue(0.5)
+    qtbot.waitUntil(lambda: win.ws.shift(entry, 0) == 0.5)
+    wait_preview(qtbot, win)
+    assert np.abs(win.preview.image().astype(int) - plain).mean() > 1.0
+    win.show_dock("grid")
+    qtbot.waitUntil(lambda: 1 in win.grid.model.cache, timeout=10000)
