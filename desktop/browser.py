@@ -259,12 +259,11 @@ class DirectionBrowser(QWidget):
 
     def _set_label(self, entry: SetEntry) -> tuple[str, str]:
         d = entry.dset
-        bits = [f"{d.method} · {len(d)} dirs"]
-        if entry.status:
-            bits.append(entry.status)
+        bits = [entry.status] if entry.status else []
+        bits.append(f"{len(d)} dirs" if d.path is None else f"{d.method} · {len(d)} dirs")
         if entry.foreign:
             bits.append("⚠ " + entry.foreign)
-        return entry.title, " · ".join(bits)
+        return (entry.title if d.path is not None else d.method), " · ".join(bits)
 
     def _set_row(self, entry: SetEntry) -> list[QStandardItem]:
         label, name = self._set_label(entry)

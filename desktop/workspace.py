@@ -172,7 +172,8 @@ class Workspace(QObject):
             self.current = None
             self.currentChanged.emit()
         self.setUpdated.emit(entry)
-        self.activeChanged.emit()
+        if any(e is entry for e, _ in self.active()):  # the preview shows one of its directions
+            self.activeChanged.emit()
 
     def finish(self, entry: SetEntry, dset: DirectionSet | None, status: str = "") -> None:
         """The discovery producing ``entry`` ended (``dset``: its final, saved set, or None)."""
