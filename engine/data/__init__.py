@@ -1,0 +1,1 @@
+"""Data sets the engine trains on (procedural images with known factors) and their tools."""
