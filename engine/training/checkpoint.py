@@ -1,0 +1,45 @@
+"""Atomic writes and safe reads of training files (plain dicts of tensors and plain data)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.errors import CheckpointError
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file next to ``path`` then rename it over ``path``.
+
+    A reader (or a crash) never sees a half-written file: the rename is atomic on POSIX.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def safe_load(path: str | Path, what: str) -> dict:
+    """``torch.load(weights_only=True)`` of a dict; a missing or foreign file is a ``CheckpointError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
+        raise CheckpointError(f"{path}: not a readable {what} ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: not a {what} (expected a dict, found {type(obj).__name__})")
+    return obj
