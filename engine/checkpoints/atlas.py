@@ -25,10 +25,17 @@ FORMAT = "gan-atlas-stylegan2"
 VERSION = 1
 
 
-def save_stylegan2(gen: StyleGAN2Generator, path: str | Path, *, meta: dict | None = None) -> Path:
-    """Write ``gen`` (config, weights, w_avg) to ``path`` atomically; ``meta`` must be plain data."""
+def save_stylegan2(gen: StyleGAN2Generator, path: str | Path, *, meta: dict | None = None,
+                   dtype: torch.dtype | None = None) -> Path:
+    """Write ``gen`` (config, weights, w_avg) to ``path`` atomically; ``meta`` must be plain data.
+
+    ``dtype`` (e.g. ``torch.float16``) stores the floating-point weights compactly; ``w_avg``
+    stays float32 and loading casts everything back to float32.
+    """
     path = Path(path)
     state = {k: v.detach().to("cpu").clone() for k, v in gen.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() and k != "w_avg" else v for k, v in state.items()}
     blob = {"format": FORMAT, "version": VERSION, "config": gen.config.to_dict(), "state_dict": state,
             "w_avg_source": gen.w_avg_source, "meta": dict(meta or {})}
     tmp = path.with_name(path.name + ".tmp")

@@ -36,14 +36,13 @@ import torch.nn.functional as F
 from engine.data.procedural import random_batches
 from engine.errors import AtlasError, CheckpointError
 from engine.jobs import Progress
+from engine.checkpoints.atlas import save_stylegan2
 from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, mix_styles
 from engine.training.checkpoint import atomic_save, safe_load
 from engine.training.discriminator import Discriminator, DiscriminatorConfig
 
 CHECKPOINT_FORMAT = "gan-atlas-stylegan2-training"
 CHECKPOINT_VERSION = 1
-EXPORT_FORMAT = "gan-atlas-stylegan2"
-EXPORT_VERSION = 1
 
 
 def _default_channels(resolution: int) -> dict[int, int]:
@@ -430,17 +429,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, device: torch.device | str =
 
 # ---- the shipped file ----------------------------------------------------------------------
 
-def export_payload(G_ema: StyleGAN2Generator, *, training: dict | None = None, dtype=torch.float16) -> dict:
-    """The compact file the built-in model loads: config + EMA weights in ``dtype`` + w_avg in float32."""
-    state = {k: (v.detach().cpu().to(dtype) if v.is_floating_point() else v.detach().cpu())
-             for k, v in G_ema.state_dict().items()}
-    state["w_avg"] = G_ema.w_avg.detach().cpu().float()
-    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "config": G_ema.config.to_dict(),
-            "state_dict": state, "training": training or {}}
-
-
-def export_generator(result: TrainResult, path: str | Path) -> Path:
-    """Write the EMA generator of ``result`` to ``path`` (atomic; fp16 weights)."""
-    info = {"config": result.config.to_dict(), "kimg": result.cur_nimg / 1000, "seconds": round(result.seconds, 1),
+def export_generator(result: TrainResult, path: str | Path, *, dtype: torch.dtype = torch.float16) -> Path:
+    """Write the EMA generator of ``result`` to ``path`` in GAN Atlas's StyleGAN2 format (float16 weights)."""
+    meta = {"training": result.config.to_dict(), "kimg": result.cur_nimg / 1000, "seconds": round(result.seconds, 1),
             "data": "procedural faces (engine.data.procedural)"}
-    return atomic_save(export_payload(result.G_ema, training=info), path)
+    result.G_ema.w_avg_source = "tracked during training (moving average of w)"
+    return save_stylegan2(result.G_ema, path, meta=meta, dtype=dtype)
