@@ -30,8 +30,8 @@ deterministic map-style ``Dataset`` (item i of seed s is always the same image) 
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch

@@ -10,9 +10,9 @@ float16, ``metrics``) read with ``torch.load(weights_only=True)``: loading never
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ class RegressorConfig:
     n_factors: int = N_FACTORS
 
     @staticmethod
-    def from_dict(d: dict) -> "RegressorConfig":
+    def from_dict(d: dict) -> RegressorConfig:
         return RegressorConfig(int(d["resolution"]), tuple(int(w) for w in d["widths"]), int(d["n_factors"]))
 
 

@@ -5,8 +5,8 @@ reads the slightly soft, noisy faces a trained generator draws, not only perfect
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch

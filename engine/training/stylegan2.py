@@ -25,18 +25,18 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.checkpoints.atlas import save_stylegan2
 from engine.data.procedural import random_batches
 from engine.errors import AtlasError, CheckpointError
 from engine.jobs import Progress
-from engine.checkpoints.atlas import save_stylegan2
 from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, mix_styles
 from engine.training.checkpoint import atomic_save, safe_load
 from engine.training.discriminator import Discriminator, DiscriminatorConfig
@@ -83,7 +83,7 @@ class TrainConfig:
     seed: int = 0
 
     @staticmethod
-    def make(**overrides) -> "TrainConfig":
+    def make(**overrides) -> TrainConfig:
         """A config with ``overrides``; unknown names are an error listing the valid ones."""
         names = {f.name for f in dataclasses.fields(TrainConfig)}
         bad = sorted(set(overrides) - names)
@@ -126,7 +126,7 @@ class TrainConfig:
         return d
 
     @staticmethod
-    def from_dict(d: dict) -> "TrainConfig":
+    def from_dict(d: dict) -> TrainConfig:
         return TrainConfig.make(**d)
 
 
