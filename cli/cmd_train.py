@@ -70,6 +70,16 @@ def _train_regressor(args, out: Path, device) -> int:
     return 0
 
 
+def _stop_on_sigterm() -> None:
+    """``kill PID`` stops a background run like Ctrl-C: the job is closed and saves its checkpoint."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def _train_gan(args, out: Path, device) -> int:
     from engine.training.stylegan2 import TrainConfig, export_generator, train
 
@@ -87,6 +97,7 @@ def _train_gan(args, out: Path, device) -> int:
             raise AtlasError(f"--config '{args.config}': expected a JSON object of TrainConfig fields")
         over.update(extra)
     cfg = TrainConfig.make(**over)
+    _stop_on_sigterm()
     run_dir = Path(args.run_dir) if args.run_dir else out.with_suffix(".run")
     job = train(cfg, run_dir, device=device, resume=args.resume, checkpoint_seconds=60 * args.checkpoint_minutes)
     result = drive(job, "train stylegan2")

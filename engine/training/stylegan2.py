@@ -46,10 +46,10 @@ CHECKPOINT_VERSION = 1
 
 
 def _default_channels(resolution: int) -> dict[int, int]:
-    # narrow enough for a 1-2 thread CPU: 32 channels at the top, doubling per octave down to 128
+    # narrow enough for a shared 1-2 thread CPU: 16 channels at the top, doubling per octave up to 128
     out, r = {}, 4
     while r <= resolution:
-        out[r] = min(128, max(32, 32 * resolution // r))
+        out[r] = min(128, max(16, 16 * resolution // r))
         r *= 2
     return out
 

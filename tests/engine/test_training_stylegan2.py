@@ -86,3 +86,23 @@ def test_cancel_saves_a_checkpoint_and_export_loads(tmp_path):
     saved = torch.load(out, weights_only=True)
     assert saved["state_dict"]["synthesis_net.b4.const"].dtype == torch.float16
     assert saved["state_dict"]["w_avg"].dtype == torch.float32
+
+
+def test_train_cli_writes_the_generator_and_refuses_bad_settings(tmp_path, capsys):
+    import json
+
+    from cli.main import main
+
+    over = json.dumps({k: v for k, v in TINY.items() if k not in ("resolution", "batch_size")})
+    out = tmp_path / "g.pt"
+    args = ["train", "--data", "procedural", "--out", str(out), "--res", "16", "--batch", "4", "--kimg", "0.008",
+            "--threads", "1", "--config", over]
+    assert main(args) == 0
+    gen = load_generator(str(out), device="cpu")
+    assert gen.resolution == 16 and gen.meta["kimg"] == 0.008
+    assert (tmp_path / "g.run" / "checkpoint.pt").is_file()
+    assert main(args) == 2  # the run folder has a checkpoint: resume or pick another folder
+    assert "--resume" in capsys.readouterr().err
+    assert main(args + ["--resume"]) == 0
+    assert main(["train", "--out", str(out), "--config", '{"lr": 1, "nope": 2}']) == 2
+    assert "unknown training setting nope" in capsys.readouterr().err
