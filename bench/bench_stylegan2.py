@@ -4,9 +4,9 @@ Ratios measured in one run on a freshly initialised generator (the numbers do no
 weights):
 
 1. one training step (mapping + synthesis with random noise, forward + backward);
-2. eval-mode rendering of a batch.
+2. eval-mode rendering of a batch, also at batch 1.
 
-Training defaults to unfused and eval to fused (``StyleGAN2Generator.fused_modconv = None``);
+By default (``StyleGAN2Generator.fused_modconv = None``) only CUDA in eval mode runs fused;
 edited layers always run fused.
 
     .venv/bin/python bench/bench_stylegan2.py [--threads N] [--resolution 32] [--width 128] [--batch 16]
@@ -57,7 +57,12 @@ def main() -> None:
     def render():
         g.synthesis(g.mapping(z), noise="const")
 
-    for label, mode, fn in [("train step", True, step), ("eval render", False, render)]:
+    @torch.no_grad()
+    def render1():
+        g.synthesis(g.mapping(z[:1]), noise="const")
+
+    for label, mode, fn in [("train step", True, step), ("eval render", False, render),
+                            ("eval batch 1", False, render1)]:
         g.train(mode)
         times = {}
         for fused in (True, False):

@@ -64,6 +64,11 @@ def check_common(g, e: dict[str, np.ndarray], *, img_suffix: str = "") -> dict[s
         errs["img_psi1"] = max_err(g.synthesis(ws1, noise="const"), e["img_psi1" + img_suffix])
         errs["img_psi07"] = max_err(g.decode(z, "z", psi=psi), e["img_psi07" + img_suffix])
         errs["img_mix"] = max_err(g.synthesis(wsm), e["img_mix" + img_suffix])
+        g.fused_modconv = True  # the grouped per-sample path (used by edits and on CUDA) too
+        try:
+            errs["img_psi07_fused"] = max_err(g.synthesis(ws07), e["img_psi07" + img_suffix])
+        finally:
+            g.fused_modconv = None
     return errs
 
 
