@@ -53,6 +53,7 @@ def main() -> int:
     ap.add_argument("--method", default=None)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--trace", action="store_true", help="print where the UI thread was during stalls > 100 ms")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="gan-atlas-bench-")
@@ -157,12 +158,26 @@ def main() -> int:
         clock.start()
         QTimer.singleShot(int(args.seconds * 1000), lambda: run_phase(i + 1))
 
+    if args.trace:
+        import faulthandler
+
+        # faulthandler's watchdog is a C thread that needs no GIL: if the UI thread does not tick
+        # for 0.3 s it dumps every thread's stack, showing who held the interpreter or the CPU
+        def rearm() -> None:
+            faulthandler.cancel_dump_traceback_later()
+            faulthandler.dump_traceback_later(0.3, exit=False)
+
+        timer.timeout.connect(rearm)
     timer.start()
     QTimer.singleShot(1500, lambda: run_phase(0))  # let the first render and layout settle
     app.exec()
+    if args.trace:
+        faulthandler.cancel_dump_traceback_later()
     win.close()
 
-    print(f"machine: {os.cpu_count()} CPU cores; torch threads {threads}; model {gen.name} on {gen.device}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine: {os.cpu_count()} CPU cores, load average {load:.1f} during the run; torch threads {threads}; "
+          f"model {gen.name} on {gen.device}")
     job = f"discovery method '{spec.name}' with its default parameters" if not stand_in else \
         "no discovery method registered: a 4096-image grid render job stands in"
     print(f"job: {job}")

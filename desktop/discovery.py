@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -367,6 +367,17 @@ class DiscoveryPanel(QWidget):
         self.spec: MethodSpec | None = None
         self.params = None
         self.started_at = ""
+        # plots redraw at most 5x and partial sets reach the browser at most 2x a second, however
+        # often the job reports: the UI thread stays free for the preview
+        self._pending_partial: tuple[DirectionSet, str] | None = None
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.setInterval(200)
+        self._redraw_timer.timeout.connect(lambda: self.plots.redraw())
+        self._partial_timer = QTimer(self)
+        self._partial_timer.setSingleShot(True)
+        self._partial_timer.setInterval(500)
+        self._partial_timer.timeout.connect(self._apply_partial)
 
         root = QVBoxLayout(self)
         root.setContentsMargins(6, 6, 6, 6)
@@ -512,7 +523,8 @@ class DiscoveryPanel(QWidget):
             if isinstance(rec.partial, DirectionSet):
                 partial = rec.partial
             self.last = rec
-        self.plots.redraw()
+        if not self._redraw_timer.isActive():
+            self._redraw_timer.start()
         rec = self.last
         eta = self.eta.update(rec.step, rec.total)
         if rec.total > 0:
@@ -533,7 +545,21 @@ class DiscoveryPanel(QWidget):
             if self.entry is None or self.entry not in self.ws.entries:
                 self.entry = self.ws.add_set(partial, running=True, status=status)
             else:
-                self.ws.replace_partial(self.entry, partial, status)
+                self._pending_partial = (partial, status)
+                if not self._partial_timer.isActive():
+                    self._partial_timer.start()
+
+    def _apply_partial(self) -> None:
+        self._partial_timer.stop()
+        pending, self._pending_partial = self._pending_partial, None
+        if pending is not None and self.entry is not None and self.entry in self.ws.entries:
+            self.ws.replace_partial(self.entry, *pending)
+
+    def _flush(self) -> None:
+        """Deliver what the timers still hold (the job has ended)."""
+        self._apply_partial()
+        self._redraw_timer.stop()
+        self.plots.redraw()
 
     def _save(self, dset: DirectionSet, suffix: str = "") -> Path:
         gen = self.ws.gen
@@ -544,6 +570,7 @@ class DiscoveryPanel(QWidget):
         return dset.save(path)
 
     def _on_finished(self, result) -> None:
+        self._flush()
         if not isinstance(result, DirectionSet):
             self._on_failed(AtlasError(f"method {self.spec.name} returned {type(result).__name__}, not a direction set"))
             return
@@ -564,6 +591,7 @@ class DiscoveryPanel(QWidget):
         self.setFinished.emit(entry)
 
     def _on_failed(self, exc: Exception) -> None:
+        self._flush()
         if self.entry is not None:
             self.ws.remove_set(self.entry)
             self.entry = None
@@ -571,6 +599,7 @@ class DiscoveryPanel(QWidget):
         show_error(self, exc)
 
     def _on_cancelled(self) -> None:
+        self._flush()
         entry = self.entry
         step = f"{self.last.step}/{self.last.total}" if self.last else "the start"
         if entry is not None and entry in self.ws.entries:

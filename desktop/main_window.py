@@ -496,8 +496,13 @@ class MainWindow(QMainWindow):
             self.discovery.cancel()
         for dlg in self.findChildren(ExportDialog):
             dlg.runner.cancel()
-        # let running jobs stop at their next step and deliver their last signals
-        QThreadPool.globalInstance().waitForDone(15000)
+        for renderer in (self.preview.renderer, self.grid.model.renderer, self.loader):
+            renderer.shutdown()
+        # let running jobs stop at their next step and deliver their last signals (which may
+        # save a cancelled discovery's partial result)
+        pool = QThreadPool.globalInstance()
+        pool.waitForDone(15000)
         QApplication.processEvents()
+        pool.waitForDone(15000)
         super().closeEvent(event)
 

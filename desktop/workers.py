@@ -173,6 +173,7 @@ class LatestWins(QObject):
         self._delivered = 0
         self._pending: tuple[int, tuple] | None = None
         self._worker: FunctionWorker | None = None
+        self._closed = False
 
     @property
     def busy(self) -> bool:
@@ -184,11 +185,18 @@ class LatestWins(QObject):
 
     def submit(self, *args: Any) -> int:
         """Queue a request, replacing any request still waiting; returns its stamp."""
+        if self._closed:
+            return self._stamp
         self._stamp += 1
         self._pending = (self._stamp, args)
         if self._worker is None:
             self._start_next()
         return self._stamp
+
+    def shutdown(self) -> None:
+        """Accept no more requests (the window is closing); the running one may finish."""
+        self._closed = True
+        self.discard()
 
     def discard(self) -> None:
         """Forget the waiting request and drop the result of the running one."""
