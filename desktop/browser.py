@@ -31,7 +31,7 @@ UID_ROLE = Qt.ItemDataRole.UserRole + 2
 K_ROLE = Qt.ItemDataRole.UserRole + 3
 PATH_ROLE = Qt.ItemDataRole.UserRole + 4
 SOURCE_ROLE = Qt.ItemDataRole.UserRole + 5
-COLUMNS = ("#", "Name", "Score", "Rating", "✓?")
+COLUMNS = ("#", "Name", "Score", "★", "✓")
 NAME_COL = 1
 
 
@@ -153,6 +153,9 @@ class DirectionBrowser(QWidget):
 
         self.model = QStandardItemModel(0, len(COLUMNS), self)
         self.model.setHorizontalHeaderLabels(list(COLUMNS))
+        for c, tip in enumerate(("index (colour)", "name (double-click or F2 to rename)", "the method's score",
+                                 "rating", "interpretable: ✓ yes, ? unsure, ✗ no")):
+            self.model.horizontalHeaderItem(c).setToolTip(tip)
         self.proxy = FilterProxy(self)
         self.proxy.setSourceModel(self.model)
         self.proxy.setRecursiveFilteringEnabled(False)
@@ -174,8 +177,8 @@ class DirectionBrowser(QWidget):
         hdr.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         for c in (2, 3, 4):
             hdr.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
-        self.view.setColumnWidth(0, 84)
-        self.view.setIndentation(12)
+        self.view.setColumnWidth(0, 78)
+        self.view.setIndentation(10)
         lay.addWidget(self.view, 1)
 
         self.model.itemChanged.connect(self._item_changed)
@@ -237,8 +240,8 @@ class DirectionBrowser(QWidget):
             self.model.appendRow(top)
         self._refresh_tags()
         self._syncing = False
-        total = sum(len(e.dset) for e in self.ws.entries)
-        self.view.expandToDepth(1 if total <= 400 else 0)
+        self.view.expandToDepth(0)
+        self._expand_current_set()
         for i in range(self.proxy.rowCount()):
             idx = self.proxy.index(i, 0)
             self.view.setFirstColumnSpanned(i, QModelIndex(), True)
@@ -299,9 +302,11 @@ class DirectionBrowser(QWidget):
         items[0].setToolTip(d.describe())
         items[NAME_COL].setText(a.name)
         items[NAME_COL].setToolTip("; ".join(filter(None, [a.name, ", ".join(a.tags), a.notes])) or "double-click to name")
-        items[2].setText("" if d.score is None else f"{d.score:.4g}")
-        items[2].setData(d.score, Qt.ItemDataRole.UserRole + 10)
-        items[3].setText(stars(a.rating))
+        items[2].setText("" if d.score is None else f"{d.score:.3g}")
+        items[2].setToolTip("" if d.score is None else f"score {d.score:.6g}")
+        items[2].setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        items[3].setText(f"{'★' * a.rating}" if a.rating else "")
+        items[3].setToolTip(stars(a.rating))
         items[3].setForeground(QBrush(QColor("#e3b341")))
         items[4].setText(INTERP_MARK[a.interpretable])
         items[4].setTextAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -346,7 +351,16 @@ class DirectionBrowser(QWidget):
         self._refresh_tags()
         self.proxy.refilter()
 
+    def _expand_current_set(self) -> None:
+        """Show the directions of the current set and of running discoveries; others stay folded."""
+        cur = self.ws.current
+        for e in self.ws.entries:
+            item = self._set_items.get(e.uid)
+            if item is not None and (e.running or (cur is not None and cur[0] is e) or len(self.ws.entries) == 1):
+                self.view.expand(self.proxy.mapFromSource(item.index()))
+
     def _follow_current(self) -> None:
+        self._expand_current_set()
         cur = self.ws.current
         if cur is None:
             return

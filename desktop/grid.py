@@ -53,6 +53,7 @@ PAGE = 8
 CACHE_ROWS = 160
 LABEL_WIDTH = 170
 GAP = 2
+KEYS_HINT = "↑/↓ direction · ←/→ shift · 1–5 rate · I/U/X yes/unsure/no · N name · P pin · Enter preview"
 
 
 class GridModel(QAbstractTableModel):
@@ -254,9 +255,10 @@ class GridDelegate(QStyledItemDelegate):
                 p.drawImage(QRect(inner.x() + (inner.width() - w) // 2, inner.y() + (inner.height() - h) // 2, w, h), img)
             else:
                 p.fillRect(inner, base.lighter(115) if base.lightness() < 128 else base.darker(106))
-            if option.state & QStyle.StateFlag.State_HasFocus:
-                p.setPen(QPen(pal.color(pal.ColorRole.Highlight), 2))
-                p.drawRect(r.adjusted(1, 1, -1, -1))
+            view = self.parent()
+            if view is not None and view.currentIndex() == index:  # the cell Enter would open
+                p.setPen(QPen(pal.color(pal.ColorRole.Highlight), 3 if view.hasFocus() else 2))
+                p.drawRect(r.adjusted(1, 1, -2, -2))
         p.restore()
 
     def _paint_label(self, p: QPainter, r: QRect, row: int, pal, selected: bool) -> None:
@@ -426,8 +428,7 @@ class GridInspector(QWidget):
         root.addWidget(self.view, 1)
         self.status = QElidingLabel("", self)
         self.status.setStyleSheet("color: palette(mid);")
-        self.status.setText("Keys: ↑/↓ direction · ←/→ shift · 1–5 rate · I/U/X interpretable yes/unsure/no · "
-                            "N name · P pin · Enter open in preview")
+        self.status.setText(KEYS_HINT)
         root.addWidget(self.status)
 
         self.model.visible_rows = self._visible_rows
@@ -512,9 +513,10 @@ class GridInspector(QWidget):
         except ValueError:
             seeds = (0,)
         self.model.gen_id = id(self.ws.gen)
+        col = self.view.currentIndex().column()
         self.model.configure(entry=self.model.entry, T=float(self.T.value()), steps=int(self.steps.value()),
                              seeds=seeds, thumb=int(self.size.value()))
-        self._follow_current()
+        self._follow_current(max(0, min(col, self.model.steps)))
 
     def set_psi(self, psi: float) -> None:
         if psi != self.model.psi:
@@ -554,6 +556,8 @@ class GridInspector(QWidget):
         self.view.setColumnWidth(0, LABEL_WIDTH)
         if entry is None:
             self.status.setText("No direction set: open one (File ▸ Open direction set) or run a discovery")
+        else:
+            self.status.setText(KEYS_HINT)
 
     def _visible_rows(self) -> range:
         vp = self.view.viewport()
@@ -567,23 +571,21 @@ class GridInspector(QWidget):
 
     def _rendered(self, n: int) -> None:
         total = self.model.rowCount()
-        self.status.setText(f"{self.model.entry.title if self.model.entry else ''}: thumbnails of {n}/{total} "
-                            f"directions in memory (rendered as they scroll into view) · keys: ↑/↓ · 1–5 · I/U/X · "
-                            f"N · P · Enter")
+        self.status.setText(f"{n}/{total} rows rendered (as they scroll into view) · {KEYS_HINT}")
 
     # ---- selection and keys --------------------------------------------------------------------
     def _current_changed(self, current: QModelIndex, _prev: QModelIndex) -> None:
         if current.isValid() and self.model.entry is not None:
             self.ws.select(self.model.entry, current.row())
 
-    def _follow_current(self) -> None:
+    def _follow_current(self, column: int | None = None) -> None:
         cur = self.ws.current
         if cur is None or cur[0] is not self.model.entry:
             return
         idx = self.view.currentIndex()
         if idx.isValid() and idx.row() == cur[1]:
             return
-        col = idx.column() if idx.isValid() else 0
+        col = column if column is not None else (idx.column() if idx.isValid() else 0)
         target = self.model.index(cur[1], col)
         self.view.selectionModel().setCurrentIndex(target, QItemSelectionModel.SelectionFlag.ClearAndSelect)
         self.view.scrollTo(target)

@@ -33,7 +33,7 @@ from desktop.preview import PreviewPanel
 from desktop.settings import Settings
 from desktop.tagging import AnnotationEditor
 from desktop.widgets import show_error
-from desktop.workers import LatestWins
+from desktop.workers import LatestWins, job_pool
 from desktop.workspace import SetEntry, Workspace
 from engine.device import DEVICE_CHOICES, cap_threads, default_threads
 from engine.directions import DirectionSet
@@ -500,9 +500,11 @@ class MainWindow(QMainWindow):
             renderer.shutdown()
         # let running jobs stop at their next step and deliver their last signals (which may
         # save a cancelled discovery's partial result)
-        pool = QThreadPool.globalInstance()
-        pool.waitForDone(15000)
+        pools = (job_pool(), QThreadPool.globalInstance())
+        for pool in pools:
+            pool.waitForDone(15000)
         QApplication.processEvents()
-        pool.waitForDone(15000)
+        for pool in pools:
+            pool.waitForDone(15000)
         super().closeEvent(event)
 

@@ -11,7 +11,8 @@ Two shapes of work:
   stamp, at most one runs at a time, only the newest waiting request is kept, and a result older
   than one already delivered is dropped.
 
-No QThread is created by hand: superqt's workers run on the global QThreadPool.
+No QThread is created by hand: superqt's workers run on Qt thread pools (renders on the global
+pool at normal priority, long jobs on ``job_pool()`` at a lower priority).
 """
 from __future__ import annotations
 
@@ -22,17 +23,17 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
 from superqt.utils import FunctionWorker, GeneratorWorker, create_worker
 
 from engine.jobs import Progress
 
 DELIVERY_INTERVAL_S = 0.05
-WORKER_NICE = 10
+WORKER_NICE = 4
 
 
 def lower_thread_priority(nice: int = WORKER_NICE) -> None:
-    """Make the calling worker thread yield the CPU to the UI thread.
+    """Make the calling (long-job) worker thread yield the CPU to the UI and preview threads.
 
     On a 2-core machine a discovery and a preview render already fill both cores; without
     this the UI thread queues behind them for the scheduler. Linux schedules threads
@@ -48,6 +49,23 @@ def lower_thread_priority(nice: int = WORKER_NICE) -> None:
             pass
     else:
         QThread.currentThread().setPriority(QThread.Priority.LowPriority)
+
+
+_JOB_POOL: QThreadPool | None = None
+JOB_THREADS = 2
+
+
+def job_pool() -> QThreadPool:
+    """The thread pool of long jobs (discovery, export), apart from Qt's global pool.
+
+    Its threads lower their own priority for good (``lower_thread_priority``), so they must not
+    be shared with the preview and grid renders, which run at normal priority in the global pool.
+    """
+    global _JOB_POOL
+    if _JOB_POOL is None:
+        _JOB_POOL = QThreadPool()
+        _JOB_POOL.setMaxThreadCount(JOB_THREADS)
+    return _JOB_POOL
 
 
 class JobWorker(GeneratorWorker):
@@ -117,8 +135,8 @@ class JobRunner(QObject):
         worker.errored.connect(self._on_errored)
         worker.aborted.connect(self._on_aborted)
         worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
+        self._worker = worker  # our reference keeps it alive until it has finished
+        job_pool().start(worker)
 
     def cancel(self) -> None:
         """Ask the job to stop at its next yield (``cancelled`` is emitted once it has)."""
@@ -148,7 +166,6 @@ class JobRunner(QObject):
 
 
 def _stamped(fn: Callable[..., Any], stamp: int, args: tuple) -> tuple[int, bool, Any]:
-    lower_thread_priority()
     try:
         return stamp, True, fn(*args)
     except Exception as exc:  # noqa: BLE001 - handed to the UI thread, which shows it

@@ -67,7 +67,10 @@ def make_window(qtbot, tiny_gen):
         return win
 
     yield make
+    from desktop.workers import job_pool
+
     for win in windows:
         if win.isVisible():
             win.close()
+    job_pool().waitForDone(20000)
     QThreadPool.globalInstance().waitForDone(20000)

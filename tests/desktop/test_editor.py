@@ -80,7 +80,7 @@ def test_annotations_survive_closing_the_window(qtbot, make_window, dirset):
     win2.ws.select(entry2, 2)
     assert win2.editor.name.text() == "smile" and win2.editor.rating.rating() == 4
     items = win2.browser._items[(entry2.uid, 2)]
-    assert items[1].text() == "smile" and items[3].text() == "★★★★☆" and items[4].text() == "✓"
+    assert items[1].text() == "smile" and items[3].text() == "★★★★" and items[4].text() == "✓"
 
 
 def test_undo_redo_rating(qtbot, make_window, dirset):
