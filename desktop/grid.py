@@ -243,7 +243,11 @@ class GridDelegate(QStyledItemDelegate):
         base = pal.color(pal.ColorRole.Base)
         p.fillRect(r, pal.color(pal.ColorRole.Highlight).darker(160) if selected else base)
         if index.column() == 0:
-            self._paint_label(p, r, index.row(), pal, selected)
+            view = self.parent()
+            current_row = view is not None and view.currentIndex().row() == index.row()
+            if current_row and not selected:
+                p.fillRect(r, pal.color(pal.ColorRole.Highlight).darker(160))
+            self._paint_label(p, r, index.row(), pal, selected or current_row)
         else:
             img = model.data(index, Qt.ItemDataRole.DecorationRole)
             inner = r.adjusted(3, 3, -3, -3)
@@ -574,7 +578,10 @@ class GridInspector(QWidget):
         self.status.setText(f"{n}/{total} rows rendered (as they scroll into view) · {KEYS_HINT}")
 
     # ---- selection and keys --------------------------------------------------------------------
-    def _current_changed(self, current: QModelIndex, _prev: QModelIndex) -> None:
+    def _current_changed(self, current: QModelIndex, prev: QModelIndex) -> None:
+        for idx in (prev, current):  # the label cell marks the current row
+            if idx.isValid():
+                self.view.update(self.model.index(idx.row(), 0))
         if current.isValid() and self.model.entry is not None:
             self.ws.select(self.model.entry, current.row())
 
