@@ -24,6 +24,11 @@ def register(sub) -> None:
                    help="batch: one file per direction marked interpretable, into the folder --out")
     p.add_argument("--format", default="mp4", choices=["mp4", "gif", "png"], help="file type of a batch export")
     p.add_argument("--seeds", default="0", help="seeds tiled side by side, e.g. 0,1 or 0-3 (default 0)")
+    p.add_argument("--latent", default=None,
+                   help="a projected image's .latent file (from main.py project) to edit instead of seeds; its tuned "
+                        "weights apply. Edited in its own space (--space w+ widens a w code)")
+    p.add_argument("--space", default=None, choices=["z", "w", "w+"],
+                   help="space the codes are held and edited in (default: z for seeds, the latent's own for --latent)")
     p.add_argument("--frames", type=int, default=60, help="frames per loop (default 60)")
     p.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
     p.add_argument("--shift", "-T", dest="T", type=float, default=None,
@@ -64,8 +69,8 @@ def run(args) -> int:
     dset = DirectionSet.load(args.directions)
     gen = load_model_from_args(args)
     _warn_model_mismatch(dset, gen)
-    codes = gen.seed_latents(parse_seeds(args.seeds))
-    kw = dict(space="z", psi=args.psi, noise=args.noise, batch_size=args.batch_size)
+    codes, space, bases = _codes(args, gen)
+    kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, bases=bases)
 
     if args.interpretable:
         shifts = parse_shifts(args.shifts) if args.shifts else None
@@ -90,3 +95,21 @@ def run(args) -> int:
     what = f"direction {idx[0]}" if len(idx) == 1 else f"path through directions {','.join(map(str, idx))}"
     print(f"wrote {out} ({opts.frames} frames at {opts.fps:g} fps, {what}, {codes.shape[0]} seed(s))")
     return 0
+
+
+def _codes(args, gen):
+    """``(codes [M, ...], space, bases or None)`` of the seeds or the projected latent."""
+    import torch
+
+    if args.latent:
+        from engine.latents import load_latent
+
+        lat = load_latent(args.latent, gen)
+        space = args.space or lat.space
+        return lat.codes_in(gen, space, psi=args.psi).cpu(), space, lat.bases()
+    space = args.space or "z"
+    z = gen.seed_latents(parse_seeds(args.seeds))
+    if space == "z":
+        return z, "z", None
+    with torch.no_grad():
+        return gen.encode(z.to(gen.device), space, psi=args.psi).cpu(), space, None

@@ -18,7 +18,8 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--seeds", default="0-7", help="seeds, e.g. 0-7 or 0,3,9 (default 0-7)")
     p.add_argument("--latents", help="an .npy array of latents to render instead of seeds (N x z_dim; in --space)")
-    p.add_argument("--latent", help="a projected image's .latent file (from main.py project)")
+    p.add_argument("--latent", help="a projected image's .latent file (from main.py project): rendered, with its tuned "
+                                    "weights, in its own space (or in --space w+ for a w code)")
     p.add_argument("--truncation", "--psi", dest="psi", type=float, default=1.0, help="truncation psi (style models)")
     p.add_argument("--space", default="z", choices=["z", "w", "w+"],
                    help="space the codes live in: seeds are mapped (and truncated) into it; --latents are read in it")
@@ -32,13 +33,15 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load_codes(args, gen) -> tuple[torch.Tensor, str]:
-    """The base codes to render and the space they are in."""
+def load_codes(args, gen) -> tuple[torch.Tensor, str, list | None]:
+    """The base codes to render, the space they are in, and their bases (a projected image's
+    tuned weights and noise maps, see ``engine.render.Base``; ``None`` for seeds)."""
     if args.latent:
         from engine.latents import load_latent
 
         lat = load_latent(args.latent, gen)
-        return lat.code, lat.space
+        space = lat.space if args.space == "z" else args.space
+        return lat.codes_in(gen, space, psi=args.psi).cpu(), space, lat.bases()
     if args.latents:
         path = Path(args.latents)
         try:
@@ -51,12 +54,12 @@ def load_codes(args, gen) -> tuple[torch.Tensor, str]:
         if tuple(arr.shape[1:]) != want:
             raise AtlasError(f"{path}: latents of shape {arr.shape} do not fit space {args.space} of "
                              f"{gen.name} (expected N x {' x '.join(map(str, want))})")
-        return torch.from_numpy(arr.astype(np.float32)), args.space
+        return torch.from_numpy(arr.astype(np.float32)), args.space, None
     z = gen.seed_latents(parse_seeds(args.seeds))
     if args.space == "z":
-        return z, "z"
+        return z, "z", None
     with torch.no_grad():
-        return gen.encode(z.to(gen.device), args.space, psi=args.psi).cpu(), args.space
+        return gen.encode(z.to(gen.device), args.space, psi=args.psi).cpu(), args.space, None
 
 
 def run(args) -> int:
@@ -68,10 +71,11 @@ def run(args) -> int:
     out = out_path(args.out, (".png", ".jpg", ".jpeg", ".npy"))
     gen = load_model_from_args(args)
     gen.check_space(args.space)
-    codes, space = load_codes(args, gen)
+    codes, space, bases = load_codes(args, gen)
+    bases = bases or [None] * codes.shape[0]
     kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, raw=raw)
     if not args.directions:
-        result = drive(render_items(gen, [Item(c) for c in codes], **kw), "render")
+        result = drive(render_items(gen, [Item(c, (), b) for c, b in zip(codes, bases)], **kw), "render")
         if raw:
             np.save(out, result.numpy())
         else:
@@ -87,7 +91,7 @@ def run(args) -> int:
         shift_rows = [parse_shifts(args.shifts)] * len(dirs)
     else:
         shift_rows = [np.linspace(d.range[0], d.range[1], 7) for d in dirs]
-    items = [Item(c, ((d, float(t)),)) for d, row in zip(dirs, shift_rows) for t in row for c in codes]
+    items = [Item(c, ((d, float(t)),), b) for d, row in zip(dirs, shift_rows) for t in row for c, b in zip(codes, bases)]
     flat = drive(render_items(gen, items, **kw), "render grid")
     K, S, M = len(dirs), len(shift_rows[0]), codes.shape[0]
     if raw:

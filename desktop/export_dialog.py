@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.preview import parse_seed_text
-from desktop.rendering import restrict
+from desktop.rendering import restrict, seed_codes, seed_label, seeds_space
 from desktop.widgets import show_error
 from desktop.workers import JobRunner
 from desktop.workspace import SetEntry
@@ -55,12 +55,13 @@ class ExportContext:
     entry: SetEntry | None
     current: int | None
     pinned: list[int] = field(default_factory=list)  # pinned directions of ``entry``
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple = (0,)  # ints and projected images (desktop.rendering.Seed)
     psi: float = 1.0
     space: str = "z"
     layers: tuple[int, int] | None = None
     image: np.ndarray | None = None  # the preview's image, [H, W, 3]
     folder: Path = Path.home()
+    images: dict = field(default_factory=dict)  # the workspace's projected images, by name
 
 
 def _directions(c: ExportContext, ks: list[int]):
@@ -113,7 +114,7 @@ class ExportDialog(QDialog):
         # image
         w = QWidget()
         f = QFormLayout(w)
-        self.image_out = QLineEdit(str(base / f"{stem}-seed{ctx.seeds[0]}.png"))
+        self.image_out = QLineEdit(str(base / f"{stem}-seed{seed_label(ctx.seeds[0]).lstrip('@')}.png"))
         f.addRow("File", _path_row(self, self.image_out, "Images (*.png *.jpg)"))
         self.image_size = QSpinBox()
         self.image_size.setRange(8, 4096)
@@ -142,7 +143,7 @@ class ExportDialog(QDialog):
         self.grid_steps.setRange(2, 25)
         self.grid_steps.setValue(7)
         f.addRow("Steps", self.grid_steps)
-        self.grid_seeds = QLineEdit(",".join(map(str, ctx.seeds)))
+        self.grid_seeds = QLineEdit(",".join(map(seed_label, ctx.seeds)))
         f.addRow("Seeds", self.grid_seeds)
         self.grid_size = QSpinBox()
         self.grid_size.setRange(8, 1024)
@@ -161,7 +162,7 @@ class ExportDialog(QDialog):
         self.video_which = QLineEdit(self._video_indices())
         self.video_which.setToolTip("one index: sweep -T..T..-T; several (2,5,7): a path through them")
         f.addRow("Directions", self.video_which)
-        self.video_seeds = QLineEdit(",".join(map(str, ctx.seeds)))
+        self.video_seeds = QLineEdit(",".join(map(seed_label, ctx.seeds)))
         self.video_seeds.setToolTip("seeds tiled side by side")
         f.addRow("Seeds", self.video_seeds)
         self.video_T = QDoubleSpinBox()
@@ -252,12 +253,13 @@ class ExportDialog(QDialog):
             raise AtlasError(f"directions '{text}': the set has {n} directions (0..{n - 1})")
         return ks
 
-    @staticmethod
-    def _seed_list(text: str) -> list[int]:
+    def _seed_list(self, text: str) -> list:
         try:
-            return list(parse_seed_text(text))
+            return list(parse_seed_text(text, self.ctx.images))
         except ValueError:
-            raise AtlasError(f"seeds '{text}': expected e.g. 0, 0,3,9 or 0-3") from None
+            names = ", ".join(f"@{n}" for n in self.ctx.images)
+            raise AtlasError(f"seeds '{text}': expected e.g. 0, 0,3,9 or 0-3"
+                             + (f", or a projected image ({names})" if names else "")) from None
 
     def build_job(self):
         """The engine job for the current tab (``None`` for the image tab, done at once).
@@ -267,7 +269,6 @@ class ExportDialog(QDialog):
         """
         c = self.ctx
         tab = TABS[self.tabs.currentIndex()]
-        kw = dict(space="z", psi=c.psi)
         if tab == "image":
             if c.image is None:
                 raise AtlasError("the preview has no image yet")
@@ -277,6 +278,7 @@ class ExportDialog(QDialog):
         if tab == "grid":
             ks = self._indices(self.grid_which.text())
             seeds = self._seed_list(self.grid_seeds.text())
+            space = seeds_space(seeds)
             T, steps = self.grid_T.value(), self.grid_steps.value()
             out, size, smooth = self.grid_out.text(), self.grid_size.value(), self.grid_smooth.isChecked()
 
@@ -284,23 +286,39 @@ class ExportDialog(QDialog):
                 dirs = _directions(c, ks)
                 lo = -T if T > 0 else min(d.range[0] for d in dirs)
                 hi = T if T > 0 else max(d.range[1] for d in dirs)
-                return export_grid(c.gen, c.gen.seed_latents(seeds), dirs, np.linspace(lo, hi, steps), out,
-                                   size=size, smooth=smooth, **kw)
+                codes, bases = seed_codes(c.gen, seeds, space, c.psi)
+                return export_grid(c.gen, codes, dirs, np.linspace(lo, hi, steps), out,
+                                   size=size, smooth=smooth, space=space, psi=c.psi, bases=bases)
 
             return grid_job
         opts = MorphOptions(frames=self.frames.value(), fps=self.fps.value(), size=self.video_size.value(),
                             smooth=self.video_smooth.isChecked(), T=self.video_T.value() or None)
         opts.check()
         seeds = self._seed_list(self.video_seeds.text())
+        space = seeds_space(seeds)
+
+        def codes_kw():
+            codes, bases = seed_codes(c.gen, seeds, space, c.psi)
+            return codes, dict(space=space, psi=c.psi, bases=bases)
+
         if tab == "video":
             ks = self._indices(self.video_which.text())
             out = Path(self.video_out.text())
             if out.suffix.lower() not in (".mp4", ".gif"):
                 raise AtlasError(f"{out}: a video file must end with .mp4 or .gif")
-            return lambda: export_morph(c.gen, c.gen.seed_latents(seeds), _directions(c, ks), out, opts, **kw)
+
+            def video_job():
+                codes, kw = codes_kw()
+                return export_morph(c.gen, codes, _directions(c, ks), out, opts, **kw)
+
+            return video_job
         folder, fmt = self.batch_out.text(), self.batch_format.currentText()
-        return lambda: export_interpretable(c.gen, c.entry.dset, c.gen.seed_latents(seeds), folder, fmt=fmt,
-                                            opts=opts, **kw)
+
+        def batch_job():
+            codes, kw = codes_kw()
+            return export_interpretable(c.gen, c.entry.dset, codes, folder, fmt=fmt, opts=opts, **kw)
+
+        return batch_job
 
     def start(self) -> None:
         if self.runner.running:

@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 from superqt import QElidingLabel
 
 from desktop.preview import parse_seed_text
-from desktop.rendering import GridRequest, render_grid_rows
+from desktop.rendering import GridRequest, render_grid_rows, seed_label
 from desktop.widgets import INTERP_COLOR, INTERP_MARK, qimage, show_error, stars
 from desktop.workers import LatestWins
 from desktop.workspace import SetEntry, Workspace
@@ -67,7 +67,7 @@ class GridModel(QAbstractTableModel):
         self.entry: SetEntry | None = None
         self.T = 0.0  # 0: each direction's own range
         self.steps = 7
-        self.seeds: tuple[int, ...] = (0, 1)
+        self.seeds: tuple = (0, 1)  # ints and projected images (desktop.rendering.Seed)
         self.psi = 1.0
         self.thumb = 80
         self.generation = 0
@@ -164,7 +164,7 @@ class GridModel(QAbstractTableModel):
             self.cache.move_to_end(row)
             return images[col - 1]
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"#{row}, t = {self.shifts_for(row)[col - 1]:+.3g}; seeds {', '.join(map(str, self.seeds))} (top to bottom)"
+            return f"#{row}, t = {self.shifts_for(row)[col - 1]:+.3g}; seeds {', '.join(map(seed_label, self.seeds))} (top to bottom)"
         return None
 
     def setData(self, index: QModelIndex, value, role=Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
@@ -361,7 +361,7 @@ class GridView(QTableView):
 class GridInspector(QWidget):
     """Controls + the virtual table. ``cellActivated(entry, k, t, seed)`` loads a cell into the preview."""
 
-    cellActivated = Signal(object, int, float, int)
+    cellActivated = Signal(object, int, float, object)  # entry, k, t, seed (int or projected image)
     openRequested = Signal()
 
     def __init__(self, ws: Workspace, parent: QWidget | None = None) -> None:
@@ -401,7 +401,7 @@ class GridInspector(QWidget):
         bar.addWidget(QLabel("Seeds"))
         self.seeds = QLineEdit("0,1", self)
         self.seeds.setMaximumWidth(80)
-        self.seeds.setToolTip("seeds stacked in each cell, e.g. 0,1,2 or 0-3")
+        self.seeds.setToolTip("seeds stacked in each cell, e.g. 0,1,2 or 0-3; @name is a projected image")
         bar.addWidget(self.seeds)
         bar.addWidget(QLabel("Size"))
         self.size = QSlider(Qt.Orientation.Horizontal, self)
@@ -513,7 +513,7 @@ class GridInspector(QWidget):
         if self.auto_size and self.sender() is self.steps:
             self.fit_columns()
         try:
-            seeds = parse_seed_text(self.seeds.text())[:8]
+            seeds = parse_seed_text(self.seeds.text(), self.ws.images)[:8]
         except ValueError:
             seeds = (0,)
         self.model.gen_id = id(self.ws.gen)

@@ -30,6 +30,7 @@ from desktop.discovery import DiscoveryPanel
 from desktop.export_dialog import ExportContext, ExportDialog
 from desktop.grid import GridInspector
 from desktop.preview import PreviewPanel
+from desktop.projection_dialog import ProjectionDialog
 from desktop.settings import Settings
 from desktop.tagging import AnnotationEditor
 from desktop.widgets import show_error
@@ -41,7 +42,7 @@ from engine.errors import AtlasError
 
 SHORTCUTS = [
     ("Preview", [("[ / ]", "previous / next seed"), ("Ctrl+R", "random seed"), ("B", "before / after"),
-                 ("Ctrl+0", "reset all shifts")]),
+                 ("Ctrl+0", "reset all shifts"), ("Ctrl+I", "open an image: project a photo, edit it as seed @name")]),
     ("Grid inspector", [("↑ / ↓", "previous / next direction"), ("← / →", "shift column"), ("1 … 5", "rate (0 clears)"),
                         ("I / U / X", "interpretable: yes / unsure / no"), ("N", "name"), ("P", "pin to preview"),
                         ("Enter", "open the cell in the preview"), ("click", "load a cell (seed, shift) into the preview")]),
@@ -211,6 +212,10 @@ class MainWindow(QMainWindow):
         m = mb.addMenu("&Preview")
         self._action(m, "Random seed", "Ctrl+R", self.preview.random_seed)
         self._action(m, "Reset shifts", "Ctrl+0", self.ws.reset_shifts)
+        m.addSeparator()
+        self._action(m, "Open &image…", "Ctrl+I", self.open_image_dialog)
+        self._action(m, "Open projected &latent…", None, self.open_latent_dialog)
+        m.addSeparator()
         self._action(m, "Unpin all", None, self._unpin_all)
 
         m = mb.addMenu("&View")
@@ -375,13 +380,60 @@ class MainWindow(QMainWindow):
         req = self.preview.current_request()
         folder = Path(self.settings.get("export/folder", str(Path.home())))
         ctx = ExportContext(self.ws.gen, entry, current, pinned, req.seeds, req.psi, req.space, req.layers,
-                            self.preview.image(), folder)
+                            self.preview.image(), folder, images=dict(self.ws.images))
         dlg = ExportDialog(ctx, tab, self)
         dlg.finished.connect(lambda _r: self.settings.set("export/folder", str(Path(dlg.video_out.text()).parent)))
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.open()
         self.last_export_dialog = dlg
         return dlg
+
+    # ---- projected images ------------------------------------------------------------------------
+    def open_image_dialog(self, path: str | None = None) -> ProjectionDialog | None:
+        """Preview ▸ Open image…: project a photo; "Use as seed" adds it as ``@name``."""
+        if self.ws.gen is None:
+            show_error(self, AtlasError("no model is loaded yet"))
+            return None
+        folder = Path(self.settings.get("project/folder", str(Path.home())))
+        dlg = ProjectionDialog(self.ws.gen, self, image=path, folder=folder)
+        dlg.projected.connect(self.add_projected)
+        dlg.finished.connect(lambda _r: self.settings.set("project/folder", str(dlg.default_save_path().parent)))
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.open()
+        self.last_projection_dialog = dlg
+        return dlg
+
+    def open_latent_dialog(self) -> None:
+        start = self.settings.get("project/folder", str(Path.home()))
+        path, _ = QFileDialog.getOpenFileName(self, "Open projected latent", start, "Projected latents (*.latent)")
+        if path:
+            self.open_latent(path)
+
+    def open_latent(self, path: str) -> None:
+        """Load a ``.latent`` file (from ``main.py project`` or the dialog) as a seed."""
+        from engine.latents import load_latent
+
+        if self.ws.gen is None:
+            show_error(self, AtlasError("no model is loaded yet"))
+            return
+        try:
+            lat = load_latent(path, self.ws.gen)
+        except AtlasError as exc:
+            show_error(self, exc)
+            return
+        self.add_projected(lat)
+
+    def add_projected(self, lat) -> str | None:
+        """Make a projected image the seed ``@name`` and show it in the preview."""
+        try:
+            name = self.ws.add_image(lat)
+        except AtlasError as exc:
+            show_error(self, exc)
+            return None
+        self.preview.show_image_seed(name)
+        self.statusBar().showMessage(f"@{name}: the projected image is a seed; type @{name} in any seed field "
+                                     "(preview, grid, export)", 10000)
+        return name
 
     def settings_dialog(self) -> None:
         dlg = SettingsDialog(self.settings, self)
@@ -495,6 +547,8 @@ class MainWindow(QMainWindow):
         if self.discovery.running:
             self.discovery.cancel()
         for dlg in self.findChildren(ExportDialog):
+            dlg.runner.cancel()
+        for dlg in self.findChildren(ProjectionDialog):
             dlg.runner.cancel()
         for renderer in (self.preview.renderer, self.grid.model.renderer, self.loader):
             renderer.shutdown()

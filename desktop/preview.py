@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledRangeSlider
 from superqt.utils import qthrottled, signals_blocked
 
-from desktop.rendering import PreviewRequest, PreviewResult, applicable, render_preview
+from desktop.rendering import PreviewRequest, PreviewResult, applicable, render_preview, seed_label
 from desktop.widgets import ImageCanvas, show_error
 from desktop.workers import LatestWins
 from desktop.workspace import SetEntry, Workspace
@@ -39,13 +39,21 @@ THROTTLE_MS = 25
 MAX_SEEDS = 16
 
 
-def parse_seed_text(text: str) -> tuple[int, ...]:
-    """``"5"``, ``"0,3,9"``, ``"0-3"`` -> seeds (at most ``MAX_SEEDS``)."""
-    seeds: list[int] = []
+def parse_seed_text(text: str, images=None) -> tuple:
+    """``"5"``, ``"0,3,9"``, ``"0-3"``, ``"@photo,2"`` -> seeds (at most ``MAX_SEEDS``).
+
+    ``@name`` is a projected image, looked up in ``images`` (``{name: Latent}``); an unknown name
+    raises ``ValueError`` like any other bad token.
+    """
+    seeds: list = []
     for part in text.replace(" ", "").split(","):
         if not part:
             continue
-        if "-" in part[1:]:
+        if part.startswith("@"):
+            if not images or part[1:] not in images:
+                raise ValueError(part)
+            seeds.append(images[part[1:]])
+        elif "-" in part[1:]:
             i = part.index("-", 1)
             a, b = int(part[:i]), int(part[i + 1:])
             if b < a:
@@ -151,7 +159,8 @@ class PreviewPanel(QWidget):
         top.setSpacing(6)
         top.addWidget(QLabel("Seed"))
         self.seeds = QLineEdit("0", self)
-        self.seeds.setToolTip("one seed, or several: 0,3,9 or 0-3 (at most 16)")
+        self.seeds.setToolTip("one seed, or several: 0,3,9 or 0-3 (at most 16); @name is a projected image "
+                              "(Preview ▸ Open image…)")
         self.seeds.setMaximumWidth(110)
         self.seeds.setObjectName("seeds")
         self.seeds.editingFinished.connect(self.request_render)
@@ -291,22 +300,31 @@ class PreviewPanel(QWidget):
         lo, hi = self.layers.value()
         return int(lo), int(hi)
 
-    def seed_values(self) -> tuple[int, ...]:
+    def seed_values(self) -> tuple:
+        """The seeds shown: ints and projected images (``engine.latents.Latent``)."""
         try:
-            return parse_seed_text(self.seeds.text())
+            return parse_seed_text(self.seeds.text(), self.ws.images)
         except ValueError:
             return (0,)
 
     def set_seeds(self, seeds) -> None:
-        self.seeds.setText(",".join(str(int(s)) for s in seeds))
+        self.seeds.setText(",".join(seed_label(s) for s in seeds))
         self.request_render()
 
+    def show_image_seed(self, token: str) -> None:
+        """Show the projected image ``@token`` (in the workspace) alone, in a space that holds it."""
+        lat = self.ws.images[token]
+        if lat.space != "z" and self.space.currentText() == "z":
+            self.space.setCurrentText(lat.space)
+        self.set_seeds([lat])
+
     def step_seed(self, step: int) -> None:
-        self.set_seeds([max(0, s + step) for s in self.seed_values()])
+        self.set_seeds([max(0, s + step) if isinstance(s, int) else s for s in self.seed_values()])
 
     def random_seed(self) -> None:
-        n = len(self.seed_values())
-        self.set_seeds(random.sample(range(100000), n))
+        seeds = self.seed_values()
+        fresh = iter(random.sample(range(100000), len(seeds)))
+        self.set_seeds([next(fresh) if isinstance(s, int) else s for s in seeds])
 
     # ---- sliders -------------------------------------------------------------------------------
     def _active_changed(self) -> None:
@@ -368,7 +386,7 @@ class PreviewPanel(QWidget):
         self._last_error = ""
         self._show()
         req = self.current_request()
-        seeds = ", ".join(map(str, req.seeds))
+        seeds = ", ".join(map(seed_label, req.seeds))
         n_edits = len(req.shifts)
         extra = f" · ψ {req.psi:.2f}" if self.psi.isVisible() else ""
         self.canvas.caption = (f"seed {seeds}{extra} · {n_edits} edit{'s' if n_edits != 1 else ''}"

@@ -16,20 +16,63 @@ from engine.directions import Direction
 from engine.errors import AtlasError
 from engine.export import resize
 from engine.jobs import run_job
+from engine.latents import Latent
 from engine.render import compose_grid, materialize, render_batch, render_grid, to_uint8
+
+Seed = int | Latent  # an integer seed, or a projected image (``engine.latents.Latent``)
+
+
+def seed_label(seed: Seed) -> str:
+    """How a seed is written in the seed fields: ``5``, or ``@name`` for a projected image."""
+    if isinstance(seed, Latent):
+        return "@" + (getattr(seed, "seed_name", None) or seed.name)  # seed_name: given by Workspace.add_image
+    return str(int(seed))
+
+
+def seeds_space(seeds: Sequence[Seed], space: str = "z") -> str:
+    """The space to hold ``seeds`` in: ``space``, widened to a projected image's w / w+ if needed
+    (a w code cannot be expressed in z)."""
+    order = {"z": 0, "w": 1, "w+": 2}
+    for s in seeds:
+        if isinstance(s, Latent) and order[s.space] > order[space]:
+            space = s.space
+    return space
+
+
+def seed_codes(gen, seeds: Sequence[Seed], space: str, psi: float) -> tuple[torch.Tensor, list | None]:
+    """``(codes [N, ...] in space, bases or None)`` of integer seeds and projected images, in order.
+
+    Integer seeds are mapped (truncated by ``psi``) into ``space``; a projected image gives its
+    own code (``Latent.codes_in``) and its ``Base`` (tuned weights, noise maps).
+    """
+    ints = [int(s) for s in seeds if not isinstance(s, Latent)]
+    int_codes = iter(codes_for(gen, ints, space, psi)) if ints else iter(())
+    codes, bases = [], []
+    for s in seeds:
+        if isinstance(s, Latent):
+            c = s.codes_in(gen, space, psi=psi)
+            codes.extend(c)
+            bases.extend(s.bases())
+        else:
+            codes.append(next(int_codes))
+            bases.append(None)
+    if not codes:
+        raise AtlasError("no seed given")
+    return torch.stack(codes), (bases if any(b is not None for b in bases) else None)
 
 
 @dataclass(frozen=True)
 class PreviewRequest:
     """What the preview shows.
 
+    ``seeds``: integer seeds and projected images (``Seed``).
     ``space``: the space the seeds' codes are held in and edited in (``z``, ``w`` or ``w+``);
     in ``w+`` the w / w+ directions act only on layers ``layers = (start, stop)``.
     ``shifts``: ``(direction set, index, t)``, all applied to every seed (parameter directions
     are expanded on the worker thread).
     """
 
-    seeds: tuple[int, ...]
+    seeds: tuple[Seed, ...]
     psi: float = 1.0
     space: str = "z"
     layers: tuple[int, int] | None = None
@@ -94,12 +137,15 @@ def render_preview(gen, req: PreviewRequest) -> PreviewResult:
             continue
         shifts.append((restrict(d, req.space, req.layers, gen.num_ws), float(t)))
     with torch.no_grad():
-        codes = codes_for(gen, req.seeds, req.space, req.psi)
+        codes, bases = seed_codes(gen, req.seeds, req.space, req.psi)
         n = codes.shape[0]
         edited = bool(shifts)
-        batch = torch.cat([codes, codes]) if req.with_before and edited else codes
-        rows = [shifts] * n + ([[]] * n if req.with_before and edited else [])
-        imgs = to_uint8(render_batch(gen, batch, rows, space=req.space, psi=req.psi, noise=req.noise))
+        twice = req.with_before and edited
+        batch = torch.cat([codes, codes]) if twice else codes
+        rows = [shifts] * n + ([[]] * n if twice else [])
+        if bases is not None and twice:
+            bases = bases * 2
+        imgs = to_uint8(render_batch(gen, batch, rows, space=req.space, psi=req.psi, noise=req.noise, bases=bases))
     after = tile(imgs[:n])
     before = tile(imgs[n:]) if req.with_before and edited else after
     return PreviewResult(after, before, time.perf_counter() - t0, tuple(imgs.shape[1:3]))
@@ -112,7 +158,7 @@ class GridRequest:
     dset: object
     rows: tuple[int, ...]
     shifts: tuple[tuple[float, ...], ...]  # per row
-    seeds: tuple[int, ...]
+    seeds: tuple[Seed, ...]
     psi: float = 1.0
     thumb: int = 96
     generation: int = 0
@@ -121,7 +167,8 @@ class GridRequest:
 def render_grid_rows(gen, req: GridRequest) -> tuple[int, dict[int, np.ndarray]]:
     """``(generation, {row: uint8 [S, M, thumb, thumb_w, 3]})`` for the requested rows."""
     out: dict[int, np.ndarray] = {}
-    z = gen.seed_latents(list(req.seeds))
+    space = seeds_space(req.seeds)
+    codes, bases = seed_codes(gen, req.seeds, space, req.psi)
     with torch.no_grad():
         # rows with the same shifts share one render_grid call
         groups: dict[tuple[float, ...], list[int]] = {}
@@ -129,7 +176,7 @@ def render_grid_rows(gen, req: GridRequest) -> tuple[int, dict[int, np.ndarray]]
             groups.setdefault(row_shifts, []).append(i)
         for shifts, members in groups.items():
             dirs = [materialize(req.dset, req.rows[i]) for i in members]
-            grid = run_job(render_grid(gen, z, dirs, list(shifts), psi=req.psi, batch_size=32))
+            grid = run_job(render_grid(gen, codes, dirs, list(shifts), bases, space=space, psi=req.psi, batch_size=32))
             grid = resize(grid, min(req.thumb, grid.shape[-3]), smooth=True)
             for j, i in enumerate(members):
                 out[req.rows[i]] = np.ascontiguousarray(grid[j])

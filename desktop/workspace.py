@@ -91,6 +91,7 @@ class Workspace(QObject):
     currentChanged = Signal()
     activeChanged = Signal()  # the pinned / current directions changed
     shiftsChanged = Signal()  # a slider value changed (cheap: no new sliders)
+    imagesChanged = Signal()  # a projected image was added (or the model changed)
     saveFailed = Signal(str)
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -101,6 +102,7 @@ class Workspace(QObject):
         self.current: tuple[SetEntry, int] | None = None
         self.pinned: list[tuple[SetEntry, int]] = []
         self._shifts: dict[Key, float] = {}
+        self.images: dict[str, Any] = {}  # projected images (engine.latents.Latent), by seed name ("@name")
 
     # ---- model -------------------------------------------------------------------------------
     def set_generator(self, gen) -> None:
@@ -110,11 +112,28 @@ class Workspace(QObject):
         if old is not None and getattr(old, "identity", None) != getattr(gen, "identity", None):
             self.entries = [e for e in self.entries if e.running]
             self.current, self.pinned, self._shifts = None, [], {}
+            self.images = {}
+            self.imagesChanged.emit()
             self.undo_stack.clear()
             self.setsChanged.emit()
             self.currentChanged.emit()
             self.activeChanged.emit()
         self.modelChanged.emit()
+
+    # ---- projected images ------------------------------------------------------------------------
+    def add_image(self, lat) -> str:
+        """Add a projected image (``engine.latents.Latent``, checked against the model) as a seed;
+        returns its seed name (written ``@name`` in the seed fields)."""
+        if self.gen is not None:
+            lat.check_fits(self.gen)
+        stem = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in lat.name).strip("_") or "image"
+        name, i = stem, 2
+        while name in self.images and self.images[name] is not lat:
+            name, i = f"{stem}_{i}", i + 1
+        self.images[name] = lat
+        lat.seed_name = name
+        self.imagesChanged.emit()
+        return name
 
     # ---- sets --------------------------------------------------------------------------------
     def check_fits(self, dset: DirectionSet) -> str:

@@ -146,10 +146,11 @@ def morph_shifts(directions: Sequence[Direction], frames: int, T: float | None =
 
 def render_morph(gen, codes: torch.Tensor, directions: Sequence[Direction], opts: MorphOptions = MorphOptions(), *,
                  space: str = "z", psi: float = 1.0, noise: str = "const",
-                 batch_size: int = 16) -> Iterator[Progress]:
+                 batch_size: int = 16, bases=None) -> Iterator[Progress]:
     """Job: the frames of a morph, yielded in chunks; returns nothing (see ``export_morph``).
 
-    ``codes [M, ...]`` in ``space``. Each ``Progress.partial`` is a uint8 array
+    ``codes [M, ...]`` in ``space``; ``bases`` (optional, M of ``engine.render.Base`` or None):
+    the seeds' own tuned weights / noise maps (projected images). Each ``Progress.partial`` is a uint8 array
     ``[n, H_out, W_out, 3]`` of the next frames (seeds tiled side by side, sides even).
     """
     from engine.render import render_batch, to_uint8
@@ -168,7 +169,9 @@ def render_morph(gen, codes: torch.Tensor, directions: Sequence[Direction], opts
             chunk = rows[start:start + frames_per_batch]
             batch_codes = codes.repeat(len(chunk), *([1] * (codes.dim() - 1)))  # frame-major, seed-minor
             shifts = [row for row in chunk for _ in range(M)]
-            imgs = to_uint8(render_batch(gen, batch_codes, shifts, space=space, psi=psi, noise=noise))
+            batch_bases = list(bases) * len(chunk) if bases is not None else None
+            imgs = to_uint8(render_batch(gen, batch_codes, shifts, space=space, psi=psi, noise=noise,
+                                         bases=batch_bases))
             imgs = resize(imgs, size, smooth=opts.smooth).reshape(len(chunk), M, size, -1, 3)
             out = np.stack([make_even(tile_row(f, opts.pad)) for f in imgs])
             yield Progress(start + len(chunk), F, stage="render", partial=out)
@@ -176,7 +179,7 @@ def render_morph(gen, codes: torch.Tensor, directions: Sequence[Direction], opts
 
 def export_morph(gen, codes: torch.Tensor, directions: Sequence[Direction], path: str | Path,
                  opts: MorphOptions = MorphOptions(), *, space: str = "z", psi: float = 1.0,
-                 noise: str = "const", batch_size: int = 16) -> Iterator[Progress]:
+                 noise: str = "const", batch_size: int = 16, bases=None) -> Iterator[Progress]:
     """Job: write a morph video (``.mp4`` or ``.gif`` by suffix); returns the path.
 
     See ``render_morph`` for the arguments. Cancelling (closing the job) removes the partial file.
@@ -195,7 +198,8 @@ def export_morph(gen, codes: torch.Tensor, directions: Sequence[Direction], path
     gif_frames: list[np.ndarray] = []
     done = False
     try:
-        job = render_morph(gen, codes, directions, opts, space=space, psi=psi, noise=noise, batch_size=batch_size)
+        job = render_morph(gen, codes, directions, opts, space=space, psi=psi, noise=noise, batch_size=batch_size,
+                           bases=bases)
         for rec in job:
             if rec.partial is not None:
                 for frame in rec.partial:
@@ -244,10 +248,11 @@ def _write_gif(path: Path, frames: list[np.ndarray], fps: float) -> None:
 # ---- grids -------------------------------------------------------------------------------
 def export_grid(gen, codes: torch.Tensor, directions: Sequence[Direction], shifts: Sequence[float],
                 path: str | Path, *, size: int | None = None, smooth: bool = True, space: str = "z",
-                psi: float = 1.0, noise: str = "const", batch_size: int = 32) -> Iterator[Progress]:
+                psi: float = 1.0, noise: str = "const", batch_size: int = 32, bases=None) -> Iterator[Progress]:
     """Job: a PNG grid, rows = (direction, seed), columns = shifts; returns the path.
 
-    ``size`` is each cell's height in px (``None``: the generator's resolution).
+    ``size`` is each cell's height in px (``None``: the generator's resolution); ``bases``: the
+    seeds' ``engine.render.Base`` (projected images), see ``render_morph``.
     """
     from engine.render import grid_image, render_grid
 
@@ -256,7 +261,7 @@ def export_grid(gen, codes: torch.Tensor, directions: Sequence[Direction], shift
     path = Path(path)
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise AtlasError(f"{path}: a grid image must end with one of {', '.join(IMAGE_SUFFIXES)}")
-    grid = yield from render_grid(gen, codes, list(directions), list(shifts), space=space, psi=psi,
+    grid = yield from render_grid(gen, codes, list(directions), list(shifts), bases, space=space, psi=psi,
                                   noise=noise, batch_size=batch_size)
     grid = resize(grid, size, smooth=smooth)
     save_image(grid_image(grid), path)
@@ -278,7 +283,7 @@ def slug(text: str, fallback: str = "") -> str:
 def export_interpretable(gen, dset: DirectionSet, codes: torch.Tensor, folder: str | Path, *,
                          fmt: str = "mp4", opts: MorphOptions = MorphOptions(),
                          shifts: Sequence[float] | None = None, space: str = "z", psi: float = 1.0,
-                         noise: str = "const", batch_size: int = 16) -> Iterator[Progress]:
+                         noise: str = "const", batch_size: int = 16, bases=None) -> Iterator[Progress]:
     """Job: one file per direction marked interpretable, plus ``index.csv``; returns the paths.
 
     ``fmt`` is ``mp4``, ``gif`` (morphs with ``opts``) or ``png`` (a grid over ``shifts``, default
@@ -308,9 +313,10 @@ def export_interpretable(gen, dset: DirectionSet, codes: torch.Tensor, folder: s
         if fmt == "png":
             row = np.asarray(shifts) if shifts is not None else np.linspace(d.range[0], d.range[1], 7)
             job = export_grid(gen, codes, [d], row, path, size=opts.size, smooth=opts.smooth, space=space,
-                              psi=psi, noise=noise, batch_size=batch_size)
+                              psi=psi, noise=noise, batch_size=batch_size, bases=bases)
         else:
-            job = export_morph(gen, codes, [d], path, opts, space=space, psi=psi, noise=noise, batch_size=batch_size)
+            job = export_morph(gen, codes, [d], path, opts, space=space, psi=psi, noise=noise, batch_size=batch_size,
+                               bases=bases)
         try:
             while True:
                 try:

@@ -12,7 +12,7 @@ The unit of work is an *item*: a base code (a seed's z, or a projected w / w+) a
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,12 +26,29 @@ from engine.models.base import Generator, ParamEdit
 Shift = tuple[Direction, float]
 
 
+@dataclass(frozen=True, eq=False)
+class Base:
+    """What a seed brings besides its code (a projected image's, see ``engine.latents``).
+
+    ``shifts``: parameter shifts applied under every edit of that seed (pivotal tuning stores its
+    weight deltas this way, with t = 1); ``noise``: ``{layer: [R, R]}`` noise maps used instead of
+    the model's stored ones when rendering with ``noise="const"`` (StyleGAN2 projection fits them).
+    """
+
+    shifts: tuple[Shift, ...] = ()
+    noise: Mapping[str, torch.Tensor] | None = None
+
+
 @dataclass
 class Item:
-    """One image to render: ``code`` (``[z_dim]``, ``[w_dim]`` or ``[num_ws, w_dim]``) plus shifts."""
+    """One image to render: ``code`` (``[z_dim]``, ``[w_dim]`` or ``[num_ws, w_dim]``) plus shifts.
+
+    ``base``: the seed's own tuned weights / noise maps (a projected image), or ``None``.
+    """
 
     code: torch.Tensor
     shifts: Sequence[Shift] = ()
+    base: Base | None = None
 
 
 def materialize(dirset: DirectionSet, k: int) -> Direction:
@@ -58,11 +75,14 @@ def render_batch(
     cutoff: int | None = None,
     noise: str = "const",
     noise_generator: torch.Generator | None = None,
+    bases: Sequence[Base | None] | None = None,
 ) -> torch.Tensor:
     """Render ``codes [B, ...]`` (in ``space``) each with its own shifts; returns ``[B, C, H, W]``.
 
     ``shifts[b]`` lists ``(direction, t)`` pairs for sample b; parameter directions must carry
-    their ``delta`` (see ``materialize``). Gradients flow if the inputs require them.
+    their ``delta`` (see ``materialize``). ``bases[b]`` (optional) is sample b's ``Base``: its
+    shifts go under sample b's edits and its noise maps replace the stored ones. Gradients flow
+    if the inputs require them.
     """
     gen.check_space(space)
     dev = gen.device
@@ -71,6 +91,11 @@ def render_batch(
     shifts = list(shifts) if shifts is not None else [()] * B
     if len(shifts) != B:
         raise ValueError(f"{len(shifts)} shift lists for {B} codes")
+    if bases is not None and any(b is not None for b in bases):
+        if len(bases) != B:
+            raise ValueError(f"{len(bases)} bases for {B} codes")
+        shifts = [tuple(b.shifts) + tuple(row) if b is not None else row for b, row in zip(bases, shifts)]
+        noise = _base_noise(gen, bases, noise, dev)
 
     latent_spaces = {d.space for row in shifts for d, _ in row if d.kind == "latent"}
     if "z" in latent_spaces and space != "z":
@@ -95,7 +120,7 @@ def render_batch(
             codes = codes + _wplus_offsets(shifts, codes, gen.num_ws)
 
     edits = _param_edits(shifts, dev)
-    if edits and gen.supports_shared_prefix and not any(e.delta.requires_grad or e.t.requires_grad for e in edits):
+    if edits and gen.supports_shared_prefix and isinstance(noise, str) and not any(e.delta.requires_grad or e.t.requires_grad for e in edits):
         # Grids repeat each code across many (direction, t): run the layers before the edit once per code.
         flat = codes.reshape(B, -1)
         distinct, source = torch.unique(flat, dim=0, return_inverse=True)
@@ -104,6 +129,20 @@ def render_batch(
             edits = [ParamEdit(e.layer, e.delta, e.index, e.t, source) for e in edits]
     return gen.decode(codes, code_space, psi=psi, cutoff=cutoff, noise=noise, edit=edits,
                       noise_generator=noise_generator)
+
+
+def _base_noise(gen: Generator, bases: Sequence[Base | None], noise, dev: torch.device):
+    """Per-sample noise maps ``{layer: [B, 1, R, R]}`` where some base has its own, else ``noise``."""
+    if noise != "const" or not any(b is not None and b.noise for b in bases):
+        return noise
+    stored = gen.noise_maps()
+    maps = {}
+    for name, const in stored.items():
+        if not any(b is not None and b.noise and name in b.noise for b in bases):
+            continue
+        rows = [b.noise[name] if b is not None and b.noise and name in b.noise else const for b in bases]
+        maps[name] = torch.stack([r.to(dev, const.dtype).reshape(const.shape) for r in rows]).unsqueeze(1)
+    return maps
 
 
 def _latent_offsets(shifts, space: str, like: torch.Tensor) -> torch.Tensor:
@@ -185,8 +224,9 @@ def render_items(
         for start in range(0, n, batch_size):
             chunk = items[start:start + batch_size]
             codes = torch.stack([it.code for it in chunk])
+            bases = [it.base for it in chunk] if any(it.base is not None for it in chunk) else None
             imgs = render_batch(gen, codes, [it.shifts for it in chunk], space=space, psi=psi,
-                                cutoff=cutoff, noise=noise)
+                                cutoff=cutoff, noise=noise, bases=bases)
             out.append(imgs.float().cpu() if raw else to_uint8(imgs))
             yield Progress(min(n, start + len(chunk)), n, stage="render")
     if raw:
@@ -194,9 +234,17 @@ def render_items(
     return np.concatenate(out) if out else np.zeros((0, gen.resolution, gen.resolution, 3), np.uint8)
 
 
-def grid_items(codes: torch.Tensor, directions: Sequence[Direction], shifts: Sequence[float]) -> list[Item]:
-    """Items of a K x S x M grid (directions x shifts x codes), in that row-major order."""
-    return [Item(codes[m], ((d, float(t)),)) for d in directions for t in shifts for m in range(codes.shape[0])]
+def grid_items(codes: torch.Tensor, directions: Sequence[Direction], shifts: Sequence[float],
+               bases: Sequence[Base | None] | None = None) -> list[Item]:
+    """Items of a K x S x M grid (directions x shifts x codes), in that row-major order.
+
+    ``bases[m]``: code m's ``Base`` (a projected image's tuned weights / noise), if any.
+    """
+    M = codes.shape[0]
+    if bases is not None and len(bases) != M:
+        raise ValueError(f"{len(bases)} bases for {M} codes")
+    return [Item(codes[m], ((d, float(t)),), bases[m] if bases is not None else None)
+            for d in directions for t in shifts for m in range(M)]
 
 
 def render_grid(
@@ -204,11 +252,12 @@ def render_grid(
     codes: torch.Tensor,
     directions: Sequence[Direction],
     shifts: Sequence[float],
+    bases: Sequence[Base | None] | None = None,
     **kw,
 ) -> Iterator[Progress]:
-    """Job: the K x S x M grid as uint8 ``[K, S, M, H, W, C]``."""
+    """Job: the K x S x M grid as uint8 ``[K, S, M, H, W, C]`` (``bases``: see ``grid_items``)."""
     K, S, M = len(directions), len(shifts), codes.shape[0]
-    flat = yield from render_items(gen, grid_items(codes, directions, shifts), **kw)
+    flat = yield from render_items(gen, grid_items(codes, directions, shifts, bases), **kw)
     return flat.reshape(K, S, M, *flat.shape[1:])
 
 

@@ -238,8 +238,16 @@ class Generator(nn.Module):
 
     def synthesis(self, ws: torch.Tensor, *, noise: str = "const", edit: EditArg = None,
                   noise_generator: torch.Generator | None = None) -> torch.Tensor:
-        """``ws [B, num_ws, w_dim] -> images``; for models without w, ``ws`` is ``z``."""
+        """``ws [B, num_ws, w_dim] -> images``; for models without w, ``ws`` is ``z``.
+
+        Models with noise inputs also accept ``noise`` as per-sample maps ``{layer: [B, 1, R, R]}``
+        (see ``noise_maps``).
+        """
         raise NotImplementedError
+
+    def noise_maps(self) -> dict[str, torch.Tensor]:
+        """``{layer name: stored noise map [R, R]}`` of the noise inputs (empty: the model has none)."""
+        return {}
 
     @property
     def truncation_center(self) -> torch.Tensor | None:
@@ -271,7 +279,7 @@ class Generator(nn.Module):
                noise_generator: torch.Generator | None = None) -> torch.Tensor:
         """Images ``[B, C, H, W]`` from codes in ``space``; psi applies only to z codes."""
         self.check_space(space)
-        if noise not in NOISE_MODES:
+        if isinstance(noise, str) and noise not in NOISE_MODES:
             raise AtlasError(f"unknown noise mode '{noise}'; choose one of {', '.join(NOISE_MODES)}")
         ws = self.codes_to_ws(code, space, psi=psi, cutoff=cutoff)
         return self.synthesis(ws, noise=noise, edit=edit, noise_generator=noise_generator)

@@ -325,12 +325,16 @@ class SynthesisLayer(nn.Module):
             self.register_buffer("noise_const", torch.randn(resolution, resolution))
         self.register_buffer("resample_filter", fir_filter(), persistent=False)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, *, noise: str, shift: torch.Tensor | None = None,
+    def forward(self, x: torch.Tensor, w: torch.Tensor, *, noise: str | torch.Tensor, shift: torch.Tensor | None = None,
                 fused: bool = True, gain: float = 1.0, noise_generator: torch.Generator | None = None) -> torch.Tensor:
+        """``noise``: a mode (``const`` / ``random`` / ``none``) or this layer's maps ``[B, 1, R, R]``."""
         styles = self.affine(w) * self.weight_gain  # [B, I]
         x = modulated_conv2d(x, self.weight, styles, up=self.up, shift=shift,
                              resample_filter=self.resample_filter, fused=fused)
-        if self.use_noise and noise != "none":
+        if isinstance(noise, torch.Tensor):
+            if self.use_noise:
+                x = x + noise.to(x.dtype) * self.noise_strength
+        elif self.use_noise and noise != "none":
             if noise == "const":
                 n = self.noise_const
             else:
@@ -491,6 +495,11 @@ class StyleGAN2Generator(Generator):
         """The stored weight ``[C_out, C_in, k, k]`` of a layer; an edit shifts exactly this tensor."""
         return self.layer_module(name).weight
 
+    def noise_maps(self) -> dict[str, torch.Tensor]:
+        """``{layer name: stored noise map [R, R]}`` of the layers with a noise input, in ws order."""
+        return {name: m.noise_const for name, (m, _, _) in self._layers.items()
+                if isinstance(m, SynthesisLayer) and m.use_noise}
+
     def style_affines(self) -> list[tuple[str, int, torch.Tensor]]:
         """``(layer name, ws index, A [C_in, w_dim])`` for every layer that reads a w, in ws order.
 
@@ -533,10 +542,18 @@ class StyleGAN2Generator(Generator):
         """``ws [B, num_ws, w_dim] -> images [B, img_channels, R, R]`` (raw, nominally [-1, 1]).
 
         ``noise``: ``const`` (the stored noise maps), ``random`` (fresh N(0, 1) maps, from
-        ``noise_generator`` if given) or ``none``. ``edit``: parameter edits of named layers.
+        ``noise_generator`` if given), ``none``, or per-sample maps ``{layer name: [B, 1, R, R]}``
+        (layers left out use their stored map; see ``noise_maps``; a projected image carries its
+        own). ``edit``: parameter edits of named layers.
         """
         if ws.dim() != 3 or tuple(ws.shape[1:]) != (self.num_ws, self.w_dim):
             raise AtlasError(f"model '{self.name}' expects ws of shape [B, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        maps = None
+        if not isinstance(noise, str):
+            maps, noise = dict(noise), "const"
+            unknown = set(maps) - set(self.noise_maps())
+            if unknown:
+                raise AtlasError(f"model '{self.name}' has no noise input at {', '.join(sorted(unknown))}")
         if noise not in NOISE_MODES:
             raise AtlasError(f"unknown noise mode '{noise}'; choose one of {', '.join(NOISE_MODES)}")
         ws = ws.to(self.w_avg.dtype)
@@ -562,7 +579,8 @@ class StyleGAN2Generator(Generator):
             shift = per_sample_shift(mine, ws.shape[0], layer.weight.shape, layer.weight) if mine else None
             if short == "torgb":
                 return layer(inp, ws[:, idx], shift=shift, fused=fused)
-            return layer(inp, ws[:, idx], noise=noise, shift=shift, fused=fused, gain=gain,
+            mode = maps[name] if maps is not None and name in maps else noise
+            return layer(inp, ws[:, idx], noise=mode, shift=shift, fused=fused, gain=gain,
                          noise_generator=noise_generator)
 
         x = img = None

@@ -1,0 +1,291 @@
+"""Projected images as seeds: the ``.latent`` file and ``load_latent``.
+
+A ``Latent`` is what ``engine.projection`` finds for a photo: a code in one space of the model
+(``z [N, z_dim]``, ``w [N, w_dim]`` or ``w+ [N, num_ws, w_dim]``), the noise maps the StyleGAN2
+projector fitted with it, and optionally the weight deltas of pivotal tuning. Rendered through
+``engine.render`` with its ``bases()`` it is a seed like any other: latent and parameter
+directions apply on top of it in previews, grids and videos.
+
+File format
+-----------
+``photo.latent`` is a safetensors file: tensor ``code`` and ``noise/<layer>`` (``[N, R, R]``), and
+in its header metadata key ``gan_atlas`` a JSON manifest (format name and version, space, model
+name / identity / source, source image path, sha256, size and crop box, reconstruction distances
+and PSNR, and a reference to the tuned weights). Tuned weights live beside it in
+``photo.tuned.<sha8>.safetensors`` (one weight delta ``[*weight_shape]`` per tuned layer; the
+manifest records the file's sha256). Saving writes the tuned-weights file first, then atomically
+replaces the ``.latent`` file, then removes an older tuned-weights file, so a reader sees a
+complete old or new pair whatever moment the program stops.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.directions import Direction
+from engine.errors import AtlasError
+
+FORMAT = "gan-atlas-latent"
+FORMAT_VERSION = 1
+SUFFIX = ".latent"
+_META_KEY = "gan_atlas"
+
+
+class LatentFileError(AtlasError):
+    """A ``.latent`` file is missing, damaged, from a newer version, or does not fit the model."""
+
+
+@dataclass
+class Latent:
+    """A projected image as a code in one space of a model, with what it needs to render.
+
+    ``code``: ``[N, ...]`` in ``space`` (usually N = 1). ``noise``: ``{layer: [N, R, R]}`` fitted
+    noise maps (StyleGAN2; empty otherwise). ``tuning``: ``{layer: delta [*weight_shape]}`` weight
+    shifts from pivotal tuning (empty when not tuned), applied with t = 1 whenever this latent is
+    rendered. ``metrics``: reconstruction figures (``distance``, ``distance_name``, ``psnr``, and
+    ``tuned_*`` after tuning). ``image``: where the photo came from.
+    """
+
+    code: torch.Tensor
+    space: str
+    model: dict[str, Any]
+    image: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    noise: dict[str, torch.Tensor] = field(default_factory=dict)
+    tuning: dict[str, torch.Tensor] = field(default_factory=dict)
+    path: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """A short label: the file's stem, else the source image's stem."""
+        if self.path is not None:
+            return self.path.stem
+        src = self.image.get("path")
+        return Path(src).stem if src else "projected"
+
+    @property
+    def tuned(self) -> bool:
+        return bool(self.tuning)
+
+    def __len__(self) -> int:
+        return int(self.code.shape[0])
+
+    def bases(self) -> list:
+        """One ``engine.render.Base`` per code row: the tuned weights (t = 1) and noise maps."""
+        from engine.render import Base
+
+        shifts = tuple((Direction("param", layer=layer, delta=delta, info={"tuning": True}), 1.0)
+                       for layer, delta in self.tuning.items())
+        out = []
+        for i in range(len(self)):
+            noise = {layer: maps[i] for layer, maps in self.noise.items()} or None
+            out.append(Base(shifts, noise) if shifts or noise else None)
+        return out
+
+    def codes_in(self, gen, space: str, *, psi: float = 1.0) -> torch.Tensor:
+        """The code expressed in ``space`` (z codes are mapped, with ``psi``; w widens to w+).
+
+        Raises ``AtlasError`` when that is impossible (a w / w+ code cannot go back to z, nor w+ to w).
+        """
+        gen.check_space(space)
+        code = self.code.to(gen.device)
+        if space == self.space:
+            return code
+        if self.space == "z":
+            with torch.no_grad():
+                return gen.encode(code, space, psi=psi)
+        if self.space == "w" and space == "w+":
+            return code.unsqueeze(1).expand(-1, gen.num_ws, -1).contiguous()
+        raise AtlasError(f"{self.name} was projected into {self.space}; it can be shown and edited in "
+                         + ("w or w+" if self.space == "w" else "w+") + f", not in {space}")
+
+    def check_fits(self, gen, where: str | None = None) -> None:
+        """Raise ``LatentFileError`` if the code, noise maps or tuned weights do not fit ``gen``."""
+        where = where or (self.path.name if self.path else self.name)
+        if self.space not in gen.spaces:
+            raise LatentFileError(f"{where}: a code in space {self.space}, which model '{gen.name}' does not have "
+                                  f"(its spaces: {', '.join(gen.spaces)})")
+        want = {"z": (gen.z_dim,), "w": (gen.w_dim,), "w+": (gen.num_ws, gen.w_dim)}[self.space]
+        if self.code.dim() != len(want) + 1 or tuple(self.code.shape[1:]) != want:
+            raise LatentFileError(f"{where}: code of shape {list(self.code.shape)} does not fit space {self.space} of "
+                                  f"model '{gen.name}' (expected N x {' x '.join(map(str, want))})")
+        stored = gen.noise_maps()
+        for layer, maps in self.noise.items():
+            if layer not in stored or tuple(maps.shape) != (len(self), *stored[layer].shape):
+                raise LatentFileError(f"{where}: noise map for {layer} does not fit model '{gen.name}'")
+        layers = {i.name: i for i in gen.editable_layers()}
+        for layer, delta in self.tuning.items():
+            if layer not in layers or tuple(delta.shape) != layers[layer].shape:
+                raise LatentFileError(f"{where}: tuned weights of {layer} ({list(delta.shape)}) do not fit "
+                                      f"model '{gen.name}'")
+
+
+def model_ref(gen) -> dict[str, Any]:
+    """The model identity a latent records."""
+    return {"name": gen.name, "identity": gen.identity, "source": gen.source, "resolution": gen.resolution}
+
+
+# ---- files ---------------------------------------------------------------------------------
+def save_latent(lat: Latent, path: str | Path) -> Path:
+    """Write ``lat`` to ``path`` (``.latent``; tuned weights beside it), atomically. Returns the path."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    if path.suffix != SUFFIX:
+        raise AtlasError(f"{path}: a projected latent file must end with {SUFFIX}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old_tuned = _stored_tuned_file(path)
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "space": lat.space,
+        "model": lat.model,
+        "image": lat.image,
+        "metrics": lat.metrics,
+        "params": lat.params,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "tuning": None,
+    }
+    new_tuned = None
+    if lat.tuning:
+        blob = save({k: v.detach().float().cpu().contiguous() for k, v in lat.tuning.items()})
+        sha = hashlib.sha256(blob).hexdigest()
+        new_tuned = path.with_name(f"{path.stem}.tuned.{sha[:8]}.safetensors")
+        _atomic_write(new_tuned, blob)
+        manifest["tuning"] = {"file": new_tuned.name, "sha256": sha, "layers": list(lat.tuning)}
+    tensors = {"code": lat.code.detach().float().cpu().contiguous()}
+    tensors.update({f"noise/{k}": v.detach().float().cpu().contiguous() for k, v in lat.noise.items()})
+    blob = save(tensors, metadata={_META_KEY: json.dumps(manifest, default=_plain)})
+    _atomic_write(path, blob)
+    if old_tuned is not None and old_tuned != new_tuned:
+        old_tuned.unlink(missing_ok=True)
+    lat.path = path
+    return path
+
+
+def read_latent(path: str | Path) -> Latent:
+    """Read a ``.latent`` file (and its tuned weights) without checking it against a model."""
+    from safetensors.torch import load
+
+    path = Path(path)
+    if not path.is_file():
+        raise LatentFileError(f"{path}: no such latent file" if not path.exists() else f"{path}: not a file")
+    data = path.read_bytes()
+    try:
+        tensors = load(data)
+        manifest = json.loads(_header_metadata(data)[_META_KEY])
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong, it is the file's fault
+        raise LatentFileError(f"{path}: not a readable {SUFFIX} file, damaged or of another kind "
+                              f"({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise LatentFileError(f"{path}: not a GAN Atlas latent file (format {manifest.get('format')!r})"
+                              if isinstance(manifest, dict) else f"{path}: damaged manifest")
+    version = manifest.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise LatentFileError(f"{path}: written by a newer GAN Atlas (format version {version}; "
+                              f"this one reads up to {FORMAT_VERSION})")
+    space = manifest.get("space")
+    if space not in ("z", "w", "w+") or "code" not in tensors:
+        raise LatentFileError(f"{path}: damaged manifest (space {space!r}, tensors {sorted(tensors)})")
+    tuning: dict[str, torch.Tensor] = {}
+    tinfo = manifest.get("tuning")
+    if tinfo:
+        name = str(tinfo.get("file", ""))
+        tpath = path.with_name(name)
+        if not name or "/" in name or "\\" in name or not tpath.is_file():
+            raise LatentFileError(f"{path}: its tuned weights {name or '(unnamed)'} are missing; they must lie "
+                                  f"beside it in {path.parent}")
+        blob = tpath.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != tinfo.get("sha256"):
+            raise LatentFileError(f"{tpath}: tuned weights do not match {path.name} (sha256 differs)")
+        try:
+            tuning = dict(load(blob))
+        except Exception as exc:  # noqa: BLE001
+            raise LatentFileError(f"{tpath}: unreadable tuned weights ({exc})") from None
+    noise = {k[len("noise/"):]: v for k, v in tensors.items() if k.startswith("noise/")}
+    return Latent(code=tensors["code"], space=space, model=dict(manifest.get("model") or {}),
+                  image=dict(manifest.get("image") or {}), metrics=dict(manifest.get("metrics") or {}),
+                  params=dict(manifest.get("params") or {}), noise=noise, tuning=tuning, path=path)
+
+
+def load_latent(path: str | Path, gen=None, *, strict: bool = True) -> Latent:
+    """Read a ``.latent`` file and check it against ``gen`` (when given).
+
+    Returns the ``Latent`` (``.code [N, ...]``, ``.space``, ``.bases()`` for rendering). A code,
+    noise map or tuned weight that does not fit the model is refused. A latent projected on
+    another model (different identity) is refused too when ``strict`` (its code would not show
+    the photo on this model); with ``strict=False`` it loads with a note in ``.warnings``.
+    """
+    lat = read_latent(path)
+    if gen is None:
+        return lat
+    where = Path(path).name
+    lat.check_fits(gen, where)
+    ident = lat.model.get("identity")
+    if ident and gen.identity and ident != gen.identity:
+        made = lat.model.get("name") or "another model"
+        src = lat.model.get("source")
+        msg = (f"{where} was projected on model '{made}' (identity {str(ident)[:12]}), not on '{gen.name}' "
+               f"({gen.identity[:12]}); its code would not reproduce the image here"
+               + (f"; load it with --model {src}" if src else ""))
+        if strict:
+            raise LatentFileError(msg)
+        lat.warnings.append(msg)
+    return lat
+
+
+def _header_metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors blob (8-byte little-endian header length, JSON header)."""
+    n = int.from_bytes(data[:8], "little")
+    if n <= 0 or 8 + n > len(data):
+        raise ValueError("bad header length")
+    meta = json.loads(data[8:8 + n].decode("utf-8")).get("__metadata__") or {}
+    if _META_KEY not in meta:
+        raise ValueError("no GAN Atlas manifest in the header")
+    return meta
+
+
+def _stored_tuned_file(path: Path) -> Path | None:
+    try:
+        tinfo = json.loads(_header_metadata(path.read_bytes())[_META_KEY]).get("tuning")
+        name = tinfo["file"] if tinfo else None
+    except Exception:  # noqa: BLE001 - no readable file there yet
+        return None
+    return path.with_name(name) if isinstance(name, str) and "/" not in name else None
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    if hasattr(x, "item"):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` so that readers see the old or the new file, never half of one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
