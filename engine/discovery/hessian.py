@@ -1,0 +1,126 @@
+"""The Hessian of the mean image distance with respect to one layer's weight shift.
+
+For a fixed minibatch ``z_1..z_N`` and a squared distance ``d2`` (``engine.distances``)::
+
+    f(a) = 1/N sum_i d2(G_theta(z_i), G_{theta + a}(z_i)),      a = shift of the layer weight W
+    H    = nabla^2 f(0)                                           [n, n], n = W.numel()
+
+Every ``d2`` here is ``sum_l <omega_l, (psi_l(x) - psi_l(y))^2>`` with ``omega_l >= 0``. Write
+``Phi_i(a) = psi(G_{theta+a}(z_i))`` and ``J_i`` its Jacobian at ``a = 0``. Then
+
+    H = 2/N sum_i J_i^T Omega J_i
+
+*exactly*: the second-order term of ``Phi`` is multiplied by the residual ``psi(x) - psi(y)``,
+which is zero at ``a = 0`` (the paper's point that the value and gradient vanish there). So a
+Hessian-vector product is one forward-mode pass (``J v``: the weight tangent pushed through the
+generator and the distance's feature network), a multiplication by ``Omega``, and one reverse
+pass (``J^T``). A block ``V = [v_1..v_m]`` is done in one batched forward: sample ``(i, u)`` of
+the batch renders ``z_i`` with the layer weight ``W + delta[u]`` through ``ParamEdit`` (delta = 0,
+tangent ``v_u``), and the reverse pass delivers each ``sum_i J_i^T (.)`` as the gradient with
+respect to ``delta[u]``.
+
+The test suite checks these products against an explicitly built Hessian of the literal ``f``
+(double backward through ``lpips``) and against finite differences of gradients.
+"""
+from __future__ import annotations
+
+import torch
+import torch.autograd.forward_ad as fwAD
+import torch.distributed as dist
+
+from engine.distances import Distance
+from engine.models.base import Generator, ParamEdit
+
+
+class LayerHessian:
+    """``H`` above for ``gen``'s layer ``layer`` over latents ``z [N, z_dim]``.
+
+    ``matvec(V [n, m]) -> H V [n, m]``; ``gradient(a [*shape]) -> nabla f(a)``. ``chunk`` bounds
+    the number of images in one batched pass (memory), ``block`` the directions in one pass. ``forwards`` / ``backwards`` count
+    generator passes over single images (a forward-mode pass counts as a forward), the units the
+    benchmark compares. The unshifted images ``G_theta(z)`` are rendered once. Under ``torch.distributed`` each rank takes every world-size-th latent and
+    the products are summed across ranks.
+    """
+
+    def __init__(self, gen: Generator, layer: str, distance: Distance, z: torch.Tensor, *,
+                 psi: float = 1.0, chunk: int = 256, block: int = 32) -> None:
+        self.gen, self.layer, self.distance = gen, layer, distance
+        self.weight = gen.layer_weight(layer)
+        self.shape = tuple(self.weight.shape)
+        self.n = self.weight.numel()
+        self.N = z.shape[0]
+        self.psi = psi
+        self.chunk = max(1, int(chunk))
+        self.block = max(1, int(block))
+        self.distributed = dist.is_available() and dist.is_initialized()
+        rank, world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
+        self.z = z[rank::world].to(gen.device)
+        self.device = gen.device
+        self.forwards = 0  # single-image generator forward passes (forward-mode ones included)
+        self.backwards = 0  # single-image generator backward passes
+        for p in list(gen.parameters()) + list(distance.parameters()):
+            p.requires_grad_(False)
+        with torch.no_grad():
+            self.x0 = torch.cat([gen.decode(self.z[i:i + self.chunk], "z", psi=psi)
+                                 for i in range(0, self.z.shape[0], self.chunk)])
+        self.forwards += self.z.shape[0]
+
+    def _render(self, z: torch.Tensor, delta: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ones = torch.ones(z.shape[0], device=z.device)
+        return self.gen.decode(z, "z", psi=self.psi, edit=ParamEdit(self.layer, delta, index, ones))
+
+    def matvec(self, V: torch.Tensor) -> torch.Tensor:
+        """``H V`` for ``V [n, m]`` (float32); exact up to floating point."""
+        m = V.shape[1]
+        Vs = V.T.reshape(m, *self.shape).to(self.device, torch.float32)
+        out = torch.empty_like(Vs)
+        # a pass serves at most `block` directions: edited layers convolve each direction's rows separately
+        block = max(1, min(m, self.block))
+        for u0 in range(0, m, block):
+            out[u0:u0 + block] = self._block_product(Vs[u0:u0 + block])
+        if self.distributed:
+            dist.all_reduce(out)
+        return out.reshape(m, self.n).T.to(V.dtype)
+
+    def _block_product(self, Vs: torch.Tensor) -> torch.Tensor:
+        m = Vs.shape[0]
+        out = torch.zeros_like(Vs)
+        per = max(1, self.chunk // m)  # latents per pass
+        for i0 in range(0, self.z.shape[0], per):
+            zc = self.z[i0:i0 + per]
+            c = zc.shape[0]
+            zz = zc.repeat(m, 1)  # sample u * c + i: latent i, direction u
+            index = torch.arange(m, device=self.device).repeat_interleave(c)
+            delta = torch.zeros_like(Vs, requires_grad=True)
+            with fwAD.dual_level():
+                img = self._render(zz, fwAD.make_dual(delta, Vs), index)
+                feats, weights = self.distance.features_weights(img)
+                prim, cot = [], []
+                for f, w in zip(feats, weights):
+                    p, tangent = fwAD.unpack_dual(f)
+                    prim.append(p)
+                    cot.append((2.0 / self.N) * w.detach() * tangent.detach())
+            grad, = torch.autograd.grad(prim, delta, grad_outputs=cot)
+            out += grad
+            self.forwards += zz.shape[0]
+            self.backwards += zz.shape[0]
+        return out
+
+    def value(self, a: torch.Tensor) -> torch.Tensor:
+        """``f(a)`` (a scalar tensor, differentiable in ``a [*shape]``)."""
+        total = 0.0
+        for i0 in range(0, self.z.shape[0], self.chunk):
+            zc, x0 = self.z[i0:i0 + self.chunk], self.x0[i0:i0 + self.chunk]
+            x1 = self._render(zc, a.unsqueeze(0), torch.zeros(zc.shape[0], dtype=torch.long, device=self.device))
+            total = total + self.distance(x0, x1).sum() / self.N
+        return total
+
+    def gradient(self, a: torch.Tensor) -> torch.Tensor:
+        """``nabla f(a)`` as ``[*shape]`` (one forward + backward per latent; summed over ranks)."""
+        a = a.detach().to(self.device, torch.float32).requires_grad_(True)
+        g, = torch.autograd.grad(self.value(a), a)
+        self.forwards += self.z.shape[0]
+        self.backwards += self.z.shape[0]
+        if self.distributed:
+            dist.all_reduce(g)
+        return g
