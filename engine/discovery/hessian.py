@@ -54,7 +54,7 @@ class LayerHessian:
         self.block = max(1, int(block))
         self.distributed = dist.is_available() and dist.is_initialized()
         rank, world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
-        self.z = z[rank::world].to(gen.device)
+        self.z = z[rank::world].to(gen.device, self.weight.dtype)
         self.device = gen.device
         self.forwards = 0  # single-image generator forward passes (forward-mode ones included)
         self.backwards = 0  # single-image generator backward passes
@@ -66,13 +66,20 @@ class LayerHessian:
         self.forwards += self.z.shape[0]
 
     def _render(self, z: torch.Tensor, delta: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        ones = torch.ones(z.shape[0], device=z.device)
-        return self.gen.decode(z, "z", psi=self.psi, edit=ParamEdit(self.layer, delta, index, ones))
+        """Sample ``b = u * c + i`` renders latent ``z[i]`` (``c = len(z)``) with ``W + delta[index[b]]``."""
+        B = index.shape[0]
+        ones = torch.ones(B, device=z.device)
+        c = z.shape[0]
+        if self.gen.supports_shared_prefix:
+            # the layers before the edited one run once per latent, not once per (latent, direction)
+            source = torch.arange(c, device=z.device).repeat(B // c)
+            return self.gen.decode(z, "z", psi=self.psi, edit=ParamEdit(self.layer, delta, index, ones, source))
+        return self.gen.decode(z.repeat(B // c, 1), "z", psi=self.psi, edit=ParamEdit(self.layer, delta, index, ones))
 
     def matvec(self, V: torch.Tensor) -> torch.Tensor:
-        """``H V`` for ``V [n, m]`` (float32); exact up to floating point."""
+        """``H V`` for ``V [n, m]``, computed in the generator's precision; exact up to rounding."""
         m = V.shape[1]
-        Vs = V.T.reshape(m, *self.shape).to(self.device, torch.float32)
+        Vs = V.T.reshape(m, *self.shape).to(self.device, self.weight.dtype)
         out = torch.empty_like(Vs)
         # a pass serves at most `block` directions: edited layers convolve each direction's rows separately
         block = max(1, min(m, self.block))
@@ -89,11 +96,10 @@ class LayerHessian:
         for i0 in range(0, self.z.shape[0], per):
             zc = self.z[i0:i0 + per]
             c = zc.shape[0]
-            zz = zc.repeat(m, 1)  # sample u * c + i: latent i, direction u
-            index = torch.arange(m, device=self.device).repeat_interleave(c)
+            index = torch.arange(m, device=self.device).repeat_interleave(c)  # sample u * c + i
             delta = torch.zeros_like(Vs, requires_grad=True)
             with fwAD.dual_level():
-                img = self._render(zz, fwAD.make_dual(delta, Vs), index)
+                img = self._render(zc, fwAD.make_dual(delta, Vs), index)
                 feats, weights = self.distance.features_weights(img)
                 prim, cot = [], []
                 for f, w in zip(feats, weights):
@@ -102,8 +108,8 @@ class LayerHessian:
                     cot.append((2.0 / self.N) * w.detach() * tangent.detach())
             grad, = torch.autograd.grad(prim, delta, grad_outputs=cot)
             out += grad
-            self.forwards += zz.shape[0]
-            self.backwards += zz.shape[0]
+            self.forwards += m * c
+            self.backwards += m * c
         return out
 
     def value(self, a: torch.Tensor) -> torch.Tensor:
@@ -117,7 +123,7 @@ class LayerHessian:
 
     def gradient(self, a: torch.Tensor) -> torch.Tensor:
         """``nabla f(a)`` as ``[*shape]`` (one forward + backward per latent; summed over ranks)."""
-        a = a.detach().to(self.device, torch.float32).requires_grad_(True)
+        a = a.detach().to(self.device, self.weight.dtype).requires_grad_(True)
         g, = torch.autograd.grad(self.value(a), a)
         self.forwards += self.z.shape[0]
         self.backwards += self.z.shape[0]

@@ -1,0 +1,209 @@
+"""Parameter-space methods: distances, exact layer-Hessian products, the block eigensolver, SVD basis.
+
+Golden references: an explicitly built Hessian (column-by-column double backward through the
+``lpips`` package's own forward), finite differences of gradients, an independent SVD. No
+network: LPIPS backbones are random (``pnet_rand``) or planted in a temporary TORCH_HOME.
+"""
+from __future__ import annotations
+
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+
+from engine.directions import DirectionSet
+from engine.discovery import get_method
+from engine.discovery.eigensolver import lobpcg
+from engine.discovery.hessian import LayerHessian
+from engine.distances import LpipsDistance, backbone, download_backbone, load_distance
+from engine.errors import AtlasError
+from engine.jobs import run_job
+from engine.models.base import ParamEdit
+from engine.models.dcgan import DCGANGenerator
+from engine.render import materialize, render_batch
+
+
+def tiny_dcgan(ngf: int = 2, n_up: int = 3, seed: int = 0) -> DCGANGenerator:
+    """32 px (n_up=3) DCGAN with random weights and non-trivial BatchNorm statistics."""
+    g = torch.Generator().manual_seed(seed)
+    gen = DCGANGenerator(nz=8, ngf=ngf, nc=3, n_up=n_up)
+    with torch.no_grad():
+        for m in gen.modules():
+            if isinstance(m, torch.nn.ConvTranspose2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight.shape[0]) ** 0.5)
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+    gen.name, gen.identity = "tiny", f"tiny-{ngf}-{n_up}-{seed}"
+    return gen.eval()
+
+
+@pytest.fixture(scope="module")
+def lpips_case():
+    """Tiny generator, random-backbone LPIPS, and the explicit Hessian of the literal objective."""
+    import lpips
+
+    torch.manual_seed(0)
+    gen = tiny_dcgan()
+    layer = "main.9"  # 2 x 3 x 4 x 4 = 96 weights
+    dist = load_distance("lpips-alex", pnet_rand=True)
+    ref = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
+    ref.load_state_dict(dist.model.state_dict())
+    z = torch.randn(2, 8)
+    W = gen.layer_weight(layer)
+    n = W.numel()
+    with torch.no_grad():
+        x0 = gen(z)
+    a = torch.zeros(n, requires_grad=True)
+    x1 = gen(z, edit=ParamEdit.single(layer, a.reshape(W.shape), z.shape[0]))
+    f = ref(x0, x1).mean()  # E_z LPIPS(G(z), G_{theta+a}(z)) with the package's own forward
+    g, = torch.autograd.grad(f, a, create_graph=True)
+    H = torch.stack([torch.autograd.grad(g, a, grad_outputs=e, retain_graph=True)[0] for e in torch.eye(n)])
+    return gen, layer, dist, z, H.double()
+
+
+def test_lpips_distance_equals_package():
+    import lpips
+
+    d = load_distance("lpips-alex", pnet_rand=True)
+    ref = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
+    ref.load_state_dict(d.model.state_dict())
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.allclose(d(x, y), ref(x, y).flatten(), rtol=1e-5, atol=1e-7)
+    p = load_distance("pixel")
+    assert torch.allclose(p(x, y), ((x - y) ** 2).mean((1, 2, 3)))
+
+
+def test_lpips_loads_backbone_from_hub_cache(tmp_path, monkeypatch):
+    """A backbone file in the hub cache is read (weights only); the result equals lpips' own loading."""
+    import lpips
+    from torchvision.models import alexnet
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    b = backbone("alex")
+    b.folder.mkdir(parents=True)
+    torch.manual_seed(1)
+    torch.save(alexnet(weights=None).state_dict(), b.path)  # random weights standing in for ImageNet ones
+    d = load_distance("lpips-alex")
+    ref = lpips.LPIPS(net="alex", verbose=False).eval()  # torchvision finds the cached file
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.allclose(d(x, y), ref(x, y).flatten(), rtol=1e-5, atol=1e-7)
+    assert "RANDOM" not in d.label
+
+
+def _no_network(*args, **kwargs):
+    raise urllib.error.URLError("network disabled in tests")
+
+
+def test_lpips_offline_message_names_file_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    folder = tmp_path / "empty" / "hub" / "checkpoints"
+    with pytest.raises(AtlasError) as exc:
+        load_distance("lpips-alex")
+    msg = str(exc.value)
+    assert "alexnet-owt-7be5be79.pth" in msg and str(folder) in msg and "pixel" in msg
+    with pytest.raises(AtlasError) as exc:
+        download_backbone("vgg", progress=False)
+    msg = str(exc.value)
+    assert "vgg16-397923af.pth" in msg and str(folder) in msg and "network disabled" in msg
+    assert not any(folder.glob("*")), "a failed download must leave no partial file"
+
+
+def test_hvp_equals_explicit_hessian(lpips_case):
+    gen, layer, dist, z, H = lpips_case
+    op = LayerHessian(gen, layer, dist, z, block=7)  # several blocks per product
+    V = torch.randn(H.shape[0], 10)
+    HV = op.matvec(V).double()
+    assert torch.allclose(HV, H @ V.double(), rtol=1e-4, atol=1e-6 * H.abs().max())
+    assert op.forwards == 2 + 10 * 2 and op.backwards == 10 * 2
+
+
+def test_eigenpairs_equal_explicit_hessian(lpips_case):
+    gen, layer, dist, z, H = lpips_case
+    k = 4
+    op = LayerHessian(gen, layer, dist, z)
+    res = run_job(lobpcg(op.matvec, torch.randn(H.shape[0], k + 4, generator=torch.Generator().manual_seed(0)),
+                         k, tol=1e-4, max_iter=60))
+    assert res.converged
+    evals, evecs = torch.linalg.eigh(H)
+    evals, evecs = evals.flip(0)[:k], evecs.flip(1)[:, :k]
+    assert torch.allclose(res.values.double(), evals, rtol=1e-4)
+    # subspace angles between the computed and exact top-k eigenvectors
+    cos = torch.linalg.svdvals(evecs.T @ res.vectors.double())
+    assert float(torch.arccos(cos.clamp(max=1)).max()) < 1e-2
+    # and each eigenvector individually (the top eigenvalues of this Hessian are distinct)
+    assert (evals[:-1] / evals[1:] > 1.01).all()
+    assert ((evecs * res.vectors.double()).sum(0).abs() > 0.999).all()
+
+
+def test_hvp_equals_finite_differences_of_gradients():
+    gen = tiny_dcgan(ngf=4, n_up=2, seed=3).double()  # float64: a small eps without rounding noise
+    layer = "main.3"
+    op = LayerHessian(gen, layer, load_distance("pixel"), torch.randn(4, 8))
+    v = torch.randn(op.n, dtype=torch.float64)
+    v /= v.norm()
+    eps = 1e-3 * float(gen.layer_weight(layer).norm())
+    a = (eps * v).reshape(op.shape)
+    fd = (op.gradient(a) - op.gradient(-a)).flatten() / (2 * eps)
+    hv = op.matvec(v[:, None])[:, 0]
+    assert float((fd - hv).norm() / hv.norm()) < 1e-3  # central differences: O(eps^2)
+    assert float(op.gradient(torch.zeros(op.shape)).abs().max()) < 1e-12  # a = 0 is the minimum
+
+
+def test_param_svd_reconstructs_svd():
+    gen = tiny_dcgan(ngf=4, n_up=2)
+    spec = get_method("param-svd")
+    layer = "main.3"
+    W = gen.layer_weight(layer).detach().double()
+    r = min(W.shape[0], W[0].numel())
+    dset = run_job(spec.run(gen, spec.make_params(k=r, layer=layer)))
+    U, S, Vh = np.linalg.svd(W.reshape(W.shape[0], -1).numpy(), full_matrices=False)
+    assert np.allclose([d.score for d in dset.directions], S, rtol=1e-5)
+    total = torch.zeros_like(W)
+    for k in range(r):
+        delta = dset.param_delta(k).double()
+        assert abs(float(delta.norm()) - float(W.norm())) < 1e-3 * float(W.norm())  # t is a fraction of ||W||
+        rank1 = np.outer(U[:, k], Vh[k]).reshape(W.shape)
+        assert np.allclose(delta.numpy() / float(W.norm()), rank1, atol=1e-5)
+        total += S[k] * delta / W.norm()
+    assert torch.allclose(total, W, atol=1e-4)
+    assert dset.directions[0].range == (-0.2, 0.2)
+
+
+def test_param_spectrum_pixel_is_labelled_and_resumes(tmp_path):
+    gen = tiny_dcgan(ngf=4, n_up=2, seed=1)
+    spec = get_method("param-spectrum")
+    params = spec.make_params(k=3, guard=2, layer="main.6", distance="pixel", samples=3, tol=1e-4, steps=60)
+    full = run_job(spec.run(gen, params))
+    assert full.params["distance"] == "pixel" and "NOT perceptual" in full.params["distance_label"]
+    assert "pixel" in full.notes
+    assert full.metrics["converged"] and full.metrics["max_relative_residual"] < 1e-3
+    assert len(full.metrics["residuals"]) == 3
+    # cancel after two iterations, resume from the last state: same eigenpairs
+    states = []
+    job = spec.run(gen, params)
+    run_job(job, lambda rec: states.append(rec.state) or rec.step < 2)
+    resumed = run_job(spec.run(gen, params, state=states[-1]))
+    assert resumed.metrics["iterations"] >= 2
+    assert np.allclose(resumed.metrics["eigenvalues"], full.metrics["eigenvalues"], rtol=1e-4)
+    # the set saves, loads and renders its edits
+    path = full.save(tmp_path / "spec.json")
+    loaded = DirectionSet.load(path)
+    d = materialize(loaded, 0)
+    imgs = render_batch(gen, gen.seed_latents([0, 0]), [[], [(d, 0.03)]])
+    assert float((imgs[0] - imgs[1]).abs().max()) > 0
+
+
+def test_unknown_layer_and_distance_are_clear_errors():
+    gen = tiny_dcgan(ngf=4, n_up=2)
+    spec = get_method("param-svd")
+    with pytest.raises(AtlasError, match="no editable layer 'conv9'"):
+        run_job(spec.run(gen, spec.make_params(layer="conv9")))
+    with pytest.raises(AtlasError, match="unknown distance"):
+        load_distance("lpips-resnet")
+    assert isinstance(load_distance("lpips-squeeze", pnet_rand=True), LpipsDistance)
