@@ -92,7 +92,7 @@ def missing_backbone_message(b: Backbone, why: str = "") -> str:
         f"LPIPS ({b.net}) needs the ImageNet backbone file {b.filename} in the folder {b.folder}, "
         f"and it is not there{why}. While online run `python main.py weights download --net {b.net}`, "
         f"or copy the file from {b.url} into that folder; or choose the distance 'pixel' "
-        f"(mean squared pixel difference, not perceptual), e.g. `--distance pixel`."
+        f"(mean squared pixel difference, not perceptual): `main.py discover ... --set distance=pixel`."
     )
 
 
