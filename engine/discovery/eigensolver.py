@@ -17,8 +17,8 @@ cancel; ``torch.lobpcg`` needs an explicit matrix, which a Hessian of 500k x 500
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 
