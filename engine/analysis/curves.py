@@ -1,0 +1,121 @@
+"""Effect curves: how far an edit moves the image, as a function of the shift t.
+
+For each direction, ``seeds`` latents are rendered at ``steps`` shifts over the direction's
+range and compared with their unedited image: ``D_k(t) = mean_z d(G_t(z), G_0(z))`` (with its
+standard deviation over z). ``d`` is a distance of ``engine.distances``: LPIPS (alex by default;
+vgg, squeeze), or ``pixel``, the mean squared pixel difference, which needs no weights and is
+labelled as not perceptual. Distances there are squared distances (LPIPS's own value is one),
+so a linear edit gives a curve growing like t^2 near 0.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from engine.analysis.results import AnalysisResult, register_result
+from engine.analysis.sampling import check_fits, directions_of, latents, render_base, render_shifts, shift_grid
+from engine.directions import DirectionSet
+from engine.errors import AtlasError
+from engine.jobs import Progress
+
+try:
+    from engine.distances import DISTANCES, load_distance
+except ModuleNotFoundError:  # TEMPORARY until engine.distances lands on main: pixel only
+    DISTANCES = ("pixel",)
+    _PIXEL_LABEL = "pixel: mean squared pixel difference (NOT perceptual)"
+
+    def load_distance(name, *, device="cpu", size=None):
+        if name != "pixel":
+            raise AtlasError(f"distance '{name}' is not available in this build; use 'pixel'")
+
+        def pixel(a, b):
+            return ((a - b) ** 2).flatten(1).mean(1)
+
+        pixel.label, pixel.name = _PIXEL_LABEL, "pixel"
+        return pixel
+
+DistanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Params:
+    seeds: int = field(default=16, metadata={"help": "latents z averaged over"})
+    steps: int = field(default=11, metadata={"help": "shifts t over each direction's range (odd: includes 0)"})
+    t_max: float | None = field(default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range"})
+    distance: str = field(default="lpips-alex", metadata={"help": "image distance", "choices": DISTANCES})
+    psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
+    batch_size: int = field(default=64, metadata={"help": "images per forward pass"})
+    seed: int = field(default=0, metadata={"help": "seed of the latents"})
+
+
+@register_result
+@dataclass
+class CurvesResult(AnalysisResult):
+    """``mean[k, s]`` = mean over z of d(G_{t_ks}(z), G_0(z)); ``std`` likewise."""
+
+    kind = "curves"
+    method: str
+    model: str
+    set_title: str
+    indices: list[int]
+    labels: list[str]
+    distance: str
+    distance_label: str
+    seeds: int
+    shifts: np.ndarray  # [K, S]
+    mean: np.ndarray  # [K, S]
+    std: np.ndarray  # [K, S]
+
+
+def resolve_distance(name: str, device) -> tuple[DistanceFn, str]:
+    """The distance ``name`` of ``engine.distances`` and its label (AtlasError if weights are missing)."""
+    d = load_distance(name, device=device)
+    return d, d.label
+
+
+def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params = Params(), *,
+        distance: DistanceFn | None = None, distance_label: str = "") -> Iterator[Progress]:
+    """Job: effect curves of the directions ``indices`` (all when None). Returns a ``CurvesResult``.
+
+    ``distance`` (``(a [B, C, H, W], b) -> [B]``) overrides ``params.distance`` (tests, custom metrics).
+    """
+    if params.seeds < 1:
+        raise AtlasError(f"curves need at least 1 seed, got {params.seeds}")
+    check_fits(gen, dirset)
+    dirs = directions_of(dirset, indices)
+    if distance is None:
+        distance, distance_label = resolve_distance(params.distance, gen.device)
+        name = params.distance
+    else:
+        name = getattr(distance, "name", "custom")
+        distance_label = distance_label or getattr(distance, "label", name)
+    z = latents(gen, params.seeds, params.seed)
+    total = len(dirs) + 1
+    yield Progress(0, total, stage="unedited samples")
+    base = render_base(gen, z, psi=params.psi, batch_size=params.batch_size)  # [M, C, H, W]
+    yield Progress(1, total, stage="unedited samples")
+    grids, means, stds = [], [], []
+    for j, (k, d) in enumerate(dirs):
+        ts = shift_grid(d, params.steps, params.t_max)
+        imgs = render_shifts(gen, z, d, ts, psi=params.psi, batch_size=params.batch_size)  # [M, S, C, H, W]
+        M, S = imgs.shape[:2]
+        ref = base[:, None].expand_as(imgs).reshape(M * S, *imgs.shape[2:])
+        with torch.no_grad():
+            dist = torch.cat([distance(a, b).reshape(-1) for a, b in
+                              zip(imgs.reshape(M * S, *imgs.shape[2:]).split(params.batch_size),
+                                  ref.split(params.batch_size))])
+        dist = dist.double().cpu().numpy().reshape(M, S)
+        grids.append(ts)
+        means.append(dist.mean(axis=0))
+        stds.append(dist.std(axis=0))
+        yield Progress(j + 2, total, stage="directions", metrics={"max_distance": float(means[-1].max())},
+                       message=f"direction {k}")
+    return CurvesResult(
+        method=dirset.method, model=str(dirset.model.get("name", gen.name)), set_title=dirset.title,
+        indices=[k for k, _ in dirs], labels=[dirset.directions[k].label for k, _ in dirs],
+        distance=name, distance_label=distance_label, seeds=params.seeds,
+        shifts=np.stack(grids), mean=np.stack(means), std=np.stack(stds),
+    )

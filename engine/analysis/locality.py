@@ -1,0 +1,113 @@
+"""Locality heatmap: where in the image an edit acts.
+
+Cherepkov et al. (2021) show ``|| G_{theta + t xi}(z) - G_theta(z) ||^2`` per pixel averaged over
+1600 latents z and 20 shift magnitudes t ~ U[-T, T]; those are the defaults here. The squared
+norm is over the pixel's colour channels, so ``heatmap[y, x]`` is in (image units)^2 with images
+in [-1, 1]. Latent directions work the same way (``G(z + t d) - G(z)``).
+
+``concentration`` summarises the map: the share of the total squared difference that falls in
+the 10 % hottest pixels (0.1 for an edit spread evenly over the image, towards 1 for a local one).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from engine.analysis.results import AnalysisResult, register_result
+from engine.analysis.sampling import check_fits, directions_of, latents, shift_range
+from engine.directions import DirectionSet
+from engine.errors import AtlasError
+from engine.jobs import Progress
+from engine.render import render_batch, to_uint8
+
+TOP_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class Params:
+    samples: int = field(default=1600, metadata={"help": "latents z averaged over (paper: 1600)"})
+    shifts: int = field(default=20, metadata={"help": "shifts t ~ U[-T, T] per latent (paper: 20)"})
+    t_max: float | None = field(default=None, metadata={"help": "T; default: each direction's range"})
+    psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
+    batch_size: int = field(default=64, metadata={"help": "images per forward pass"})
+    seed: int = field(default=0, metadata={"help": "seed of the latents and shifts"})
+
+
+@register_result
+@dataclass
+class LocalityResult(AnalysisResult):
+    """``heatmap[k]`` ``[H, W]``: mean squared colour difference per pixel of direction k's edits."""
+
+    kind = "locality"
+    method: str
+    model: str
+    set_title: str
+    indices: list[int]
+    labels: list[str]
+    samples: int
+    shifts_per_sample: int
+    heatmap: np.ndarray  # [K, H, W]
+    shift_range: np.ndarray  # [K, 2]
+    concentration: np.ndarray  # [K]
+    example: np.ndarray  # [K, 2, H, W, 3] uint8: one unedited image and its edit at the range's end
+
+
+def concentration(heatmap: np.ndarray, top: float = TOP_SHARE) -> float:
+    """Share of the map's total in its ``top`` fraction of hottest pixels."""
+    flat = np.sort(heatmap.reshape(-1))[::-1]
+    n = max(1, int(round(top * flat.size)))
+    total = flat.sum()
+    return float(flat[:n].sum() / total) if total > 0 else 0.0
+
+
+def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params = Params()) -> Iterator[Progress]:
+    """Job: the locality heatmap of each direction ``indices`` (all when None). Returns a ``LocalityResult``."""
+    if params.samples < 1 or params.shifts < 1:
+        raise AtlasError(f"locality needs at least 1 sample and 1 shift, got {params.samples} and {params.shifts}")
+    check_fits(gen, dirset)
+    dirs = directions_of(dirset, indices)
+    z_all = latents(gen, params.samples, params.seed)
+    g = torch.Generator().manual_seed(params.seed + 1)
+    per_batch = max(1, params.batch_size // (params.shifts + 1))  # latents per forward: each with all its shifts
+    n_batches = -(-params.samples // per_batch)
+    total = len(dirs) * n_batches
+    step = 0
+    yield Progress(step, total, stage="heatmaps")
+    maps, ranges, examples = [], [], []
+    for k, d in dirs:
+        lo, hi = shift_range(d, params.t_max)
+        acc = None
+        for start in range(0, params.samples, per_batch):
+            z = z_all[start:start + per_batch]
+            m = z.shape[0]
+            t = lo + (hi - lo) * torch.rand(m, params.shifts, generator=g)  # [m, n_t] ~ U[lo, hi]
+            codes = z.repeat_interleave(params.shifts + 1, dim=0)
+            rows = []
+            for i in range(m):
+                rows.append(())  # the unedited image of latent i
+                rows.extend(((d, float(x)),) for x in t[i])
+            with torch.no_grad():
+                imgs = render_batch(gen, codes, rows, space="z", psi=params.psi).float()
+            imgs = imgs.reshape(m, params.shifts + 1, *imgs.shape[1:])
+            sq = ((imgs[:, 1:] - imgs[:, :1]) ** 2).sum(dim=2)  # [m, n_t, H, W]: squared norm over colour
+            part = sq.double().sum(dim=(0, 1)).cpu()
+            acc = part if acc is None else acc + part
+            step += 1
+            yield Progress(step, total, stage="heatmaps", message=f"direction {k}")
+        heat = (acc / (params.samples * params.shifts)).numpy()
+        maps.append(heat)
+        ranges.append((lo, hi))
+        with torch.no_grad():
+            pair = render_batch(gen, z_all[:1].repeat(2, 1), [(), ((d, hi),)], space="z", psi=params.psi)
+        examples.append(to_uint8(pair))
+    heatmap = np.stack(maps)
+    return LocalityResult(
+        method=dirset.method, model=str(dirset.model.get("name", gen.name)), set_title=dirset.title,
+        indices=[k for k, _ in dirs], labels=[dirset.directions[k].label for k, _ in dirs],
+        samples=params.samples, shifts_per_sample=params.shifts, heatmap=heatmap,
+        shift_range=np.asarray(ranges, dtype=np.float64), concentration=np.array([concentration(h) for h in heatmap]),
+        example=np.stack(examples),
+    )

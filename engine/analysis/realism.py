@@ -1,0 +1,220 @@
+"""Realism vs shift: the Fréchet distance between edited and unedited samples, as t grows.
+
+For each shift t of a direction's range, ``samples`` latents are rendered edited by t and
+compared with ``reference`` *other* latents rendered unedited, by the Fréchet distance of
+Gaussians fitted to their features (Heusel et al. 2017):
+``FD = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1^1/2 S_2 S_1^1/2)^1/2)``.
+Because the two sets use different latents, the value at t = 0 is the sampling floor of that
+sample size, not 0: compare other shifts with it. Small-sample FID is biased upwards (the paper
+used 50 000 images); compare values computed with the same sizes only.
+
+Feature networks:
+
+* ``inception``: the FID Inception network of ``pytorch-fid`` (pool3, 2048-d), i.e. real FID.
+  Its weights file ``pt_inception-2015-12-05-6726825d.pth`` must already be in the torch hub
+  cache (``<torch hub dir>/checkpoints``); it is read with ``torch.load(weights_only=True)``
+  and never downloaded here. Without it the job stops with a message naming file and folder.
+* ``regressor``: the penultimate activations of the procedural factor regressor, a feature
+  distance for the procedural model that needs no download (not comparable with FID values).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.analysis.factors import FactorModel, procedural_factors
+from engine.analysis.results import AnalysisResult, register_result
+from engine.analysis.sampling import check_fits, directions_of, latents, shift_grid
+from engine.directions import DirectionSet
+from engine.errors import AtlasError
+from engine.jobs import Progress
+from engine.render import render_batch
+
+FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+FEATURES = ("inception", "regressor")
+
+FeatureFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Params:
+    samples: int = field(default=1000, metadata={"help": "edited samples per shift (paper: 50000)"})
+    reference: int = field(default=1000, metadata={"help": "unedited samples of other latents"})
+    steps: int = field(default=7, metadata={"help": "shifts t over each direction's range (odd: includes 0)"})
+    t_max: float | None = field(default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range"})
+    features: str = field(default="inception", metadata={"help": "feature network", "choices": FEATURES})
+    psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
+    batch_size: int = field(default=50, metadata={"help": "images per forward pass"})
+    seed: int = field(default=0, metadata={"help": "seed of the latents"})
+
+
+@register_result
+@dataclass
+class RealismResult(AnalysisResult):
+    """``distance[k, s]``: Fréchet distance of direction k's samples edited by ``shifts[k, s]``."""
+
+    kind = "realism"
+    method: str
+    model: str
+    set_title: str
+    indices: list[int]
+    labels: list[str]
+    features: str
+    features_label: str
+    samples: int
+    reference: int
+    shifts: np.ndarray  # [K, S]
+    distance: np.ndarray  # [K, S]
+
+
+def fid_weights_path() -> Path:
+    """Where the FID Inception weights must be: ``<torch hub dir>/checkpoints/pt_inception-...pth``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_FILE
+
+
+def missing_inception_message(path: Path) -> str:
+    try:
+        from pytorch_fid.inception import FID_WEIGHTS_URL as url
+    except ImportError:
+        url = "the pytorch-fid project's releases"
+    return (f"FID needs the Inception weights file {path.name} in the folder {path.parent}, and it is not there. "
+            f"Copy it there from {url} (it is pytorch-fid's FID Inception network); or use "
+            f"features 'regressor' on the procedural model (a feature distance that needs no download), "
+            f"e.g. --features regressor")
+
+
+def inception_features(device: torch.device | str = "cpu", path: Path | None = None) -> FeatureFn:
+    """``images [B, C, H, W] in [-1, 1] -> [B, 2048]`` pool3 features of the FID Inception network.
+
+    Reads the weights from ``path`` (default ``fid_weights_path()``) without running code from it;
+    raises ``AtlasError`` naming the missing file and where it goes.
+    """
+    path = Path(path) if path is not None else fid_weights_path()
+    if not path.is_file():
+        raise AtlasError(missing_inception_message(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to replace
+        raise AtlasError(f"{path}: cannot read the FID Inception weights ({exc.__class__.__name__}: {exc})") from None
+    import pytorch_fid.inception as fid_inception
+
+    # pytorch-fid fetches its weights by URL inside fid_inception_v3(); hand it the file read above
+    original = fid_inception.load_state_dict_from_url
+    fid_inception.load_state_dict_from_url = lambda *_a, **_k: state
+    try:
+        net = fid_inception.InceptionV3([fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]],
+                                        resize_input=True, normalize_input=False, use_fid_inception=True)
+    finally:
+        fid_inception.load_state_dict_from_url = original
+    net = net.to(device).eval()
+
+    @torch.no_grad()
+    def features(x: torch.Tensor) -> torch.Tensor:
+        x = x.clamp(-1, 1)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return net(x.to(device))[0].flatten(1)
+
+    features.label = f"FID (Inception pool3, {path.name})"
+    return features
+
+
+def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
+    """Fréchet distance of N(mu1, s1) and N(mu2, s2) (float64; symmetric square roots via eigh)."""
+    s1, s2 = np.asarray(s1, np.float64), np.asarray(s2, np.float64)
+    lam, vec = np.linalg.eigh((s1 + s1.T) / 2)
+    root1 = (vec * np.sqrt(np.clip(lam, 0, None))) @ vec.T
+    mid = root1 @ s2 @ root1
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh((mid + mid.T) / 2), 0, None)).sum()
+    diff = np.asarray(mu1, np.float64) - np.asarray(mu2, np.float64)
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * cross)
+
+
+class _Moments:
+    """Running mean and covariance of feature rows (float64)."""
+
+    def __init__(self) -> None:
+        self.n, self.sum, self.outer = 0, None, None
+
+    def add(self, f: torch.Tensor) -> None:
+        f = f.detach().double().cpu()
+        if self.sum is None:
+            self.sum, self.outer = torch.zeros(f.shape[1], dtype=torch.float64), torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64)
+        self.n += f.shape[0]
+        self.sum += f.sum(0)
+        self.outer += f.T @ f
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray]:
+        mu = self.sum / self.n
+        cov = (self.outer - self.n * torch.outer(mu, mu)) / max(1, self.n - 1)
+        return mu.numpy(), cov.numpy()
+
+
+def resolve_features(name: str, device, factors: FactorModel | None = None) -> tuple[FeatureFn, str]:
+    if name == "inception":
+        fn = inception_features(device)
+        return fn, fn.label
+    if name == "regressor":
+        factors = factors or procedural_factors(device=device)
+        if factors.features is None:
+            raise AtlasError("the factor model has no penultimate features to compare")
+        return factors.features, f"Fréchet distance in the penultimate features of the {factors.label} (not FID)"
+    raise AtlasError(f"unknown feature network '{name}'; choose one of {', '.join(FEATURES)}")
+
+
+def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params = Params(), *,
+        features: FeatureFn | None = None, features_label: str = "",
+        factors: FactorModel | None = None) -> Iterator[Progress]:
+    """Job: realism vs shift for directions ``indices`` (all when None). Returns a ``RealismResult``.
+
+    ``features`` (``images -> [B, D]``) overrides ``params.features`` (tests, other networks).
+    """
+    if params.samples < 2 or params.reference < 2:
+        raise AtlasError(f"realism needs at least 2 samples and 2 reference samples, got {params.samples}, {params.reference}")
+    check_fits(gen, dirset)
+    dirs = directions_of(dirset, indices)
+    if features is None:
+        features, features_label = resolve_features(params.features, gen.device, factors)
+        name = params.features
+    else:
+        name = getattr(features, "name", "custom")
+        features_label = features_label or getattr(features, "label", name)
+    z = latents(gen, params.samples, params.seed)
+    z_ref = latents(gen, params.reference, params.seed + 1_000_003)
+    grids = [shift_grid(d, params.steps, params.t_max) for _, d in dirs]
+    total = 1 + sum(len(g) for g in grids)
+    step = 0
+    yield Progress(step, total, stage="reference samples")
+    ref = _Moments()
+    for i in range(0, params.reference, params.batch_size):
+        with torch.no_grad():
+            ref.add(features(render_batch(gen, z_ref[i:i + params.batch_size], None, psi=params.psi).float()))
+        yield Progress(step, total, stage="reference samples")
+    mu_r, cov_r = ref.stats()
+    step += 1
+    out = []
+    for (k, d), ts in zip(dirs, grids):
+        row = []
+        for t in ts:
+            mom = _Moments()
+            for i in range(0, params.samples, params.batch_size):
+                zb = z[i:i + params.batch_size]
+                shifts = [((d, float(t)),) if t != 0 else ()] * zb.shape[0]
+                with torch.no_grad():
+                    mom.add(features(render_batch(gen, zb, shifts, psi=params.psi).float()))
+                yield Progress(step, total, stage=f"direction {k}", message=f"t = {t:+.3g}")
+            row.append(frechet_distance(*mom.stats(), mu_r, cov_r))
+            step += 1
+            yield Progress(step, total, stage=f"direction {k}", metrics={"distance": row[-1]},
+                           message=f"t = {t:+.3g}: {row[-1]:.3f}")
+        out.append(row)
+    return RealismResult(
+        method=dirset.method, model=str(dirset.model.get("name", gen.name)), set_title=dirset.title,
+        indices=[k for k, _ in dirs], labels=[dirset.directions[k].label for k, _ in dirs],
+        features=name, features_label=features_label, samples=params.samples, reference=params.reference,
+        shifts=np.stack(grids), distance=np.asarray(out, dtype=np.float64),
+    )
