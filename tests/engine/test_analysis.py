@@ -235,3 +235,25 @@ def test_registry_lists_every_analysis():
     assert set(ANALYSES) == {"curves", "locality", "fid", "reproduce", "score"}
     with pytest.raises(AtlasError, match="no parameter"):
         ANALYSES["curves"].make_params(nope=1)
+
+
+def test_reproduce_in_w_and_w_plus_of_a_style_model():
+    from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+
+    torch.manual_seed(0)
+    cfg = StyleGAN2Config.standard(16, channel_base=128, channel_max=16, z_dim=12, w_dim=10, mapping_layers=2)
+    g = StyleGAN2Generator(cfg).eval()
+    layer = g.default_edit_layer
+    w = g.layer_weight(layer).detach()
+    dset = param_set(g, [torch.randn(w.shape) * w.norm() / w.numel() ** 0.5])
+    dset.directions[0].layer = layer
+    p = reproduce.Params(t=0.5, steps=25, batch_size=8, eval_samples=16, lr=0.1)
+    # a random edit of a random network: no latent shift imitates it, so the residual stays near 1
+    # (optimisation noise may leave h slightly worse than h = 0 on held-out latents)
+    r = run_job(reproduce.run(g, dset, None, p))
+    assert r.space == "w" and 0.5 < r.residual[0] < 1.2 and np.isfinite(r.h_norm[0])
+    r_plus = run_job(reproduce.run(g, dset, None, reproduce.Params(**{**p.__dict__, "space": "w+"})))
+    assert r_plus.space == "w+" and 0.5 < r_plus.residual[0] < 1.2
+    with pytest.raises(AtlasError, match="no latent space 'w'"):
+        run_job(reproduce.run(QuadrantGenerator(), param_set(QuadrantGenerator(), [torch.zeros(5, 3, 16, 16)]),
+                              None, reproduce.Params(space="w", steps=1)))
