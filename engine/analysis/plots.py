@@ -103,7 +103,7 @@ def plot_reproduce(r, path: Path) -> Path:
         ax.legend(fontsize=7)
         ax.set_title(f"direction {_name(r, i)}, t = {r.t[i]:+.3g}, h in {r.space}", fontsize=8)
         axes = right.subplots(3, N, squeeze=False)
-        for row, title in enumerate(("original G(z)", "parameter edit", "best latent shift G(z+h)")):
+        for row, title in enumerate(("original", "param. edit", "G(z + h)")):
             for c in range(N):
                 a = axes[row, c]
                 a.imshow(r.examples[i, row, c], interpolation="nearest")

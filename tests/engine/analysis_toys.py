@@ -95,3 +95,24 @@ def scale_factor_delta(gen: QuadrantGenerator, f: int) -> torch.Tensor:
     delta = torch.zeros_like(gen.weight.detach())
     delta[f] = gen.weight.detach()[f]
     return delta
+
+
+class ProceduralRenderer(Generator):
+    """The procedural face renderer as a generator: factors = Phi(z) (uniform, as in the data set).
+
+    Latent coordinate f drives exactly factor f of ``engine.data.procedural``, so with the real
+    factor regressor the direction e_f must score as a pure control of factor f.
+    """
+
+    def __init__(self, resolution: int = 32) -> None:
+        super().__init__()
+        from engine.data.procedural import N_FACTORS as F
+
+        self.z_dim, self.resolution, self.img_channels = F, resolution, 3
+        self.name, self.identity, self.source = "procedural-renderer", "procedural-renderer", "procedural-renderer"
+
+    def synthesis(self, ws, *, noise="const", edit=None, noise_generator=None):
+        from engine.data.procedural import render
+
+        u = 0.5 * (1 + torch.erf(ws.detach().float().cpu() / 2**0.5))
+        return torch.from_numpy(render(u.numpy(), self.resolution)).to(ws.device)

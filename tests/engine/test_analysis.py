@@ -22,6 +22,15 @@ from tests.engine.analysis_toys import (
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread avoids thread hand-off costs on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def gen():
     return QuadrantGenerator().eval()
