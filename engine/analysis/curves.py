@@ -5,7 +5,9 @@ range and compared with their unedited image: ``D_k(t) = mean_z d(G_t(z), G_0(z)
 standard deviation over z). ``d`` is a distance of ``engine.distances``: LPIPS (alex by default;
 vgg, squeeze), or ``pixel``, the mean squared pixel difference, which needs no weights and is
 labelled as not perceptual. Distances there are squared distances (LPIPS's own value is one),
-so a linear edit gives a curve growing like t^2 near 0.
+so a linear edit gives a curve growing like t^2 near 0. Images smaller than 64 px are upsampled
+(bilinear) to 64 px before a perceptual distance: the LPIPS backbones need at least about 32 px
+and were calibrated on 64 px patches.
 """
 from __future__ import annotations
 
@@ -14,30 +16,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from engine.analysis.results import AnalysisResult, register_result
 from engine.analysis.sampling import check_fits, directions_of, latents, render_base, render_shifts, shift_grid
 from engine.directions import DirectionSet
+from engine.distances import DISTANCES, load_distance
 from engine.errors import AtlasError
 from engine.jobs import Progress
 
-try:
-    from engine.distances import DISTANCES, load_distance
-except ModuleNotFoundError:  # TEMPORARY until engine.distances lands on main: pixel only
-    DISTANCES = ("pixel",)
-    _PIXEL_LABEL = "pixel: mean squared pixel difference (NOT perceptual)"
-
-    def load_distance(name, *, device="cpu", size=None):
-        if name != "pixel":
-            raise AtlasError(f"distance '{name}' is not available in this build; use 'pixel'")
-
-        def pixel(a, b):
-            return ((a - b) ** 2).flatten(1).mean(1)
-
-        pixel.label, pixel.name = _PIXEL_LABEL, "pixel"
-        return pixel
-
 DistanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+PERCEPTUAL_MIN_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -104,7 +93,7 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
         M, S = imgs.shape[:2]
         ref = base[:, None].expand_as(imgs).reshape(M * S, *imgs.shape[2:])
         with torch.no_grad():
-            dist = torch.cat([distance(a, b).reshape(-1) for a, b in
+            dist = torch.cat([_measure(distance, a, b) for a, b in
                               zip(imgs.reshape(M * S, *imgs.shape[2:]).split(params.batch_size),
                                   ref.split(params.batch_size))])
         dist = dist.double().cpu().numpy().reshape(M, S)
@@ -119,3 +108,11 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
         distance=name, distance_label=distance_label, seeds=params.seeds,
         shifts=np.stack(grids), mean=np.stack(means), std=np.stack(stds),
     )
+
+
+def _measure(distance: DistanceFn, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if getattr(distance, "perceptual", False) and a.shape[-1] < PERCEPTUAL_MIN_SIZE:
+        size = (PERCEPTUAL_MIN_SIZE, PERCEPTUAL_MIN_SIZE)
+        a = F.interpolate(a, size=size, mode="bilinear", align_corners=False)
+        b = F.interpolate(b, size=size, mode="bilinear", align_corners=False)
+    return distance(a, b).reshape(-1)

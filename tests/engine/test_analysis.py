@@ -104,6 +104,19 @@ def test_curves_default_distance_and_unknown_distance(gen):
         run_job(curves.run(gen, dset, [0], curves.Params(seeds=2, steps=3, distance="no-such")))
 
 
+def test_curves_with_lpips_and_without_its_backbone(gen, tmp_path, monkeypatch):
+    from engine.distances import load_distance
+
+    dset = latent_set(gen, [[1.0, 0, 0, 0]])
+    lp = load_distance("lpips-alex", pnet_rand=True)  # random backbone: no weights file read
+    r = run_job(curves.run(gen, dset, None, curves.Params(seeds=2, steps=5), distance=lp))
+    assert r.distance == "lpips-alex" and "RANDOM" in r.distance_label
+    assert r.mean[0, 2] == pytest.approx(0, abs=1e-7) and r.mean[0, 0] > 0 and r.mean[0, 4] > 0
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(AtlasError, match="pixel"):  # names the missing file and offers the pixel distance
+        run_job(curves.run(gen, dset, None, curves.Params(seeds=2, steps=3)))
+
+
 # ---- locality --------------------------------------------------------------------------------
 def test_locality_of_a_latent_edit_is_confined_to_its_quadrant(gen):
     dset = latent_set(gen, [[0, 1.0, 0, 0]], range_=(-2.0, 2.0))
