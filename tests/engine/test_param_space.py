@@ -209,3 +209,61 @@ def test_unknown_layer_and_distance_are_clear_errors():
     with pytest.raises(AtlasError, match="unknown distance"):
         load_distance("lpips-resnet")
     assert isinstance(load_distance("lpips-squeeze", pnet_rand=True), LpipsDistance)
+
+
+def test_basis_shifts_match_saved_directions_and_train():
+    """The trainable family's deltas are what the saved set expands to; gradients reach xi."""
+    from engine.discovery.param_opt import BasisShifts, initial_coefficients
+    from engine.discovery.param_space import basis_set, dense_basis, svd_basis
+
+    gen = tiny_dcgan(ngf=4, n_up=2)
+    layer = "main.3"
+    W = gen.layer_weight(layer)
+    g = torch.Generator().manual_seed(0)
+    for basis in (svd_basis(gen, layer), dense_basis(gen, layer, torch.randn(5, *W.shape, generator=g))):
+        init = initial_coefficients(6, basis.rank, seed=1) + 0.3 * torch.randn(6, basis.rank, generator=g)
+        fam = BasisShifts(basis, init, scale=0.2 / 6)
+        dset = basis_set("param-opt", gen, basis, fam.coefficients().detach(), range_=(-0.2, 0.2), params={})
+        ks = torch.tensor([0, 3, 5])
+        d = fam.deltas(ks)
+        for j, k in enumerate(ks.tolist()):
+            assert torch.allclose(d[j].detach(), dset.param_delta(k), atol=1e-5 * float(W.norm()))
+        z = torch.randn(4, 8, generator=g)
+        x0, x1 = fam.pair(gen, z, torch.tensor([0, 3, 3, 5]), torch.tensor([6.0, -6.0, 3.0, 0.5]))
+        assert torch.allclose(x0, gen(z), atol=1e-5)
+        (x1 - x0).square().sum().backward()
+        assert fam.xi.grad is not None and float(fam.xi.grad[[0, 3, 5]].abs().sum()) > 0
+        assert float(fam.xi.grad[[1, 2, 4]].abs().sum()) == 0
+
+
+def test_param_opt_and_hybrid_run_and_report_rca(tmp_path):
+    gen = tiny_dcgan(ngf=4, n_up=2, seed=2)
+    small = dict(k=3, layer="main.3", steps=4, rca_every=2, rca_samples=8, checkpoint_every=2, batch_size=4)
+    opt = get_method("param-opt")
+    dset = run_job(opt.run(gen, opt.make_params(**small)))
+    assert 0 <= dset.metrics["rca"] <= 1 and dset.metrics["chance"] == pytest.approx(1 / 3)
+    assert dset.bases["layer"].kind == "svd" and dset.directions[0].range == (-0.2, 0.2)
+    # hybrid over the eigenvectors of a saved param-spectrum set, and over freshly computed ones
+    spec = get_method("param-spectrum")
+    sset = run_job(spec.run(gen, spec.make_params(k=4, layer="main.3", distance="pixel", samples=2, steps=3)))
+    path = sset.save(tmp_path / "spec.json")
+    hyb = get_method("param-hybrid")
+    h1 = run_job(hyb.run(gen, hyb.make_params(spectrum=str(path), **small)))
+    assert h1.bases["layer"].kind == "dense" and h1.bases["layer"].rank == 4
+    assert h1.params["basis_from"] == str(path)
+    # computed basis; cancelled at the first training checkpoint, then resumed without the eigensolver
+    params = hyb.make_params(basis_k=4, distance="pixel", samples=2, spectrum_steps=3, **small)
+    states = []
+
+    def keep(rec):
+        if rec.state is not None:
+            states.append(rec.state)
+        return not (states and states[-1]["stage"] == "train")
+
+    assert run_job(hyb.run(gen, params), keep) is None
+    assert states[0]["stage"] == "spectrum" and states[-1]["stage"] == "train"
+    stages = []
+    h2 = run_job(hyb.run(gen, params, state=states[-1]), lambda rec: stages.append(rec.stage))
+    assert "spectrum" not in stages and h2.metrics["steps"] == 4
+    assert h2.params["distance"] == "pixel" and len(h2.params["basis_eigenvalues"]) == 4
+    assert torch.allclose(h2.bases["layer"].tensors["vectors"], states[-1]["basis"])

@@ -1,0 +1,141 @@
+"""``param-hybrid``: ``param-opt`` over the top Hessian eigenvectors (Cherepkov et al. 2021, "Hybrid").
+
+First the top ``basis_k`` eigenvectors ``v_1..v_r`` of the layer Hessian of ``E_z d2(G_theta(z),
+G_{theta+a}(z))`` are computed exactly as ``param-spectrum`` does (or taken from a saved
+param-spectrum set, ``spectrum=SET.json``); then K unit coefficient vectors over them are trained
+with a reconstructor exactly as ``param-opt`` does over the SVD basis. The optimisation thus runs
+in the subspace that holds the largest perceptual changes; the paper reports it as its best
+method. Paper settings: as param-opt (K = 64, lambda = 2.5e-3) with batch 16 and a smaller T;
+here the range defaults to param-spectrum's (a fraction of ``||W||_F``).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from engine.directions import DirectionSet
+from engine.discovery.param_opt import train_directions
+from engine.discovery.param_space import dense_basis, resolve_layer
+from engine.discovery.param_spectrum import SPECTRUM_RANGE, hessian_eigen
+from engine.discovery.param_spectrum import Params as SpectrumParams
+from engine.discovery.reconstructor import RECONSTRUCTORS, TrainConfig
+from engine.discovery.registry import register_method, validate_params
+from engine.distances import DISTANCES
+from engine.errors import AtlasError
+from engine.jobs import Progress
+
+
+@dataclass(frozen=True)
+class Params:
+    k: int = field(default=64, metadata={"help": "number of directions K (paper: 64)", "min": 2})
+    layer: str = field(default="", metadata={"help": "editable layer to shift (empty: the model's default)"})
+    spectrum: str = field(default="", metadata={
+        "help": "a saved param-spectrum set whose eigenvectors form the basis (empty: compute them)"})
+    basis_k: int = field(default=64, metadata={"help": "Hessian eigenvectors in the basis (when computed)", "min": 1})
+    distance: str = field(default="lpips-alex", metadata={
+        "help": "image distance of the Hessian (when computed); pixel is not perceptual", "choices": DISTANCES})
+    samples: int = field(default=64, metadata={"help": "latents of the Hessian minibatch (paper: 512)", "min": 1})
+    tol: float = field(default=1e-3, metadata={"help": "eigen-residual tolerance (relative to lambda_1)", "min": 0.0})
+    spectrum_steps: int = field(default=40, metadata={"help": "most eigensolver iterations", "min": 1, "key": False})
+    range: float = field(default=SPECTRUM_RANGE, metadata={
+        "help": "shift range +-T as a fraction of the layer's weight norm (training and suggested)", "min": 0.0})
+    reconstructor: str = field(default="auto", metadata={
+        "help": "R: lenet, resnet18, or auto (LeNet up to 64 px, ResNet-18 above)", "choices": RECONSTRUCTORS})
+    steps: int = field(default=2000, metadata={"help": "training steps (CPU-sized default)", "min": 0, "key": False})
+    batch_size: int = field(default=16, metadata={"help": "pairs per step and rank (paper: 16)", "min": 2})
+    lam: float = field(default=2.5e-3, metadata={"help": "weight lambda of the shift regression (paper: 2.5e-3)",
+                                                 "min": 0.0})
+    lr: float = field(default=1e-4, metadata={"help": "Adam learning rate of the directions and R", "min": 0.0})
+    truncation: float = field(default=1.0, metadata={"help": "truncation psi of the latents (style models)",
+                                                     "min": 0.0, "max": 1.0})
+    rca_every: int = field(default=500, metadata={"help": "steps between RCA measurements", "min": 1, "key": False})
+    rca_samples: int = field(default=1024, metadata={"help": "fresh pairs per RCA measurement (per rank)", "min": 1,
+                                                     "key": False})
+    checkpoint_every: int = field(default=100, metadata={"help": "steps between resumable checkpoints", "min": 1,
+                                                         "key": False})
+    seed: int = field(default=0, metadata={"help": "seed of the latents, the initialisation and all sampling"})
+
+    def __post_init__(self) -> None:
+        validate_params(self)
+        if self.range <= 0:
+            raise AtlasError(f"parameter range={self.range} must be positive")
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lam=self.lam, lr=self.lr,
+                           lr_family=self.lr, reconstructor=self.reconstructor, rca_every=self.rca_every,
+                           rca_samples=self.rca_samples, checkpoint_every=self.checkpoint_every, seed=self.seed)
+
+    def spectrum_params(self) -> SpectrumParams:
+        return SpectrumParams(k=self.basis_k, layer=self.layer, distance=self.distance, samples=self.samples,
+                              tol=self.tol, steps=self.spectrum_steps, truncation=self.truncation,
+                              seed=self.seed)
+
+
+def basis_from_set(gen, path: str, layer: str):
+    """Eigenvectors of a saved param-spectrum set as ``[r, *shape]`` (must shift ``layer`` of ``gen``)."""
+    dset = DirectionSet.load(Path(path))
+    if dset.method != "param-spectrum":
+        raise AtlasError(f"{path}: a {dset.method} set; the hybrid basis must come from a param-spectrum set")
+    if dset.model.get("identity") and gen.identity and dset.model["identity"] != gen.identity:
+        raise AtlasError(f"{path}: was computed on model {dset.model.get('name')!r}, not on {gen.name!r}")
+    if dset.directions[0].layer != layer:
+        raise AtlasError(f"{path}: shifts layer {dset.directions[0].layer}, not {layer}; pass --layer "
+                         f"{dset.directions[0].layer} or another set")
+    return torch.stack([dset.param_delta(i).float() for i in range(len(dset))]), dset
+
+
+@register_method("param-hybrid", Params, kind="param", resumable=True,
+                 summary="param-opt over the top Hessian eigenvectors (Cherepkov et al.'s hybrid); RCA")
+def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iterator[Progress]:
+    """Job: eigenvectors (computed or loaded), then reconstructor training over them.
+
+    The resumable state carries the eigenvector basis once it is known, so a resumed run skips
+    the eigensolver. Returns the K directions (coefficients over the eigenvectors).
+    """
+    info = resolve_layer(gen, params.layer)
+    extra = {}
+    if state is not None and state.get("stage") == "train":
+        vectors = state["basis"]
+        extra = dict(state.get("basis_info", {}))
+        train_state = state["trainer"]
+    else:
+        train_state = None
+        if params.spectrum:
+            vectors, sset = basis_from_set(gen, params.spectrum, info.name)
+            extra = {"basis_from": params.spectrum, "basis_eigenvalues": sset.metrics.get("eigenvalues")}
+        else:
+            sstate = state.get("spectrum") if state is not None else None
+            gen_eig = hessian_eigen(gen, params.spectrum_params(), device=device, state=sstate,
+                                    stage="spectrum")
+            while True:
+                try:
+                    rec = next(gen_eig)
+                except StopIteration as stop:
+                    layer, result, _, distance, metrics = stop.value
+                    break
+                rec.partial = None  # the partial eigenvectors are not this method's directions
+                rec.state = {"stage": "spectrum", "spectrum": rec.state}
+                yield rec
+            W = gen.layer_weight(layer)
+            vectors = result.vectors.T.reshape(-1, *W.shape).cpu()
+            extra = {"basis_eigenvalues": metrics["eigenvalues"],
+                     "basis_max_relative_residual": metrics["max_relative_residual"], **distance.describe()}
+    basis = dense_basis(gen, info.name, vectors)
+
+    def with_basis(job):
+        try:
+            while True:
+                rec = next(job)
+                if rec.state is not None:
+                    rec.state = {"stage": "train", "basis": basis.tensors["vectors"], "basis_info": extra,
+                                 "trainer": rec.state}
+                yield rec
+        except StopIteration as stop:
+            return stop.value
+
+    dset = yield from with_basis(train_directions(gen, params, basis, "param-hybrid", device=device,
+                                                  state=train_state, extra_params=extra))
+    return dset
