@@ -57,10 +57,12 @@ def run(args) -> int:
     gen = None
     factors = None
     results = []
+    warned = set()
     for dset in sets:
         if gen is None or args.model is None:
             gen = load_model_for_set(args, dset)
-        if not gen.name.startswith("procedural"):
+        if not gen.name.startswith("procedural") and gen.name not in warned:
+            warned.add(gen.name)
             print(f"warning: {gen.name} is not the procedural model; the factor regressor only knows procedural faces",
                   file=sys.stderr)
         factors = factors or procedural_factors(args.regressor, device=gen.device)
