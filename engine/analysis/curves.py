@@ -61,7 +61,10 @@ class CurvesResult(AnalysisResult):
 
 def resolve_distance(name: str, device) -> tuple[DistanceFn, str]:
     """The distance ``name`` of ``engine.distances`` and its label (AtlasError if weights are missing)."""
-    d = load_distance(name, device=device)
+    try:
+        d = load_distance(name, device=device)
+    except AtlasError as exc:
+        raise AtlasError(f"{exc} (analyze curves: --distance pixel)") from None
     return d, d.label
 
 

@@ -5,6 +5,7 @@ The desktop editor draws the same results live with pyqtgraph instead (desktop/a
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,9 @@ def plot_curves(r, path: Path) -> Path:
         (line,) = ax.plot(t, m, marker="o", ms=3, label=_name(r, i))
         ax.fill_between(t, m - s, m + s, color=line.get_color(), alpha=0.15)
     ax.set_xlabel("shift t")
-    ax.set_ylabel(r.distance_label)
-    ax.set_title(f"Effect curves: {r.set_title} ({r.method}) on {r.model}, mean ± std over {r.seeds} latents",
-                 fontsize=9)
+    ax.set_ylabel(f"distance ({r.distance})")
+    ax.set_title(f"Effect curves: {r.set_title} ({r.method}) on {r.model}, mean ± std over {r.seeds} latents\n"
+                 + textwrap.fill(r.distance_label, 90), fontsize=8)
     ax.grid(alpha=0.3)
     if len(r.indices) <= 12:
         ax.legend(title="direction", fontsize=7)
