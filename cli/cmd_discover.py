@@ -81,7 +81,13 @@ def summary_line(dset, seconds: float) -> str:
         label = "top eigenvalues" if dset.method in ("sefa", "param-spectrum") else "top scores"
         if dset.method == "ganspace":
             label = "top variances"
-        return f"{head}; {label} " + ", ".join(f"{s:.4g}" for s in scores)
+        line = f"{head}; {label} " + ", ".join(f"{s:.4g}" for s in scores)
+        if "max_relative_residual" in m:  # param-spectrum: how exact the eigenpairs are
+            line += (f"; max ||Hv - lambda v|| / lambda_1 = {m['max_relative_residual']:.2g} "
+                     f"after {m.get('iterations')} iterations")
+        if m.get("distance") == "pixel":
+            line += "; distance: pixel (not perceptual)"
+        return line
     return head
 
 

@@ -29,7 +29,7 @@ import torch
 from engine.discovery.eigensolver import EigResult, lobpcg
 from engine.discovery.hessian import LayerHessian
 from engine.discovery.param_space import basis_set, dense_basis, resolve_layer
-from engine.discovery.registry import register_method
+from engine.discovery.registry import register_method, validate_params
 from engine.distances import DISTANCES, load_distance
 from engine.errors import AtlasError
 from engine.jobs import Progress
@@ -62,13 +62,9 @@ class Params:
     seed: int = field(default=0, metadata={"help": "seed of the latents and of the starting block"})
 
     def __post_init__(self) -> None:
-        if self.distance not in DISTANCES:
-            raise AtlasError(f"parameter distance='{self.distance}' must be one of {', '.join(DISTANCES)}")
-        for name in ("k", "samples", "steps", "chunk"):
-            if getattr(self, name) < 1:
-                raise AtlasError(f"parameter {name}={getattr(self, name)} must be at least 1")
-        if self.guard < 0 or self.tol < 0 or self.range <= 0:
-            raise AtlasError("parameters guard and tol must be >= 0 and range > 0")
+        validate_params(self)
+        if self.range <= 0:
+            raise AtlasError(f"parameter range={self.range} must be positive")
 
 
 def spectrum_set(gen, params: Params, layer: str, values: torch.Tensor, vectors: torch.Tensor, *,

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from engine.discovery.param_space import basis_set, resolve_layer, svd_basis
-from engine.discovery.registry import register_method
+from engine.discovery.registry import register_method, validate_params
 from engine.errors import AtlasError
 from engine.jobs import Progress
 
@@ -30,8 +30,7 @@ class Params:
         "help": "suggested shift range +-T, as a fraction of the layer's weight norm", "min": 0.0})
 
     def __post_init__(self) -> None:
-        if self.k < 1:
-            raise AtlasError(f"parameter k={self.k} must be at least 1")
+        validate_params(self)
         if self.range <= 0:
             raise AtlasError(f"parameter range={self.range} must be positive")
 
