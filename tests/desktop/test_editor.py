@@ -375,3 +375,46 @@ def test_parameter_directions_in_preview_and_grid(qtbot, make_window, tiny_gen, 
     assert np.abs(win.preview.image().astype(int) - plain).mean() > 1.0
     win.show_dock("grid")
     qtbot.waitUntil(lambda: 1 in win.grid.model.cache, timeout=10000)
+
+
+CRASH_SCRIPT = r"""
+import os, signal, sys
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+sys.path.insert(0, sys.argv[2])
+import torch
+from PySide6.QtWidgets import QApplication
+from desktop.main_window import MainWindow
+from desktop.settings import Settings
+from engine.directions import DirectionSet
+from engine.models.dcgan import DCGANGenerator
+
+app = QApplication([])
+gen = DCGANGenerator(nz=8, ngf=8, n_up=2).eval()
+gen.name, gen.identity = "tiny-dcgan", "tiny-dcgan-identity"
+win = MainWindow(Settings(), gen=gen, open_sets=[sys.argv[1]], scan=False)
+win.show()
+while not win.ws.entries:
+    app.processEvents()
+entry = win.ws.entries[0]
+win.ws.select(entry, 4)
+win.editor.name.setText("eyebrows")
+win.editor.name.textEdited.emit("eyebrows")
+win.editor.rating.buttons[4].click()
+win.editor.notes.setPlainText("only on seeds 0-3")
+os.kill(os.getpid(), signal.SIGKILL)  # no close, no atexit, no flushing
+"""
+
+
+def test_a_killed_session_loses_no_annotation(dirset, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "crash.py"
+    script.write_text(CRASH_SCRIPT)
+    repo = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, str(script), str(dirset.path), str(repo)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert res.returncode == -9, res.stderr[-2000:]
+    a = DirectionSet.load(dirset.path).directions[4].annotation
+    assert (a.name, a.rating, a.notes) == ("eyebrows", 5, "only on seeds 0-3")
