@@ -127,6 +127,7 @@ class DirectionBrowser(QWidget):
         self.library: list[LibrarySet] = []
         self._items: dict[tuple[int, int], list[QStandardItem]] = {}
         self._set_items: dict[int, QStandardItem] = {}
+        self._auto_expanded: set[int] = set()
         self._syncing = False
 
         lay = QVBoxLayout(self)
@@ -241,6 +242,7 @@ class DirectionBrowser(QWidget):
         self._refresh_tags()
         self._syncing = False
         self.view.expandToDepth(0)
+        self._auto_expanded.clear()
         self._expand_current_set()
         for i in range(self.proxy.rowCount()):
             idx = self.proxy.index(i, 0)
@@ -352,12 +354,21 @@ class DirectionBrowser(QWidget):
         self.proxy.refilter()
 
     def _expand_current_set(self) -> None:
-        """Show the directions of the current set and of running discoveries; others stay folded."""
+        """Unfold the current set and running discoveries; fold again the sets this unfolded
+        earlier that are neither (sets the user unfolded stay as they are)."""
         cur = self.ws.current
         for e in self.ws.entries:
             item = self._set_items.get(e.uid)
-            if item is not None and (e.running or (cur is not None and cur[0] is e) or len(self.ws.entries) == 1):
-                self.view.expand(self.proxy.mapFromSource(item.index()))
+            if item is None:
+                continue
+            idx = self.proxy.mapFromSource(item.index())
+            if e.running or (cur is not None and cur[0] is e) or len(self.ws.entries) == 1:
+                if not self.view.isExpanded(idx):
+                    self._auto_expanded.add(e.uid)
+                    self.view.expand(idx)
+            elif e.uid in self._auto_expanded:
+                self._auto_expanded.discard(e.uid)
+                self.view.collapse(idx)
 
     def _follow_current(self) -> None:
         self._expand_current_set()
