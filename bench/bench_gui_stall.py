@@ -73,6 +73,10 @@ def main() -> int:
     settings = Settings()
     threads = configure_threads(settings)
     gen = load_generator(args.model, device=settings.device)
+    from desktop.workers import job_pool, prewarm
+
+    prewarm()  # as desktop.app.run does at start-up
+    job_pool().waitForDone()
     win = MainWindow(settings, gen=gen, scan=False)
     win.resize(1400, 900)
     win.show()
@@ -165,7 +169,7 @@ def main() -> int:
         # for 0.3 s it dumps every thread's stack, showing who held the interpreter or the CPU
         def rearm() -> None:
             faulthandler.cancel_dump_traceback_later()
-            faulthandler.dump_traceback_later(0.3, exit=False)
+            faulthandler.dump_traceback_later(float(os.environ.get("STALL_TRACE_S", "0.3")), exit=False)
 
         timer.timeout.connect(rearm)
     timer.start()

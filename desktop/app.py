@@ -8,6 +8,7 @@ from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QApplication
 
 from desktop.settings import Settings
+from desktop.workers import prewarm
 from engine.device import cap_threads
 
 # Worker threads: a preview render, a grid page, a discovery and an export may run at once.
@@ -88,6 +89,7 @@ def run(model: str | None = None, open_sets=(), *, device: str | None = None, th
 
     win = MainWindow(settings, model=model, open_sets=open_sets)
     win.show()
+    win._prewarm = prewarm()
     if panel:
         win.show_dock(panel)
     if select is not None:

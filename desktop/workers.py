@@ -242,3 +242,24 @@ class LatestWins(QObject):
             self._start_next()
         else:
             self.idle.emit()
+
+
+def _import_torch_compiler() -> None:
+    lower_thread_priority()
+    try:
+        import torch._dynamo  # noqa: F401
+    except Exception:  # noqa: BLE001 - only a warm-up; the job that needs it will report problems
+        pass
+
+
+def prewarm() -> FunctionWorker:
+    """Import torch's compiler stack (``torch._dynamo``) in the background, right after start-up.
+
+    Creating the first torch optimiser imports it lazily: seconds of module code run while holding
+    the interpreter lock, which would freeze the UI for up to a second when the user starts the
+    first training-based discovery. Paying it at start-up, while the model loads, hides it.
+    """
+    worker = create_worker(_import_torch_compiler, _start_thread=False, _ignore_errors=True)
+    job_pool().start(worker)
+    return worker
+
