@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
+from desktop.analysis_views import AnalysisPanel
 from desktop.browser import DirectionBrowser, scan_library
 from desktop.discovery import DiscoveryPanel
 from desktop.export_dialog import ExportContext, ExportDialog
@@ -48,7 +49,7 @@ SHORTCUTS = [
                         ("Enter", "open the cell in the preview"), ("click", "load a cell (seed, shift) into the preview")]),
     ("Everywhere", [("Ctrl+Z / Ctrl+Shift+Z", "undo / redo an annotation"), ("F2", "rename the current direction"),
                     ("Ctrl+O", "open a direction set"), ("Ctrl+Shift+O", "open a model"), ("Ctrl+E", "export"),
-                    ("Ctrl+1 / 2 / 3", "show grid / discovery / browser"), ("F1", "this list")]),
+                    ("Ctrl+1 / 2 / 3 / 4", "show grid / discovery / browser / analysis"), ("F1", "this list")]),
 ]
 
 
@@ -117,12 +118,14 @@ class MainWindow(QMainWindow):
         self.editor = AnnotationEditor(self.ws, self)
         self.grid = GridInspector(self.ws, self)
         self.discovery = DiscoveryPanel(self.ws, lambda: self.settings.library, self)
+        self.analysis = AnalysisPanel(self)
         self.docks = {}
         for key, title, widget, area in (
             ("browser", "Directions", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea),
             ("editor", "Annotation", self.editor, Qt.DockWidgetArea.LeftDockWidgetArea),
             ("grid", "Grid inspector", self.grid, Qt.DockWidgetArea.RightDockWidgetArea),
             ("discovery", "Discovery", self.discovery, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("analysis", "Analysis", self.analysis, Qt.DockWidgetArea.RightDockWidgetArea),
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")
@@ -134,6 +137,7 @@ class MainWindow(QMainWindow):
             self.docks[key] = dock
         self.splitDockWidget(self.docks["browser"], self.docks["editor"], Qt.Orientation.Vertical)
         self.tabifyDockWidget(self.docks["grid"], self.docks["discovery"])
+        self.tabifyDockWidget(self.docks["discovery"], self.docks["analysis"])
         self.docks["grid"].raise_()
         self._fit_to_screen()
 
@@ -177,6 +181,9 @@ class MainWindow(QMainWindow):
         ws.saveFailed.connect(lambda msg: show_error(self, AtlasError(msg)))
         ws.annotationChanged.connect(self._annotation_saved)
         ws.currentChanged.connect(self._update_title)
+        for sig in (ws.currentChanged, ws.modelChanged):
+            sig.connect(self._analysis_target)
+        ws.setUpdated.connect(lambda _e: self._analysis_target())
         ws.setsChanged.connect(self._remember_sets)
 
     def _menus(self) -> None:
@@ -221,6 +228,7 @@ class MainWindow(QMainWindow):
         m = mb.addMenu("&View")
         self._action(m, "Grid inspector", "Ctrl+1", lambda: self.show_dock("grid"))
         self._action(m, "Discovery", "Ctrl+2", lambda: self.show_dock("discovery"))
+        self._action(m, "Analysis of the current direction", "Ctrl+4", lambda: self.show_dock("analysis"))
         self._action(m, "Directions", "Ctrl+3", lambda: self.show_dock("browser"))
         m.addSeparator()
         for dock in self.docks.values():
@@ -274,6 +282,14 @@ class MainWindow(QMainWindow):
         for s in sets:
             if ident and s.model_identity == ident:
                 self.open_set(str(s.path), remember=False)
+
+    def _analysis_target(self) -> None:
+        """The analysis dock follows the current direction (finished sets only)."""
+        cur = self.ws.current
+        if cur is None or cur[0].running:
+            self.analysis.set_target(self.ws.gen, None, 0)
+        else:
+            self.analysis.set_target(self.ws.gen, cur[0].dset, cur[1])
 
     def _update_title(self) -> None:
         gen = self.ws.gen
@@ -531,13 +547,14 @@ class MainWindow(QMainWindow):
     def _reset_layout(self) -> None:
         for key in ("browser", "editor"):
             self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.docks[key])
-        for key in ("grid", "discovery"):
+        for key in ("grid", "discovery", "analysis"):
             self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.docks[key])
         for dock in self.docks.values():
             dock.setFloating(False)
             dock.show()
         self.splitDockWidget(self.docks["browser"], self.docks["editor"], Qt.Orientation.Vertical)
         self.tabifyDockWidget(self.docks["grid"], self.docks["discovery"])
+        self.tabifyDockWidget(self.docks["discovery"], self.docks["analysis"])
         self.docks["grid"].raise_()
         self._default_sizes()
 
@@ -546,6 +563,7 @@ class MainWindow(QMainWindow):
         self.settings.save_bytes("window/state", self.saveState())
         if self.discovery.running:
             self.discovery.cancel()
+        self.analysis.runner.cancel()
         for dlg in self.findChildren(ExportDialog):
             dlg.runner.cancel()
         for dlg in self.findChildren(ProjectionDialog):

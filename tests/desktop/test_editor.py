@@ -405,6 +405,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # no close, no atexit, no flushing
 """
 
 
+@pytest.mark.slow
 def test_a_killed_session_loses_no_annotation(dirset, tmp_path):
     import subprocess
     import sys
@@ -418,3 +419,12 @@ def test_a_killed_session_loses_no_annotation(dirset, tmp_path):
     assert res.returncode == -9, res.stderr[-2000:]
     a = DirectionSet.load(dirset.path).directions[4].annotation
     assert (a.name, a.rating, a.notes) == ("eyebrows", 5, "only on seeds 0-3")
+
+
+def test_analysis_dock_follows_the_current_direction(qtbot, make_window, dirset):
+    win = make_window([dirset.path])
+    entry = open_set(qtbot, win, dirset)
+    win.ws.select(entry, 2)
+    win.show_dock("analysis")
+    assert win.analysis.dset is entry.dset and win.analysis.index == 2
+    assert "direction 2" in win.analysis.target_label.text() and win.analysis.run_btn.isEnabled()
