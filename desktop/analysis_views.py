@@ -283,6 +283,9 @@ VIEWS = {"curves": EffectCurvesView, "locality": LocalityView, "realism": Realis
          "reproduce": ReproduceView, "score": ScoreTable}
 
 
+ANALYSIS_OF = {"realism": "fid"}  # result kind -> analysis name, where they differ
+
+
 def view_for(result: AnalysisResult, parent: QWidget | None = None) -> QWidget:
     """A new view showing ``result``."""
     view = VIEWS[result.kind](parent)
@@ -402,7 +405,10 @@ class AnalysisPanel(QWidget):
             return
         gen, dset, idx = self.gen, self.dset, [self.index]
         self.progress.setRange(0, 0)
-        self.status.setText(f"running {spec.name}…")
+        note = ""
+        if spec.needs_factors and not str(gen.name).startswith("procedural"):
+            note = " (the factor regressor knows only the procedural faces: scores on this model mean little)"
+        self.status.setText(f"running {spec.name}…{note}")
         self.runner.start(lambda: spec.run(gen, dset, idx, params))
         self._update_buttons()
 
@@ -435,6 +441,8 @@ class AnalysisPanel(QWidget):
     def show_result(self, result: AnalysisResult) -> None:
         """Show any result (also a saved one, ``engine.analysis.load_result``)."""
         self.result = result
+        if not self.runner.running:
+            self.set_analysis(ANALYSIS_OF.get(result.kind, result.kind))
         view = self.views[result.kind]
         view.set_result(result)
         self.stack.setCurrentWidget(view)

@@ -135,6 +135,6 @@ def test_panel_shows_a_saved_result(qtbot, quad, tmp_path):
     panel = AnalysisPanel()
     qtbot.addWidget(panel)
     panel.show_result(load_result(jpath))
-    assert isinstance(panel.current_view(), LocalityView)
+    assert isinstance(panel.current_view(), LocalityView) and panel.analysis == "locality"
     heat = panel.current_view().heatmap()
     assert heat[3].min() > 0 and np.delete(heat, 3, axis=0).max() == 0  # the edit touches row 3 only
