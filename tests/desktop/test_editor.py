@@ -428,3 +428,19 @@ def test_analysis_dock_follows_the_current_direction(qtbot, make_window, dirset)
     win.show_dock("analysis")
     assert win.analysis.dset is entry.dset and win.analysis.index == 2
     assert "direction 2" in win.analysis.target_label.text() and win.analysis.run_btn.isEnabled()
+
+
+def test_param_svd_from_the_panel_into_preview_and_grid(qtbot, make_window):
+    win = make_window()
+    qtbot.waitUntil(lambda: win.discovery.method.count() > 0)
+    if win.discovery.method.findData("param-svd") < 0:
+        pytest.skip("param-svd is not registered")
+    entry = _run_discovery(qtbot, win, "param-svd", k=4, layer="main.3")
+    assert len(entry.dset) == 4 and entry.direction(0).kind == "param" and entry.direction(0).layer == "main.3"
+    wait_preview(qtbot, win)
+    plain = win.preview.image().copy()
+    win.ws.set_shift(entry, 0, entry.direction(0).range[1])
+    wait_preview(qtbot, win)
+    assert not np.array_equal(win.preview.image(), plain)
+    win.show_dock("grid")
+    qtbot.waitUntil(lambda: 3 in win.grid.model.cache, timeout=15000)
