@@ -279,3 +279,29 @@ def test_reproduce_in_w_and_w_plus_of_a_style_model():
     with pytest.raises(AtlasError, match="no latent space 'w'"):
         run_job(reproduce.run(QuadrantGenerator(), param_set(QuadrantGenerator(), [torch.zeros(5, 3, 16, 16)]),
                               None, reproduce.Params(space="w", steps=1)))
+
+
+def test_inception_features_read_the_weights_file_without_a_download(tmp_path, monkeypatch):
+    """A randomly initialised FID Inception saved under the expected name is what the features use."""
+    import pytorch_fid.inception as fid_inception
+
+    def refuse(*_a, **_k):
+        raise AssertionError("tried to download")
+
+    original = fid_inception.load_state_dict_from_url
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(fid_inception, "load_state_dict_from_url", lambda *_a, **_k: None)
+    monkeypatch.setattr(torch.nn.Module, "load_state_dict", lambda self, *_a, **_k: None)
+    net = fid_inception.fid_inception_v3()  # the FID architecture, random weights
+    monkeypatch.undo()
+    state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    path = tmp_path / "hub" / "checkpoints" / realism.FID_WEIGHTS_FILE
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    feats = realism.inception_features()
+    assert "pt_inception" in feats.label
+    out = feats(torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert out.shape == (2, 2048) and torch.isfinite(out).all()
+    assert fid_inception.load_state_dict_from_url is original  # the package's own loader is put back
