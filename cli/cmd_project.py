@@ -1,6 +1,8 @@
 """``main.py project``: find the code of a photo in a generator (optionally tune the weights to it)."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from cli.common import add_model_args, drive, load_model_from_args, out_path
@@ -54,6 +56,8 @@ def run(args) -> int:
     save_latent(lat, out)
     m = lat.metrics
     print(f"wrote {out} ({lat.space} code of {gen.name}; {m['seconds']:.1f} s)")
+    if m.get("distance_note"):
+        print(f"note: fitted with pixels: {m['distance_note']}", file=sys.stderr)
     print(f"reconstruction: {m['distance_name']} {m['distance']:.4f}, PSNR {m['psnr']:.2f} dB")
     if lat.tuned:
         print(f"after tuning {len(lat.tuning)} layers ({m['tuned_steps']} steps, {m['tuned_seconds']:.1f} s): "

@@ -109,15 +109,21 @@ def load_image(image: str | Path | np.ndarray, resolution: int, channels: int = 
 
 
 # ---- distances -----------------------------------------------------------------------------
+DISTANCE_NAMES = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "pixel")
+
+
 class PixelDistance:
     """Mean squared pixel difference of ``[B, C, H, W]`` images in [-1, 1] -> ``[B]``.
 
     The honest stand-in when LPIPS's ImageNet backbone is not on disk: its values are not LPIPS
-    values (``name`` says so wherever a figure is reported).
+    values, and ``name`` says so wherever a figure is reported; ``reason`` says why LPIPS was not used.
     """
 
-    name = "pixel MSE (LPIPS unavailable)"
-    is_lpips = False
+    perceptual = False
+
+    def __init__(self, reason: str = "") -> None:
+        self.reason = reason
+        self.name = "pixel MSE" + (" (LPIPS unavailable)" if reason else "")
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a - b).square().flatten(1).mean(1)
@@ -126,21 +132,28 @@ class PixelDistance:
 def resolve_distance(distance: str | Distance | None = "lpips-vgg", device: torch.device | str = "cpu"):
     """The distance to fit with: a callable ``(a, b) -> [B]`` with a ``name`` attribute.
 
-    Strings name an LPIPS backbone (``lpips-alex``, ``lpips-vgg``, ``lpips-squeeze``) served by
-    ``engine.distances``; where that cannot give one (no backbone file on disk), or for
-    ``"pixel"``, the labelled pixel distance is used. A callable is used as given.
+    Strings are ``lpips-alex``, ``lpips-vgg``, ``lpips-squeeze`` (LPIPS through
+    ``engine.distances``) or ``pixel``. Without an LPIPS backbone file on disk the labelled pixel
+    distance is used instead, its ``reason`` naming the missing file. A callable is used as given.
     """
     if callable(distance):
         if not hasattr(distance, "name"):
             distance.name = getattr(distance, "__name__", "custom distance")
         return distance
-    if distance in (None, "pixel"):
+    if distance is None or distance == "pixel":
         return PixelDistance()
+    if distance not in DISTANCE_NAMES:
+        raise AtlasError(f"unknown distance '{distance}'; choose one of {', '.join(DISTANCE_NAMES)}")
     try:
-        from engine import distances as _distances  # written by the discovery engineers
+        from engine.distances import load_distance
     except ImportError:
-        return PixelDistance()
-    return _distances.projection_distance(str(distance), device)
+        return PixelDistance(f"{distance}: this build has no LPIPS module (engine.distances)")
+    try:
+        d = load_distance(distance, device=device, size=256)
+    except AtlasError as exc:  # the backbone file is missing: say so, and fit with pixels
+        return PixelDistance(str(exc))
+    d.requires_grad_(False)
+    return d
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -394,7 +407,10 @@ def reconstruction_metrics(gen, lat: Latent, target: torch.Tensor, dist: Distanc
         d = float(dist(_for_distance(x), _for_distance(target)).reshape(-1)[0])
         p = float(psnr(x, target)[0])
         mse = float((x.clamp(-1, 1) - target).square().mean())
-    return {f"{prefix}distance": d, f"{prefix}distance_name": dist.name, f"{prefix}psnr": p, f"{prefix}mse": mse}
+    out = {f"{prefix}distance": d, f"{prefix}distance_name": dist.name, f"{prefix}psnr": p, f"{prefix}mse": mse}
+    if getattr(dist, "reason", ""):
+        out[f"{prefix}distance_note"] = dist.reason
+    return out
 
 
 # ---- pivotal tuning ------------------------------------------------------------------------
@@ -482,7 +498,7 @@ def tune(gen, lat: Latent, image: str | Path | np.ndarray | torch.Tensor, params
         show = (step + 1) % max(1, params.preview_every) == 0 or step == 0
         yield Progress(step + 1, steps, stage="tune", metrics={"loss": float(loss.detach()), "distance": float(d.detach())},
                        partial=_uint8(x[0]) if show else None)
-        if getattr(dist, "is_lpips", False) and float(d.detach()) < params.stop_distance:
+        if getattr(dist, "perceptual", False) and float(d.detach()) < params.stop_distance:
             break
     tuned = replace(lat, tuning={n: v.detach().cpu() for n, v in deltas().items()},
                     metrics=dict(lat.metrics), params={**lat.params, "tuning": {**asdict(params), "distance": dist.name}},

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,6 +155,21 @@ def test_projected_noise_maps_are_used_when_rendering():
         both = render_batch(gen, torch.cat([w, w]), None, space="w", bases=[lat.bases()[0], None])
     torch.testing.assert_close(both[0], own[0])
     torch.testing.assert_close(both[1], const[0])
+
+
+def test_without_the_lpips_backbone_the_fit_uses_labelled_pixels():
+    from engine.projection import resolve_distance
+
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    if hub.is_dir() and any(p.name.startswith("vgg16") for p in hub.iterdir()):
+        pytest.skip("the VGG backbone is installed here")
+    d = resolve_distance("lpips-vgg")
+    assert d.name == "pixel MSE (LPIPS unavailable)" and d.reason
+    gen = TinyInjective()
+    lat = run_job(project(gen, image_of(gen, gen.seed_latents([1])), ProjectParams(steps=3, candidates=4, starts=1)))
+    assert lat.metrics["distance_name"] == d.name and lat.metrics["distance_note"] == d.reason
+    with pytest.raises(AtlasError, match="unknown distance 'lpips-foo'"):
+        resolve_distance("lpips-foo")
 
 
 def test_schedule_and_regularisers():
