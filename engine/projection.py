@@ -246,7 +246,7 @@ class ProjectParams:
     noise_reg: float = 1e5  # StyleGAN2 noise-map regularisation
     optimize_noise: bool = True  # StyleGAN2: fit the noise maps too
     pixel_weight: float = 1.0  # weight of the pixel MSE next to the distance
-    prior_weight: float = 0.1  # z only: Gaussian-shell prior
+    prior_weight: float = 1.0  # z only: Gaussian-shell prior (0.1 let a photo's z drift to |z| = 1.16 sqrt(d))
     candidates: int = 256  # z only: random z scored before the fit
     starts: int = 4  # z only: best candidates fitted jointly
     stats_samples: int = 10000  # w: mapped z for the code spread

@@ -34,7 +34,7 @@ from engine.models import load_generator  # noqa: E402
 from engine.projection import ProjectParams, TuneParams, project, project_image, psnr, render_latent  # noqa: E402
 from engine.render import to_uint8  # noqa: E402
 
-FACE_BOX = (138, 20, 308, 190)  # the face in the 512 x 512 picture, framed like the model's faces (l, t, r, b)
+FACE_BOX = (155, 40, 295, 180)  # the face in the 512 x 512 picture, framed like the model's faces (l, t, r, b)
 
 
 def big(img: np.ndarray, px: int = 192) -> np.ndarray:
@@ -102,7 +102,7 @@ def svd_direction_set(gen, path: Path, k: int = 4):
     dirs = []
     for i in range(k):
         delta = torch.outer(U[:, i], Vh[i]).reshape(W.shape) * W.norm()
-        dirs.append(Direction("param", layer=layer, delta=delta, score=float(S[i]), range=(-0.5, 0.5),
+        dirs.append(Direction("param", layer=layer, delta=delta, score=float(S[i]), range=(-0.15, 0.15),
                               info={"singular_index": i}))
     dset = DirectionSet(method="svd-basis (demo)", model=model_ref(gen), directions=dirs,
                         params={"layer": layer, "k": k})
@@ -118,7 +118,8 @@ def main() -> int:
     ap.add_argument("--tune-steps", type=int, default=350)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--directions", default=None, help="a direction set to edit with (default: SVD-basis directions)")
-    ap.add_argument("--index", default="0")
+    ap.add_argument("--index", default="2", help="direction(s) of the video (default 2: tan <-> pale in the SVD set)")
+    ap.add_argument("--shift", default="0.12", help="largest shift T of the video")
     ap.add_argument("--skip-generated", action="store_true")
     args = ap.parse_args()
     cap_threads(args.threads)
@@ -150,10 +151,14 @@ def main() -> int:
         svd_direction_set(gen, Path(directions))
     from cli.main import main as cli
 
+    grid = out / "astronaut_edits_grid.png"
+    cli(["render", "--model", "digiface-dcgan-64", "--latent", str(out / "astronaut.latent"), "--directions",
+         directions, "--index", "0-3", "--shifts", "-0.2:0.2:5", "--threads", str(args.threads), "--out", str(grid)])
+    Image.open(grid).resize((Image.open(grid).width * 2, Image.open(grid).height * 2), Image.NEAREST).save(grid)
     video = out / "astronaut_edit.mp4"
     rc = cli(["export", "--model", "digiface-dcgan-64", "--latent", str(out / "astronaut.latent"), "--directions",
-              directions, "--index", args.index, "--frames", "48", "--fps", "24", "--size", "256",
-              "--threads", str(args.threads), "--out", str(video)])
+              directions, "--index", args.index, "--shift", args.shift, "--frames", "48", "--fps", "24",
+              "--size", "256", "--threads", str(args.threads), "--out", str(video)])
     report["video"] = str(video) if rc == 0 else f"export failed ({rc})"
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
