@@ -162,9 +162,14 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
 
 
-def _for_distance(x: torch.Tensor) -> torch.Tensor:
-    # the StyleGAN2 projector compares at most 256 px (area down-sampling), as its VGG was trained on
-    return F.interpolate(x, size=(256, 256), mode="area") if x.shape[-1] > 256 else x
+def _for_distance(x: torch.Tensor, dist=None) -> torch.Tensor:
+    # the StyleGAN2 projector compares at most 256 px (area down-sampling), as its VGG was trained on;
+    # LPIPS backbones need at least 64 px (their pooling stack), so small images are upsampled for them
+    if x.shape[-1] > 256:
+        return F.interpolate(x, size=(256, 256), mode="area")
+    if getattr(dist, "perceptual", False) and x.shape[-1] < 64:
+        return F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
+    return x
 
 
 # ---- optimiser, schedule and regularisers ---------------------------------------------------
@@ -297,14 +302,14 @@ def project(gen, image: str | Path | np.ndarray, params: ProjectParams = Project
     target, info = load_image(image, gen.resolution, gen.img_channels)
     target = target.to(dev)
     dist = resolve_distance(distance, dev)
-    target_d = _for_distance(target)
+    target_d = _for_distance(target, dist)
     t0 = time.perf_counter()
     steps = params.steps
     g = torch.Generator().manual_seed(params.seed)
     yield Progress(0, steps, stage="project", message="preparing")
 
     def loss_of(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d = dist(_for_distance(images), target_d.expand(images.shape[0], -1, -1, -1)).reshape(-1)
+        d = dist(_for_distance(images, dist), target_d.expand(images.shape[0], -1, -1, -1)).reshape(-1)
         mse = (images - target).square().flatten(1).mean(1)
         return d + params.pixel_weight * mse, d
 
@@ -404,7 +409,7 @@ def reconstruction_metrics(gen, lat: Latent, target: torch.Tensor, dist: Distanc
     x = render_latent(gen, lat, raw=True)[:1]
     target = target.to(x.device)
     with torch.no_grad():
-        d = float(dist(_for_distance(x), _for_distance(target)).reshape(-1)[0])
+        d = float(dist(_for_distance(x, dist), _for_distance(target, dist)).reshape(-1)[0])
         p = float(psnr(x, target)[0])
         mse = float((x.clamp(-1, 1) - target).square().mean())
     out = {f"{prefix}distance": d, f"{prefix}distance_name": dist.name, f"{prefix}psnr": p, f"{prefix}mse": mse}
@@ -462,7 +467,7 @@ def tune(gen, lat: Latent, image: str | Path | np.ndarray | torch.Tensor, params
         target, _ = load_image(image, gen.resolution, gen.img_channels)
         target = target.to(dev)
     dist = resolve_distance(distance, dev)
-    target_d = _for_distance(target)
+    target_d = _for_distance(target, dist)
     code = lat.code[:1].to(dev)
     noise = {k: v[:1] for k, v in lat.noise.items()} or None
     scales = {name: float(gen.layer_weight(name).detach().float().square().mean().sqrt()) or 1.0 for name in layers}
@@ -489,7 +494,7 @@ def tune(gen, lat: Latent, image: str | Path | np.ndarray | torch.Tensor, params
     for step in range(steps):
         ds = deltas()
         x = render_batch(gen, code, None, space=lat.space, bases=[base(ds)])
-        d = dist(_for_distance(x), target_d).reshape(-1)[0]
+        d = dist(_for_distance(x, dist), target_d).reshape(-1)[0]
         mse = (x - target).square().mean()
         loss = params.distance_weight * d + params.l2_weight * mse
         if params.locality_weight > 0:
@@ -524,7 +529,8 @@ def _locality(gen, lat: Latent, code, ds, base, dist, params: TuneParams, g: tor
     with torch.no_grad():
         ref = render_batch(gen, near, None, space=lat.space)
     x = render_batch(gen, near, None, space=lat.space, bases=[base(ds)])
-    return params.l2_weight * (x - ref).square().mean() + params.distance_weight * dist(x, ref).reshape(-1)[0]
+    d = dist(_for_distance(x, dist), _for_distance(ref, dist)).reshape(-1)[0]
+    return params.l2_weight * (x - ref).square().mean() + params.distance_weight * d
 
 
 def project_image(gen, image: str | Path | np.ndarray, params: ProjectParams = ProjectParams(), *,

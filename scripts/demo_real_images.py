@@ -4,8 +4,8 @@
    how far the recovered z / image is from the true one.
 2. A face that is not from the generator (scikit-image's bundled ``astronaut.png``, cropped to
    the face) is projected, then pivotal-tuned; before/after pictures.
-3. An edit of it (a parameter direction of the SVD basis of the default edit layer, or any
-   direction set given with --directions) is exported as an MP4 through ``main.py export --latent``.
+3. Edits of it: the ``param-svd`` directions of the default edit layer (``main.py discover``), or
+   any direction set given with --directions, as a grid and an MP4 through ``--latent``.
 
     .venv/bin/python scripts/demo_real_images.py --out docs/images/real --threads 1
 
@@ -92,24 +92,6 @@ def astronaut(out: Path) -> Path:
     return dst
 
 
-def svd_direction_set(gen, path: Path, k: int = 4):
-    """Parameter directions of the SVD basis of the default edit layer: ``U diag(e_i) V^T``, norm ``||W||``."""
-    from engine.directions import Direction, DirectionSet, model_ref
-
-    layer = gen.default_edit_layer
-    W = gen.layer_weight(layer).detach().float()
-    U, S, Vh = torch.linalg.svd(W.reshape(W.shape[0], -1), full_matrices=False)
-    dirs = []
-    for i in range(k):
-        delta = torch.outer(U[:, i], Vh[i]).reshape(W.shape) * W.norm()
-        dirs.append(Direction("param", layer=layer, delta=delta, score=float(S[i]), range=(-0.15, 0.15),
-                              info={"singular_index": i}))
-    dset = DirectionSet(method="svd-basis (demo)", model=model_ref(gen), directions=dirs,
-                        params={"layer": layer, "k": k})
-    dset.save(path)
-    return dset
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="docs/images/real")
@@ -118,7 +100,7 @@ def main() -> int:
     ap.add_argument("--tune-steps", type=int, default=350)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--directions", default=None, help="a direction set to edit with (default: SVD-basis directions)")
-    ap.add_argument("--index", default="2", help="direction(s) of the video (default 2: tan <-> pale in the SVD set)")
+    ap.add_argument("--index", default="2", help="direction(s) of the video (default 2: tan <-> pale in param-svd)")
     ap.add_argument("--shift", default="0.12", help="largest shift T of the video")
     ap.add_argument("--skip-generated", action="store_true")
     args = ap.parse_args()
@@ -145,11 +127,13 @@ def main() -> int:
     tuned = render_latent(gen, lat)[0]
     save_image(row([big(target), big(untuned), big(tuned)]), out / "astronaut_before_after.png")
 
+    from cli.main import main as cli
+
     directions = args.directions
     if directions is None:
-        directions = str(out / "svd_directions.json")
-        svd_direction_set(gen, Path(directions))
-    from cli.main import main as cli
+        directions = str(out / "param_svd.json")
+        cli(["discover", "--model", "digiface-dcgan-64", "--method", "param-svd", "--k", "4", "--threads",
+             str(args.threads), "--out", directions])
 
     grid = out / "astronaut_edits_grid.png"
     cli(["render", "--model", "digiface-dcgan-64", "--latent", str(out / "astronaut.latent"), "--directions",

@@ -172,13 +172,31 @@ def test_without_the_lpips_backbone_the_fit_uses_labelled_pixels():
         resolve_distance("lpips-foo")
 
 
+def test_fits_with_an_lpips_distance_and_tunes_with_locality():
+    from engine.distances import load_distance
+
+    lpips = load_distance("lpips-alex", size=256, pnet_rand=True)  # random backbone: no download
+    gen = tiny_dcgan()
+    target = image_of(gen, gen.seed_latents([2]))
+    lat = run_job(project(gen, target, ProjectParams(steps=6, candidates=4, starts=2), distance=lpips))
+    assert lat.metrics["distance_name"] == "lpips-alex" and lat.metrics["distance"] >= 0
+    tuned = run_job(tune(gen, lat, target, TuneParams(steps=3, locality_weight=0.1, locality_alpha=2.0),
+                         distance=lpips))
+    assert tuned.tuned and tuned.metrics["tuned_distance_name"] == "lpips-alex"
+
+
 def test_schedule_and_regularisers():
     lrs = [learning_rate(s, 100, 0.1, 0.05, 0.25) for s in range(100)]
     assert lrs[0] == 0 and max(lrs) == pytest.approx(0.1) and lrs[-1] < 0.002
     assert np.argmax(lrs) >= 5
-    white = [torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))]
-    smooth = [torch.nn.functional.interpolate(torch.randn(1, 1, 8, 8), size=32, mode="bilinear")]
-    assert noise_regularization(smooth) > 100 * noise_regularization(white)
+    def unit(v):
+        v = v - v.mean()
+        return v / v.square().mean().sqrt()
+
+    g = torch.Generator().manual_seed(0)
+    white = [unit(torch.randn(1, 1, 32, 32, generator=g))]
+    smooth = [unit(torch.nn.functional.interpolate(torch.randn(1, 1, 8, 8, generator=g), size=32, mode="bilinear"))]
+    assert noise_regularization(smooth) > 100 * noise_regularization(white)  # 200x or more over 30 seeds
     d = 100
     r = torch.linspace(5, 15, 201)
     z = r[:, None] * torch.nn.functional.normalize(torch.ones(1, d), dim=1)
