@@ -43,7 +43,7 @@ class LatentFileError(AtlasError):
     """A ``.latent`` file is missing, damaged, from a newer version, or does not fit the model."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: it is a seed in requests, sets and dict keys
 class Latent:
     """A projected image as a code in one space of a model, with what it needs to render.
 
