@@ -288,7 +288,10 @@ def train_reconstructor(
     if info.active:
         from torch.nn.parallel import DistributedDataParallel
 
-        model = DistributedDataParallel(joint, device_ids=[device.index] if device.type == "cuda" else None)
+        ids = None
+        if device.type == "cuda":
+            ids = [device.index if device.index is not None else torch.cuda.current_device()]
+        model = DistributedDataParallel(joint, device_ids=ids)
 
     def snapshot() -> dict:
         return cpu_snapshot({
