@@ -74,7 +74,7 @@ class BasisShifts(ShiftFamily):
         self.check_k(k)
         uniq, inv = torch.unique(k, return_inverse=True)
         return param_pair(gen, z, self.layer, self.deltas(uniq), inv, eps * self.scale[k], psi=self.psi,
-                          batched=self.batched)
+                          mode=self.resolved_pair_mode())
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,17 @@ The reconstructor trainer (``engine.discovery.reconstructor``) only needs, for l
   ``engine.models.base.ParamEdit``; ``param_pair`` is the building block for trainable
   parameter-space families (coefficients over a weight basis).
 
-Both images of a pair come from ONE batched forward of 2B samples (the unshifted half carries a
-zero shift), which is what makes training fast; ``batched = False`` renders them with two
-forwards instead, for the benchmark only.
+How a pair is rendered is the family's ``pair_mode`` (``PAIR_MODES``; measured by
+``bench/bench_reconstructor.py``):
+
+* ``one``: both images in ONE forward of 2B samples (the unshifted half carries a zero shift);
+  parameter shifts on a model with ``supports_shared_prefix`` run the layers before the edited
+  one once per latent, not once per image;
+* ``two``: ``G(z)`` under ``no_grad`` then the shifted images, so a trainable family's backward
+  pass runs through the B shifted images only;
+* ``auto`` (default): ``two`` for a trainable latent family (its gradient flows through the whole
+  generator, and on a CPU the batched backward of 2B costs more than two passes), ``one``
+  otherwise (fixed families, and parameter families whose shared prefix halves the work).
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ from engine.errors import AtlasError
 from engine.models.base import Generator, ParamEdit
 
 PARAMETRIZATIONS = ("linear", "unit", "ortho", "fixed")
+PAIR_MODES = ("auto", "one", "two")
 
 
 class ShiftFamily(nn.Module):
@@ -36,7 +45,9 @@ class ShiftFamily(nn.Module):
     """
 
     K: int = 0
-    batched: bool = True
+    pair_mode: str = "auto"  # see PAIR_MODES and the module docstring
+    two_pass_when_trained: bool = False  # what "auto" resolves to for a trainable family
+
 
     def pair(self, gen: Generator, z: torch.Tensor, k: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(G(z), G_shifted(z))``, each ``[B, C, H, W]``, for ``z [B, z_dim]``, ``k [B]``, ``eps [B]``."""
@@ -45,6 +56,14 @@ class ShiftFamily(nn.Module):
     @property
     def trainable(self) -> bool:
         return any(p.requires_grad for p in self.parameters())
+
+    def resolved_pair_mode(self) -> str:
+        """``one`` or ``two``: ``pair_mode`` with ``auto`` resolved for this family."""
+        if self.pair_mode not in PAIR_MODES:
+            raise AtlasError(f"unknown pair mode '{self.pair_mode}'; choose one of {', '.join(PAIR_MODES)}")
+        if self.pair_mode != "auto":
+            return self.pair_mode
+        return "two" if self.two_pass_when_trained and self.trainable else "one"
 
     def check_k(self, k: torch.Tensor) -> None:
         if k.numel() and (int(k.min()) < 0 or int(k.max()) >= self.K):
@@ -57,33 +76,41 @@ def base_codes(gen: Generator, z: torch.Tensor, space: str, psi: float) -> torch
 
 
 def decode_pair(gen: Generator, code: torch.Tensor, shifted: torch.Tensor, space: str, psi: float, *,
-                batched: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images of ``code`` and ``shifted`` (``[B, ...]`` each) in one forward of 2B samples."""
+                mode: str = "one") -> tuple[torch.Tensor, torch.Tensor]:
+    """Images of ``code`` and ``shifted`` (``[B, ...]`` each); ``mode`` as in ``PAIR_MODES``."""
     B = code.shape[0]
-    if not batched:
-        return (gen.decode(code, space, psi=psi, noise="const"), gen.decode(shifted, space, psi=psi, noise="const"))
+    if mode == "two":
+        with torch.no_grad():
+            x0 = gen.decode(code, space, psi=psi, noise="const")
+        return x0, gen.decode(shifted, space, psi=psi, noise="const")
     imgs = gen.decode(torch.cat([code, shifted]), space, psi=psi, noise="const")
     return imgs[:B], imgs[B:]
 
 
 def param_pair(gen: Generator, z: torch.Tensor, layer: str, deltas: torch.Tensor, k: torch.Tensor, t: torch.Tensor,
-               *, psi: float = 1.0, batched: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+               *, psi: float = 1.0, mode: str = "one") -> tuple[torch.Tensor, torch.Tensor]:
     """``(G_theta(z), G_{theta + t_b delta[k_b]}(z))`` for weight shifts of ``layer``.
 
     ``deltas [U, *weight_shape]`` (may require grad), ``k [B]`` rows of ``deltas``, ``t [B]`` the
-    shift of each sample in weight units. In batched mode the 2B samples share one forward: the
-    first half uses ``t = 0`` (``apply_conv_edit`` skips those rows unless gradients flow).
-    Style models are mapped once and both halves are decoded from the same w+.
+    shift of each sample in weight units. In ``one`` mode the 2B samples share one forward: the
+    first half uses ``t = 0`` (``apply_conv_edit`` skips those rows), and on a model with
+    ``supports_shared_prefix`` the layers before ``layer`` run once per latent. Style models are
+    mapped once and both halves are decoded from the same w+.
     """
     space = "w+" if gen.num_ws > 0 else "z"
     code = base_codes(gen, z, space, psi)
     B = z.shape[0]
-    if not batched:
-        x0 = gen.decode(code, space, psi=psi, noise="const")
-        x1 = gen.decode(code, space, psi=psi, noise="const", edit=ParamEdit(layer, deltas, k, t))
-        return x0, x1
-    edit = ParamEdit(layer, deltas, torch.cat([k, k]), torch.cat([torch.zeros_like(t), t]))
-    imgs = gen.decode(torch.cat([code, code]), space, psi=psi, noise="const", edit=edit)
+    if mode == "two":
+        with torch.no_grad():
+            x0 = gen.decode(code, space, psi=psi, noise="const")
+        return x0, gen.decode(code, space, psi=psi, noise="const", edit=ParamEdit(layer, deltas, k, t))
+    index, shifts = torch.cat([k, k]), torch.cat([torch.zeros_like(t), t])
+    if gen.supports_shared_prefix:
+        source = torch.arange(B, device=code.device).repeat(2)
+        imgs = gen.decode(code, space, psi=psi, noise="const", edit=ParamEdit(layer, deltas, index, shifts, source))
+    else:
+        imgs = gen.decode(torch.cat([code, code]), space, psi=psi, noise="const",
+                          edit=ParamEdit(layer, deltas, index, shifts))
     return imgs[:B], imgs[B:]
 
 
@@ -97,6 +124,8 @@ class LatentShifts(ShiftFamily):
     QR decomposition of a free matrix, sign-fixed so that it is unique), ``fixed`` (no
     parameters). ``init [dim, K]`` is the starting (or fixed) matrix.
     """
+
+    two_pass_when_trained = True
 
     def __init__(self, init: torch.Tensor, parametrization: str = "ortho", *, space: str = "z",
                  layer_mask: torch.Tensor | None = None, psi: float = 1.0, scale: torch.Tensor | None = None) -> None:
@@ -149,7 +178,7 @@ class LatentShifts(ShiftFamily):
             mask = self.layer_mask[k] if self.layer_mask is not None else torch.ones(
                 k.shape[0], code.shape[1], device=code.device)
             off = mask.unsqueeze(-1) * off.unsqueeze(1)  # [B, num_ws, w_dim]
-        return decode_pair(gen, code, code + off, self.space, self.psi, batched=self.batched)
+        return decode_pair(gen, code, code + off, self.space, self.psi, mode=self.resolved_pair_mode())
 
 
 class ParamShifts(ShiftFamily):
@@ -165,7 +194,8 @@ class ParamShifts(ShiftFamily):
 
     def pair(self, gen, z, k, eps):
         self.check_k(k)
-        return param_pair(gen, z, self.layer, self.deltas, k, eps * self.scale[k], psi=self.psi, batched=self.batched)
+        return param_pair(gen, z, self.layer, self.deltas, k, eps * self.scale[k], psi=self.psi,
+                          mode=self.resolved_pair_mode())
 
 
 def family_from_set(gen: Generator, dset: DirectionSet, *, eps_max: float = 6.0, psi: float = 1.0) -> ShiftFamily:

@@ -141,11 +141,11 @@ def apply_conv_edit(
     for edit in edits:
         index = edit.index
         t = edit.t.to(out.dtype)
-        differentiable = t.requires_grad or edit.delta.requires_grad
         extra = torch.zeros_like(out)
         for u in torch.unique(index).tolist():
             rows = (index == u).nonzero(as_tuple=True)[0]
-            if not differentiable:
+            if not t.requires_grad:
+                # a row with t = 0 adds 0 * conv(x, D): nothing, and no gradient to x or D either
                 rows = rows[t[rows] != 0]
                 if rows.numel() == 0:
                     continue

@@ -10,10 +10,10 @@ from engine.discovery.checkpoint import job_key, load_checkpoint, save_checkpoin
 from engine.discovery.latent_recon import Params, build_family
 from engine.discovery.rca import rca_of_set
 from engine.discovery.reconstructor import TrainConfig, build_reconstructor, train_reconstructor
-from engine.discovery.shifts import LatentShifts, ParamShifts, family_from_set
+from engine.discovery.shifts import LatentShifts, ParamShifts, family_from_set, param_pair
 from engine.errors import AtlasError, CheckpointError
 from engine.jobs import run_job
-from tests.engine.tiny_generators import tiny_dcgan
+from tests.engine.tiny_generators import tiny_dcgan, tiny_stylegan2
 
 SPEC = get_method("latent-recon")
 
@@ -65,15 +65,46 @@ def test_baselines_keep_A_fixed():
 def test_pair_in_one_forward_equals_two_forwards():
     gen = tiny_dcgan(nz=8)
     fam = LatentShifts(torch.randn(8, 3), "unit")
+    assert fam.resolved_pair_mode() == "two"  # trainable latent family: two passes
     z, k, eps = torch.randn(5, 8), torch.tensor([0, 1, 2, 1, 0]), torch.tensor([1.0, -2.0, 3.0, 0.5, -6.0])
     with torch.no_grad():
-        a0, a1 = fam.pair(gen, z, k, eps)
-        fam.batched = False
-        b0, b1 = fam.pair(gen, z, k, eps)
         ref = gen(z + eps[:, None] * fam.matrix().T[k])
-    torch.testing.assert_close(a0, b0, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(a1, b1, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(a1, ref, atol=1e-5, rtol=1e-5)
+    pairs, grads = {}, {}
+    for mode in ("one", "two"):
+        fam.pair_mode = mode
+        fam.zero_grad()
+        x0, x1 = fam.pair(gen, z, k, eps)
+        assert not x0.requires_grad or mode == "one"
+        (x1.square().sum() + x0.sum()).backward()
+        pairs[mode], grads[mode] = (x0.detach(), x1.detach()), fam.M.grad.clone()
+    for a, b in zip(pairs["one"], pairs["two"]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pairs["one"][1], ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads["one"], grads["two"], atol=1e-4, rtol=1e-4)
+    fam.pair_mode = "sideways"
+    with pytest.raises(AtlasError, match="pair mode"):
+        fam.pair(gen, z, k, eps)
+
+
+@pytest.mark.parametrize("model", ["dcgan", "stylegan2"])
+def test_param_pair_modes_agree_in_images_and_gradients(model):
+    """One forward with a shared prefix (and t = 0 rows skipped) equals two passes, values and gradients."""
+    gen = tiny_dcgan(nz=8) if model == "dcgan" else tiny_stylegan2()
+    assert gen.supports_shared_prefix
+    layer = gen.default_edit_layer
+    W = gen.layer_weight(layer).detach()
+    z, k = torch.randn(4, gen.z_dim), torch.tensor([0, 1, 1, 0])
+    t = torch.tensor([0.1, -0.2, 0.05, 0.3])
+    out = {}
+    for mode in ("one", "two"):
+        deltas = (torch.randn(2, *W.shape, generator=torch.Generator().manual_seed(1)) * W.norm() / W.numel() ** 0.5)
+        deltas.requires_grad_(True)
+        x0, x1 = param_pair(gen, z, layer, deltas, k, t, mode=mode)
+        (x1.square().sum() + x0.sum()).backward()
+        out[mode] = (x0.detach(), x1.detach(), deltas.grad)
+    for a, b in zip(out["one"], out["two"]):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+    assert not torch.allclose(out["one"][0], out["one"][1], atol=1e-4)
 
 
 def test_param_shift_family_pair():
