@@ -21,8 +21,9 @@ def register(sub) -> None:
     p.add_argument("--latent", help="a projected image's .latent file (from main.py project): rendered, with its tuned "
                                     "weights, in its own space (or in --space w+ for a w code)")
     p.add_argument("--truncation", "--psi", dest="psi", type=float, default=1.0, help="truncation psi (style models)")
-    p.add_argument("--space", default="z", choices=["z", "w", "w+"],
-                   help="space the codes live in: seeds are mapped (and truncated) into it; --latents are read in it")
+    p.add_argument("--space", default=None, choices=["z", "w", "w+"],
+                   help="space the codes live in: seeds are mapped (and truncated) into it; --latents are read in it "
+                        "(default: z, or a --latent's own space)")
     p.add_argument("--noise", default="const", choices=["const", "random", "none"], help="noise inputs (StyleGAN2)")
     p.add_argument("--directions", help="a direction set (.json)")
     p.add_argument("--index", default="0", help="direction indices for --directions: 3, 0,2,5, 0-7 or all")
@@ -40,26 +41,27 @@ def load_codes(args, gen) -> tuple[torch.Tensor, str, list | None]:
         from engine.latents import load_latent
 
         lat = load_latent(args.latent, gen)
-        space = lat.space if args.space == "z" else args.space
+        space = args.space or lat.space
         return lat.codes_in(gen, space, psi=args.psi).cpu(), space, lat.bases()
+    space = args.space or "z"
     if args.latents:
         path = Path(args.latents)
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise AtlasError(f"{path}: cannot read latents ({exc})") from None
-        want = {"z": (gen.z_dim,), "w": (gen.w_dim,), "w+": (gen.num_ws, gen.w_dim)}[args.space]
+        want = {"z": (gen.z_dim,), "w": (gen.w_dim,), "w+": (gen.num_ws, gen.w_dim)}[space]
         if arr.ndim == 1:
             arr = arr[None]
         if tuple(arr.shape[1:]) != want:
-            raise AtlasError(f"{path}: latents of shape {arr.shape} do not fit space {args.space} of "
+            raise AtlasError(f"{path}: latents of shape {arr.shape} do not fit space {space} of "
                              f"{gen.name} (expected N x {' x '.join(map(str, want))})")
-        return torch.from_numpy(arr.astype(np.float32)), args.space, None
+        return torch.from_numpy(arr.astype(np.float32)), space, None
     z = gen.seed_latents(parse_seeds(args.seeds))
-    if args.space == "z":
+    if space == "z":
         return z, "z", None
     with torch.no_grad():
-        return gen.encode(z.to(gen.device), args.space, psi=args.psi).cpu(), args.space, None
+        return gen.encode(z.to(gen.device), space, psi=args.psi).cpu(), space, None
 
 
 def run(args) -> int:
@@ -70,7 +72,8 @@ def run(args) -> int:
     raw = args.out.lower().endswith(".npy")
     out = out_path(args.out, (".png", ".jpg", ".jpeg", ".npy"))
     gen = load_model_from_args(args)
-    gen.check_space(args.space)
+    if args.space:
+        gen.check_space(args.space)
     codes, space, bases = load_codes(args, gen)
     bases = bases or [None] * codes.shape[0]
     kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, raw=raw)

@@ -83,3 +83,23 @@ def test_project_errors_are_one_line(tmp_path, tiny_checkpoint, capsys):
     capsys.readouterr()
     assert main(["render", "--model", str(tiny_checkpoint), "--latent", str(lat), "--out", str(tmp_path / "r.png")]) == 2
     assert "p.latent was projected on model 'other'" in capsys.readouterr().err
+
+
+def test_render_a_w_latent_in_its_space_or_says_why_not(tmp_path, capsys):
+    from engine.checkpoints.atlas import save_stylegan2
+    from engine.latents import Latent, save_latent
+    from tests.engine.tiny_generators import tiny_stylegan2
+
+    ckpt = save_stylegan2(tiny_stylegan2(), tmp_path / "sg2.pt")
+    gen = load_generator(str(ckpt), device="cpu")
+    w = gen.encode(torch.randn(1, gen.z_dim), "w")
+    lat_path = save_latent(Latent(w.detach(), "w", model_ref(gen)), tmp_path / "x.latent")
+    own, plus = tmp_path / "own.npy", tmp_path / "plus.npy"
+    assert main(["render", "--model", str(ckpt), "--latent", str(lat_path), "--out", str(own)]) == 0
+    assert main(["render", "--model", str(ckpt), "--latent", str(lat_path), "--space", "w+", "--out", str(plus)]) == 0
+    np.testing.assert_allclose(np.load(own), np.load(plus), atol=1e-5)
+    with torch.no_grad():
+        np.testing.assert_allclose(np.load(own), gen.decode(w, "w", noise="const").numpy(), atol=1e-5)
+    capsys.readouterr()
+    assert main(["render", "--model", str(ckpt), "--latent", str(lat_path), "--space", "z", "--out", str(own)]) == 2
+    assert "projected into w" in capsys.readouterr().err
