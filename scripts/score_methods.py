@@ -7,7 +7,8 @@ eight known factors)::
 
 Each method runs through ``main.py discover`` with its defaults (the papers' settings) and
 ``--k``; sets already in ``--out`` are reused unless ``--force``. Then ``main.py score`` scores
-all sets and prints the comparison as a Markdown table. param-spectrum uses LPIPS when its
+all sets and prints the comparison as a Markdown table. param-hybrid takes its basis from the
+param-spectrum set of the same run when there is one. param-spectrum uses LPIPS when its
 backbone file is present, else the labelled pixel distance (the table says which).
 """
 from __future__ import annotations
@@ -55,7 +56,11 @@ def main() -> int:
         extra = ["--set", f"k={args.k}"] if "k" in fields else []
         if args.steps is not None and "steps" in fields and name in ("latent-recon", "param-opt", "param-hybrid"):
             extra += ["--set", f"steps={args.steps}"]
-        if "distance" in fields:
+        spectrum_set = out / "param-spectrum.json"
+        if name == "param-hybrid" and spectrum_set.is_file():
+            # the hybrid's basis is the Hessian eigenvectors param-spectrum already computed
+            extra += ["--set", f"spectrum={spectrum_set}"]
+        elif "distance" in fields:
             from engine.distances import backbone
 
             if not backbone("alex").present:

@@ -6,6 +6,7 @@ from engine.checkpoints import atlas as _atlas  # noqa: F401  (registers our own
 from engine.checkpoints import nvidia_pkl as _nvidia_pkl  # noqa: F401  (NVIDIA stylegan2-ada-pytorch .pkl)
 from engine.checkpoints import rosinality as _rosinality  # noqa: F401  (rosinality stylegan2-pytorch .pt)
 from engine.models import dcgan as _dcgan  # noqa: F401  (registers digiface-dcgan-64 and the DCGAN format)
+from engine.models import procedural as _procedural  # noqa: F401  (registers procedural-stylegan2-32)
 from engine.models.base import Generator, LayerInfo, ParamEdit
 from engine.models.registry import (
     DEFAULT_MODEL,
