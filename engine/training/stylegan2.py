@@ -4,7 +4,10 @@ The recipe is StyleGAN2's (Karras et al. 2020; the stylegan2-ada-pytorch trainin
 
 * non-saturating logistic loss: ``L_G = softplus(-D(G(z)))``, ``L_D = softplus(D(G(z))) + softplus(-D(x))``;
 * lazy R1 on reals every ``r1_interval`` (16) D steps, weighted by the interval, with
-  ``gamma = 0.0002 R^2 / batch`` (the ADA "auto" rule: 0.0064 at 32 px, batch 32);
+  ``gamma = 0.5`` by default. ADA's "auto" rule (``0.0002 R^2 / batch``: 0.0064 at 32 px, batch
+  32; ``r1_gamma = None`` selects it) did not transfer to these narrow networks: with it (and with
+  0.05) D won outright and G collapsed onto one stripe pattern by 40 kimg, while 0.5 and 2 both
+  gave faces by 300 kimg (README, "The procedural face model");
   the lazy optimiser's lr and betas are rescaled by ``interval / (interval + 1)``;
 * optional path-length regularisation every 4 G steps (``pl_weight``, 2 in the paper; off by
   default here because it doubles the G cost on a CPU, as in ADA's low-resolution config);
@@ -68,7 +71,7 @@ class TrainConfig:
     kimg: float = 2000.0
     lr: float = 0.0025
     betas: tuple[float, float] = (0.0, 0.99)
-    r1_gamma: float | None = None  # None: 0.0002 * resolution^2 / batch_size
+    r1_gamma: float | None = 0.5  # None: ADA's auto rule 0.0002 * resolution^2 / batch_size
     r1_interval: int = 16
     pl_weight: float = 0.0
     pl_interval: int = 4
