@@ -46,8 +46,7 @@ class ShiftFamily(nn.Module):
 
     K: int = 0
     pair_mode: str = "auto"  # see PAIR_MODES and the module docstring
-    two_pass_when_trained: bool = False  # what "auto" resolves to for a trainable family
-
+    two_pass_when_trained: bool = False  # whether "auto" picks two passes once the family is trainable
 
     def pair(self, gen: Generator, z: torch.Tensor, k: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(G(z), G_shifted(z))``, each ``[B, C, H, W]``, for ``z [B, z_dim]``, ``k [B]``, ``eps [B]``."""
