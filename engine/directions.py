@@ -22,8 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
-import tempfile
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import torch
 
 from engine.errors import DirectionSetError
+from engine.files import atomic_write, remove_own_file
 
 FORMAT = "gan-atlas-directions"
 FORMAT_VERSION = 1
@@ -177,12 +177,13 @@ class DirectionSet:
         blob = st_save(self._tensor_dict(), metadata={"format": FORMAT, "version": str(FORMAT_VERSION)})
         sha = hashlib.sha256(blob).hexdigest()
         tpath = path.with_name(f"{path.stem}.{sha[:8]}.safetensors")
-        old = _stored_tensor_file(path)
+        old_name, old_sha = _stored_tensor_ref(path)
         _atomic_write(tpath, blob)
         self.tensor_sha256 = sha
         _atomic_write(path, json.dumps(self._manifest(tpath.name), indent=1).encode())
-        if old is not None and old != tpath and old.exists():
-            old.unlink()
+        if old_name != tpath.name:
+            # only the tensor file an earlier save of this set wrote: same folder, own name, own hash
+            remove_own_file(path.parent, old_name, _tensor_file_pattern(path.stem), old_sha)
         self.path = path
         return path
 
@@ -352,28 +353,25 @@ def manifest_path(path: Path) -> Path:
     return path if path.suffix == ".json" else path.with_suffix(".json")
 
 
-def _stored_tensor_file(path: Path) -> Path | None:
-    """The tensor file the manifest at ``path`` currently names, if it can be read."""
+def _tensor_file_pattern(stem: str) -> re.Pattern[str]:
+    return re.compile(re.escape(stem) + r"\.[0-9a-f]{8}\.safetensors")
+
+
+def _stored_tensor_ref(path: Path) -> tuple[object, object]:
+    """``(file name, sha256)`` of the tensor file the manifest at ``path`` names, unchecked (or Nones)."""
     try:
-        name = json.loads(Path(path).read_text(encoding="utf-8"))["tensors"]["file"]
+        tinfo = json.loads(Path(path).read_text(encoding="utf-8"))["tensors"]
+        return tinfo.get("file"), tinfo.get("sha256")
     except Exception:  # noqa: BLE001 - no readable manifest yet
+        return None, None
+
+
+def _stored_tensor_file(path: Path) -> Path | None:
+    """The tensor file the manifest at ``path`` currently names, if it is a plain name in its folder."""
+    name, _ = _stored_tensor_ref(path)
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
         return None
-    return Path(path).with_name(name) if isinstance(name, str) and "/" not in name else None
+    return Path(path).with_name(name)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+_atomic_write = atomic_write

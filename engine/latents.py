@@ -22,14 +22,17 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from engine.directions import Direction, _atomic_write
+from engine.directions import Direction
 from engine.errors import AtlasError
+from engine.files import atomic_write as _atomic_write
+from engine.files import remove_own_file
 
 FORMAT = "gan-atlas-latent"
 FORMAT_VERSION = 1
@@ -142,7 +145,7 @@ def save_latent(lat: Latent, path: str | Path) -> Path:
     if path.suffix != SUFFIX:
         raise AtlasError(f"{path}: a projected latent file must end with {SUFFIX}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    old_tuned = _stored_tuned_file(path)
+    old_name, old_sha = _stored_tuned_ref(path)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -165,8 +168,10 @@ def save_latent(lat: Latent, path: str | Path) -> Path:
     tensors.update({f"noise/{k}": v.detach().float().cpu().contiguous() for k, v in lat.noise.items()})
     blob = save(tensors, metadata={_META_KEY: json.dumps(manifest, default=_plain)})
     _atomic_write(path, blob)
-    if old_tuned is not None and old_tuned != new_tuned:
-        old_tuned.unlink(missing_ok=True)
+    if old_name != (new_tuned.name if new_tuned is not None else None):
+        # only the tuned-weights file an earlier save of this latent wrote (same folder, own name, own hash)
+        pattern = re.compile(re.escape(path.stem) + r"\.tuned\.[0-9a-f]{8}\.safetensors")
+        remove_own_file(path.parent, old_name, pattern, old_sha)
     lat.path = path
     return path
 
@@ -253,13 +258,13 @@ def _header_metadata(data: bytes) -> dict[str, str]:
     return meta
 
 
-def _stored_tuned_file(path: Path) -> Path | None:
+def _stored_tuned_ref(path: Path) -> tuple[object, object]:
+    """``(file name, sha256)`` of the tuned weights the ``.latent`` at ``path`` names, unchecked (or Nones)."""
     try:
         tinfo = json.loads(_header_metadata(path.read_bytes())[_META_KEY]).get("tuning")
-        name = tinfo["file"] if tinfo else None
+        return (tinfo.get("file"), tinfo.get("sha256")) if isinstance(tinfo, dict) else (None, None)
     except Exception:  # noqa: BLE001 - no readable file there yet
-        return None
-    return path.with_name(name) if isinstance(name, str) and "/" not in name else None
+        return None, None
 
 
 def _plain(x: Any) -> Any:

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from engine.directions import _atomic_write
 from engine.discovery.registry import key_fields
 from engine.errors import CheckpointError
+from engine.files import atomic_write as _atomic_write
 from engine.hashing import params_key
 
 FORMAT = "gan-atlas-job-state"
