@@ -1,4 +1,5 @@
 """GAN Atlas. ``python main.py`` opens the editor; ``python main.py --help`` lists the commands."""
+
 import sys
 
 from cli.main import main

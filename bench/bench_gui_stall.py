@@ -17,6 +17,7 @@ The method defaults to the slowest registered one (latent reconstructor / optimi
 first); with none registered, a long grid render through the same job runner stands in, and the
 report says so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -180,24 +181,35 @@ def main() -> int:
     win.close()
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: {os.cpu_count()} CPU cores, load average {load:.1f} during the run; torch threads {threads}; "
-          f"model {gen.name} on {gen.device}")
-    job = f"discovery method '{spec.name}' with its default parameters" if not stand_in else \
-        "no discovery method registered: a 4096-image grid render job stands in"
+    print(
+        f"machine: {os.cpu_count()} CPU cores, load average {load:.1f} during the run; torch threads {threads}; "
+        f"model {gen.name} on {gen.device}"
+    )
+    job = (
+        f"discovery method '{spec.name}' with its default parameters"
+        if not stand_in
+        else "no discovery method registered: a 4096-image grid render job stands in"
+    )
     print(f"job: {job}")
     worst = {}
     for name in order:
         gaps = phases.get(name, np.zeros(1))
         worst[name] = float(gaps.max()) * 1000
-        print(f"{name:9s} ticks {len(gaps):5d}  worst stall {gaps.max() * 1000:7.1f} ms  "
-              f"p99 {np.percentile(gaps, 99) * 1000:6.1f} ms  median {np.median(gaps) * 1000:5.2f} ms")
+        print(
+            f"{name:9s} ticks {len(gaps):5d}  worst stall {gaps.max() * 1000:7.1f} ms  "
+            f"p99 {np.percentile(gaps, 99) * 1000:6.1f} ms  median {np.median(gaps) * 1000:5.2f} ms"
+        )
     if len(steps_seen) > 1:
         (t0, s0), (t1, s1) = steps_seen[0], steps_seen[-1]
         print(f"job progress: {s1 - s0} steps in {t1 - t0:.1f} s ({(s1 - s0) / max(t1 - t0, 1e-9):.2f} steps/s)")
-    print(f"preview frames while dragging during the job: {len(frames)} in {args.seconds:.0f} s "
-          f"({len(frames) / args.seconds:.1f} fps)")
-    print(f"worst stall ratio job/idle: {worst['job'] / max(worst['idle'], 1e-3):.1f}x; "
-          f"job+drag/idle: {worst['job+drag'] / max(worst['idle'], 1e-3):.1f}x")
+    print(
+        f"preview frames while dragging during the job: {len(frames)} in {args.seconds:.0f} s "
+        f"({len(frames) / args.seconds:.1f} fps)"
+    )
+    print(
+        f"worst stall ratio job/idle: {worst['job'] / max(worst['idle'], 1e-3):.1f}x; "
+        f"job+drag/idle: {worst['job+drag'] / max(worst['idle'], 1e-3):.1f}x"
+    )
     return 0
 
 

@@ -8,6 +8,7 @@
 
     .venv/bin/python bench/bench_procedural.py [--threads 1] [--steps 16]
 """
+
 from __future__ import annotations
 
 import argparse

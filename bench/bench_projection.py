@@ -8,6 +8,7 @@ and the wall time a full default projection (500 steps; + 350 tuning steps) woul
 
 Models: the default face model, and a 64 px StyleGAN2 fixture from ../shared/fixtures when present.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,8 +80,10 @@ def main() -> None:
         print(f"  forward+backward, batch 1: {fb * 1000:7.1f} ms")
         print(f"  fit step:                  {t_fit * 1000:7.1f} ms  = {t_fit / fb:5.2f} x forward+backward")
         print(f"  tuning step:               {t_tune * 1000:7.1f} ms  = {t_tune / fb:5.2f} x forward+backward")
-        print(f"  default projection (500 steps): about {500 * t_fit:.0f} s; with tuning (+350): "
-              f"about {500 * t_fit + 350 * t_tune:.0f} s")
+        print(
+            f"  default projection (500 steps): about {500 * t_fit:.0f} s; with tuning (+350): "
+            f"about {500 * t_fit + 350 * t_tune:.0f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ and fixed parameter shifts of that layer (the RCA protocol of a parameter set).
 
     .venv/bin/python bench/bench_reconstructor.py [--model digiface-dcgan-64] [--threads 2] [--steps 15] [--k 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,10 +55,18 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     gen = load_generator(args.model, device="cpu")
-    cfg = TrainConfig(steps=args.steps + 3, batch_size=args.batch_size, rca_samples=8, rca_batch=8,
-                      rca_every=10**9, checkpoint_every=10**9)
-    print(f"model {gen.name}, {torch.get_num_threads()} threads, cpu, batch {args.batch_size} pairs, K={args.k}, "
-          f"{args.steps} timed steps")
+    cfg = TrainConfig(
+        steps=args.steps + 3,
+        batch_size=args.batch_size,
+        rca_samples=8,
+        rca_batch=8,
+        rca_every=10**9,
+        checkpoint_every=10**9,
+    )
+    print(
+        f"model {gen.name}, {torch.get_num_threads()} threads, cpu, batch {args.batch_size} pairs, K={args.k}, "
+        f"{args.steps} timed steps"
+    )
     space_dim = gen.w_dim if gen.num_ws else gen.z_dim
     layer = gen.default_edit_layer
     W = gen.layer_weight(layer).detach()
@@ -66,17 +75,21 @@ def main() -> None:
     deltas = deltas * (W.norm() / deltas.flatten(1).norm(dim=1)).view(-1, *[1] * W.dim())
     basis = svd_basis(gen, layer)
     families = {
-        "latent A (trainable, ortho)": lambda: LatentShifts(torch.eye(space_dim)[:, :args.k], "ortho",
-                                                            space="w" if gen.num_ws else "z"),
-        "param-opt coefficients (trainable)": lambda: BasisShifts(basis, initial_coefficients(args.k, basis.rank, 0),
-                                                                  scale=0.2 / 6),
+        "latent A (trainable, ortho)": lambda: LatentShifts(
+            torch.eye(space_dim)[:, : args.k], "ortho", space="w" if gen.num_ws else "z"
+        ),
+        "param-opt coefficients (trainable)": lambda: BasisShifts(
+            basis, initial_coefficients(args.k, basis.rank, 0), scale=0.2 / 6
+        ),
         f"param shifts of {layer} (fixed)": lambda: ParamShifts(layer, deltas, scale=torch.full((args.k,), 0.1 / 6)),
     }
     for name, make in families.items():
         one = steps_per_second(gen, make, "one", cfg)
         two = steps_per_second(gen, make, "two", cfg)
-        print(f"  {name:<34} one forward {one:6.2f} steps/s   two passes {two:6.2f} steps/s   "
-              f"ratio {one / two:.2f}x   auto picks {make().resolved_pair_mode()}")
+        print(
+            f"  {name:<34} one forward {one:6.2f} steps/s   two passes {two:6.2f} steps/s   "
+            f"ratio {one / two:.2f}x   auto picks {make().resolved_pair_mode()}"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 
     .venv/bin/python bench/bench_render.py [--model M] [--threads N] [--layer main.6]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,20 +55,26 @@ def main() -> None:
         with torch.no_grad():
             t_raw = timed(lambda z=z: to_uint8(gen(z)), reps)
         t_app = timed(lambda items=items: run_job(render_items(gen, items, batch_size=64)), reps)
-        print(f"  batch {batch:>3}: raw forward {batch / t_raw:8.1f} img/s   render {batch / t_app:8.1f} img/s   "
-              f"render/raw = {t_raw / t_app:.2f}")
+        print(
+            f"  batch {batch:>3}: raw forward {batch / t_raw:8.1f} img/s   render {batch / t_app:8.1f} img/s   "
+            f"render/raw = {t_raw / t_app:.2f}"
+        )
 
     layers = [args.layer] if args.layer else [i.name for i in gen.editable_layers()]
     shifts = torch.linspace(-0.3, 0.3, args.shifts).tolist()
-    print(f"\n2. parameter-edit grid: {args.k} directions x {args.shifts} shifts x M seeds, "
-          "batched (shared prefix, one conv(x, D) per seed and direction) vs naive in-place patch loop")
+    print(
+        f"\n2. parameter-edit grid: {args.k} directions x {args.shifts} shifts x M seeds, "
+        "batched (shared prefix, one conv(x, D) per seed and direction) vs naive in-place patch loop"
+    )
     for layer in layers:
         for n_seeds in sorted({1, args.seeds}):
             t_b, t_n = grid_vs_naive(gen, layer, args.k, shifts, n_seeds)
             n_img = args.k * len(shifts) * n_seeds
             mark = "  (default layer)" if layer == gen.default_edit_layer else ""
-            print(f"  {layer:<24} M={n_seeds}: batched {n_img / t_b:7.1f} img/s   naive {n_img / t_n:7.1f} img/s   "
-                  f"speed-up = {t_n / t_b:.2f}x{mark}")
+            print(
+                f"  {layer:<24} M={n_seeds}: batched {n_img / t_b:7.1f} img/s   naive {n_img / t_n:7.1f} img/s   "
+                f"speed-up = {t_n / t_b:.2f}x{mark}"
+            )
 
 
 def grid_vs_naive(gen, layer: str, k: int, shifts: list[float], n_seeds: int) -> tuple[float, float]:

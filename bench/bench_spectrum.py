@@ -16,6 +16,7 @@ reported: generator passes over single images (forward / backward), wall time, r
 The distance is ``pixel`` by default because this machine has no LPIPS backbone file; with the
 file present, ``--distance lpips-alex`` runs the same comparison.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,17 +83,22 @@ def main() -> None:
 
     exact_op = operator()
     n = exact_op.n
-    print(f"model {gen.name}, layer {args.layer} ({n} weights), K={args.k}, {args.samples} latents, "
-          f"distance {dist.name}, {args.threads} thread(s)")
+    print(
+        f"model {gen.name}, layer {args.layer} ({n} weights), K={args.k}, {args.samples} latents, "
+        f"distance {dist.name}, {args.threads} thread(s)"
+    )
     t0 = time.perf_counter()
     Hfull = exact_op.matvec(torch.eye(n)).double()
     Hfull = 0.5 * (Hfull + Hfull.T)
     evals, evecs = torch.linalg.eigh(Hfull)
     evals, evecs = evals.flip(0), evecs.flip(1)
-    exact = evecs[:, :args.k]
-    print(f"exact Hessian: {time.perf_counter() - t0:.1f} s; top eigenvalues "
-          + ", ".join(f"{v:.4g}" for v in evals[:args.k + 1]) + f"; gap lambda_k/lambda_k+1 = "
-          f"{float(evals[args.k - 1] / evals[args.k]):.3f}")
+    exact = evecs[:, : args.k]
+    print(
+        f"exact Hessian: {time.perf_counter() - t0:.1f} s; top eigenvalues "
+        + ", ".join(f"{v:.4g}" for v in evals[: args.k + 1])
+        + f"; gap lambda_k/lambda_k+1 = "
+        f"{float(evals[args.k - 1] / evals[args.k]):.3f}"
+    )
 
     ref_op = operator()
     f0, b0 = ref_op.forwards, ref_op.backwards
@@ -101,10 +107,11 @@ def main() -> None:
     ref_time = time.perf_counter() - t0
     ref_f, ref_b = ref_op.forwards - f0, ref_op.backwards - b0
     ref_angle = max_angle(ref_vecs, exact)
-    per_vec = [math.degrees(max_angle(ref_vecs[:, i:i + 1], evecs[:, i:i + 1])) for i in range(args.k)]
-    print(f"reference power iteration: {ref_time:.1f} s, {ref_f} forward + {ref_b} backward passes, "
-          f"subspace angle {math.degrees(ref_angle):.3g} deg (per vector: "
-          + ", ".join(f"{a:.2g}" for a in per_vec) + ")")
+    per_vec = [math.degrees(max_angle(ref_vecs[:, i : i + 1], evecs[:, i : i + 1])) for i in range(args.k)]
+    print(
+        f"reference power iteration: {ref_time:.1f} s, {ref_f} forward + {ref_b} backward passes, "
+        f"subspace angle {math.degrees(ref_angle):.3g} deg (per vector: " + ", ".join(f"{a:.2g}" for a in per_vec) + ")"
+    )
 
     ours_op = operator()
     f0, b0 = ours_op.forwards, ours_op.backwards
@@ -113,16 +120,20 @@ def main() -> None:
     job = lobpcg(ours_op.matvec, X0, args.k, tol=0.0, max_iter=200)
     ours_angle, it = float("inf"), 0
     for step in job:
-        ours_angle, it = max_angle(step.X[:, :args.k], exact), step.iteration
+        ours_angle, it = max_angle(step.X[:, : args.k], exact), step.iteration
         if ours_angle <= ref_angle:
             break
     ours_time = time.perf_counter() - t0
     job.close()
     ours_f, ours_b = ours_op.forwards - f0, ours_op.backwards - b0
-    print(f"ours (exact HVP + LOBPCG): {ours_time:.1f} s, {ours_f} forward + {ours_b} backward passes, "
-          f"{it} iterations, subspace angle {math.degrees(ours_angle):.3g} deg")
-    print(f"ratio reference/ours: passes {(ref_f + ref_b) / max(1, ours_f + ours_b):.1f}x, "
-          f"time {ref_time / max(ours_time, 1e-9):.1f}x (same K, angle <= reference's)")
+    print(
+        f"ours (exact HVP + LOBPCG): {ours_time:.1f} s, {ours_f} forward + {ours_b} backward passes, "
+        f"{it} iterations, subspace angle {math.degrees(ours_angle):.3g} deg"
+    )
+    print(
+        f"ratio reference/ours: passes {(ref_f + ref_b) / max(1, ours_f + ours_b):.1f}x, "
+        f"time {ref_time / max(ours_time, 1e-9):.1f}x (same K, angle <= reference's)"
+    )
 
     # how far the block solver goes with a further budget equal to the reference's
     deep_op = operator()
@@ -134,9 +145,11 @@ def main() -> None:
         if deep_op.forwards + deep_op.backwards >= ref_f + ref_b:
             break
     job.close()
-    print(f"ours with the reference's pass budget: {time.perf_counter() - t0:.1f} s, {last.iteration} iterations, "
-          f"subspace angle {math.degrees(max_angle(last.X[:, :args.k], exact)):.3g} deg, "
-          f"max residual/lambda_1 {float(last.residual[:args.k].max()):.2g}")
+    print(
+        f"ours with the reference's pass budget: {time.perf_counter() - t0:.1f} s, {last.iteration} iterations, "
+        f"subspace angle {math.degrees(max_angle(last.X[:, : args.k], exact)):.3g} deg, "
+        f"max residual/lambda_1 {float(last.residual[: args.k].max()):.2g}"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ edited layers always run fused.
 
     .venv/bin/python bench/bench_stylegan2.py [--threads N] [--resolution 32] [--width 128] [--batch 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,9 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    cfg = StyleGAN2Config.standard(a.resolution, channel_base=a.width * 16, channel_max=a.width,
-                                   z_dim=128, w_dim=128, mapping_layers=4)
+    cfg = StyleGAN2Config.standard(
+        a.resolution, channel_base=a.width * 16, channel_max=a.width, z_dim=128, w_dim=128, mapping_layers=4
+    )
     g = StyleGAN2Generator(cfg)
     z = torch.randn(a.batch, 128)
     print(f"{a.resolution}px, widths {cfg.channels}, batch {a.batch}, {a.threads} threads")
@@ -61,15 +63,20 @@ def main() -> None:
     def render1():
         g.synthesis(g.mapping(z[:1]), noise="const")
 
-    for label, mode, fn in [("train step", True, step), ("eval render", False, render),
-                            ("eval batch 1", False, render1)]:
+    for label, mode, fn in [
+        ("train step", True, step),
+        ("eval render", False, render),
+        ("eval batch 1", False, render1),
+    ]:
         g.train(mode)
         times = {}
         for fused in (True, False):
             g.fused_modconv = fused
             times[fused] = timed(fn, a.reps)
-        print(f"{label:12s} fused {times[True] * 1e3:8.1f} ms  unfused {times[False] * 1e3:8.1f} ms  "
-              f"fused/unfused {times[True] / times[False]:.2f}")
+        print(
+            f"{label:12s} fused {times[True] * 1e3:8.1f} ms  unfused {times[False] * 1e3:8.1f} ms  "
+            f"fused/unfused {times[True] / times[False]:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Options shared by ``main.py analyze`` and ``main.py score``: Params fields from the command line,
 and the model a direction set was found on."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +12,14 @@ from engine.errors import AtlasError
 
 
 def add_set_option(p) -> None:
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                   help="any parameter of the analysis (repeatable), e.g. --set batch_size=32")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any parameter of the analysis (repeatable), e.g. --set batch_size=32",
+    )
 
 
 def params_from_args(spec, args, shortcuts: dict[str, str]):
@@ -32,8 +39,9 @@ def params_from_args(spec, args, shortcuts: dict[str, str]):
     values = {}
     for name, text in raw.items():
         if name not in names:
-            raise AtlasError(f"analysis '{spec.name}' has no parameter '{name}'; "
-                             f"its parameters are {', '.join(sorted(names))}")
+            raise AtlasError(
+                f"analysis '{spec.name}' has no parameter '{name}'; its parameters are {', '.join(sorted(names))}"
+            )
         values[name] = _parse(name, text, hints[name])
     field = {f.name: f for f in dataclasses.fields(spec.params)}
     for name, value in values.items():
@@ -78,6 +86,7 @@ def load_model_for_set(args, dset):
     gen = load_generator(spec, device=args.device)
     ident = (dset.model or {}).get("identity")
     if ident and gen.identity and ident != gen.identity:
-        print(f"warning: {dset.title} was found on model {dset.model.get('name')!r}, not on {gen.name!r}",
-              file=sys.stderr)
+        print(
+            f"warning: {dset.title} was found on model {dset.model.get('name')!r}, not on {gen.name!r}", file=sys.stderr
+        )
     return gen

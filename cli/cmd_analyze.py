@@ -3,6 +3,7 @@
 Writes ``STEM.png`` (plot or heatmap), ``STEM.json`` (the numbers and settings) and ``STEM.npz``
 (the arrays) for ``--out STEM.png|.json|.npz``, and prints the key numbers.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,29 +13,47 @@ from cli.common import add_model_args, drive, out_path, parse_indices
 from engine.errors import AtlasError
 
 KINDS = ("curves", "locality", "fid", "reproduce")
-SHORTCUTS = {"seeds": "seeds", "steps": "steps", "t_max": "t_max", "distance": "distance", "samples": "samples",
-             "shifts": "shifts", "features": "features", "t": "t", "space": "space", "psi": "psi",
-             "reference": "reference", "opt_steps": "steps", "batch_size": "batch_size"}
+SHORTCUTS = {
+    "seeds": "seeds",
+    "steps": "steps",
+    "t_max": "t_max",
+    "distance": "distance",
+    "samples": "samples",
+    "shifts": "shifts",
+    "features": "features",
+    "t": "t",
+    "space": "space",
+    "psi": "psi",
+    "reference": "reference",
+    "opt_steps": "steps",
+    "batch_size": "batch_size",
+}
 
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "analyze", help="effect curves, locality heatmaps, realism (FID) and latent-reproduction of directions",
+        "analyze",
+        help="effect curves, locality heatmaps, realism (FID) and latent-reproduction of directions",
         description="Analyse directions of a set: 'curves' (LPIPS or pixel distance vs shift t), 'locality' "
-                    "(mean per-pixel squared difference over many z and t, as a heatmap), 'fid' (Fréchet distance "
-                    "of edited vs unedited samples vs t; Inception features, or --features regressor on the "
-                    "procedural model), 'reproduce' (optimise a latent shift h to imitate a parameter edit; "
-                    "report the residual relative to the edit's size). Every --set NAME=VALUE parameter is "
-                    "listed by --list-params.")
+        "(mean per-pixel squared difference over many z and t, as a heatmap), 'fid' (Fréchet distance "
+        "of edited vs unedited samples vs t; Inception features, or --features regressor on the "
+        "procedural model), 'reproduce' (optimise a latent shift h to imitate a parameter edit; "
+        "report the residual relative to the edit's size). Every --set NAME=VALUE parameter is "
+        "listed by --list-params.",
+    )
     p.add_argument("kind", choices=KINDS, help="which analysis")
     add_model_args(p)
     p.add_argument("--directions", "-d", help="direction set (.json)")
     p.add_argument("--index", default="0", help="direction indices: 3, 0,2,5, 0-7 or all (default 0)")
     p.add_argument("--seeds", type=int, default=None, help="curves: latents averaged over")
     p.add_argument("--steps", type=int, default=None, help="curves/fid: shifts over the range")
-    p.add_argument("--t-max", dest="t_max", type=float, default=None, help="use [-T, T] instead of each direction's range")
+    p.add_argument(
+        "--t-max", dest="t_max", type=float, default=None, help="use [-T, T] instead of each direction's range"
+    )
     p.add_argument("--distance", default=None, help="curves: lpips-alex (default), lpips-vgg, lpips-squeeze or pixel")
-    p.add_argument("--samples", type=int, default=None, help="locality: latents (default 1600); fid: edited samples per t")
+    p.add_argument(
+        "--samples", type=int, default=None, help="locality: latents (default 1600); fid: edited samples per t"
+    )
     p.add_argument("--shifts", type=int, default=None, help="locality: shifts per latent (default 20)")
     p.add_argument("--reference", type=int, default=None, help="fid: unedited reference samples")
     p.add_argument("--features", default=None, help="fid: inception (default; needs the FID weights file) or regressor")
@@ -97,13 +116,17 @@ def report_lines(r) -> list[str]:
         elif r.kind == "locality":
             h = r.heatmap[i]
             y, x = np.unravel_index(int(np.argmax(h)), h.shape)
-            lines.append(f"{name}: mean squared difference {h.mean():.4g} per pixel (max {h.max():.4g} at x={x}, y={y}); "
-                         f"the hottest 10% of pixels hold {100 * r.concentration[i]:.0f}% of it")
+            lines.append(
+                f"{name}: mean squared difference {h.mean():.4g} per pixel (max {h.max():.4g} at x={x}, y={y}); "
+                f"the hottest 10% of pixels hold {100 * r.concentration[i]:.0f}% of it"
+            )
         elif r.kind == "realism":
             pts = ", ".join(f"{t:+.3g}: {v:.4g}" for t, v in zip(r.shifts[i], r.distance[i]))
             lines.append(f"{name}: {r.features_label} by t  {pts}")
         elif r.kind == "reproduce":
-            lines.append(f"{name}: t = {r.t[i]:+.3g}, h in {r.space}: relative residual {r.residual[i]:.3f} "
-                         f"(0 = a latent shift reproduces the edit, 1 = none helps); edit size "
-                         f"{r.edit_size[i]:.4g} per pixel, |h| = {r.h_norm[i]:.3g} code std")
+            lines.append(
+                f"{name}: t = {r.t[i]:+.3g}, h in {r.space}: relative residual {r.residual[i]:.3f} "
+                f"(0 = a latent shift reproduces the edit, 1 = none helps); edit size "
+                f"{r.edit_size[i]:.4g} per pixel, |h| = {r.h_norm[i]:.3g} code std"
+            )
     return lines

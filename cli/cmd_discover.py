@@ -6,6 +6,7 @@ shortcuts). Resumable methods save their state every few steps under a key made 
 identity, method and parameters; ``--resume`` continues that run. Under ``torchrun`` the
 reconstructor methods train with DistributedDataParallel (only rank 0 writes and shows a bar).
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,17 +20,26 @@ def register(sub) -> None:
     from engine.discovery import methods
 
     names = sorted(m.name for m in methods())
-    p = sub.add_parser("discover", help="run a discovery method and save its direction set",
-                       description="Run a discovery method on a generator and save the K directions it finds. "
-                                   "Methods: " + ", ".join(f"{m.name} ({m.summary})" for m in methods()))
+    p = sub.add_parser(
+        "discover",
+        help="run a discovery method and save its direction set",
+        description="Run a discovery method on a generator and save the K directions it finds. "
+        "Methods: " + ", ".join(f"{m.name} ({m.summary})" for m in methods()),
+    )
     add_model_args(p)
     p.add_argument("--method", required=True, choices=names, help="discovery method")
     p.add_argument("--k", type=str, default=None, help="number of directions (the method's 'k')")
     p.add_argument("--steps", type=str, default=None, help="training/iteration steps (the method's 'steps')")
     p.add_argument("--layer", default=None, help="layer to edit (parameter-space methods' 'layer')")
     p.add_argument("--baseline", default=None, help="latent-recon: random or coordinate (A fixed, only R trained)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                   help="any parameter of the method (repeatable); see --list-params")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any parameter of the method (repeatable); see --list-params",
+    )
     p.add_argument("--list-params", action="store_true", help="print the method's parameters and defaults, then exit")
     p.add_argument("--resume", action="store_true", help="continue this run from its last checkpoint")
     p.add_argument("--checkpoint-dir", default=None, help="where job checkpoints live (default: the user cache folder)")
@@ -53,8 +63,10 @@ def _overrides(args, spec) -> dict[str, str]:
         if value is None:
             continue
         if name not in fields:
-            raise AtlasError(f"--{flag}: method '{spec.name}' has no parameter '{name}'; "
-                             f"its parameters are {', '.join(sorted(fields))}")
+            raise AtlasError(
+                f"--{flag}: method '{spec.name}' has no parameter '{name}'; "
+                f"its parameters are {', '.join(sorted(fields))}"
+            )
         pairs[name] = value
     return pairs
 
@@ -83,8 +95,10 @@ def summary_line(dset, seconds: float) -> str:
             label = "top variances"
         line = f"{head}; {label} " + ", ".join(f"{s:.4g}" for s in scores)
         if "max_relative_residual" in m:  # param-spectrum: how exact the eigenpairs are
-            line += (f"; max ||Hv - lambda v|| / lambda_1 = {m['max_relative_residual']:.2g} "
-                     f"after {m.get('iterations')} iterations")
+            line += (
+                f"; max ||Hv - lambda v|| / lambda_1 = {m['max_relative_residual']:.2g} "
+                f"after {m.get('iterations')} iterations"
+            )
         if m.get("distance") == "pixel":
             line += "; distance: pixel (not perceptual)"
         return line
@@ -144,12 +158,18 @@ def run(args) -> int:
 
         t0 = time.perf_counter()
         try:
-            dset = drive(with_checkpoints(spec.run(gen, params, device=device, state=state)), spec.name,
-                         quiet=args.quiet or not info.is_main)
+            dset = drive(
+                with_checkpoints(spec.run(gen, params, device=device, state=state)),
+                spec.name,
+                quiet=args.quiet or not info.is_main,
+            )
         except KeyboardInterrupt:
             if saved["step"] is not None:
-                print(f"interrupted; checkpoint at step {saved['step']} in {ckpt}: run the same command with --resume "
-                      "to continue", file=sys.stderr)
+                print(
+                    f"interrupted; checkpoint at step {saved['step']} in {ckpt}: run the same command with --resume "
+                    "to continue",
+                    file=sys.stderr,
+                )
             raise
         seconds = time.perf_counter() - t0
         if info.is_main:

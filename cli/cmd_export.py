@@ -1,4 +1,5 @@
 """``main.py export``: morph videos (MP4 / GIF), grid images and batch exports of a direction set."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,31 +12,55 @@ from engine.errors import AtlasError
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "export", help="export morph videos (.mp4/.gif) or grids (.png) of directions",
+        "export",
+        help="export morph videos (.mp4/.gif) or grids (.png) of directions",
         description="Export directions of a set. --out ending in .mp4 or .gif writes a morph video: one "
-                    "--index is swept -T..T..-T, several (e.g. 2,5,7) make a path through them; the seeds "
-                    "are tiled side by side. --out ending in .png writes a grid (rows = direction x seed, "
-                    "columns = shifts). --interpretable exports every direction marked interpretable into "
-                    "the folder --out, one file per direction plus index.csv.")
+        "--index is swept -T..T..-T, several (e.g. 2,5,7) make a path through them; the seeds "
+        "are tiled side by side. --out ending in .png writes a grid (rows = direction x seed, "
+        "columns = shifts). --interpretable exports every direction marked interpretable into "
+        "the folder --out, one file per direction plus index.csv.",
+    )
     add_model_args(p)
     p.add_argument("--directions", "-d", required=True, help="a direction set (.json)")
     p.add_argument("--index", default="0", help="direction index, or several for a path / grid rows: 2,5,7 or 0-3")
-    p.add_argument("--interpretable", action="store_true",
-                   help="batch: one file per direction marked interpretable, into the folder --out")
+    p.add_argument(
+        "--interpretable",
+        action="store_true",
+        help="batch: one file per direction marked interpretable, into the folder --out",
+    )
     p.add_argument("--format", default="mp4", choices=["mp4", "gif", "png"], help="file type of a batch export")
     p.add_argument("--seeds", default="0", help="seeds tiled side by side, e.g. 0,1 or 0-3 (default 0)")
-    p.add_argument("--latent", default=None,
-                   help="a projected image's .latent file (from main.py project) to edit instead of seeds; its tuned "
-                        "weights apply. Edited in its own space (--space w+ widens a w code)")
-    p.add_argument("--space", default=None, choices=["z", "w", "w+"],
-                   help="space the codes are held and edited in (default: z for seeds, the latent's own for --latent)")
+    p.add_argument(
+        "--latent",
+        default=None,
+        help="a projected image's .latent file (from main.py project) to edit instead of seeds; its tuned "
+        "weights apply. Edited in its own space (--space w+ widens a w code)",
+    )
+    p.add_argument(
+        "--space",
+        default=None,
+        choices=["z", "w", "w+"],
+        help="space the codes are held and edited in (default: z for seeds, the latent's own for --latent)",
+    )
     p.add_argument("--frames", type=int, default=60, help="frames per loop (default 60)")
     p.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
-    p.add_argument("--shift", "-T", dest="T", type=float, default=None,
-                   help="largest shift T (default: each direction's suggested range)")
-    p.add_argument("--shifts", default=None, help="grid columns start:stop:count, e.g. -3:3:7 (default: the range, 7 steps)")
-    p.add_argument("--size", type=int, default=None,
-                   help="height in px of each seed's image (default: the model's resolution; videos at least 256)")
+    p.add_argument(
+        "--shift",
+        "-T",
+        dest="T",
+        type=float,
+        default=None,
+        help="largest shift T (default: each direction's suggested range)",
+    )
+    p.add_argument(
+        "--shifts", default=None, help="grid columns start:stop:count, e.g. -3:3:7 (default: the range, 7 steps)"
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="height in px of each seed's image (default: the model's resolution; videos at least 256)",
+    )
     p.add_argument("--nearest", action="store_true", help="upscale with nearest neighbour instead of smooth (Lanczos)")
     p.add_argument("--truncation", "--psi", dest="psi", type=float, default=1.0, help="truncation psi (style models)")
     p.add_argument("--noise", default="const", choices=["const", "random", "none"], help="noise inputs (StyleGAN2)")
@@ -60,10 +85,13 @@ def run(args) -> int:
     out = Path(args.out)
     suffix = out.suffix.lower()
     if not args.interpretable and suffix not in VIDEO_SUFFIXES + IMAGE_SUFFIXES:
-        raise AtlasError(f"--out {args.out}: end it with .mp4 or .gif (video) or .png (grid), "
-                         "or use --interpretable with a folder")
+        raise AtlasError(
+            f"--out {args.out}: end it with .mp4 or .gif (video) or .png (grid), or use --interpretable with a folder"
+        )
     if args.interpretable and suffix in VIDEO_SUFFIXES + IMAGE_SUFFIXES:
-        raise AtlasError(f"--out {args.out}: with --interpretable, --out is a folder (choose the file type with --format)")
+        raise AtlasError(
+            f"--out {args.out}: with --interpretable, --out is a folder (choose the file type with --format)"
+        )
     opts = MorphOptions(frames=args.frames, fps=args.fps, size=args.size, smooth=not args.nearest, T=args.T)
     opts.check()
     dset = DirectionSet.load(args.directions)
@@ -74,8 +102,9 @@ def run(args) -> int:
 
     if args.interpretable:
         shifts = parse_shifts(args.shifts) if args.shifts else None
-        paths = drive(export_interpretable(gen, dset, codes, out, fmt=args.format, opts=opts, shifts=shifts, **kw),
-                      "export batch")
+        paths = drive(
+            export_interpretable(gen, dset, codes, out, fmt=args.format, opts=opts, shifts=shifts, **kw), "export batch"
+        )
         print(f"wrote {len(paths)} files and index.csv to {out}")
         return 0
 

@@ -1,19 +1,37 @@
 """``main.py gui`` (also what ``main.py`` with no command runs): open the desktop editor."""
+
 from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("gui", help="open the desktop editor (the default when no command is given)",
-                       description="Open the GAN Atlas editor on a model, optionally with direction sets.")
-    p.add_argument("--model", "-m", default=None,
-                   help="built-in model name, checkpoint (.pt/.pkl) or adapter (.py); default: the model the "
-                        "first --open set was found on, else digiface-dcgan-64")
-    p.add_argument("--open", dest="open_sets", action="append", default=[], metavar="SET.json",
-                   help="a direction set to open (repeatable)")
+    p = sub.add_parser(
+        "gui",
+        help="open the desktop editor (the default when no command is given)",
+        description="Open the GAN Atlas editor on a model, optionally with direction sets.",
+    )
+    p.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="built-in model name, checkpoint (.pt/.pkl) or adapter (.py); default: the model the "
+        "first --open set was found on, else digiface-dcgan-64",
+    )
+    p.add_argument(
+        "--open",
+        dest="open_sets",
+        action="append",
+        default=[],
+        metavar="SET.json",
+        help="a direction set to open (repeatable)",
+    )
     p.add_argument("--device", default=None, help="auto, cpu or cuda[:N] (remembered in the settings)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (0 = auto; remembered)")
-    p.add_argument("--panel", choices=["grid", "discovery", "browser", "editor"], default=None,
-                   help="bring this panel to the front")
+    p.add_argument(
+        "--panel",
+        choices=["grid", "discovery", "browser", "editor"],
+        default=None,
+        help="bring this panel to the front",
+    )
     p.add_argument("--select", type=int, default=None, help="select this direction of the opened set")
     p.set_defaults(func=run)
 
@@ -36,7 +54,9 @@ def run(args) -> int:
     try:
         from desktop.app import run as run_app
     except ImportError as exc:
-        raise AtlasError(f"the editor cannot start: {exc} (run scripts/setup.sh to install PySide6 and the Qt "
-                         "system libraries)") from None
-    return run_app(model, args.open_sets, device=args.device, threads=args.threads, panel=args.panel,
-                   select=args.select)
+        raise AtlasError(
+            f"the editor cannot start: {exc} (run scripts/setup.sh to install PySide6 and the Qt system libraries)"
+        ) from None
+    return run_app(
+        model, args.open_sets, device=args.device, threads=args.threads, panel=args.panel, select=args.select
+    )

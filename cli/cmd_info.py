@@ -1,4 +1,5 @@
 """``main.py info CHECKPOINT``: print the architecture inferred from a checkpoint."""
+
 from __future__ import annotations
 
 import json

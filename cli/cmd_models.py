@@ -1,4 +1,5 @@
 """``main.py models``: list the built-in models and the checkpoint formats we read."""
+
 from __future__ import annotations
 
 

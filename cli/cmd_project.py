@@ -1,4 +1,5 @@
 """``main.py project``: find the code of a photo in a generator (optionally tune the weights to it)."""
+
 from __future__ import annotations
 
 import sys
@@ -10,19 +11,28 @@ from cli.common import add_model_args, drive, load_model_from_args, out_path
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "project", help="project a photo into the generator (a .latent file to render and edit like a seed)",
+        "project",
+        help="project a photo into the generator (a .latent file to render and edit like a seed)",
         description="Fit a code of the model to a photo (centre-cropped and resized to the model's resolution): "
-                    "z for DCGAN-type models, w or w+ for StyleGAN2. --tune then fine-tunes the generator's "
-                    "weights on the photo with the code fixed (pivotal tuning), so edits start from a faithful "
-                    "reconstruction. Render or export the result with --latent FILE.latent.")
+        "z for DCGAN-type models, w or w+ for StyleGAN2. --tune then fine-tunes the generator's "
+        "weights on the photo with the code fixed (pivotal tuning), so edits start from a faithful "
+        "reconstruction. Render or export the result with --latent FILE.latent.",
+    )
     add_model_args(p)
     p.add_argument("--image", "-i", required=True, help="the photo (PNG, JPEG, ...; any size and aspect)")
-    p.add_argument("--space", default="auto", choices=["auto", "z", "w", "w+"],
-                   help="space to fit in (auto: w for StyleGAN2, z otherwise)")
+    p.add_argument(
+        "--space",
+        default="auto",
+        choices=["auto", "z", "w", "w+"],
+        help="space to fit in (auto: w for StyleGAN2, z otherwise)",
+    )
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default 500)")
-    p.add_argument("--distance", default="lpips-vgg",
-                   help="lpips-vgg (default), lpips-alex, lpips-squeeze or pixel; without the LPIPS backbone "
-                        "file the labelled pixel distance is used")
+    p.add_argument(
+        "--distance",
+        default="lpips-vgg",
+        help="lpips-vgg (default), lpips-alex, lpips-squeeze or pixel; without the LPIPS backbone "
+        "file the labelled pixel distance is used",
+    )
     p.add_argument("--pixel-weight", type=float, default=None, help="weight of the pixel MSE term (default 1)")
     p.add_argument("--starts", type=int, default=None, help="z only: random restarts fitted jointly (default 4)")
     p.add_argument("--tune", action="store_true", help="then tune the weights on the photo (pivotal tuning)")
@@ -50,9 +60,13 @@ def run(args) -> int:
             params = replace(params, **{name: value})
     tune = None
     if args.tune:
-        tune = TuneParams(seed=args.seed) if args.tune_steps is None else TuneParams(steps=args.tune_steps, seed=args.seed)
-    lat = drive(project_image(gen, args.image, params, tune_params=tune, distance=args.distance,
-                              tune_distance=args.distance), "project")
+        tune = (
+            TuneParams(seed=args.seed) if args.tune_steps is None else TuneParams(steps=args.tune_steps, seed=args.seed)
+        )
+    lat = drive(
+        project_image(gen, args.image, params, tune_params=tune, distance=args.distance, tune_distance=args.distance),
+        "project",
+    )
     save_latent(lat, out)
     m = lat.metrics
     print(f"wrote {out} ({lat.space} code of {gen.name}; {m['seconds']:.1f} s)")
@@ -60,8 +74,10 @@ def run(args) -> int:
         print(f"note: fitted with pixels: {m['distance_note']}", file=sys.stderr)
     print(f"reconstruction: {m['distance_name']} {m['distance']:.4f}, PSNR {m['psnr']:.2f} dB")
     if lat.tuned:
-        print(f"after tuning {len(lat.tuning)} layers ({m['tuned_steps']} steps, {m['tuned_seconds']:.1f} s): "
-              f"{m['tuned_distance_name']} {m['tuned_distance']:.4f}, PSNR {m['tuned_psnr']:.2f} dB")
+        print(
+            f"after tuning {len(lat.tuning)} layers ({m['tuned_steps']} steps, {m['tuned_seconds']:.1f} s): "
+            f"{m['tuned_distance_name']} {m['tuned_distance']:.4f}, PSNR {m['tuned_psnr']:.2f} dB"
+        )
     if compare is not None:
         target, _ = load_image(args.image, gen.resolution, gen.img_channels)
         save_image(np.concatenate([to_uint8(target)[0], render_latent(gen, lat)[0]], axis=1), compare)

@@ -4,6 +4,7 @@ A fresh reconstructor is trained on the set's fixed directions (each probed over
 range) and its accuracy on fresh samples is reported next to chance (1/K). Works for latent and
 parameter-space sets, and under ``torchrun`` (DDP).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,12 @@ from engine.errors import AtlasError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("rca", help="reconstructor classification accuracy (RCA) of a direction set",
-                       description="Train a fresh reconstructor on the fixed directions of SET.json and report its "
-                                   "accuracy on fresh samples (RCA, Voynov & Babenko). Chance is 1/K.")
+    p = sub.add_parser(
+        "rca",
+        help="reconstructor classification accuracy (RCA) of a direction set",
+        description="Train a fresh reconstructor on the fixed directions of SET.json and report its "
+        "accuracy on fresh samples (RCA, Voynov & Babenko). Chance is 1/K.",
+    )
     p.add_argument("set", help="direction set (.json)")
     add_model_args(p)
     p.add_argument("--steps", type=int, default=2000, help="reconstructor training steps (default 2000)")
@@ -47,28 +51,49 @@ def run(args) -> int:
     model = args.model or dset.model.get("source")
     if not model:
         raise AtlasError(f"{dset.path}: the set does not say which model it came from; pass --model")
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, reconstructor=args.reconstructor,
-                      rca_samples=args.samples, rca_every=max(args.steps, 1), checkpoint_every=max(args.steps, 1),
-                      seed=args.seed)
+    cfg = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        reconstructor=args.reconstructor,
+        rca_samples=args.samples,
+        rca_every=max(args.steps, 1),
+        checkpoint_every=max(args.steps, 1),
+        seed=args.seed,
+    )
     cap_threads(args.threads or None)
     info, device = init_from_env(args.device)
     try:
         gen = load_generator(model, device=device)
         ident = dset.model.get("identity")
         if ident and gen.identity and ident != gen.identity and info.is_main:
-            print(f"warning: {dset.path.name} was found on {dset.model.get('name')!r}, not on {gen.name!r}", file=sys.stderr)
+            print(
+                f"warning: {dset.path.name} was found on {dset.model.get('name')!r}, not on {gen.name!r}",
+                file=sys.stderr,
+            )
         t0 = time.perf_counter()
-        report = drive(rca_of_set(gen, dset, cfg, device=device, psi=args.psi), "rca", quiet=args.quiet or not info.is_main)
+        report = drive(
+            rca_of_set(gen, dset, cfg, device=device, psi=args.psi), "rca", quiet=args.quiet or not info.is_main
+        )
         seconds = time.perf_counter() - t0
         if info.is_main:
-            result = {"set": str(dset.path), "method": dset.method, "K": report.K, "rca": report.rca,
-                      "chance": report.chance, "steps": report.steps, "seconds": round(seconds, 1),
-                      "per_direction": [round(float(a), 4) for a in report.per_direction]}
+            result = {
+                "set": str(dset.path),
+                "method": dset.method,
+                "K": report.K,
+                "rca": report.rca,
+                "chance": report.chance,
+                "steps": report.steps,
+                "seconds": round(seconds, 1),
+                "per_direction": [round(float(a), 4) for a in report.per_direction],
+            }
             if args.json:
                 print(json.dumps(result))
             else:
-                print(f"{dset.path.name}: RCA {report.rca:.3f} (chance {report.chance:.3f}) over K={report.K} "
-                      f"{dset.method} directions after {report.steps} steps of R, {seconds:.1f} s")
+                print(
+                    f"{dset.path.name}: RCA {report.rca:.3f} (chance {report.chance:.3f}) over K={report.K} "
+                    f"{dset.method} directions after {report.steps} steps of R, {seconds:.1f} s"
+                )
             if args.record:
                 dset.metrics["rca_eval"] = {k: result[k] for k in ("rca", "chance", "steps", "per_direction")}
                 dset.save_annotations()

@@ -1,4 +1,5 @@
 """``main.py render``: images of seeds, or a direction grid (directions x shifts x seeds)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,23 +12,35 @@ from engine.errors import AtlasError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("render", help="render seeds, or a grid of directions x shifts x seeds",
-                       description="Render seeds to a PNG mosaic, or with --directions a grid whose rows are "
-                                   "(direction, seed) and whose columns are shifts. An --out ending in .npy "
-                                   "writes the raw float images (N, C, H, W) instead.")
+    p = sub.add_parser(
+        "render",
+        help="render seeds, or a grid of directions x shifts x seeds",
+        description="Render seeds to a PNG mosaic, or with --directions a grid whose rows are "
+        "(direction, seed) and whose columns are shifts. An --out ending in .npy "
+        "writes the raw float images (N, C, H, W) instead.",
+    )
     add_model_args(p)
     p.add_argument("--seeds", default="0-7", help="seeds, e.g. 0-7 or 0,3,9 (default 0-7)")
     p.add_argument("--latents", help="an .npy array of latents to render instead of seeds (N x z_dim; in --space)")
-    p.add_argument("--latent", help="a projected image's .latent file (from main.py project): rendered, with its tuned "
-                                    "weights, in its own space (or in --space w+ for a w code)")
+    p.add_argument(
+        "--latent",
+        help="a projected image's .latent file (from main.py project): rendered, with its tuned "
+        "weights, in its own space (or in --space w+ for a w code)",
+    )
     p.add_argument("--truncation", "--psi", dest="psi", type=float, default=1.0, help="truncation psi (style models)")
-    p.add_argument("--space", default=None, choices=["z", "w", "w+"],
-                   help="space the codes live in: seeds are mapped (and truncated) into it; --latents are read in it "
-                        "(default: z, or a --latent's own space)")
+    p.add_argument(
+        "--space",
+        default=None,
+        choices=["z", "w", "w+"],
+        help="space the codes live in: seeds are mapped (and truncated) into it; --latents are read in it "
+        "(default: z, or a --latent's own space)",
+    )
     p.add_argument("--noise", default="const", choices=["const", "random", "none"], help="noise inputs (StyleGAN2)")
     p.add_argument("--directions", help="a direction set (.json)")
     p.add_argument("--index", default="0", help="direction indices for --directions: 3, 0,2,5, 0-7 or all")
-    p.add_argument("--shifts", default=None, help="shifts start:stop:count, e.g. -3:3:7 (default: each direction's range, 7 steps)")
+    p.add_argument(
+        "--shifts", default=None, help="shifts start:stop:count, e.g. -3:3:7 (default: each direction's range, 7 steps)"
+    )
     p.add_argument("--columns", type=int, default=None, help="columns of a seed mosaic")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", "-o", required=True, help="output .png/.jpg, or .npy for raw float images")
@@ -54,8 +67,10 @@ def load_codes(args, gen) -> tuple[torch.Tensor, str, list | None]:
         if arr.ndim == 1:
             arr = arr[None]
         if tuple(arr.shape[1:]) != want:
-            raise AtlasError(f"{path}: latents of shape {arr.shape} do not fit space {space} of "
-                             f"{gen.name} (expected N x {' x '.join(map(str, want))})")
+            raise AtlasError(
+                f"{path}: latents of shape {arr.shape} do not fit space {space} of "
+                f"{gen.name} (expected N x {' x '.join(map(str, want))})"
+            )
         return torch.from_numpy(arr.astype(np.float32)), space, None
     z = gen.seed_latents(parse_seeds(args.seeds))
     if space == "z":
@@ -94,7 +109,9 @@ def run(args) -> int:
         shift_rows = [parse_shifts(args.shifts)] * len(dirs)
     else:
         shift_rows = [np.linspace(d.range[0], d.range[1], 7) for d in dirs]
-    items = [Item(c, ((d, float(t)),), b) for d, row in zip(dirs, shift_rows) for t in row for c, b in zip(codes, bases)]
+    items = [
+        Item(c, ((d, float(t)),), b) for d, row in zip(dirs, shift_rows) for t in row for c, b in zip(codes, bases)
+    ]
     flat = drive(render_items(gen, items, **kw), "render grid")
     K, S, M = len(dirs), len(shift_rows[0]), codes.shape[0]
     if raw:
@@ -110,5 +127,8 @@ def _warn_model_mismatch(dset, gen) -> None:
 
     ident = dset.model.get("identity")
     if ident and gen.identity and ident != gen.identity:
-        print(f"warning: {dset.path.name} was found on model {dset.model.get('name')!r} "
-              f"(identity {ident[:12]}), not on {gen.name!r} ({gen.identity[:12]})", file=sys.stderr)
+        print(
+            f"warning: {dset.path.name} was found on model {dset.model.get('name')!r} "
+            f"(identity {ident[:12]}), not on {gen.name!r} ({gen.identity[:12]})",
+            file=sys.stderr,
+        )

@@ -1,4 +1,5 @@
 """``main.py train``: train our StyleGAN2 (or, with --regressor, the factor regressor) on the procedural set."""
+
 from __future__ import annotations
 
 import json
@@ -14,23 +15,28 @@ DATA_SETS = ("procedural",)
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "train", help="train our StyleGAN2 (or the factor regressor) on the procedural face set",
+        "train",
+        help="train our StyleGAN2 (or the factor regressor) on the procedural face set",
         description="Train a StyleGAN2 on the procedural face set (non-saturating logistic loss, lazy R1, "
-                    "EMA of G, style mixing) with checkpoints and --resume; --out receives the EMA generator "
-                    "in the compact built-in format. With --regressor, train the factor regressor instead.")
+        "EMA of G, style mixing) with checkpoints and --resume; --out receives the EMA generator "
+        "in the compact built-in format. With --regressor, train the factor regressor instead.",
+    )
     p.add_argument("--data", default="procedural", choices=DATA_SETS, help="training data (procedural faces)")
     p.add_argument("--out", "-o", required=True, help="output .pt (EMA generator weights, or the regressor)")
     p.add_argument("--regressor", action="store_true", help="train the factor regressor instead of the GAN")
     p.add_argument("--res", type=int, default=32, help="image resolution (default 32)")
-    p.add_argument("--kimg", type=float, default=None,
-                   help="GAN: thousands of real images to show D (default from the config)")
+    p.add_argument(
+        "--kimg", type=float, default=None, help="GAN: thousands of real images to show D (default from the config)"
+    )
     p.add_argument("--batch", type=int, default=None, help="batch size (default from the config)")
-    p.add_argument("--run-dir", default=None,
-                   help="GAN: folder for checkpoints, sample grids and the log (default: next to --out, NAME.run/)")
+    p.add_argument(
+        "--run-dir",
+        default=None,
+        help="GAN: folder for checkpoints, sample grids and the log (default: next to --out, NAME.run/)",
+    )
     p.add_argument("--resume", action="store_true", help="GAN: continue from the run folder's checkpoint")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="GAN: minutes between checkpoints")
-    p.add_argument("--config", default=None,
-                   help="GAN: JSON object of TrainConfig overrides, e.g. '{\"lr\": 0.002}'")
+    p.add_argument("--config", default=None, help="GAN: JSON object of TrainConfig overrides, e.g. '{\"lr\": 0.002}'")
     p.add_argument("--steps", type=int, default=None, help="regressor: optimisation steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")

@@ -1,20 +1,28 @@
 """``main.py weights``: the LPIPS backbone files (status, and download for users who are online)."""
+
 from __future__ import annotations
 
 from engine.errors import AtlasError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("weights", help="list or download the LPIPS backbone weights (torch hub cache)",
-                       description="LPIPS (the distance of param-spectrum) needs torchvision's ImageNet backbone "
-                                   "files in the torch hub cache. 'status' lists them; 'download' fetches them "
-                                   "(the only command that uses the network).")
+    p = sub.add_parser(
+        "weights",
+        help="list or download the LPIPS backbone weights (torch hub cache)",
+        description="LPIPS (the distance of param-spectrum) needs torchvision's ImageNet backbone "
+        "files in the torch hub cache. 'status' lists them; 'download' fetches them "
+        "(the only command that uses the network).",
+    )
     wsub = p.add_subparsers(dest="weights_command", metavar="ACTION")
     s = wsub.add_parser("status", help="which backbone files are present, and where")
     s.set_defaults(func=run_status)
     d = wsub.add_parser("download", help="download backbone files into the torch hub cache")
-    d.add_argument("--net", default="alex", choices=["alex", "vgg", "squeeze", "all"],
-                   help="which LPIPS backbone (default alex, the one param-spectrum uses by default)")
+    d.add_argument(
+        "--net",
+        default="alex",
+        choices=["alex", "vgg", "squeeze", "all"],
+        help="which LPIPS backbone (default alex, the one param-spectrum uses by default)",
+    )
     d.set_defaults(func=run_download)
     p.set_defaults(func=run_status)
 

@@ -1,4 +1,5 @@
 """Argument parsing helpers and the tqdm driver shared by the commands."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ def parse_seeds(text: str) -> list[int]:
                 continue
             if "-" in part[1:]:
                 i = part.index("-", 1)
-                a, b = int(part[:i]), int(part[i + 1:])
+                a, b = int(part[:i]), int(part[i + 1 :])
                 if b < a:
                     raise ValueError
                 seeds.extend(range(a, b + 1))
@@ -47,7 +48,9 @@ def parse_shifts(text: str) -> np.ndarray:
             return np.linspace(float(a), float(b), n)
         return np.array([float(x) for x in text.split(",") if x.strip()])
     except ValueError:
-        raise AtlasError(f"--shifts '{text}': expected start:stop:count (e.g. -3:3:7) or a list (e.g. -2,0,2)") from None
+        raise AtlasError(
+            f"--shifts '{text}': expected start:stop:count (e.g. -3:3:7) or a list (e.g. -2,0,2)"
+        ) from None
 
 
 def parse_indices(text: str, n: int) -> list[int]:
@@ -62,8 +65,12 @@ def parse_indices(text: str, n: int) -> list[int]:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", default=None,
-                   help="built-in model name, checkpoint (.pt/.pkl) or adapter (.py); default: digiface-dcgan-64")
+    p.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="built-in model name, checkpoint (.pt/.pkl) or adapter (.py); default: digiface-dcgan-64",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: all but one)")
 
@@ -90,7 +97,9 @@ def drive(job: Iterator[Progress], desc: str, *, quiet: bool = False) -> Any:
             if quiet:
                 continue
             if bar is None:
-                bar = tqdm(total=rec.total or None, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True, leave=True)
+                bar = tqdm(
+                    total=rec.total or None, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True, leave=True
+                )
             if rec.total and bar.total != rec.total:
                 bar.total = rec.total
             bar.n = rec.step

@@ -1,4 +1,5 @@
 """``python main.py`` entry point: the GUI by default, subcommands for headless work."""
+
 from __future__ import annotations
 
 import argparse

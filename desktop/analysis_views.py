@@ -12,6 +12,7 @@ result's view when it ends. The job runs on a superqt worker (``desktop.workers.
 cancelled with the worker's ``quit()``), so the UI never blocks; results can be saved as the
 CLI writes them (PNG + JSON + NPZ).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -89,8 +90,17 @@ class EffectCurvesView(pg.PlotWidget):
             color = _pen(i).color()
             color.setAlpha(40)
             self.addItem(pg.FillBetweenItem(lo, hi, brush=color))
-            self.curves.append(self.plot(t, m, pen=_pen(i), symbol="o", symbolSize=5,
-                                         symbolBrush=_pen(i).color(), name=f"direction {_dir_name(r, i)}"))
+            self.curves.append(
+                self.plot(
+                    t,
+                    m,
+                    pen=_pen(i),
+                    symbol="o",
+                    symbolSize=5,
+                    symbolBrush=_pen(i).color(),
+                    name=f"direction {_dir_name(r, i)}",
+                )
+            )
 
 
 class RealismView(pg.PlotWidget):
@@ -109,11 +119,21 @@ class RealismView(pg.PlotWidget):
         self.result = r
         self.clear()
         self.setLabel("left", "FID" if r.features == "inception" else "Fréchet distance")
-        self.setTitle(f"{r.features_label}: {r.samples} edited vs {r.reference} unedited; t = 0 is the floor",
-                      size="8pt")
-        self.curves = [self.plot(r.shifts[i], r.distance[i], pen=_pen(i), symbol="o", symbolSize=5,
-                                 symbolBrush=_pen(i).color(), name=f"direction {_dir_name(r, i)}")
-                       for i in range(len(r.indices))]
+        self.setTitle(
+            f"{r.features_label}: {r.samples} edited vs {r.reference} unedited; t = 0 is the floor", size="8pt"
+        )
+        self.curves = [
+            self.plot(
+                r.shifts[i],
+                r.distance[i],
+                pen=_pen(i),
+                symbol="o",
+                symbolSize=5,
+                symbolBrush=_pen(i).color(),
+                name=f"direction {_dir_name(r, i)}",
+            )
+            for i in range(len(r.indices))
+        ]
 
 
 class LocalityView(QWidget):
@@ -142,8 +162,11 @@ class LocalityView(QWidget):
         self.edited = _image_item(np.zeros((2, 2, 3), np.uint8))
         self.heat = _image_item(np.zeros((2, 2)))
         self.heat.setColorMap(pg.colormap.get(HEATMAP))
-        for vb, item in ((self.original_box, self.original), (self.edited_box, self.edited),
-                         (self.heat_box, self.heat)):
+        for vb, item in (
+            (self.original_box, self.original),
+            (self.edited_box, self.edited),
+            (self.heat_box, self.heat),
+        ):
             vb.addItem(item)
         self.colorbar = pg.ColorBarItem(colorMap=pg.colormap.get(HEATMAP), interactive=False, width=12)
         self.colorbar.setImageItem(self.heat)
@@ -174,9 +197,11 @@ class LocalityView(QWidget):
         self.heat.setLevels((0.0, top))
         self.colorbar.setLevels((0.0, top))
         lo, hi = r.shift_range[i]
-        self.info.setText(f"{r.samples} latents x {r.shifts_per_sample} shifts t ~ U[{lo:.3g}, {hi:.3g}]; "
-                          f"mean {heat.mean():.4g}, max {heat.max():.4g} per pixel; the hottest 10% of pixels "
-                          f"hold {100 * r.concentration[i]:.0f}% of the difference")
+        self.info.setText(
+            f"{r.samples} latents x {r.shifts_per_sample} shifts t ~ U[{lo:.3g}, {hi:.3g}]; "
+            f"mean {heat.mean():.4g}, max {heat.max():.4g} per pixel; the hottest 10% of pixels "
+            f"hold {100 * r.concentration[i]:.0f}% of the difference"
+        )
         for vb in (self.original_box, self.edited_box, self.heat_box):
             vb.autoRange(padding=0)
 
@@ -207,8 +232,13 @@ class ScoreTable(QWidget):
         self.table.setRowCount(len(r.indices))
         top = float(r.effect.max()) or 1.0
         for i in range(len(r.indices)):
-            cells = [_dir_name(r, i), names[int(r.main_factor[i])], f"{r.purity[i]:.2f}",
-                     "yes" if r.clean[i] else "no", *(f"{v:.2f}" for v in r.effect[i])]
+            cells = [
+                _dir_name(r, i),
+                names[int(r.main_factor[i])],
+                f"{r.purity[i]:.2f}",
+                "yes" if r.clean[i] else "no",
+                *(f"{v:.2f}" for v in r.effect[i]),
+            ]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if c >= 4:
@@ -220,9 +250,11 @@ class ScoreTable(QWidget):
                 self.table.setItem(i, c, item)
         self.table.resizeColumnsToContents()
         covered = ", ".join(r.covered) or "none"
-        self.summary.setText(f"{r.set_title} ({r.method}): coverage {r.coverage}/{len(names)} ({covered}); "
-                             f"{int(r.clean.sum())} of {len(r.indices)} directions clean (purity >= "
-                             f"{r.purity_threshold:g}, effect >= {r.min_effect:g} std); {r.seeds} seeds")
+        self.summary.setText(
+            f"{r.set_title} ({r.method}): coverage {r.coverage}/{len(names)} ({covered}); "
+            f"{int(r.clean.sum())} of {len(r.indices)} directions clean (purity >= "
+            f"{r.purity_threshold:g}, effect >= {r.min_effect:g} std); {r.seeds} seeds"
+        )
 
 
 class ReproduceView(QWidget):
@@ -272,15 +304,22 @@ class ReproduceView(QWidget):
         self.plot.plot(np.arange(1, len(curve) + 1), curve, pen=_pen(0))
         self.plot.addLine(y=1.0, pen=pg.mkPen("gray", style=Qt.PenStyle.DashLine))
         self.plot.addLine(y=float(r.residual[i]), pen=pg.mkPen((200, 60, 60)))
-        self.info.setText(f"direction {_dir_name(r, i)}, t = {r.t[i]:+.3g}, h in {r.space}: relative residual "
-                          f"<b>{r.residual[i]:.3f}</b> on held-out latents (0 = a latent shift reproduces the "
-                          f"edit, 1 = none does better than nothing); |h| = {r.h_norm[i]:.3g} code std")
+        self.info.setText(
+            f"direction {_dir_name(r, i)}, t = {r.t[i]:+.3g}, h in {r.space}: relative residual "
+            f"<b>{r.residual[i]:.3f}</b> on held-out latents (0 = a latent shift reproduces the "
+            f"edit, 1 = none does better than nothing); |h| = {r.h_norm[i]:.3g} code std"
+        )
         self.grid.setImage(compose_grid(r.examples[i]))
         self.images_box.autoRange(padding=0)
 
 
-VIEWS = {"curves": EffectCurvesView, "locality": LocalityView, "realism": RealismView,
-         "reproduce": ReproduceView, "score": ScoreTable}
+VIEWS = {
+    "curves": EffectCurvesView,
+    "locality": LocalityView,
+    "realism": RealismView,
+    "reproduce": ReproduceView,
+    "score": ScoreTable,
+}
 
 
 ANALYSIS_OF = {"realism": "fid"}  # result kind -> analysis name, where they differ
@@ -460,8 +499,9 @@ class AnalysisPanel(QWidget):
     def save_dialog(self) -> None:
         if self.result is None:
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Save analysis result", f"{self.result.kind}.png",
-                                              "PNG + JSON + NPZ (*.png)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save analysis result", f"{self.result.kind}.png", "PNG + JSON + NPZ (*.png)"
+        )
         if path:
             try:
                 self.save_result(path)

@@ -1,4 +1,5 @@
 """Starting the editor: the QApplication, its look, the thread budget, the main window."""
+
 from __future__ import annotations
 
 import sys
@@ -19,14 +20,23 @@ SWITCH_INTERVAL_S = 0.001
 def dark_palette() -> QPalette:
     p = QPalette()
     c = {
-        QPalette.ColorRole.Window: "#1f2328", QPalette.ColorRole.WindowText: "#e6edf3",
-        QPalette.ColorRole.Base: "#161b22", QPalette.ColorRole.AlternateBase: "#1c2128",
-        QPalette.ColorRole.ToolTipBase: "#30363d", QPalette.ColorRole.ToolTipText: "#e6edf3",
-        QPalette.ColorRole.Text: "#e6edf3", QPalette.ColorRole.Button: "#2d333b",
-        QPalette.ColorRole.ButtonText: "#e6edf3", QPalette.ColorRole.BrightText: "#ff7b72",
-        QPalette.ColorRole.Highlight: "#2f81f7", QPalette.ColorRole.HighlightedText: "#ffffff",
-        QPalette.ColorRole.Link: "#58a6ff", QPalette.ColorRole.PlaceholderText: "#8b949e",
-        QPalette.ColorRole.Mid: "#8b949e", QPalette.ColorRole.Dark: "#0d1117", QPalette.ColorRole.Light: "#444c56",
+        QPalette.ColorRole.Window: "#1f2328",
+        QPalette.ColorRole.WindowText: "#e6edf3",
+        QPalette.ColorRole.Base: "#161b22",
+        QPalette.ColorRole.AlternateBase: "#1c2128",
+        QPalette.ColorRole.ToolTipBase: "#30363d",
+        QPalette.ColorRole.ToolTipText: "#e6edf3",
+        QPalette.ColorRole.Text: "#e6edf3",
+        QPalette.ColorRole.Button: "#2d333b",
+        QPalette.ColorRole.ButtonText: "#e6edf3",
+        QPalette.ColorRole.BrightText: "#ff7b72",
+        QPalette.ColorRole.Highlight: "#2f81f7",
+        QPalette.ColorRole.HighlightedText: "#ffffff",
+        QPalette.ColorRole.Link: "#58a6ff",
+        QPalette.ColorRole.PlaceholderText: "#8b949e",
+        QPalette.ColorRole.Mid: "#8b949e",
+        QPalette.ColorRole.Dark: "#0d1117",
+        QPalette.ColorRole.Light: "#444c56",
     }
     for role, color in c.items():
         p.setColor(role, QColor(color))
@@ -75,8 +85,15 @@ def configure_threads(settings: Settings) -> int:
     return n
 
 
-def run(model: str | None = None, open_sets=(), *, device: str | None = None, threads: int | None = None,
-        panel: str | None = None, select: int | None = None) -> int:
+def run(
+    model: str | None = None,
+    open_sets=(),
+    *,
+    device: str | None = None,
+    threads: int | None = None,
+    panel: str | None = None,
+    select: int | None = None,
+) -> int:
     """Open the editor and run the event loop; returns the exit code."""
     app = make_app()
     settings = Settings()
@@ -93,8 +110,10 @@ def run(model: str | None = None, open_sets=(), *, device: str | None = None, th
     if panel:
         win.show_dock(panel)
     if select is not None:
+
         def pick() -> None:
             if win.ws.entries and select < len(win.ws.entries[-1].dset):
                 win.ws.select(win.ws.entries[-1], select)
+
         win.ws.setsChanged.connect(pick)
     return app.exec()

@@ -3,6 +3,7 @@
 The loaded model's sets are live workspace entries. Sets in the library folder that were found
 on *other* models are listed under their model, greyed; double-clicking one opens that model.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,9 +61,16 @@ def scan_library(folder: Path) -> list[LibrarySet]:
         if not isinstance(man, dict) or man.get("format") != "gan-atlas-directions":
             continue
         model = man.get("model") or {}
-        out.append(LibrarySet(path, str(man.get("method", "?")), str(model.get("name", "?")),
-                              str(model.get("identity", "")), str(model.get("source", "")),
-                              len(man.get("directions") or [])))
+        out.append(
+            LibrarySet(
+                path,
+                str(man.get("method", "?")),
+                str(model.get("name", "?")),
+                str(model.get("identity", "")),
+                str(model.get("source", "")),
+                len(man.get("directions") or []),
+            )
+        )
     return out
 
 
@@ -154,8 +162,15 @@ class DirectionBrowser(QWidget):
 
         self.model = QStandardItemModel(0, len(COLUMNS), self)
         self.model.setHorizontalHeaderLabels(list(COLUMNS))
-        for c, tip in enumerate(("index (colour)", "name (double-click or F2 to rename)", "the method's score",
-                                 "rating", "interpretable: ✓ yes, ? unsure, ✗ no")):
+        for c, tip in enumerate(
+            (
+                "index (colour)",
+                "name (double-click or F2 to rename)",
+                "the method's score",
+                "rating",
+                "interpretable: ✓ yes, ? unsure, ✗ no",
+            )
+        ):
             self.model.horizontalHeaderItem(c).setToolTip(tip)
         self.proxy = FilterProxy(self)
         self.proxy.setSourceModel(self.model)
@@ -167,8 +182,9 @@ class DirectionBrowser(QWidget):
         self.view.setAlternatingRowColors(True)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.view.setEditTriggers(QAbstractItemView.EditTrigger.EditKeyPressed
-                                  | QAbstractItemView.EditTrigger.DoubleClicked)
+        self.view.setEditTriggers(
+            QAbstractItemView.EditTrigger.EditKeyPressed | QAbstractItemView.EditTrigger.DoubleClicked
+        )
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
         self.view.doubleClicked.connect(self._double_clicked)
@@ -210,8 +226,12 @@ class DirectionBrowser(QWidget):
         gen = self.ws.gen
         if gen is not None:
             spaces = "/".join(gen.spaces)
-            top = self._row("model", f"{gen.name}", f"{gen.resolution} px · {spaces}",
-                            tooltip=f"{gen.source}\nidentity {gen.identity[:16]}")
+            top = self._row(
+                "model",
+                f"{gen.name}",
+                f"{gen.resolution} px · {spaces}",
+                tooltip=f"{gen.source}\nidentity {gen.identity[:16]}",
+            )
             f = QFont()
             f.setBold(True)
             top[0].setFont(f)
@@ -225,14 +245,22 @@ class DirectionBrowser(QWidget):
             if s.model_identity != here:
                 others.setdefault(s.model_identity or s.model_name, []).append(s)
         for sets in others.values():
-            top = self._row("model", sets[0].model_name, "not loaded",
-                            tooltip=f"{sets[0].model_source}\ndouble-click a set to open this model")
+            top = self._row(
+                "model",
+                sets[0].model_name,
+                "not loaded",
+                tooltip=f"{sets[0].model_source}\ndouble-click a set to open this model",
+            )
             grey = QBrush(QColor("#8b949e"))
             for it in top:
                 it.setForeground(grey)
             for s in sets:
-                r = self._row("libset", s.path.stem, f"{s.method} · {s.count} dirs",
-                              tooltip=f"{s.path}\nfound on {s.model_name}; double-click to open that model")
+                r = self._row(
+                    "libset",
+                    s.path.stem,
+                    f"{s.method} · {s.count} dirs",
+                    tooltip=f"{s.path}\nfound on {s.model_name}; double-click to open that model",
+                )
                 for it in r:
                     it.setForeground(grey)
                 r[0].setData(str(s.path), PATH_ROLE)
@@ -303,7 +331,9 @@ class DirectionBrowser(QWidget):
         items[0].setIcon(QIcon(swatch_pixmap(a.color, 10)) if a.color else QIcon())
         items[0].setToolTip(d.describe())
         items[NAME_COL].setText(a.name)
-        items[NAME_COL].setToolTip("; ".join(filter(None, [a.name, ", ".join(a.tags), a.notes])) or "double-click to name")
+        items[NAME_COL].setToolTip(
+            "; ".join(filter(None, [a.name, ", ".join(a.tags), a.notes])) or "double-click to name"
+        )
         items[2].setText("" if d.score is None else f"{d.score:.3g}")
         items[2].setToolTip("" if d.score is None else f"score {d.score:.6g}")
         items[2].setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -383,7 +413,8 @@ class DirectionBrowser(QWidget):
             return
         self._syncing = True
         self.view.selectionModel().setCurrentIndex(
-            idx, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+            idx, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        )
         self.view.scrollTo(idx)
         self._syncing = False
 
@@ -404,8 +435,12 @@ class DirectionBrowser(QWidget):
             self.ws.annotate(entry, item.data(K_ROLE), "name", item.text().strip())
 
     def _filters_changed(self, *_args) -> None:
-        self.proxy.set_filters(self.search.text(), self.rating_filter.currentIndex(),
-                               self.interp_filter.currentText(), self.tag_filter.currentData() or "")
+        self.proxy.set_filters(
+            self.search.text(),
+            self.rating_filter.currentIndex(),
+            self.interp_filter.currentText(),
+            self.tag_filter.currentData() or "",
+        )
         self.view.expandToDepth(1)
 
     def _double_clicked(self, idx: QModelIndex) -> None:

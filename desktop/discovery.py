@@ -7,6 +7,7 @@ field's ``metadata["help"]`` as its tooltip. While the job runs, every scalar in
 (an eigenvalue spectrum) are drawn as bars, and a partial ``DirectionSet`` appears in the browser
 at once (read-only until the job ends). The finished set is saved to the library and opened.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,7 +57,7 @@ def model_kind(gen) -> str:
     if kind:
         return str(kind)
     name = type(gen).__name__.lower()
-    return name[:-len("generator")] if name.endswith("generator") else name
+    return name[: -len("generator")] if name.endswith("generator") else name
 
 
 def _is_scalar(v) -> bool:
@@ -83,8 +84,11 @@ class ParamField:
     def __init__(self, f: dataclasses.Field, hint, gen, parent: QWidget) -> None:
         self.field = f
         self.name = f.name
-        self.default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+        self.default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )  # type: ignore[misc]
         self.optional = False
         origin = typing.get_origin(hint)
         args = typing.get_args(hint)
@@ -99,8 +103,13 @@ class ParamField:
             choices = list(args)
         if isinstance(hint, type) and issubclass(hint, enum.Enum):
             choices = list(hint)
-        if (choices is None and hint is str and (f.name == "layer" or f.name.endswith("_layer"))
-                and gen is not None and gen.editable_layers()):
+        if (
+            choices is None
+            and hint is str
+            and (f.name == "layer" or f.name.endswith("_layer"))
+            and gen is not None
+            and gen.editable_layers()
+        ):
             # a weight layer to edit: offer the model's editable layers, keep the default (e.g. "auto")
             choices = [i.name for i in gen.editable_layers()]
             if self.default not in choices:
@@ -167,7 +176,9 @@ class ParamField:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             lo, hi = self.field.metadata.get("min"), self.field.metadata.get("max")
             if lo is not None and v < lo or hi is not None and v > hi:
-                bounds = " and ".join(b for b in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "") if b)
+                bounds = " and ".join(
+                    b for b in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "") if b
+                )
                 raise AtlasError(f"parameter {self.name} = {v}: must be {bounds}")
         return v
 
@@ -205,7 +216,9 @@ class ParamField:
                 items = [self._parse(p, elem) for p in parts]
                 return tuple(items) if origin is tuple else items
         except (ValueError, TypeError):
-            raise AtlasError(f"parameter {self.name}: '{text}' is not a valid {getattr(hint, '__name__', hint)}") from None
+            raise AtlasError(
+                f"parameter {self.name}: '{text}' is not a valid {getattr(hint, '__name__', hint)}"
+            ) from None
         return text
 
 
@@ -334,8 +347,9 @@ class MetricPlots(pg.GraphicsLayoutWidget):
             p = self._plot(key)
             if key in self.bars:
                 if self.bars[key] is None:
-                    self.bars[key] = pg.BarGraphItem(x=np.asarray(xs), height=np.asarray(ys), width=0.8,
-                                                     brush="#58a6ff")
+                    self.bars[key] = pg.BarGraphItem(
+                        x=np.asarray(xs), height=np.asarray(ys), width=0.8, brush="#58a6ff"
+                    )
                     p.addItem(self.bars[key])
                     p.setLabel("bottom", "index")
                 else:
@@ -457,8 +471,9 @@ class DiscoveryPanel(QWidget):
             i = self.method.count() - 1
             if spec.models and kind and kind not in spec.models:
                 self.method.model().item(i).setEnabled(False)
-                self.method.setItemData(i, f"works on {', '.join(spec.models)} models, not {kind}",
-                                        Qt.ItemDataRole.ToolTipRole)
+                self.method.setItemData(
+                    i, f"works on {', '.join(spec.models)} models, not {kind}", Qt.ItemDataRole.ToolTipRole
+                )
         self.method.blockSignals(False)
         i = self.method.findData(current)
         self.method.setCurrentIndex(i if i >= 0 else 0)
@@ -587,7 +602,9 @@ class DiscoveryPanel(QWidget):
     def _on_finished(self, result) -> None:
         self._flush()
         if not isinstance(result, DirectionSet):
-            self._on_failed(AtlasError(f"method {self.spec.name} returned {type(result).__name__}, not a direction set"))
+            self._on_failed(
+                AtlasError(f"method {self.spec.name} returned {type(result).__name__}, not a direction set")
+            )
             return
         try:
             path = self._save(result)
@@ -601,8 +618,9 @@ class DiscoveryPanel(QWidget):
             entry = self.ws.add_set(result)
         self.bar.setRange(0, 1)
         self.bar.setValue(1)
-        self.status.setText(f"{self.spec.name}: done, {len(result)} directions"
-                            + (f", saved to {path}" if path else ""))
+        self.status.setText(
+            f"{self.spec.name}: done, {len(result)} directions" + (f", saved to {path}" if path else "")
+        )
         self.setFinished.emit(entry)
 
     def _on_failed(self, exc: Exception) -> None:

@@ -2,6 +2,7 @@
 marked interpretable. Grids, videos and batches are ``engine.export`` jobs run on a worker with
 progress and cancel; the dialog stays responsive and can be closed only when nothing runs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -196,8 +197,13 @@ class ExportDialog(QDialog):
         self.batch_format.addItems(["mp4", "gif", "png"])
         f.addRow("Format", self.batch_format)
         n = len(interpretable_indices(ctx.entry.dset)) if ctx.entry else 0
-        f.addRow("", QLabel(f"{n} direction(s) of {ctx.entry.title if ctx.entry else '—'} are marked interpretable;\n"
-                            "each gets one file (video settings from the Video tab), plus index.csv."))
+        f.addRow(
+            "",
+            QLabel(
+                f"{n} direction(s) of {ctx.entry.title if ctx.entry else '—'} are marked interpretable;\n"
+                "each gets one file (video settings from the Video tab), plus index.csv."
+            ),
+        )
         self.tabs.addTab(w, "Batch")
         self.tabs.setCurrentIndex(TABS.index(tab) if tab in TABS else 2)
         if ctx.entry is None:
@@ -258,8 +264,10 @@ class ExportDialog(QDialog):
             return list(parse_seed_text(text, self.ctx.images))
         except ValueError:
             names = ", ".join(f"@{n}" for n in self.ctx.images)
-            raise AtlasError(f"seeds '{text}': expected e.g. 0, 0,3,9 or 0-3"
-                             + (f", or a projected image ({names})" if names else "")) from None
+            raise AtlasError(
+                f"seeds '{text}': expected e.g. 0, 0,3,9 or 0-3"
+                + (f", or a projected image ({names})" if names else "")
+            ) from None
 
     def build_job(self):
         """The engine job for the current tab (``None`` for the image tab, done at once).
@@ -272,8 +280,9 @@ class ExportDialog(QDialog):
         if tab == "image":
             if c.image is None:
                 raise AtlasError("the preview has no image yet")
-            save_image(resize(c.image, self.image_size.value(), smooth=self.image_smooth.isChecked()),
-                       self.image_out.text())
+            save_image(
+                resize(c.image, self.image_size.value(), smooth=self.image_smooth.isChecked()), self.image_out.text()
+            )
             return None
         if tab == "grid":
             ks = self._indices(self.grid_which.text())
@@ -287,12 +296,27 @@ class ExportDialog(QDialog):
                 lo = -T if T > 0 else min(d.range[0] for d in dirs)
                 hi = T if T > 0 else max(d.range[1] for d in dirs)
                 codes, bases = seed_codes(c.gen, seeds, space, c.psi)
-                return export_grid(c.gen, codes, dirs, np.linspace(lo, hi, steps), out,
-                                   size=size, smooth=smooth, space=space, psi=c.psi, bases=bases)
+                return export_grid(
+                    c.gen,
+                    codes,
+                    dirs,
+                    np.linspace(lo, hi, steps),
+                    out,
+                    size=size,
+                    smooth=smooth,
+                    space=space,
+                    psi=c.psi,
+                    bases=bases,
+                )
 
             return grid_job
-        opts = MorphOptions(frames=self.frames.value(), fps=self.fps.value(), size=self.video_size.value(),
-                            smooth=self.video_smooth.isChecked(), T=self.video_T.value() or None)
+        opts = MorphOptions(
+            frames=self.frames.value(),
+            fps=self.fps.value(),
+            size=self.video_size.value(),
+            smooth=self.video_smooth.isChecked(),
+            T=self.video_T.value() or None,
+        )
         opts.check()
         seeds = self._seed_list(self.video_seeds.text())
         space = seeds_space(seeds)

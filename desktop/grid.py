@@ -8,6 +8,7 @@ kept, so a set of 200 directions costs what the visible part costs.
 Keys: Up/Down next/previous direction, Left/Right shift, 1-5 rate (0 clears), I / U / X mark
 interpretable yes / unsure / no, N name, Enter open in the preview, P pin.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -123,8 +124,11 @@ class GridModel(QAbstractTableModel):
 
     def headerData(self, section: int, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
         if role == Qt.ItemDataRole.ToolTipRole and orientation == Qt.Orientation.Horizontal and section > 0:
-            return ("shift t of this column" if self.uniform_shifts() is not None
-                    else "fraction of each direction's suggested range")
+            return (
+                "shift t of this column"
+                if self.uniform_shifts() is not None
+                else "fraction of each direction's suggested range"
+            )
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         if orientation == Qt.Orientation.Vertical:
@@ -199,8 +203,15 @@ class GridModel(QAbstractTableModel):
         if not rows:
             return
         self.inflight.update(rows)
-        req = GridRequest(dset=self.entry.dset, rows=tuple(rows), shifts=tuple(self.shifts_for(r) for r in rows),
-                          seeds=self.seeds, psi=self.psi, thumb=self.thumb, generation=self.generation)
+        req = GridRequest(
+            dset=self.entry.dset,
+            rows=tuple(rows),
+            shifts=tuple(self.shifts_for(r) for r in rows),
+            seeds=self.seeds,
+            psi=self.psi,
+            thumb=self.thumb,
+            generation=self.generation,
+        )
         self.renderer.submit(self.ws.gen, req)
 
     def _on_rows(self, _stamp: int, value) -> None:
@@ -212,7 +223,7 @@ class GridModel(QAbstractTableModel):
             S, M, h, w = grid.shape[:4]
             stack = np.full((S, M * h + (M - 1) * GAP, w, 3), 20, np.uint8)
             for m in range(M):
-                stack[:, m * (h + GAP):m * (h + GAP) + h] = grid[:, m]
+                stack[:, m * (h + GAP) : m * (h + GAP) + h] = grid[:, m]
             self.cache[row] = [qimage(s) for s in stack]
             self.dataChanged.emit(self.index(row, 1), self.index(row, self.steps))
         while len(self.cache) > CACHE_ROWS:
@@ -256,7 +267,9 @@ class GridDelegate(QStyledItemDelegate):
                 iw, ih = img.width(), img.height()
                 scale = min(inner.width() / iw, inner.height() / ih)
                 w, h = int(iw * scale), int(ih * scale)
-                p.drawImage(QRect(inner.x() + (inner.width() - w) // 2, inner.y() + (inner.height() - h) // 2, w, h), img)
+                p.drawImage(
+                    QRect(inner.x() + (inner.width() - w) // 2, inner.y() + (inner.height() - h) // 2, w, h), img
+                )
             else:
                 p.fillRect(inner, base.lighter(115) if base.lightness() < 128 else base.darker(106))
             view = self.parent()
@@ -518,8 +531,13 @@ class GridInspector(QWidget):
             seeds = (0,)
         self.model.gen_id = id(self.ws.gen)
         col = self.view.currentIndex().column()
-        self.model.configure(entry=self.model.entry, T=float(self.T.value()), steps=int(self.steps.value()),
-                             seeds=seeds, thumb=int(self.size.value()))
+        self.model.configure(
+            entry=self.model.entry,
+            T=float(self.T.value()),
+            steps=int(self.steps.value()),
+            seeds=seeds,
+            thumb=int(self.size.value()),
+        )
         self._follow_current(max(0, min(col, self.model.steps)))
 
     def set_psi(self, psi: float) -> None:

@@ -1,5 +1,6 @@
 """The main window: preview in the centre, browser and annotations on the left, grid inspector and
 discovery on the right (dock widgets; their layout is saved), menus, settings, model loading."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,14 +43,41 @@ from engine.directions import DirectionSet
 from engine.errors import AtlasError
 
 SHORTCUTS = [
-    ("Preview", [("[ / ]", "previous / next seed"), ("Ctrl+R", "random seed"), ("B", "before / after"),
-                 ("Ctrl+0", "reset all shifts"), ("Ctrl+I", "open an image: project a photo, edit it as seed @name")]),
-    ("Grid inspector", [("↑ / ↓", "previous / next direction"), ("← / →", "shift column"), ("1 … 5", "rate (0 clears)"),
-                        ("I / U / X", "interpretable: yes / unsure / no"), ("N", "name"), ("P", "pin to preview"),
-                        ("Enter", "open the cell in the preview"), ("click", "load a cell (seed, shift) into the preview")]),
-    ("Everywhere", [("Ctrl+Z / Ctrl+Shift+Z", "undo / redo an annotation"), ("F2", "rename the current direction"),
-                    ("Ctrl+O", "open a direction set"), ("Ctrl+Shift+O", "open a model"), ("Ctrl+E", "export"),
-                    ("Ctrl+1 / 2 / 3 / 4", "show grid / discovery / browser / analysis"), ("F1", "this list")]),
+    (
+        "Preview",
+        [
+            ("[ / ]", "previous / next seed"),
+            ("Ctrl+R", "random seed"),
+            ("B", "before / after"),
+            ("Ctrl+0", "reset all shifts"),
+            ("Ctrl+I", "open an image: project a photo, edit it as seed @name"),
+        ],
+    ),
+    (
+        "Grid inspector",
+        [
+            ("↑ / ↓", "previous / next direction"),
+            ("← / →", "shift column"),
+            ("1 … 5", "rate (0 clears)"),
+            ("I / U / X", "interpretable: yes / unsure / no"),
+            ("N", "name"),
+            ("P", "pin to preview"),
+            ("Enter", "open the cell in the preview"),
+            ("click", "load a cell (seed, shift) into the preview"),
+        ],
+    ),
+    (
+        "Everywhere",
+        [
+            ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo an annotation"),
+            ("F2", "rename the current direction"),
+            ("Ctrl+O", "open a direction set"),
+            ("Ctrl+Shift+O", "open a model"),
+            ("Ctrl+E", "export"),
+            ("Ctrl+1 / 2 / 3 / 4", "show grid / discovery / browser / analysis"),
+            ("F1", "this list"),
+        ],
+    ),
 ]
 
 
@@ -99,8 +127,9 @@ class MainWindow(QMainWindow):
     """The editor. ``model``: built-in name / checkpoint / adapter (default: the built-in model);
     ``gen``: an already loaded generator (tests); ``open_sets``: direction sets to open."""
 
-    def __init__(self, settings: Settings | None = None, *, model: str | None = None, gen=None,
-                 open_sets=(), scan: bool = True) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, model: str | None = None, gen=None, open_sets=(), scan: bool = True
+    ) -> None:
         super().__init__()
         self.settings = settings or Settings()
         self.setWindowTitle("GAN Atlas")
@@ -130,9 +159,11 @@ class MainWindow(QMainWindow):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")
             dock.setWidget(widget)
-            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-                             | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+            dock.setFeatures(
+                QDockWidget.DockWidgetFeature.DockWidgetMovable
+                | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                | QDockWidget.DockWidgetFeature.DockWidgetClosable
+            )
             self.addDockWidget(area, dock)
             self.docks[key] = dock
         self.splitDockWidget(self.docks["browser"], self.docks["editor"], Qt.Orientation.Vertical)
@@ -296,8 +327,10 @@ class MainWindow(QMainWindow):
         bits = ["GAN Atlas"]
         if gen is not None:
             bits.append(gen.name)
-            self.status_label.setText(f"{gen.name} · {gen.resolution}px · {gen.device} · torch threads "
-                                      f"{__import__('torch').get_num_threads()}")
+            self.status_label.setText(
+                f"{gen.name} · {gen.resolution}px · {gen.device} · torch threads "
+                f"{__import__('torch').get_num_threads()}"
+            )
         if self.ws.current is not None:
             bits.append(self.ws.current[0].title)
         self.setWindowTitle(" — ".join(bits))
@@ -358,13 +391,20 @@ class MainWindow(QMainWindow):
         from engine.models import builtin_models
 
         names = [m.name for m in builtin_models()]
-        choice, ok = QInputDialog.getItem(self, "Open model", "Built-in model, or choose 'File…' for a checkpoint "
-                                          "(.pt, .pkl) or adapter (.py):", names + ["File…"], 0, False)
+        choice, ok = QInputDialog.getItem(
+            self,
+            "Open model",
+            "Built-in model, or choose 'File…' for a checkpoint (.pt, .pkl) or adapter (.py):",
+            names + ["File…"],
+            0,
+            False,
+        )
         if not ok:
             return
         if choice == "File…":
-            path, _ = QFileDialog.getOpenFileName(self, "Open model", "",
-                                                  "Checkpoints and adapters (*.pt *.pth *.pkl *.tar *.py);;All files (*)")
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Open model", "", "Checkpoints and adapters (*.pt *.pth *.pkl *.tar *.py);;All files (*)"
+            )
             if not path:
                 return
             choice = path
@@ -377,7 +417,10 @@ class MainWindow(QMainWindow):
             self.open_set(p)
 
     def _fill_recent(self) -> None:
-        for menu, kind, fn in ((self.recent_models, "models", self.load_model), (self.recent_sets, "sets", self.open_set)):
+        for menu, kind, fn in (
+            (self.recent_models, "models", self.load_model),
+            (self.recent_sets, "sets", self.open_set),
+        ):
             menu.clear()
             items = self.settings.recent(kind)
             for item in items:
@@ -395,8 +438,19 @@ class MainWindow(QMainWindow):
         pinned = [k for e, k in self.ws.pinned if e is entry]
         req = self.preview.current_request()
         folder = Path(self.settings.get("export/folder", str(Path.home())))
-        ctx = ExportContext(self.ws.gen, entry, current, pinned, req.seeds, req.psi, req.space, req.layers,
-                            self.preview.image(), folder, images=dict(self.ws.images))
+        ctx = ExportContext(
+            self.ws.gen,
+            entry,
+            current,
+            pinned,
+            req.seeds,
+            req.psi,
+            req.space,
+            req.layers,
+            self.preview.image(),
+            folder,
+            images=dict(self.ws.images),
+        )
         dlg = ExportDialog(ctx, tab, self)
         dlg.finished.connect(lambda _r: self.settings.set("export/folder", str(Path(dlg.video_out.text()).parent)))
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -447,8 +501,9 @@ class MainWindow(QMainWindow):
             show_error(self, exc)
             return None
         self.preview.show_image_seed(name)
-        self.statusBar().showMessage(f"@{name}: the projected image is a seed; type @{name} in any seed field "
-                                     "(preview, grid, export)", 10000)
+        self.statusBar().showMessage(
+            f"@{name}: the projected image is a seed; type @{name} in any seed field (preview, grid, export)", 10000
+        )
         return name
 
     def settings_dialog(self) -> None:
@@ -538,11 +593,14 @@ class MainWindow(QMainWindow):
 
     def _default_sizes(self) -> None:
         w = self.width()
-        self.resizeDocks([self.docks["browser"], self.docks["grid"]], [int(w * 0.25), int(w * 0.45)],
-                         Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["browser"], self.docks["editor"]], [int(self.height() * 0.55),
-                                                                         int(self.height() * 0.45)],
-                         Qt.Orientation.Vertical)
+        self.resizeDocks(
+            [self.docks["browser"], self.docks["grid"]], [int(w * 0.25), int(w * 0.45)], Qt.Orientation.Horizontal
+        )
+        self.resizeDocks(
+            [self.docks["browser"], self.docks["editor"]],
+            [int(self.height() * 0.55), int(self.height() * 0.45)],
+            Qt.Orientation.Vertical,
+        )
 
     def _reset_layout(self) -> None:
         for key in ("browser", "editor"):
@@ -579,4 +637,3 @@ class MainWindow(QMainWindow):
         for pool in pools:
             pool.waitForDone(15000)
         super().closeEvent(event)
-

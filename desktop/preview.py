@@ -4,6 +4,7 @@ Rendering runs on a worker through ``LatestWins``: dragging a slider submits a r
 every ``THROTTLE_MS`` (superqt ``qthrottled``); a request made while one renders replaces any
 waiting one, and results older than the image on screen are dropped.
 """
+
 from __future__ import annotations
 
 import random
@@ -55,7 +56,7 @@ def parse_seed_text(text: str, images=None) -> tuple:
             seeds.append(images[part[1:]])
         elif "-" in part[1:]:
             i = part.index("-", 1)
-            a, b = int(part[:i]), int(part[i + 1:])
+            a, b = int(part[:i]), int(part[i + 1 :])
             if b < a:
                 raise ValueError(part)
             seeds.extend(range(a, b + 1))
@@ -159,8 +160,9 @@ class PreviewPanel(QWidget):
         top.setSpacing(6)
         top.addWidget(QLabel("Seed"))
         self.seeds = QLineEdit("0", self)
-        self.seeds.setToolTip("one seed, or several: 0,3,9 or 0-3 (at most 16); @name is a projected image "
-                              "(Preview ▸ Open image…)")
+        self.seeds.setToolTip(
+            "one seed, or several: 0,3,9 or 0-3 (at most 16); @name is a projected image (Preview ▸ Open image…)"
+        )
         self.seeds.setMaximumWidth(110)
         self.seeds.setObjectName("seeds")
         self.seeds.editingFinished.connect(self.request_render)
@@ -191,8 +193,10 @@ class PreviewPanel(QWidget):
         self.space_label = QLabel("Space")
         top.addWidget(self.space_label)
         self.space = QComboBox(self)
-        self.space.setToolTip("where the seeds' codes are held and edited: z (input), w (after mapping), "
-                              "w+ (one w per layer; edits only on the layer range)")
+        self.space.setToolTip(
+            "where the seeds' codes are held and edited: z (input), w (after mapping), "
+            "w+ (one w per layer; edits only on the layer range)"
+        )
         self.space.currentTextChanged.connect(self._space_changed)
         top.addWidget(self.space)
         self.layers = QLabeledRangeSlider(Qt.Orientation.Horizontal, self)
@@ -253,9 +257,21 @@ class PreviewPanel(QWidget):
         scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
         root.addWidget(scroll)
 
-        QShortcut(QKeySequence("B"), self, activated=self.before.toggle, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        QShortcut(QKeySequence("["), self, activated=lambda: self.step_seed(-1), context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        QShortcut(QKeySequence("]"), self, activated=lambda: self.step_seed(1), context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        QShortcut(
+            QKeySequence("B"), self, activated=self.before.toggle, context=Qt.ShortcutContext.WidgetWithChildrenShortcut
+        )
+        QShortcut(
+            QKeySequence("["),
+            self,
+            activated=lambda: self.step_seed(-1),
+            context=Qt.ShortcutContext.WidgetWithChildrenShortcut,
+        )
+        QShortcut(
+            QKeySequence("]"),
+            self,
+            activated=lambda: self.step_seed(1),
+            context=Qt.ShortcutContext.WidgetWithChildrenShortcut,
+        )
 
         ws.modelChanged.connect(self._model_changed)
         ws.activeChanged.connect(self._active_changed)
@@ -373,8 +389,12 @@ class PreviewPanel(QWidget):
             if t:
                 shifts.append((e.dset, k, t))
         return PreviewRequest(
-            seeds=self.seed_values(), psi=float(self.psi.value()) if self.psi.isVisible() else 1.0,
-            space=self.space.currentText() or "z", layers=self.layer_range(), shifts=tuple(shifts))
+            seeds=self.seed_values(),
+            psi=float(self.psi.value()) if self.psi.isVisible() else 1.0,
+            space=self.space.currentText() or "z",
+            layers=self.layer_range(),
+            shifts=tuple(shifts),
+        )
 
     def request_render(self, *_args) -> None:
         if self.ws.gen is None:
@@ -389,8 +409,9 @@ class PreviewPanel(QWidget):
         seeds = ", ".join(map(seed_label, req.seeds))
         n_edits = len(req.shifts)
         extra = f" · ψ {req.psi:.2f}" if self.psi.isVisible() else ""
-        self.canvas.caption = (f"seed {seeds}{extra} · {n_edits} edit{'s' if n_edits != 1 else ''}"
-                               + (" · BEFORE" if self.before.isChecked() else ""))
+        self.canvas.caption = f"seed {seeds}{extra} · {n_edits} edit{'s' if n_edits != 1 else ''}" + (
+            " · BEFORE" if self.before.isChecked() else ""
+        )
         h, w = result.size
         self.status.setText(f"{w}×{h} px · {result.seconds * 1000:.0f} ms")
         self.rendered.emit(result)
@@ -417,4 +438,3 @@ class PreviewPanel(QWidget):
     def focus_sliders(self) -> None:
         if self._rows:
             self._rows[-1].slider.setFocus()
-

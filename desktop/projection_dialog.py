@@ -11,6 +11,7 @@ Mounting (``desktop/main_window.py``): Preview ▸ Open image… creates
 ``ProjectionDialog(ws.gen, window)``, connects ``projected`` to ``MainWindow.add_projected``
 (which calls ``Workspace.add_image`` and shows the seed in the preview) and opens it.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -58,8 +59,9 @@ class ProjectionDialog(QDialog):
 
     projected = Signal(object)
 
-    def __init__(self, gen, parent: QWidget | None = None, *, image: str | None = None,
-                 folder: Path | None = None) -> None:
+    def __init__(
+        self, gen, parent: QWidget | None = None, *, image: str | None = None, folder: Path | None = None
+    ) -> None:
         super().__init__(parent)
         self.gen = gen
         self.folder = Path(folder) if folder else Path.home()
@@ -84,8 +86,9 @@ class ProjectionDialog(QDialog):
         form = QFormLayout()
         self.space = QComboBox(self)
         self.space.addItems(["auto", *gen.spaces])
-        self.space.setToolTip("space of the fitted code: auto = w for StyleGAN2 (w+ fits closer but edits less "
-                              "cleanly), z for the others")
+        self.space.setToolTip(
+            "space of the fitted code: auto = w for StyleGAN2 (w+ fits closer but edits less cleanly), z for the others"
+        )
         self.space.setVisible(len(gen.spaces) > 1)
         if len(gen.spaces) > 1:
             form.addRow("Space", self.space)
@@ -96,13 +99,17 @@ class ProjectionDialog(QDialog):
         form.addRow("Steps", self.steps)
         self.distance = QComboBox(self)
         self.distance.addItems(list(DISTANCES))
-        self.distance.setToolTip("what 'close' means: LPIPS (needs its ImageNet backbone file; without it the "
-                                 "labelled pixel distance is used) or pixel MSE")
+        self.distance.setToolTip(
+            "what 'close' means: LPIPS (needs its ImageNet backbone file; without it the "
+            "labelled pixel distance is used) or pixel MSE"
+        )
         form.addRow("Distance", self.distance)
         tune_row = QHBoxLayout()
         self.tune = QCheckBox("Tune the weights to the photo (pivotal tuning)", self)
-        self.tune.setToolTip("after the fit, fine-tune the generator's convolution weights with the code fixed, so "
-                             "edits start from a faithful reconstruction; the tuned weights apply to this image only")
+        self.tune.setToolTip(
+            "after the fit, fine-tune the generator's convolution weights with the code fixed, so "
+            "edits start from a faithful reconstruction; the tuned weights apply to this image only"
+        )
         tune_row.addWidget(self.tune)
         self.tune_steps = QSpinBox(self)
         self.tune_steps.setRange(1, 10000)
@@ -195,8 +202,9 @@ class ProjectionDialog(QDialog):
             return False
         self.photo.set_image(to_uint8(target)[0])
         W, H = info["size"]
-        self.status.setText(f"{Path(text).name}: {W}×{H} px, centred square cut out and resized to "
-                            f"{self.gen.resolution} px")
+        self.status.setText(
+            f"{Path(text).name}: {W}×{H} px, centred square cut out and resized to {self.gen.resolution} px"
+        )
         return True
 
     def params(self):
@@ -228,12 +236,22 @@ class ProjectionDialog(QDialog):
         self.bar.setRange(0, params.steps + (tune.steps if tune else 0))
         self.bar.setValue(0)
         self.status.setText("projecting…")
-        for w in (self.start_btn, self.save_btn, self.use_btn, self.path, self.space, self.steps, self.tune,
-                  self.tune_steps, self.distance):
+        for w in (
+            self.start_btn,
+            self.save_btn,
+            self.use_btn,
+            self.path,
+            self.space,
+            self.steps,
+            self.tune,
+            self.tune_steps,
+            self.distance,
+        ):
             w.setEnabled(False)
         self.cancel_btn.setEnabled(True)
-        self.runner.start(lambda: project_image(gen, path, params, tune_params=tune, distance=distance,
-                                                tune_distance=tune_distance))
+        self.runner.start(
+            lambda: project_image(gen, path, params, tune_params=tune, distance=distance, tune_distance=tune_distance)
+        )
 
     def _progress(self, records: list[Progress]) -> None:
         rec = records[-1]
@@ -265,11 +283,15 @@ class ProjectionDialog(QDialog):
     @staticmethod
     def summary(lat) -> str:
         m = lat.metrics
-        text = (f"done in {m.get('seconds', 0):.1f} s: {m['distance_name']} {m['distance']:.4f}, "
-                f"PSNR {m['psnr']:.2f} dB ({lat.space} code)")
+        text = (
+            f"done in {m.get('seconds', 0):.1f} s: {m['distance_name']} {m['distance']:.4f}, "
+            f"PSNR {m['psnr']:.2f} dB ({lat.space} code)"
+        )
         if lat.tuned:
-            text += (f"; after tuning ({m['tuned_steps']} steps, {m['tuned_seconds']:.1f} s): "
-                     f"{m['tuned_distance']:.4f}, PSNR {m['tuned_psnr']:.2f} dB")
+            text += (
+                f"; after tuning ({m['tuned_steps']} steps, {m['tuned_seconds']:.1f} s): "
+                f"{m['tuned_distance']:.4f}, PSNR {m['tuned_psnr']:.2f} dB"
+            )
         return text
 
     def _failed(self, exc: Exception) -> None:
@@ -307,8 +329,9 @@ class ProjectionDialog(QDialog):
         return out
 
     def save_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save projected latent", str(self.default_save_path()),
-                                              "Projected latents (*.latent)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save projected latent", str(self.default_save_path()), "Projected latents (*.latent)"
+        )
         if path:
             self.save(path if path.endswith(".latent") else path + ".latent")
 
@@ -323,4 +346,3 @@ class ProjectionDialog(QDialog):
             self.runner.cancel()
             return
         super().reject()
-

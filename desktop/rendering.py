@@ -3,6 +3,7 @@
 Each takes the generator and a frozen request and returns uint8 numpy arrays (``[..., H, W, 3]``);
 nothing here touches Qt, and nothing it returns is a tensor.
 """
+
 from __future__ import annotations
 
 import time
@@ -181,4 +182,3 @@ def render_grid_rows(gen, req: GridRequest) -> tuple[int, dict[int, np.ndarray]]
             for j, i in enumerate(members):
                 out[req.rows[i]] = np.ascontiguousarray(grid[j])
     return req.generation, out
-

@@ -3,6 +3,7 @@
 ``GAN_ATLAS_CONFIG_DIR`` / ``GAN_ATLAS_DATA_DIR`` override the folders (tests point them at a
 temporary directory so a user's real settings are never read or written).
 """
+
 from __future__ import annotations
 
 import json

@@ -2,6 +2,7 @@
 
 Every change goes through ``Workspace.annotate`` (undoable, written to disk at once).
 """
+
 from __future__ import annotations
 
 from PySide6.QtGui import QColor
@@ -97,8 +98,7 @@ class AnnotationEditor(QWidget):
 
         self.tags = QLineEdit(self)
         self.tags.setPlaceholderText("comma-separated, e.g. face, lighting")
-        self.tags.textEdited.connect(
-            lambda text: self._set("tags", [t.strip() for t in text.split(",") if t.strip()]))
+        self.tags.textEdited.connect(lambda text: self._set("tags", [t.strip() for t in text.split(",") if t.strip()]))
         form.addRow("Tags", self.tags)
         root.addLayout(form)
 
@@ -188,4 +188,3 @@ class AnnotationEditor(QWidget):
     def focus_name(self) -> None:
         self.name.setFocus()
         self.name.selectAll()
-

@@ -1,4 +1,5 @@
 """Small reusable widgets: the image canvas, star ratings, colour swatches, error dialogs."""
+
 from __future__ import annotations
 
 import traceback
@@ -100,8 +101,11 @@ class ImageCanvas(QWidget):
             f = QFont(self.font())
             f.setPointSizeF(f.pointSizeF() * 0.95)
             p.setFont(f)
-            p.drawText(self.rect().adjusted(10, 0, -10, -6), Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignLeft,
-                       self.caption)
+            p.drawText(
+                self.rect().adjusted(10, 0, -10, -6),
+                Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignLeft,
+                self.caption,
+            )
 
     def mousePressEvent(self, event) -> None:  # noqa: N802
         self.clicked.emit(event.position().toPoint())

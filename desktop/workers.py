@@ -14,6 +14,7 @@ Two shapes of work:
 No QThread is created by hand: superqt's workers run on Qt thread pools (renders on the global
 pool at normal priority, long jobs on ``job_pool()`` at a lower priority).
 """
+
 from __future__ import annotations
 
 import os
@@ -128,8 +129,7 @@ class JobRunner(QObject):
         if self._worker is not None:
             raise RuntimeError("a job is already running")
         self._ended = False
-        worker = create_worker(_batched, make_job, _worker_class=JobWorker, _start_thread=False,
-                               _ignore_errors=True)
+        worker = create_worker(_batched, make_job, _worker_class=JobWorker, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
@@ -262,4 +262,3 @@ def prewarm() -> FunctionWorker:
     worker = create_worker(_import_torch_compiler, _start_thread=False, _ignore_errors=True)
     job_pool().start(worker)
     return worker
-

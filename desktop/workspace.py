@@ -4,6 +4,7 @@ directions active on the preview, and the annotation edits (through a ``QUndoSta
 Every annotation change is written to the set's manifest at once (``DirectionSet.save_annotations``,
 an atomic replace), so closing or killing the program never loses a tag. Undo and redo write too.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -149,8 +150,10 @@ class Workspace(QObject):
                 if d.space not in gen.spaces:
                     raise AtlasError(f"{where}: direction {k} lives in space {d.space}, which {gen.name} does not have")
                 if d.vector is not None and d.vector.shape[-1] != dims[d.space]:
-                    raise AtlasError(f"{where}: direction {k} has {d.vector.shape[-1]} dimensions but {gen.name}'s "
-                                     f"{d.space} has {dims[d.space]}")
+                    raise AtlasError(
+                        f"{where}: direction {k} has {d.vector.shape[-1]} dimensions but {gen.name}'s "
+                        f"{d.space} has {dims[d.space]}"
+                    )
             elif d.layer not in {i.name for i in gen.editable_layers()}:
                 raise AtlasError(f"{where}: direction {k} shifts layer {d.layer}, which {gen.name} does not have")
         ident = dset.model.get("identity")

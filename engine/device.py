@@ -3,6 +3,7 @@
 CUDA is used when present unless the user forces a device. On small machines the torch thread
 count is capped so that the desktop's UI thread keeps a core (see ``cap_threads``).
 """
+
 from __future__ import annotations
 
 import os

@@ -17,6 +17,7 @@ file + rename), then removes the old tensor file: a crash at any moment leaves a
 consistent pair on disk. The manifest records the tensor file's sha256, so a damaged or
 mismatched tensor file is detected on load.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -52,7 +53,9 @@ class Annotation:
 
     def validate(self, where: str = "annotation") -> None:
         if self.interpretable not in (None, *INTERPRETABLE):
-            raise DirectionSetError(f"{where}: interpretable must be one of {INTERPRETABLE} or null, got {self.interpretable!r}")
+            raise DirectionSetError(
+                f"{where}: interpretable must be one of {INTERPRETABLE} or null, got {self.interpretable!r}"
+            )
         if self.rating is not None and not (isinstance(self.rating, int) and 1 <= self.rating <= 5):
             raise DirectionSetError(f"{where}: rating must be an integer 1-5 or null, got {self.rating!r}")
 
@@ -210,17 +213,19 @@ class DirectionSet:
     def _manifest(self, tensor_file: str) -> dict:
         dirs = []
         for d in self.directions:
-            dirs.append({
-                "kind": d.kind,
-                "space": d.space if d.kind == "latent" else None,
-                "layers": list(d.layers) if d.layers is not None else None,
-                "layer": d.layer,
-                "basis": d.basis,
-                "score": d.score,
-                "range": list(d.range),
-                "annotation": asdict(d.annotation),
-                "info": d.info,
-            })
+            dirs.append(
+                {
+                    "kind": d.kind,
+                    "space": d.space if d.kind == "latent" else None,
+                    "layers": list(d.layers) if d.layers is not None else None,
+                    "layer": d.layer,
+                    "basis": d.basis,
+                    "score": d.score,
+                    "range": list(d.range),
+                    "annotation": asdict(d.annotation),
+                    "info": d.info,
+                }
+            )
         return {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -231,8 +236,10 @@ class DirectionSet:
             "created": self.created,
             "notes": self.notes,
             "tensors": {"file": tensor_file, "sha256": self.tensor_sha256},
-            "bases": {n: {"layer": b.layer, "kind": b.kind, "shape": list(b.shape), "weight_norm": b.weight_norm}
-                      for n, b in self.bases.items()},
+            "bases": {
+                n: {"layer": b.layer, "kind": b.kind, "shape": list(b.shape), "weight_norm": b.weight_norm}
+                for n, b in self.bases.items()
+            },
             "directions": dirs,
         }
 
@@ -248,7 +255,7 @@ class DirectionSet:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DirectionSetError(f"{path}: not a direction set (damaged or not JSON: {exc})") from None
         if not isinstance(man, dict) or man.get("format") != FORMAT:
-            raise DirectionSetError(f"{path}: not a GAN Atlas direction set (no '\"format\": \"{FORMAT}\"')")
+            raise DirectionSetError(f'{path}: not a GAN Atlas direction set (no \'"format": "{FORMAT}"\')')
         version = man.get("version")
         if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
             raise DirectionSetError(
@@ -283,7 +290,7 @@ class DirectionSet:
         bases = {}
         for name, b in (man.get("bases") or {}).items():
             prefix = f"basis.{name}."
-            bt = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            bt = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             if not bt:
                 raise DirectionSetError(f"{tpath}: missing tensors of parameter basis '{name}'")
             bases[name] = ParamBasis(b["layer"], b["kind"], tuple(b["shape"]), float(b["weight_norm"]), bt)
@@ -305,32 +312,61 @@ class DirectionSet:
                 if delta is None and (d.get("basis") not in bases or vec is None):
                     raise DirectionSetError(f"{where}: neither a delta nor basis coefficients are stored")
             rng = d.get("range") or [-3.0, 3.0]
-            dirs.append(Direction(
-                kind=kind, vector=vec, space=d.get("space") or "z",
-                layers=tuple(d["layers"]) if d.get("layers") else None,
-                layer=d.get("layer"), delta=delta, basis=d.get("basis"),
-                score=None if d.get("score") is None else float(d["score"]),
-                range=(float(rng[0]), float(rng[1])),
-                annotation=Annotation.from_json(d.get("annotation") or {}, where),
-                info=dict(d.get("info") or {}),
-            ))
+            dirs.append(
+                Direction(
+                    kind=kind,
+                    vector=vec,
+                    space=d.get("space") or "z",
+                    layers=tuple(d["layers"]) if d.get("layers") else None,
+                    layer=d.get("layer"),
+                    delta=delta,
+                    basis=d.get("basis"),
+                    score=None if d.get("score") is None else float(d["score"]),
+                    range=(float(rng[0]), float(rng[1])),
+                    annotation=Annotation.from_json(d.get("annotation") or {}, where),
+                    info=dict(d.get("info") or {}),
+                )
+            )
         return cls(
-            method=str(man["method"]), model=dict(man.get("model") or {}), directions=dirs,
-            params=dict(man.get("params") or {}), bases=bases, metrics=dict(man.get("metrics") or {}),
-            created=str(man.get("created", "")), notes=str(man.get("notes", "")), path=path,
+            method=str(man["method"]),
+            model=dict(man.get("model") or {}),
+            directions=dirs,
+            params=dict(man.get("params") or {}),
+            bases=bases,
+            metrics=dict(man.get("metrics") or {}),
+            created=str(man.get("created", "")),
+            notes=str(man.get("notes", "")),
+            path=path,
             tensor_sha256=tinfo.get("sha256"),
         )
 
     # ---- building -------------------------------------------------------------------------
     @classmethod
-    def latent(cls, method: str, model: dict, vectors: torch.Tensor, *, space: str = "z",
-               layers: tuple[int, int] | None = None, scores: Iterable[float] | None = None,
-               range_: tuple[float, float] = (-3.0, 3.0), params: dict | None = None) -> DirectionSet:
+    def latent(
+        cls,
+        method: str,
+        model: dict,
+        vectors: torch.Tensor,
+        *,
+        space: str = "z",
+        layers: tuple[int, int] | None = None,
+        scores: Iterable[float] | None = None,
+        range_: tuple[float, float] = (-3.0, 3.0),
+        params: dict | None = None,
+    ) -> DirectionSet:
         """A set of latent directions from the rows of ``vectors [K, dim]``."""
         scores = list(scores) if scores is not None else [None] * vectors.shape[0]
-        dirs = [Direction("latent", vector=v.detach().float().cpu().clone(), space=space, layers=layers,
-                          score=None if s is None else float(s), range=range_)
-                for v, s in zip(vectors, scores)]
+        dirs = [
+            Direction(
+                "latent",
+                vector=v.detach().float().cpu().clone(),
+                space=space,
+                layers=layers,
+                score=None if s is None else float(s),
+                range=range_,
+            )
+            for v, s in zip(vectors, scores)
+        ]
         return cls(method=method, model=model, directions=dirs, params=params or {})
 
 
@@ -344,8 +380,13 @@ def direction_delta(d: Direction, bases: dict[str, ParamBasis]) -> torch.Tensor:
 
 def model_ref(gen) -> dict[str, Any]:
     """The model identity a direction set records."""
-    return {"name": gen.name, "identity": gen.identity, "source": gen.source,
-            "resolution": gen.resolution, "z_dim": gen.z_dim}
+    return {
+        "name": gen.name,
+        "identity": gen.identity,
+        "source": gen.source,
+        "resolution": gen.resolution,
+        "z_dim": gen.z_dim,
+    }
 
 
 def manifest_path(path: Path) -> Path:

@@ -23,6 +23,7 @@ never downloads them by itself. ``download_backbone`` (``python main.py weights 
 fetches them for users who are online; without the file, ``load_distance`` raises an
 ``AtlasError`` naming the file, the folder and the alternatives.
 """
+
 from __future__ import annotations
 
 import os
@@ -216,8 +217,10 @@ def _load_backbone(net: nn.Module, b: Backbone) -> None:
     try:
         state = torch.load(b.path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to replace
-        raise AtlasError(f"{b.path}: cannot read the LPIPS backbone file ({exc.__class__.__name__}: {exc}); "
-                         f"delete it and run `python main.py weights download --net {b.net}`") from None
+        raise AtlasError(
+            f"{b.path}: cannot read the LPIPS backbone file ({exc.__class__.__name__}: {exc}); "
+            f"delete it and run `python main.py weights download --net {b.net}`"
+        ) from None
     loaded = 0
     with torch.no_grad():
         for slice_ in net.children():
@@ -225,16 +228,19 @@ def _load_backbone(net: nn.Module, b: Backbone) -> None:
                 for pname, p in module.named_parameters():
                     key = f"features.{idx}.{pname}"
                     if key not in state or state[key].shape != p.shape:
-                        raise AtlasError(f"{b.path}: not the torchvision {b.net} ImageNet weights (no '{key}' "
-                                         f"of shape {tuple(p.shape)})")
+                        raise AtlasError(
+                            f"{b.path}: not the torchvision {b.net} ImageNet weights (no '{key}' "
+                            f"of shape {tuple(p.shape)})"
+                        )
                     p.copy_(state[key])
                     loaded += 1
     if loaded == 0:
         raise AtlasError(f"{b.path}: no backbone weights were loaded")
 
 
-def load_distance(name: str = DEFAULT_DISTANCE, *, device: torch.device | str = "cpu", size: int | None = 64,
-                  pnet_rand: bool = False) -> Distance:
+def load_distance(
+    name: str = DEFAULT_DISTANCE, *, device: torch.device | str = "cpu", size: int | None = 64, pnet_rand: bool = False
+) -> Distance:
     """The squared distance ``name`` (one of ``DISTANCES``) on ``device``, in eval mode, frozen.
 
     ``size``: images larger than this are area-downsampled first (the reference implementation

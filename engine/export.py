@@ -13,6 +13,7 @@ GIF through imageio's Pillow plugin (GIF frame delays are whole centiseconds, so
 rate is ``100 / round(100 / fps)``). Files are written under a temporary name and renamed when
 complete, so a cancelled or failed export never leaves a truncated video behind.
 """
+
 from __future__ import annotations
 
 import csv
@@ -85,7 +86,7 @@ def tile_row(images: np.ndarray, pad: int = 4, background: int = 0) -> np.ndarra
     M, H, W, C = images.shape
     out = np.full((H, M * W + (M - 1) * pad, C), background, np.uint8)
     for m in range(M):
-        out[:, m * (W + pad):m * (W + pad) + W] = images[m]
+        out[:, m * (W + pad) : m * (W + pad) + W] = images[m]
     return out
 
 
@@ -131,7 +132,9 @@ def direction_extent(d: Direction) -> float:
     return float(max(abs(d.range[0]), abs(d.range[1])))
 
 
-def morph_shifts(directions: Sequence[Direction], frames: int, T: float | None = None) -> list[list[tuple[Direction, float]]]:
+def morph_shifts(
+    directions: Sequence[Direction], frames: int, T: float | None = None
+) -> list[list[tuple[Direction, float]]]:
     """The shifts of each frame: one direction swept ``-T..T..-T``, or a path through several."""
     from engine.render import path_shifts, sweep
 
@@ -144,9 +147,18 @@ def morph_shifts(directions: Sequence[Direction], frames: int, T: float | None =
     return path_shifts(directions, Ts, frames)
 
 
-def render_morph(gen, codes: torch.Tensor, directions: Sequence[Direction], opts: MorphOptions = MorphOptions(), *,
-                 space: str = "z", psi: float = 1.0, noise: str = "const",
-                 batch_size: int = 16, bases=None) -> Iterator[Progress]:
+def render_morph(
+    gen,
+    codes: torch.Tensor,
+    directions: Sequence[Direction],
+    opts: MorphOptions = MorphOptions(),
+    *,
+    space: str = "z",
+    psi: float = 1.0,
+    noise: str = "const",
+    batch_size: int = 16,
+    bases=None,
+) -> Iterator[Progress]:
     """Job: the frames of a morph, yielded in chunks; returns nothing (see ``export_morph``).
 
     ``codes [M, ...]`` in ``space``; ``bases`` (optional, M of ``engine.render.Base`` or None):
@@ -166,20 +178,31 @@ def render_morph(gen, codes: torch.Tensor, directions: Sequence[Direction], opts
     yield Progress(0, F, stage="render")
     with torch.no_grad():
         for start in range(0, F, frames_per_batch):
-            chunk = rows[start:start + frames_per_batch]
+            chunk = rows[start : start + frames_per_batch]
             batch_codes = codes.repeat(len(chunk), *([1] * (codes.dim() - 1)))  # frame-major, seed-minor
             shifts = [row for row in chunk for _ in range(M)]
             batch_bases = list(bases) * len(chunk) if bases is not None else None
-            imgs = to_uint8(render_batch(gen, batch_codes, shifts, space=space, psi=psi, noise=noise,
-                                         bases=batch_bases))
+            imgs = to_uint8(
+                render_batch(gen, batch_codes, shifts, space=space, psi=psi, noise=noise, bases=batch_bases)
+            )
             imgs = resize(imgs, size, smooth=opts.smooth).reshape(len(chunk), M, size, -1, 3)
             out = np.stack([make_even(tile_row(f, opts.pad)) for f in imgs])
             yield Progress(start + len(chunk), F, stage="render", partial=out)
 
 
-def export_morph(gen, codes: torch.Tensor, directions: Sequence[Direction], path: str | Path,
-                 opts: MorphOptions = MorphOptions(), *, space: str = "z", psi: float = 1.0,
-                 noise: str = "const", batch_size: int = 16, bases=None) -> Iterator[Progress]:
+def export_morph(
+    gen,
+    codes: torch.Tensor,
+    directions: Sequence[Direction],
+    path: str | Path,
+    opts: MorphOptions = MorphOptions(),
+    *,
+    space: str = "z",
+    psi: float = 1.0,
+    noise: str = "const",
+    batch_size: int = 16,
+    bases=None,
+) -> Iterator[Progress]:
     """Job: write a morph video (``.mp4`` or ``.gif`` by suffix); returns the path.
 
     See ``render_morph`` for the arguments. Cancelling (closing the job) removes the partial file.
@@ -198,8 +221,9 @@ def export_morph(gen, codes: torch.Tensor, directions: Sequence[Direction], path
     gif_frames: list[np.ndarray] = []
     done = False
     try:
-        job = render_morph(gen, codes, directions, opts, space=space, psi=psi, noise=noise, batch_size=batch_size,
-                           bases=bases)
+        job = render_morph(
+            gen, codes, directions, opts, space=space, psi=psi, noise=noise, batch_size=batch_size, bases=bases
+        )
         for rec in job:
             if rec.partial is not None:
                 for frame in rec.partial:
@@ -230,8 +254,16 @@ def _open_mp4_writer(path: Path, fps: float):
 
     try:
         # macro_block_size=2: frames are already even, so imageio must not rescale them
-        return iio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                              pixelformat="yuv420p", macro_block_size=2, quality=8)
+        return iio.get_writer(
+            path,
+            format="FFMPEG",
+            mode="I",
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            macro_block_size=2,
+            quality=8,
+        )
     except (OSError, RuntimeError, ValueError) as exc:
         raise AtlasError(f"{path}: cannot start the MP4 encoder ({exc})") from None
 
@@ -246,9 +278,21 @@ def _write_gif(path: Path, frames: list[np.ndarray], fps: float) -> None:
 
 
 # ---- grids -------------------------------------------------------------------------------
-def export_grid(gen, codes: torch.Tensor, directions: Sequence[Direction], shifts: Sequence[float],
-                path: str | Path, *, size: int | None = None, smooth: bool = True, space: str = "z",
-                psi: float = 1.0, noise: str = "const", batch_size: int = 32, bases=None) -> Iterator[Progress]:
+def export_grid(
+    gen,
+    codes: torch.Tensor,
+    directions: Sequence[Direction],
+    shifts: Sequence[float],
+    path: str | Path,
+    *,
+    size: int | None = None,
+    smooth: bool = True,
+    space: str = "z",
+    psi: float = 1.0,
+    noise: str = "const",
+    batch_size: int = 32,
+    bases=None,
+) -> Iterator[Progress]:
     """Job: a PNG grid, rows = (direction, seed), columns = shifts; returns the path.
 
     ``size`` is each cell's height in px (``None``: the generator's resolution); ``bases``: the
@@ -261,8 +305,9 @@ def export_grid(gen, codes: torch.Tensor, directions: Sequence[Direction], shift
     path = Path(path)
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise AtlasError(f"{path}: a grid image must end with one of {', '.join(IMAGE_SUFFIXES)}")
-    grid = yield from render_grid(gen, codes, list(directions), list(shifts), bases, space=space, psi=psi,
-                                  noise=noise, batch_size=batch_size)
+    grid = yield from render_grid(
+        gen, codes, list(directions), list(shifts), bases, space=space, psi=psi, noise=noise, batch_size=batch_size
+    )
     grid = resize(grid, size, smooth=smooth)
     save_image(grid_image(grid), path)
     return path
@@ -280,10 +325,21 @@ def slug(text: str, fallback: str = "") -> str:
     return s[:48] or fallback
 
 
-def export_interpretable(gen, dset: DirectionSet, codes: torch.Tensor, folder: str | Path, *,
-                         fmt: str = "mp4", opts: MorphOptions = MorphOptions(),
-                         shifts: Sequence[float] | None = None, space: str = "z", psi: float = 1.0,
-                         noise: str = "const", batch_size: int = 16, bases=None) -> Iterator[Progress]:
+def export_interpretable(
+    gen,
+    dset: DirectionSet,
+    codes: torch.Tensor,
+    folder: str | Path,
+    *,
+    fmt: str = "mp4",
+    opts: MorphOptions = MorphOptions(),
+    shifts: Sequence[float] | None = None,
+    space: str = "z",
+    psi: float = 1.0,
+    noise: str = "const",
+    batch_size: int = 16,
+    bases=None,
+) -> Iterator[Progress]:
     """Job: one file per direction marked interpretable, plus ``index.csv``; returns the paths.
 
     ``fmt`` is ``mp4``, ``gif`` (morphs with ``opts``) or ``png`` (a grid over ``shifts``, default
@@ -312,11 +368,24 @@ def export_interpretable(gen, dset: DirectionSet, codes: torch.Tensor, folder: s
         path = folder / f"{k:03d}-{slug(name, 'direction')}.{fmt}"
         if fmt == "png":
             row = np.asarray(shifts) if shifts is not None else np.linspace(d.range[0], d.range[1], 7)
-            job = export_grid(gen, codes, [d], row, path, size=opts.size, smooth=opts.smooth, space=space,
-                              psi=psi, noise=noise, batch_size=batch_size, bases=bases)
+            job = export_grid(
+                gen,
+                codes,
+                [d],
+                row,
+                path,
+                size=opts.size,
+                smooth=opts.smooth,
+                space=space,
+                psi=psi,
+                noise=noise,
+                batch_size=batch_size,
+                bases=bases,
+            )
         else:
-            job = export_morph(gen, codes, [d], path, opts, space=space, psi=psi, noise=noise, batch_size=batch_size,
-                               bases=bases)
+            job = export_morph(
+                gen, codes, [d], path, opts, space=space, psi=psi, noise=noise, batch_size=batch_size, bases=bases
+            )
         try:
             while True:
                 try:
@@ -324,8 +393,9 @@ def export_interpretable(gen, dset: DirectionSet, codes: torch.Tensor, folder: s
                 except StopIteration:
                     break
                 frac = rec.fraction if fmt != "png" else 0.0
-                yield Progress(i * per + int(frac * per), total, stage="batch",
-                               message=f"{path.name} ({i + 1}/{len(chosen)})")
+                yield Progress(
+                    i * per + int(frac * per), total, stage="batch", message=f"{path.name} ({i + 1}/{len(chosen)})"
+                )
         finally:
             job.close()
         written.append(path)

@@ -1,4 +1,5 @@
 """Stable identities for checkpoints and cache keys."""
+
 from __future__ import annotations
 
 import hashlib

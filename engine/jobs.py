@@ -12,6 +12,7 @@ Callers drive it: tests with ``run_job``; the CLI with a tqdm bar (``cli.progres
 with a superqt worker whose ``quit()`` stops it at the next yield (the generator is simply
 closed, so ``finally`` blocks run). Nothing here knows about Qt.
 """
+
 from __future__ import annotations
 
 import time

@@ -17,6 +17,7 @@ manifest records the file's sha256). Saving writes the tuned-weights file first,
 replaces the ``.latent`` file, then removes an older tuned-weights file, so a reader sees a
 complete old or new pair whatever moment the program stops.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -85,8 +86,10 @@ class Latent:
         """One ``engine.render.Base`` per code row: the tuned weights (t = 1) and noise maps."""
         from engine.render import Base
 
-        shifts = tuple((Direction("param", layer=layer, delta=delta, info={"tuning": True}), 1.0)
-                       for layer, delta in self.tuning.items())
+        shifts = tuple(
+            (Direction("param", layer=layer, delta=delta, info={"tuning": True}), 1.0)
+            for layer, delta in self.tuning.items()
+        )
         out = []
         for i in range(len(self)):
             noise = {layer: maps[i] for layer, maps in self.noise.items()} or None
@@ -107,19 +110,26 @@ class Latent:
                 return gen.encode(code, space, psi=psi)
         if self.space == "w" and space == "w+":
             return code.unsqueeze(1).expand(-1, gen.num_ws, -1).contiguous()
-        raise AtlasError(f"{self.name} was projected into {self.space}; it can be shown and edited in "
-                         + ("w or w+" if self.space == "w" else "w+") + f", not in {space}")
+        raise AtlasError(
+            f"{self.name} was projected into {self.space}; it can be shown and edited in "
+            + ("w or w+" if self.space == "w" else "w+")
+            + f", not in {space}"
+        )
 
     def check_fits(self, gen, where: str | None = None) -> None:
         """Raise ``LatentFileError`` if the code, noise maps or tuned weights do not fit ``gen``."""
         where = where or (self.path.name if self.path else self.name)
         if self.space not in gen.spaces:
-            raise LatentFileError(f"{where}: a code in space {self.space}, which model '{gen.name}' does not have "
-                                  f"(its spaces: {', '.join(gen.spaces)})")
+            raise LatentFileError(
+                f"{where}: a code in space {self.space}, which model '{gen.name}' does not have "
+                f"(its spaces: {', '.join(gen.spaces)})"
+            )
         want = {"z": (gen.z_dim,), "w": (gen.w_dim,), "w+": (gen.num_ws, gen.w_dim)}[self.space]
         if self.code.dim() != len(want) + 1 or tuple(self.code.shape[1:]) != want:
-            raise LatentFileError(f"{where}: code of shape {list(self.code.shape)} does not fit space {self.space} of "
-                                  f"model '{gen.name}' (expected N x {' x '.join(map(str, want))})")
+            raise LatentFileError(
+                f"{where}: code of shape {list(self.code.shape)} does not fit space {self.space} of "
+                f"model '{gen.name}' (expected N x {' x '.join(map(str, want))})"
+            )
         stored = gen.noise_maps()
         for layer, maps in self.noise.items():
             if layer not in stored or tuple(maps.shape) != (len(self), *stored[layer].shape):
@@ -127,8 +137,9 @@ class Latent:
         layers = {i.name: i for i in gen.editable_layers()}
         for layer, delta in self.tuning.items():
             if layer not in layers or tuple(delta.shape) != layers[layer].shape:
-                raise LatentFileError(f"{where}: tuned weights of {layer} ({list(delta.shape)}) do not fit "
-                                      f"model '{gen.name}'")
+                raise LatentFileError(
+                    f"{where}: tuned weights of {layer} ({list(delta.shape)}) do not fit model '{gen.name}'"
+                )
 
 
 def model_ref(gen) -> dict[str, Any]:
@@ -188,15 +199,20 @@ def read_latent(path: str | Path) -> Latent:
         tensors = load(data)
         manifest = json.loads(_header_metadata(data)[_META_KEY])
     except Exception as exc:  # noqa: BLE001 - whatever is wrong, it is the file's fault
-        raise LatentFileError(f"{path}: not a readable {SUFFIX} file, damaged or of another kind "
-                              f"({exc.__class__.__name__}: {exc})") from None
+        raise LatentFileError(
+            f"{path}: not a readable {SUFFIX} file, damaged or of another kind ({exc.__class__.__name__}: {exc})"
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise LatentFileError(f"{path}: not a GAN Atlas latent file (format {manifest.get('format')!r})"
-                              if isinstance(manifest, dict) else f"{path}: damaged manifest")
+        raise LatentFileError(
+            f"{path}: not a GAN Atlas latent file (format {manifest.get('format')!r})"
+            if isinstance(manifest, dict)
+            else f"{path}: damaged manifest"
+        )
     version = manifest.get("version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise LatentFileError(f"{path}: written by a newer GAN Atlas (format version {version}; "
-                              f"this one reads up to {FORMAT_VERSION})")
+        raise LatentFileError(
+            f"{path}: written by a newer GAN Atlas (format version {version}; this one reads up to {FORMAT_VERSION})"
+        )
     space = manifest.get("space")
     if space not in ("z", "w", "w+") or "code" not in tensors:
         raise LatentFileError(f"{path}: damaged manifest (space {space!r}, tensors {sorted(tensors)})")
@@ -206,8 +222,9 @@ def read_latent(path: str | Path) -> Latent:
         name = str(tinfo.get("file", ""))
         tpath = path.with_name(name)
         if not name or "/" in name or "\\" in name or not tpath.is_file():
-            raise LatentFileError(f"{path}: its tuned weights {name or '(unnamed)'} are missing; they must lie "
-                                  f"beside it in {path.parent}")
+            raise LatentFileError(
+                f"{path}: its tuned weights {name or '(unnamed)'} are missing; they must lie beside it in {path.parent}"
+            )
         blob = tpath.read_bytes()
         if hashlib.sha256(blob).hexdigest() != tinfo.get("sha256"):
             raise LatentFileError(f"{tpath}: tuned weights do not match {path.name} (sha256 differs)")
@@ -215,10 +232,18 @@ def read_latent(path: str | Path) -> Latent:
             tuning = dict(load(blob))
         except Exception as exc:  # noqa: BLE001
             raise LatentFileError(f"{tpath}: unreadable tuned weights ({exc})") from None
-    noise = {k[len("noise/"):]: v for k, v in tensors.items() if k.startswith("noise/")}
-    return Latent(code=tensors["code"], space=space, model=dict(manifest.get("model") or {}),
-                  image=dict(manifest.get("image") or {}), metrics=dict(manifest.get("metrics") or {}),
-                  params=dict(manifest.get("params") or {}), noise=noise, tuning=tuning, path=path)
+    noise = {k[len("noise/") :]: v for k, v in tensors.items() if k.startswith("noise/")}
+    return Latent(
+        code=tensors["code"],
+        space=space,
+        model=dict(manifest.get("model") or {}),
+        image=dict(manifest.get("image") or {}),
+        metrics=dict(manifest.get("metrics") or {}),
+        params=dict(manifest.get("params") or {}),
+        noise=noise,
+        tuning=tuning,
+        path=path,
+    )
 
 
 def load_latent(path: str | Path, gen=None, *, strict: bool = True) -> Latent:
@@ -238,9 +263,11 @@ def load_latent(path: str | Path, gen=None, *, strict: bool = True) -> Latent:
     if ident and gen.identity and ident != gen.identity:
         made = lat.model.get("name") or "another model"
         src = lat.model.get("source")
-        msg = (f"{where} was projected on model '{made}' (identity {str(ident)[:12]}), not on '{gen.name}' "
-               f"({gen.identity[:12]}); its code would not reproduce the image here"
-               + (f"; load it with --model {src}" if src else ""))
+        msg = (
+            f"{where} was projected on model '{made}' (identity {str(ident)[:12]}), not on '{gen.name}' "
+            f"({gen.identity[:12]}); its code would not reproduce the image here"
+            + (f"; load it with --model {src}" if src else "")
+        )
         if strict:
             raise LatentFileError(msg)
         lat.warnings.append(msg)
@@ -252,7 +279,7 @@ def _header_metadata(data: bytes) -> dict[str, str]:
     n = int.from_bytes(data[:8], "little")
     if n <= 0 or 8 + n > len(data):
         raise ValueError("bad header length")
-    meta = json.loads(data[8:8 + n].decode("utf-8")).get("__metadata__") or {}
+    meta = json.loads(data[8 : 8 + n].decode("utf-8")).get("__metadata__") or {}
     if _META_KEY not in meta:
         raise ValueError("no GAN Atlas manifest in the header")
     return meta

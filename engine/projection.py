@@ -35,6 +35,7 @@ tuned image renders in the same batch as ordinary seeds and parameter directions
 it. Each delta is parametrised relative to its layer's weight RMS, so the reference learning
 rate (set for StyleGAN2's unit-variance stored weights) means the same on any model.
 """
+
 from __future__ import annotations
 
 import math
@@ -87,8 +88,9 @@ def load_image(image: str | Path | np.ndarray, resolution: int, channels: int = 
                 im.load()  # decode now: truncated files fail here, not later
                 img = ImageOps.exif_transpose(im)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise AtlasError(f"{path}: not a readable image, damaged or of an unsupported type "
-                             f"({exc.__class__.__name__}: {exc})") from None
+            raise AtlasError(
+                f"{path}: not a readable image, damaged or of an unsupported type ({exc.__class__.__name__}: {exc})"
+            ) from None
         from engine.hashing import file_sha256
 
         info["path"] = str(path.resolve())
@@ -289,8 +291,13 @@ def code_statistics(gen, space: str, samples: int, seed: int, device) -> tuple[t
     return code, spread
 
 
-def project(gen, image: str | Path | np.ndarray, params: ProjectParams = ProjectParams(), *,
-            distance: str | Distance | None = "lpips-vgg") -> Iterator[Progress]:
+def project(
+    gen,
+    image: str | Path | np.ndarray,
+    params: ProjectParams = ProjectParams(),
+    *,
+    distance: str | Distance | None = "lpips-vgg",
+) -> Iterator[Progress]:
     """Job: fit a code of ``gen`` to ``image``; returns a ``Latent`` (code ``[1, ...]``, not saved).
 
     Every step yields ``Progress(step, steps, "project", metrics={"loss", "distance", "lr"})``;
@@ -349,9 +356,13 @@ def project(gen, image: str | Path | np.ndarray, params: ProjectParams = Project
                     v *= v.square().mean().rsqrt()
         best = int(loss_b.argmin())
         show = (step + 1) % max(1, params.preview_every) == 0 or step == 0
-        yield Progress(step + 1, steps, stage="project",
-                       metrics={"loss": float(loss_b[best].detach()), "distance": float(d_b[best].detach()), "lr": lr},
-                       partial=_uint8(images[best]) if show else None)
+        yield Progress(
+            step + 1,
+            steps,
+            stage="project",
+            metrics={"loss": float(loss_b[best].detach()), "distance": float(d_b[best].detach()), "lr": lr},
+            partial=_uint8(images[best]) if show else None,
+        )
 
     # the best start, judged without the code noise
     with torch.no_grad():
@@ -359,15 +370,23 @@ def project(gen, image: str | Path | np.ndarray, params: ProjectParams = Project
         loss_b, _ = loss_of(final)
         best = int(loss_b.argmin())
     lat = Latent(
-        code=code.detach()[best:best + 1].cpu(), space=space, model=model_ref(gen), image=info,
+        code=code.detach()[best : best + 1].cpu(),
+        space=space,
+        model=model_ref(gen),
+        image=info,
         params={**asdict(params), "space": space, "distance": dist.name},
         noise={k: v.detach()[:, 0].cpu() for k, v in noise_maps.items()},
     )
     lat.metrics = reconstruction_metrics(gen, lat, target, dist)
     lat.metrics["seconds"] = round(time.perf_counter() - t0, 3)
-    yield Progress(steps, steps, stage="project", metrics={"distance": lat.metrics["distance"],
-                                                           "psnr": lat.metrics["psnr"]},
-                   partial=render_latent(gen, lat)[0], message="done")
+    yield Progress(
+        steps,
+        steps,
+        stage="project",
+        metrics={"distance": lat.metrics["distance"], "psnr": lat.metrics["psnr"]},
+        partial=render_latent(gen, lat)[0],
+        message="done",
+    )
     return lat
 
 
@@ -380,7 +399,7 @@ def _best_candidates(gen, params: ProjectParams, g: torch.Generator, loss_of, de
             loss, _ = loss_of(gen.decode(z, "z"))
             scores.append(loss + params.prior_weight * shell_prior(z))
             zs.append(z)
-    order = torch.cat(scores).argsort()[:params.starts]
+    order = torch.cat(scores).argsort()[: params.starts]
     return torch.cat(zs)[order], math.sqrt(gen.z_dim)
 
 
@@ -448,8 +467,14 @@ class TuneParams:
         return layers
 
 
-def tune(gen, lat: Latent, image: str | Path | np.ndarray | torch.Tensor, params: TuneParams = TuneParams(), *,
-         distance: str | Distance | None = "lpips-alex") -> Iterator[Progress]:
+def tune(
+    gen,
+    lat: Latent,
+    image: str | Path | np.ndarray | torch.Tensor,
+    params: TuneParams = TuneParams(),
+    *,
+    distance: str | Distance | None = "lpips-alex",
+) -> Iterator[Progress]:
     """Job: pivotal tuning of ``gen``'s weights on ``image`` with ``lat``'s code fixed.
 
     Returns a copy of ``lat`` whose ``tuning`` holds one weight delta per tuned layer and whose
@@ -501,19 +526,34 @@ def tune(gen, lat: Latent, image: str | Path | np.ndarray | torch.Tensor, params
             loss = loss + params.locality_weight * _locality(gen, lat, code, ds, base, dist, params, g)
         opt.step(list(torch.autograd.grad(loss, list(units.values()))), params.lr)
         show = (step + 1) % max(1, params.preview_every) == 0 or step == 0
-        yield Progress(step + 1, steps, stage="tune", metrics={"loss": float(loss.detach()), "distance": float(d.detach())},
-                       partial=_uint8(x[0]) if show else None)
+        yield Progress(
+            step + 1,
+            steps,
+            stage="tune",
+            metrics={"loss": float(loss.detach()), "distance": float(d.detach())},
+            partial=_uint8(x[0]) if show else None,
+        )
         if getattr(dist, "perceptual", False) and float(d.detach()) < params.stop_distance:
             break
-    tuned = replace(lat, tuning={n: v.detach().cpu() for n, v in deltas().items()},
-                    metrics=dict(lat.metrics), params={**lat.params, "tuning": {**asdict(params), "distance": dist.name}},
-                    path=None, warnings=list(lat.warnings))
+    tuned = replace(
+        lat,
+        tuning={n: v.detach().cpu() for n, v in deltas().items()},
+        metrics=dict(lat.metrics),
+        params={**lat.params, "tuning": {**asdict(params), "distance": dist.name}},
+        path=None,
+        warnings=list(lat.warnings),
+    )
     tuned.metrics.update(reconstruction_metrics(gen, tuned, target, dist, prefix="tuned_"))
     tuned.metrics["tuned_steps"] = step + 1
     tuned.metrics["tuned_seconds"] = round(time.perf_counter() - t0, 3)
-    yield Progress(steps, steps, stage="tune", metrics={"distance": tuned.metrics["tuned_distance"],
-                                                        "psnr": tuned.metrics["tuned_psnr"]},
-                   partial=render_latent(gen, tuned)[0], message="done")
+    yield Progress(
+        steps,
+        steps,
+        stage="tune",
+        metrics={"distance": tuned.metrics["tuned_distance"], "psnr": tuned.metrics["tuned_psnr"]},
+        partial=render_latent(gen, tuned)[0],
+        message="done",
+    )
     return tuned
 
 
@@ -533,9 +573,15 @@ def _locality(gen, lat: Latent, code, ds, base, dist, params: TuneParams, g: tor
     return params.l2_weight * (x - ref).square().mean() + params.distance_weight * d
 
 
-def project_image(gen, image: str | Path | np.ndarray, params: ProjectParams = ProjectParams(), *,
-                  tune_params: TuneParams | None = None, distance: str | Distance | None = "lpips-vgg",
-                  tune_distance: str | Distance | None = "lpips-alex") -> Iterator[Progress]:
+def project_image(
+    gen,
+    image: str | Path | np.ndarray,
+    params: ProjectParams = ProjectParams(),
+    *,
+    tune_params: TuneParams | None = None,
+    distance: str | Distance | None = "lpips-vgg",
+    tune_distance: str | Distance | None = "lpips-alex",
+) -> Iterator[Progress]:
     """Job: ``project`` then, if ``tune_params`` is given, ``tune``; returns the ``Latent``.
 
     Progress steps run over both stages (``stage`` says which one).

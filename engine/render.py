@@ -10,6 +10,7 @@ The unit of work is an *item*: a base code (a seed's z, or a projected w / w+) a
   (``engine.models.base.apply_conv_edit`` for plain convolutions, per-sample weights in
   StyleGAN2's grouped modulated convolution).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -120,15 +121,21 @@ def render_batch(
             codes = codes + _wplus_offsets(shifts, codes, gen.num_ws)
 
     edits = _param_edits(shifts, dev)
-    if edits and gen.supports_shared_prefix and isinstance(noise, str) and not any(e.delta.requires_grad or e.t.requires_grad for e in edits):
+    if (
+        edits
+        and gen.supports_shared_prefix
+        and isinstance(noise, str)
+        and not any(e.delta.requires_grad or e.t.requires_grad for e in edits)
+    ):
         # Grids repeat each code across many (direction, t): run the layers before the edit once per code.
         flat = codes.reshape(B, -1)
         distinct, source = torch.unique(flat, dim=0, return_inverse=True)
         if distinct.shape[0] < B:
             codes = distinct.reshape(-1, *codes.shape[1:])
             edits = [ParamEdit(e.layer, e.delta, e.index, e.t, source) for e in edits]
-    return gen.decode(codes, code_space, psi=psi, cutoff=cutoff, noise=noise, edit=edits,
-                      noise_generator=noise_generator)
+    return gen.decode(
+        codes, code_space, psi=psi, cutoff=cutoff, noise=noise, edit=edits, noise_generator=noise_generator
+    )
 
 
 def _base_noise(gen: Generator, bases: Sequence[Base | None], noise, dev: torch.device):
@@ -222,11 +229,12 @@ def render_items(
     yield Progress(0, n, stage="render")
     with torch.no_grad():
         for start in range(0, n, batch_size):
-            chunk = items[start:start + batch_size]
+            chunk = items[start : start + batch_size]
             codes = torch.stack([it.code for it in chunk])
             bases = [it.base for it in chunk] if any(it.base is not None for it in chunk) else None
-            imgs = render_batch(gen, codes, [it.shifts for it in chunk], space=space, psi=psi,
-                                cutoff=cutoff, noise=noise, bases=bases)
+            imgs = render_batch(
+                gen, codes, [it.shifts for it in chunk], space=space, psi=psi, cutoff=cutoff, noise=noise, bases=bases
+            )
             out.append(imgs.float().cpu() if raw else to_uint8(imgs))
             yield Progress(min(n, start + len(chunk)), n, stage="render")
     if raw:
@@ -234,8 +242,12 @@ def render_items(
     return np.concatenate(out) if out else np.zeros((0, gen.resolution, gen.resolution, 3), np.uint8)
 
 
-def grid_items(codes: torch.Tensor, directions: Sequence[Direction], shifts: Sequence[float],
-               bases: Sequence[Base | None] | None = None) -> list[Item]:
+def grid_items(
+    codes: torch.Tensor,
+    directions: Sequence[Direction],
+    shifts: Sequence[float],
+    bases: Sequence[Base | None] | None = None,
+) -> list[Item]:
     """Items of a K x S x M grid (directions x shifts x codes), in that row-major order.
 
     ``bases[m]``: code m's ``Base`` (a projected image's tuned weights / noise), if any.
@@ -243,8 +255,12 @@ def grid_items(codes: torch.Tensor, directions: Sequence[Direction], shifts: Seq
     M = codes.shape[0]
     if bases is not None and len(bases) != M:
         raise ValueError(f"{len(bases)} bases for {M} codes")
-    return [Item(codes[m], ((d, float(t)),), bases[m] if bases is not None else None)
-            for d in directions for t in shifts for m in range(M)]
+    return [
+        Item(codes[m], ((d, float(t)),), bases[m] if bases is not None else None)
+        for d in directions
+        for t in shifts
+        for m in range(M)
+    ]
 
 
 def render_grid(
@@ -300,7 +316,7 @@ def compose_grid(cells: np.ndarray, pad: int = 2, background: int = 255) -> np.n
     for r in range(R):
         for c in range(C):
             y, x = pad + r * (H + pad), pad + c * (W + pad)
-            out[y:y + H, x:x + W] = cells[r, c]
+            out[y : y + H, x : x + W] = cells[r, c]
     return out
 
 

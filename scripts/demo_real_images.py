@@ -11,6 +11,7 @@
 
 Prints a Markdown table; writes PNGs, ``astronaut.latent`` and ``astronaut_edit.mp4`` to --out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,7 @@ def row(images: list[np.ndarray], pad: int = 4) -> np.ndarray:
     out = np.full((h, sum(i.shape[1] for i in images) + pad * (len(images) - 1), 3), 255, np.uint8)
     x = 0
     for im in images:
-        out[:, x:x + im.shape[1]] = im
+        out[:, x : x + im.shape[1]] = im
         x += im.shape[1] + pad
     return out
 
@@ -66,19 +67,27 @@ def generated_faces(gen, seeds, params, out: Path) -> list[dict]:
         with torch.no_grad():
             x_rec = gen(lat.code)
         z = lat.code
-        figures.append({
-            "seed": s, "seconds": round(seconds, 1), "distance_name": lat.metrics["distance_name"],
-            "distance": lat.metrics["distance"], "psnr_vs_target": lat.metrics["psnr"],
-            "psnr_vs_true_render": float(psnr(x_rec, x_true)),
-            "z_error": float((z - z_true).norm()), "z_norm_true": float(z_true.norm()),
-            "z_cosine": float(torch.nn.functional.cosine_similarity(z, z_true)),
-            "psnr_other_seed": float(psnr(others[i:i + 1], x_true)),
-            "distance_other_seed": float((others[i:i + 1].clamp(-1, 1) - x_true).square().mean()),
-        })
+        figures.append(
+            {
+                "seed": s,
+                "seconds": round(seconds, 1),
+                "distance_name": lat.metrics["distance_name"],
+                "distance": lat.metrics["distance"],
+                "psnr_vs_target": lat.metrics["psnr"],
+                "psnr_vs_true_render": float(psnr(x_rec, x_true)),
+                "z_error": float((z - z_true).norm()),
+                "z_norm_true": float(z_true.norm()),
+                "z_cosine": float(torch.nn.functional.cosine_similarity(z, z_true)),
+                "psnr_other_seed": float(psnr(others[i : i + 1], x_true)),
+                "distance_other_seed": float((others[i : i + 1].clamp(-1, 1) - x_true).square().mean()),
+            }
+        )
         rows.append(row([big(target), big(to_uint8(x_rec)[0])]))
         print(f"seed {s}: {figures[-1]}", flush=True)
-    save_image(np.concatenate([np.pad(r, ((2, 2), (0, 0), (0, 0)), constant_values=255) for r in rows]),
-               out / "generated_true_vs_recovered.png")
+    save_image(
+        np.concatenate([np.pad(r, ((2, 2), (0, 0), (0, 0)), constant_values=255) for r in rows]),
+        out / "generated_true_vs_recovered.png",
+    )
     return figures
 
 
@@ -116,8 +125,10 @@ def main() -> int:
     photo = astronaut(out)
     t0 = time.perf_counter()
     lat = run_job(project_image(gen, photo, params, tune_params=TuneParams(steps=args.tune_steps)))
-    report["astronaut"] = {**{k: v for k, v in lat.metrics.items() if not k.endswith("note")},
-                           "total_seconds": round(time.perf_counter() - t0, 1)}
+    report["astronaut"] = {
+        **{k: v for k, v in lat.metrics.items() if not k.endswith("note")},
+        "total_seconds": round(time.perf_counter() - t0, 1),
+    }
     print(f"astronaut: {report['astronaut']}", flush=True)
     save_latent(lat, out / "astronaut.latent")
     from engine.projection import load_image
@@ -132,17 +143,69 @@ def main() -> int:
     directions = args.directions
     if directions is None:
         directions = str(out / "param_svd.json")
-        cli(["discover", "--model", "digiface-dcgan-64", "--method", "param-svd", "--k", "4", "--threads",
-             str(args.threads), "--out", directions])
+        cli(
+            [
+                "discover",
+                "--model",
+                "digiface-dcgan-64",
+                "--method",
+                "param-svd",
+                "--k",
+                "4",
+                "--threads",
+                str(args.threads),
+                "--out",
+                directions,
+            ]
+        )
 
     grid = out / "astronaut_edits_grid.png"
-    cli(["render", "--model", "digiface-dcgan-64", "--latent", str(out / "astronaut.latent"), "--directions",
-         directions, "--index", "0-3", "--shifts", "-0.2:0.2:5", "--threads", str(args.threads), "--out", str(grid)])
+    cli(
+        [
+            "render",
+            "--model",
+            "digiface-dcgan-64",
+            "--latent",
+            str(out / "astronaut.latent"),
+            "--directions",
+            directions,
+            "--index",
+            "0-3",
+            "--shifts",
+            "-0.2:0.2:5",
+            "--threads",
+            str(args.threads),
+            "--out",
+            str(grid),
+        ]
+    )
     Image.open(grid).resize((Image.open(grid).width * 2, Image.open(grid).height * 2), Image.NEAREST).save(grid)
     video = out / "astronaut_edit.mp4"
-    rc = cli(["export", "--model", "digiface-dcgan-64", "--latent", str(out / "astronaut.latent"), "--directions",
-              directions, "--index", args.index, "--shift", args.shift, "--frames", "48", "--fps", "24",
-              "--size", "256", "--threads", str(args.threads), "--out", str(video)])
+    rc = cli(
+        [
+            "export",
+            "--model",
+            "digiface-dcgan-64",
+            "--latent",
+            str(out / "astronaut.latent"),
+            "--directions",
+            directions,
+            "--index",
+            args.index,
+            "--shift",
+            args.shift,
+            "--frames",
+            "48",
+            "--fps",
+            "24",
+            "--size",
+            "256",
+            "--threads",
+            str(args.threads),
+            "--out",
+            str(video),
+        ]
+    )
     report["video"] = str(video) if rc == 0 else f"export failed ({rc})"
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

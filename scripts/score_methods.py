@@ -11,6 +11,7 @@ all sets and prints the comparison as a Markdown table. param-hybrid takes its b
 param-spectrum set of the same run when there is one. param-spectrum uses LPIPS when its
 backbone file is present, else the labelled pixel distance (the table says which).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,9 @@ def main() -> int:
     ap.add_argument("--model", default="procedural-stylegan2-32")
     ap.add_argument("--k", type=int, default=16, help="directions per method")
     ap.add_argument("--seeds", type=int, default=64, help="seeds per direction in the score")
-    ap.add_argument("--steps", type=int, default=None, help="training steps of the reconstructor methods (default: theirs)")
+    ap.add_argument(
+        "--steps", type=int, default=None, help="training steps of the reconstructor methods (default: theirs)"
+    )
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="auto")

@@ -1,4 +1,5 @@
 """Shared test set-up: offscreen Qt, small thread budget, fixture paths and tiny generators."""
+
 from __future__ import annotations
 
 import os

@@ -17,6 +17,7 @@ name           what it measures                                                 
 
 Jobs run on the generator's device and are cancelled by closing them at any yield.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -44,8 +45,10 @@ class AnalysisSpec:
         names = {f.name for f in fields(self.params)}
         bad = sorted(set(overrides) - names)
         if bad:
-            raise AtlasError(f"analysis '{self.name}' has no parameter {', '.join(bad)}; "
-                             f"its parameters are {', '.join(sorted(names))}")
+            raise AtlasError(
+                f"analysis '{self.name}' has no parameter {', '.join(bad)}; "
+                f"its parameters are {', '.join(sorted(names))}"
+            )
         return self.params(**overrides)
 
 
@@ -53,10 +56,10 @@ ANALYSES: dict[str, AnalysisSpec] = {
     "curves": AnalysisSpec("curves", curves.Params, curves.run, "distance vs shift t"),
     "locality": AnalysisSpec("locality", locality.Params, locality.run, "where in the image the edit acts"),
     "fid": AnalysisSpec("fid", realism.Params, realism.run, "realism (Fréchet distance) vs shift t"),
-    "reproduce": AnalysisSpec("reproduce", reproduce.Params, reproduce.run,
-                              "can a latent shift reproduce a parameter edit?", param_only=True),
-    "score": AnalysisSpec("score", score.Params, score.run, "ground-truth purity and coverage",
-                          needs_factors=True),
+    "reproduce": AnalysisSpec(
+        "reproduce", reproduce.Params, reproduce.run, "can a latent shift reproduce a parameter edit?", param_only=True
+    ),
+    "score": AnalysisSpec("score", score.Params, score.run, "ground-truth purity and coverage", needs_factors=True),
 }
 
 

@@ -9,6 +9,7 @@ so a linear edit gives a curve growing like t^2 near 0. Images smaller than 64 p
 (bilinear) to 64 px before a perceptual distance: the LPIPS backbones need at least about 32 px
 and were calibrated on 64 px patches.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
@@ -33,7 +34,9 @@ PERCEPTUAL_MIN_SIZE = 64
 class Params:
     seeds: int = field(default=16, metadata={"help": "latents z averaged over"})
     steps: int = field(default=11, metadata={"help": "shifts t over each direction's range (odd: includes 0)"})
-    t_max: float | None = field(default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range"})
+    t_max: float | None = field(
+        default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range"}
+    )
     distance: str = field(default="lpips-alex", metadata={"help": "image distance", "choices": DISTANCES})
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
     batch_size: int = field(default=64, metadata={"help": "images per forward pass"})
@@ -68,8 +71,15 @@ def resolve_distance(name: str, device) -> tuple[DistanceFn, str]:
     return d, d.label
 
 
-def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params = Params(), *,
-        distance: DistanceFn | None = None, distance_label: str = "") -> Iterator[Progress]:
+def run(
+    gen,
+    dirset: DirectionSet,
+    indices: Sequence[int] | None,
+    params: Params = Params(),
+    *,
+    distance: DistanceFn | None = None,
+    distance_label: str = "",
+) -> Iterator[Progress]:
     """Job: effect curves of the directions ``indices`` (all when None). Returns a ``CurvesResult``.
 
     ``distance`` (``(a [B, C, H, W], b) -> [B]``) overrides ``params.distance`` (tests, custom metrics).
@@ -96,20 +106,33 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
         M, S = imgs.shape[:2]
         ref = base[:, None].expand_as(imgs).reshape(M * S, *imgs.shape[2:])
         with torch.no_grad():
-            dist = torch.cat([_measure(distance, a, b) for a, b in
-                              zip(imgs.reshape(M * S, *imgs.shape[2:]).split(params.batch_size),
-                                  ref.split(params.batch_size))])
+            dist = torch.cat(
+                [
+                    _measure(distance, a, b)
+                    for a, b in zip(
+                        imgs.reshape(M * S, *imgs.shape[2:]).split(params.batch_size), ref.split(params.batch_size)
+                    )
+                ]
+            )
         dist = dist.double().cpu().numpy().reshape(M, S)
         grids.append(ts)
         means.append(dist.mean(axis=0))
         stds.append(dist.std(axis=0))
-        yield Progress(j + 2, total, stage="directions", metrics={"max_distance": float(means[-1].max())},
-                       message=f"direction {k}")
+        yield Progress(
+            j + 2, total, stage="directions", metrics={"max_distance": float(means[-1].max())}, message=f"direction {k}"
+        )
     return CurvesResult(
-        method=dirset.method, model=str(dirset.model.get("name", gen.name)), set_title=dirset.title,
-        indices=[k for k, _ in dirs], labels=[dirset.directions[k].label for k, _ in dirs],
-        distance=name, distance_label=distance_label, seeds=params.seeds,
-        shifts=np.stack(grids), mean=np.stack(means), std=np.stack(stds),
+        method=dirset.method,
+        model=str(dirset.model.get("name", gen.name)),
+        set_title=dirset.title,
+        indices=[k for k, _ in dirs],
+        labels=[dirset.directions[k].label for k, _ in dirs],
+        distance=name,
+        distance_label=distance_label,
+        seeds=params.seeds,
+        shifts=np.stack(grids),
+        mean=np.stack(means),
+        std=np.stack(stds),
     )
 
 

@@ -7,6 +7,7 @@ that needs no downloaded network; ``scale`` (optional) is each factor's standard
 the data, the yardstick of the ground-truth score. ``procedural_factors()`` wraps the shipped regressor of the
 procedural face set (``engine.data.regressor``); tests build exact ones for synthetic generators.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -57,8 +58,9 @@ def procedural_factors(path: str | Path | None = None, device: str | torch.devic
         from engine.data.regressor import load_regressor, predict_factors
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("engine.data"):
-            raise AtlasError("this build has no procedural factor regressor (engine.data.regressor); "
-                             "ground-truth scores need it") from None
+            raise AtlasError(
+                "this build has no procedural factor regressor (engine.data.regressor); ground-truth scores need it"
+            ) from None
         raise
     reg = load_regressor(path, device)
     metrics = getattr(reg, "metrics", {}) or {}

@@ -8,6 +8,7 @@ in [-1, 1]. Latent directions work the same way (``G(z + t d) - G(z)``).
 ``concentration`` summarises the map: the share of the total squared difference that falls in
 the 10 % hottest pixels (0.1 for an edit spread evenly over the image, towards 1 for a local one).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -81,7 +82,7 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
         lo, hi = shift_range(d, params.t_max)
         acc = None
         for start in range(0, params.samples, per_batch):
-            z = z_all[start:start + per_batch]
+            z = z_all[start : start + per_batch]
             m = z.shape[0]
             t = lo + (hi - lo) * torch.rand(m, params.shifts, generator=g)  # [m, n_t] ~ U[lo, hi]
             codes = z.repeat_interleave(params.shifts + 1, dim=0)
@@ -105,9 +106,15 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
         examples.append(to_uint8(pair))
     heatmap = np.stack(maps)
     return LocalityResult(
-        method=dirset.method, model=str(dirset.model.get("name", gen.name)), set_title=dirset.title,
-        indices=[k for k, _ in dirs], labels=[dirset.directions[k].label for k, _ in dirs],
-        samples=params.samples, shifts_per_sample=params.shifts, heatmap=heatmap,
-        shift_range=np.asarray(ranges, dtype=np.float64), concentration=np.array([concentration(h) for h in heatmap]),
+        method=dirset.method,
+        model=str(dirset.model.get("name", gen.name)),
+        set_title=dirset.title,
+        indices=[k for k, _ in dirs],
+        labels=[dirset.directions[k].label for k, _ in dirs],
+        samples=params.samples,
+        shifts_per_sample=params.shifts,
+        heatmap=heatmap,
+        shift_range=np.asarray(ranges, dtype=np.float64),
+        concentration=np.array([concentration(h) for h in heatmap]),
         example=np.stack(examples),
     )

@@ -3,6 +3,7 @@
 ``plot_result(result, path)`` draws any result; the CLI writes it beside the JSON/NPZ numbers.
 The desktop editor draws the same results live with pyqtgraph instead (desktop/analysis_views.py).
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -43,8 +44,11 @@ def plot_curves(r, path: Path) -> Path:
         ax.fill_between(t, m - s, m + s, color=line.get_color(), alpha=0.15)
     ax.set_xlabel("shift t")
     ax.set_ylabel(f"distance ({r.distance})")
-    ax.set_title(f"Effect curves: {r.set_title} ({r.method}) on {r.model}, mean ± std over {r.seeds} latents\n"
-                 + textwrap.fill(r.distance_label, 90), fontsize=8)
+    ax.set_title(
+        f"Effect curves: {r.set_title} ({r.method}) on {r.model}, mean ± std over {r.seeds} latents\n"
+        + textwrap.fill(r.distance_label, 90),
+        fontsize=8,
+    )
     ax.grid(alpha=0.3)
     if len(r.indices) <= 12:
         ax.legend(title="direction", fontsize=7)
@@ -62,8 +66,11 @@ def plot_locality(r, path: Path) -> Path:
         ax1.imshow(r.example[i, 1], interpolation="nearest")
         ax1.set_title(f"edited, t = {hi:+.3g}", fontsize=8)
         im = ax2.imshow(r.heatmap[i], cmap=HEATMAP_CMAP, interpolation="nearest")
-        ax2.set_title(f"mean squared difference\n{r.samples} z x {r.shifts_per_sample} t ~ U[{lo:.3g}, {hi:.3g}]; "
-                      f"top-10% share {r.concentration[i]:.2f}", fontsize=7)
+        ax2.set_title(
+            f"mean squared difference\n{r.samples} z x {r.shifts_per_sample} t ~ U[{lo:.3g}, {hi:.3g}]; "
+            f"top-10% share {r.concentration[i]:.2f}",
+            fontsize=7,
+        )
         fig.colorbar(im, ax=ax2, fraction=0.046, pad=0.04)
         for ax in (ax0, ax1, ax2):
             ax.set_xticks([])
@@ -79,8 +86,11 @@ def plot_realism(r, path: Path) -> Path:
         ax.plot(r.shifts[i], r.distance[i], marker="o", ms=3, label=_name(r, i))
     ax.set_xlabel("shift t")
     ax.set_ylabel("FID" if r.features == "inception" else "Fréchet distance")
-    ax.set_title(f"Realism vs shift: {r.features_label}\n{r.samples} edited vs {r.reference} unedited samples; "
-                 f"t = 0 is the sampling floor", fontsize=8)
+    ax.set_title(
+        f"Realism vs shift: {r.features_label}\n{r.samples} edited vs {r.reference} unedited samples; "
+        f"t = 0 is the sampling floor",
+        fontsize=8,
+    )
     ax.grid(alpha=0.3)
     if len(r.indices) <= 12:
         ax.legend(title="direction", fontsize=7)
@@ -111,8 +121,11 @@ def plot_reproduce(r, path: Path) -> Path:
                 a.set_xticks([])
                 a.set_yticks([])
             axes[row, 0].set_ylabel(title, fontsize=7)
-    fig.suptitle(f"Can a latent shift reproduce the edit? {r.set_title} ({r.method}) on {r.model} "
-                 f"(0 = exactly, 1 = no better than nothing)", fontsize=9)
+    fig.suptitle(
+        f"Can a latent shift reproduce the edit? {r.set_title} ({r.method}) on {r.model} "
+        f"(0 = exactly, 1 = no better than nothing)",
+        fontsize=9,
+    )
     return _save(fig, path)
 
 
@@ -122,8 +135,9 @@ def plot_score(r, path: Path) -> Path:
     ax = fig.add_subplot()
     im = ax.imshow(r.effect, cmap="viridis", aspect="auto", interpolation="nearest")
     ax.set_xticks(range(F), r.factor_names, rotation=40, ha="right", fontsize=8)
-    ax.set_yticks(range(K), [f"{_name(r, i)}  p={r.purity[i]:.2f}" + (" *" if r.clean[i] else "")
-                             for i in range(K)], fontsize=7)
+    ax.set_yticks(
+        range(K), [f"{_name(r, i)}  p={r.purity[i]:.2f}" + (" *" if r.clean[i] else "") for i in range(K)], fontsize=7
+    )
     fig.colorbar(im, ax=ax, label="effect (factor std across the range)")
     ax.set_title(f"Ground truth: {r.set_title} ({r.method}); coverage {r.coverage}/{F}  (* clean)", fontsize=9)
     return _save(fig, path)
@@ -131,8 +145,13 @@ def plot_score(r, path: Path) -> Path:
 
 def plot_result(result, path: Path) -> Path:
     """Draw any analysis result as a PNG at ``path``."""
-    fn = {"curves": plot_curves, "locality": plot_locality, "realism": plot_realism,
-          "reproduce": plot_reproduce, "score": plot_score}[result.kind]
+    fn = {
+        "curves": plot_curves,
+        "locality": plot_locality,
+        "realism": plot_realism,
+        "reproduce": plot_reproduce,
+        "score": plot_score,
+    }[result.kind]
     return fn(result, path)
 
 

@@ -17,6 +17,7 @@ Feature networks:
 * ``regressor``: the penultimate activations of the procedural factor regressor, a feature
   distance for the procedural model that needs no download (not comparable with FID values).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
@@ -45,7 +46,9 @@ class Params:
     samples: int = field(default=1000, metadata={"help": "edited samples per shift (paper: 50000)"})
     reference: int = field(default=1000, metadata={"help": "unedited samples of other latents"})
     steps: int = field(default=7, metadata={"help": "shifts t over each direction's range (odd: includes 0)"})
-    t_max: float | None = field(default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range"})
+    t_max: float | None = field(
+        default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range"}
+    )
     features: str = field(default="inception", metadata={"help": "feature network", "choices": FEATURES})
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
     batch_size: int = field(default=50, metadata={"help": "images per forward pass"})
@@ -81,10 +84,12 @@ def missing_inception_message(path: Path) -> str:
         from pytorch_fid.inception import FID_WEIGHTS_URL as url
     except ImportError:
         url = "the pytorch-fid project's releases"
-    return (f"FID needs the Inception weights file {path.name} in the folder {path.parent}, and it is not there. "
-            f"Copy it there from {url} (it is pytorch-fid's FID Inception network); or use "
-            f"features 'regressor' on the procedural model (a feature distance that needs no download), "
-            f"e.g. --features regressor")
+    return (
+        f"FID needs the Inception weights file {path.name} in the folder {path.parent}, and it is not there. "
+        f"Copy it there from {url} (it is pytorch-fid's FID Inception network); or use "
+        f"features 'regressor' on the procedural model (a feature distance that needs no download), "
+        f"e.g. --features regressor"
+    )
 
 
 def inception_features(device: torch.device | str = "cpu", path: Path | None = None) -> FeatureFn:
@@ -106,8 +111,12 @@ def inception_features(device: torch.device | str = "cpu", path: Path | None = N
     original = fid_inception.load_state_dict_from_url
     fid_inception.load_state_dict_from_url = lambda *_a, **_k: state
     try:
-        net = fid_inception.InceptionV3([fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]],
-                                        resize_input=True, normalize_input=False, use_fid_inception=True)
+        net = fid_inception.InceptionV3(
+            [fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]],
+            resize_input=True,
+            normalize_input=False,
+            use_fid_inception=True,
+        )
     finally:
         fid_inception.load_state_dict_from_url = original
     net = net.to(device).eval()
@@ -143,7 +152,10 @@ class _Moments:
     def add(self, f: torch.Tensor) -> None:
         f = f.detach().double().cpu()
         if self.sum is None:
-            self.sum, self.outer = torch.zeros(f.shape[1], dtype=torch.float64), torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64)
+            self.sum, self.outer = (
+                torch.zeros(f.shape[1], dtype=torch.float64),
+                torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64),
+            )
         self.n += f.shape[0]
         self.sum += f.sum(0)
         self.outer += f.T @ f
@@ -166,15 +178,24 @@ def resolve_features(name: str, device, factors: FactorModel | None = None) -> t
     raise AtlasError(f"unknown feature network '{name}'; choose one of {', '.join(FEATURES)}")
 
 
-def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params = Params(), *,
-        features: FeatureFn | None = None, features_label: str = "",
-        factors: FactorModel | None = None) -> Iterator[Progress]:
+def run(
+    gen,
+    dirset: DirectionSet,
+    indices: Sequence[int] | None,
+    params: Params = Params(),
+    *,
+    features: FeatureFn | None = None,
+    features_label: str = "",
+    factors: FactorModel | None = None,
+) -> Iterator[Progress]:
     """Job: realism vs shift for directions ``indices`` (all when None). Returns a ``RealismResult``.
 
     ``features`` (``images -> [B, D]``) overrides ``params.features`` (tests, other networks).
     """
     if params.samples < 2 or params.reference < 2:
-        raise AtlasError(f"realism needs at least 2 samples and 2 reference samples, got {params.samples}, {params.reference}")
+        raise AtlasError(
+            f"realism needs at least 2 samples and 2 reference samples, got {params.samples}, {params.reference}"
+        )
     check_fits(gen, dirset)
     dirs = directions_of(dirset, indices)
     if features is None:
@@ -192,7 +213,7 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
     ref = _Moments()
     for i in range(0, params.reference, params.batch_size):
         with torch.no_grad():
-            ref.add(features(render_batch(gen, z_ref[i:i + params.batch_size], None, psi=params.psi).float()))
+            ref.add(features(render_batch(gen, z_ref[i : i + params.batch_size], None, psi=params.psi).float()))
         yield Progress(step, total, stage="reference samples")
     mu_r, cov_r = ref.stats()
     step += 1
@@ -202,19 +223,31 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
         for t in ts:
             mom = _Moments()
             for i in range(0, params.samples, params.batch_size):
-                zb = z[i:i + params.batch_size]
+                zb = z[i : i + params.batch_size]
                 shifts = [((d, float(t)),) if t != 0 else ()] * zb.shape[0]
                 with torch.no_grad():
                     mom.add(features(render_batch(gen, zb, shifts, psi=params.psi).float()))
                 yield Progress(step, total, stage=f"direction {k}", message=f"t = {t:+.3g}")
             row.append(frechet_distance(*mom.stats(), mu_r, cov_r))
             step += 1
-            yield Progress(step, total, stage=f"direction {k}", metrics={"distance": row[-1]},
-                           message=f"t = {t:+.3g}: {row[-1]:.3f}")
+            yield Progress(
+                step,
+                total,
+                stage=f"direction {k}",
+                metrics={"distance": row[-1]},
+                message=f"t = {t:+.3g}: {row[-1]:.3f}",
+            )
         out.append(row)
     return RealismResult(
-        method=dirset.method, model=str(dirset.model.get("name", gen.name)), set_title=dirset.title,
-        indices=[k for k, _ in dirs], labels=[dirset.directions[k].label for k, _ in dirs],
-        features=name, features_label=features_label, samples=params.samples, reference=params.reference,
-        shifts=np.stack(grids), distance=np.asarray(out, dtype=np.float64),
+        method=dirset.method,
+        model=str(dirset.model.get("name", gen.name)),
+        set_title=dirset.title,
+        indices=[k for k, _ in dirs],
+        labels=[dirset.directions[k].label for k, _ in dirs],
+        features=name,
+        features_label=features_label,
+        samples=params.samples,
+        reference=params.reference,
+        shifts=np.stack(grids),
+        distance=np.asarray(out, dtype=np.float64),
     )

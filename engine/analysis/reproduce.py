@@ -18,6 +18,7 @@ The report is the **relative residual** on held-out latents::
 0 means the edit is exactly a latent translation; 1 means no latent shift does better than doing
 nothing (h = 0 scores 1 by definition).
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,13 @@ N_EXAMPLES = 4
 
 @dataclass(frozen=True)
 class Params:
-    t: float | None = field(default=None, metadata={"help": "shift of the parameter edit; default: the end of the direction's range"})
-    space: str = field(default="auto", metadata={"help": "where h lives: auto (w for style models, else z), z, w, w+", "choices": SPACES})
+    t: float | None = field(
+        default=None, metadata={"help": "shift of the parameter edit; default: the end of the direction's range"}
+    )
+    space: str = field(
+        default="auto",
+        metadata={"help": "where h lives: auto (w for style models, else z), z, w, w+", "choices": SPACES},
+    )
     steps: int = field(default=300, metadata={"help": "Adam steps, a fresh batch of z each"})
     batch_size: int = field(default=32, metadata={"help": "latents per step"})
     lr: float = field(default=0.05, metadata={"help": "Adam learning rate, in code standard deviations (cosine decay)"})
@@ -103,8 +109,10 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
     dirs = directions_of(dirset, indices)
     latent = [k for k, d in dirs if d.kind != "param"]
     if latent:
-        raise AtlasError(f"{dirset.title}: direction {latent[0]} is a latent direction; reproduce compares a "
-                         "parameter edit with latent shifts (it needs a parameter direction)")
+        raise AtlasError(
+            f"{dirset.title}: direction {latent[0]} is a latent direction; reproduce compares a "
+            "parameter edit with latent shifts (it needs a parameter direction)"
+        )
     space = resolve_space(gen, params.space)
     dev = gen.device
     scale = _code_scale(gen, space, params.psi, params.seed)
@@ -133,9 +141,10 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
             opt.step()
             sched.step()
             curve.append(float(loss.detach()) / max(base_err, 1e-30))
-            yield Progress(j * params.steps + i + 1, total, stage=f"direction {k}",
-                           metrics={"relative_loss": curve[-1]})
-        h = (u.detach() * scale)
+            yield Progress(
+                j * params.steps + i + 1, total, stage=f"direction {k}", metrics={"relative_loss": curve[-1]}
+            )
+        h = u.detach() * scale
         res, size, ex = _evaluate(gen, z_eval, space, params.psi, d.layer, delta, t, h)
         ts.append(t)
         residuals.append(res)
@@ -143,13 +152,27 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
         norms.append(float((h / scale).norm()))
         curves.append(curve)
         examples.append(ex)
-        yield Progress((j + 1) * params.steps, total, stage=f"direction {k}", metrics={"residual": res},
-                       message=f"direction {k}: relative residual {res:.3f}")
+        yield Progress(
+            (j + 1) * params.steps,
+            total,
+            stage=f"direction {k}",
+            metrics={"residual": res},
+            message=f"direction {k}: relative residual {res:.3f}",
+        )
     return ReproduceResult(
-        method=dirset.method, model=str(dirset.model.get("name", gen.name)), set_title=dirset.title,
-        indices=[k for k, _ in dirs], labels=[dirset.directions[k].label for k, _ in dirs], space=space,
-        steps=params.steps, t=np.asarray(ts), residual=np.asarray(residuals), edit_size=np.asarray(sizes),
-        h_norm=np.asarray(norms), loss_curve=np.asarray(curves), examples=np.stack(examples),
+        method=dirset.method,
+        model=str(dirset.model.get("name", gen.name)),
+        set_title=dirset.title,
+        indices=[k for k, _ in dirs],
+        labels=[dirset.directions[k].label for k, _ in dirs],
+        space=space,
+        steps=params.steps,
+        t=np.asarray(ts),
+        residual=np.asarray(residuals),
+        edit_size=np.asarray(sizes),
+        h_norm=np.asarray(norms),
+        loss_curve=np.asarray(curves),
+        examples=np.stack(examples),
     )
 
 
@@ -159,14 +182,23 @@ def _encode(gen, z: torch.Tensor, space: str, psi: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _evaluate(gen, z: torch.Tensor, space: str, psi: float, layer: str, delta: torch.Tensor, t: float,
-              h: torch.Tensor, batch_size: int = 64) -> tuple[float, float, np.ndarray]:
+def _evaluate(
+    gen,
+    z: torch.Tensor,
+    space: str,
+    psi: float,
+    layer: str,
+    delta: torch.Tensor,
+    t: float,
+    h: torch.Tensor,
+    batch_size: int = 64,
+) -> tuple[float, float, np.ndarray]:
     """Held-out ``(relative residual, edit size per pixel, example images [3, N, H, W, 3])``."""
     num = den = 0.0
     pixels = 0
     ex = None
     for i in range(0, z.shape[0], batch_size):
-        code = _encode(gen, z[i:i + batch_size], space, psi)
+        code = _encode(gen, z[i : i + batch_size], space, psi)
         base = _decode(gen, code, space, psi)
         target = _decode(gen, code, space, psi, ParamEdit.single(layer, delta, code.shape[0], t))
         shifted = _decode(gen, code + h, space, psi)

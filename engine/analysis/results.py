@@ -6,6 +6,7 @@ records the result's ``kind`` and the npz file's name, so ``load_result`` can re
 (the GUI opens saved results this way). Loading reads numbers and strings only
 (``allow_pickle=False``): a result file never runs code.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,12 +39,18 @@ class AnalysisResult:
     kind: ClassVar[str] = ""
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if isinstance(getattr(self, f.name), np.ndarray)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), np.ndarray)
+        }
 
     def plain(self) -> dict[str, Any]:
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)
-                if not isinstance(getattr(self, f.name), np.ndarray)}
+        return {
+            f.name: _jsonable(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if not isinstance(getattr(self, f.name), np.ndarray)
+        }
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``STEM.json`` and ``STEM.npz`` (``path``'s suffix is ignored); returns both paths."""
@@ -52,8 +59,13 @@ class AnalysisResult:
         jpath, npath = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".npz")
         jpath.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(npath, **self.arrays())
-        doc = {"format": RESULT_FORMAT, "version": RESULT_VERSION, "kind": self.kind,
-               "arrays": npath.name, "result": self.plain()}
+        doc = {
+            "format": RESULT_FORMAT,
+            "version": RESULT_VERSION,
+            "kind": self.kind,
+            "arrays": npath.name,
+            "result": self.plain(),
+        }
         jpath.write_text(json.dumps(doc, indent=1))
         return jpath, npath
 
@@ -75,10 +87,12 @@ def load_result(path: str | Path) -> AnalysisResult:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AtlasError(f"{jpath}: not an analysis result (damaged or not JSON: {exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != RESULT_FORMAT:
-        raise AtlasError(f"{jpath}: not a GAN Atlas analysis result (no '\"format\": \"{RESULT_FORMAT}\"')")
+        raise AtlasError(f'{jpath}: not a GAN Atlas analysis result (no \'"format": "{RESULT_FORMAT}"\')')
     if doc.get("version") != RESULT_VERSION:
-        raise AtlasError(f"{jpath}: analysis result version {doc.get('version')!r} is not supported "
-                         f"(this program reads {RESULT_VERSION})")
+        raise AtlasError(
+            f"{jpath}: analysis result version {doc.get('version')!r} is not supported "
+            f"(this program reads {RESULT_VERSION})"
+        )
     import engine.analysis  # noqa: F401 - registers every result kind
 
     cls = _KINDS.get(doc.get("kind"))
@@ -95,8 +109,11 @@ def load_result(path: str | Path) -> AnalysisResult:
     names = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in (doc.get("result") or {}).items() if k in names}
     values.update({k: v for k, v in arrays.items() if k in names})
-    missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in values
-                     and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    missing = sorted(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
     if missing:
         raise AtlasError(f"{jpath}: malformed {cls.kind} result (missing {', '.join(missing)})")
     return cls(**values)

@@ -7,6 +7,7 @@ through ``engine.render.render_batch``, i.e. one batched forward serves many (z,
 direction's own units (see ``engine.directions``): latent units, or a fraction of the edited
 layer's weight norm.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -68,14 +69,15 @@ def check_fits(gen, dirset: DirectionSet) -> None:
 
 
 @torch.no_grad()
-def render_shifts(gen, z: torch.Tensor, d: Direction, ts: Sequence[float], *, psi: float = 1.0,
-                  batch_size: int = 64) -> torch.Tensor:
+def render_shifts(
+    gen, z: torch.Tensor, d: Direction, ts: Sequence[float], *, psi: float = 1.0, batch_size: int = 64
+) -> torch.Tensor:
     """Images ``[len(z), len(ts), C, H, W]`` (float32 on the generator's device): z_m shifted by t_s."""
     M, S = z.shape[0], len(ts)
     pairs = [(m, float(t)) for m in range(M) for t in ts]
     out = []
     for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start:start + batch_size]
+        chunk = pairs[start : start + batch_size]
         codes = z[[m for m, _ in chunk]]
         shifts = [((d, t),) if t != 0.0 else () for _, t in chunk]
         out.append(render_batch(gen, codes, shifts, space="z", psi=psi).float())
@@ -86,8 +88,10 @@ def render_shifts(gen, z: torch.Tensor, d: Direction, ts: Sequence[float], *, ps
 @torch.no_grad()
 def render_base(gen, z: torch.Tensor, *, psi: float = 1.0, batch_size: int = 64) -> torch.Tensor:
     """Unedited images ``[len(z), C, H, W]`` (float32 on the generator's device)."""
-    out = [render_batch(gen, z[i:i + batch_size], None, space="z", psi=psi).float()
-           for i in range(0, z.shape[0], batch_size)]
+    out = [
+        render_batch(gen, z[i : i + batch_size], None, space="z", psi=psi).float()
+        for i in range(0, z.shape[0], batch_size)
+    ]
     return torch.cat(out)
 
 

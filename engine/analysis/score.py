@@ -23,6 +23,7 @@ f is ``r_mfs = f(G_t(z_m)) - f(G(z_m))``. Then:
 A slope ignores responses that go up at both ends of the range; such edits are not clean
 controls of a factor, so this is intended.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -51,9 +52,16 @@ from engine.jobs import Progress
 class Params:
     seeds: int = field(default=64, metadata={"help": "latents z each direction is measured on"})
     steps: int = field(default=9, metadata={"help": "shifts t across each direction's range"})
-    t_max: float | None = field(default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range"})
-    purity_threshold: float = field(default=0.7, metadata={"help": "a clean direction puts at least this share of its effect on one factor"})
-    min_effect: float = field(default=0.25, metadata={"help": "noise floor: a clean direction moves its factor by at least this many standard deviations"})
+    t_max: float | None = field(
+        default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range"}
+    )
+    purity_threshold: float = field(
+        default=0.7, metadata={"help": "a clean direction puts at least this share of its effect on one factor"}
+    )
+    min_effect: float = field(
+        default=0.25,
+        metadata={"help": "noise floor: a clean direction moves its factor by at least this many standard deviations"},
+    )
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
     batch_size: int = field(default=64, metadata={"help": "images per forward pass"})
     seed: int = field(default=0, metadata={"help": "seed of the latents"})
@@ -107,10 +115,15 @@ class ScoreResult(AnalysisResult):
 
     def summary(self) -> dict:
         """Plain numbers for a per-method comparison table."""
-        return {"method": self.method, "directions": len(self.indices), "clean": int(np.sum(self.clean)),
-                "coverage": self.coverage, "factors": len(self.factor_names),
-                "mean_purity": float(np.mean(self.purity)) if len(self.purity) else 0.0,
-                "covered": self.covered}
+        return {
+            "method": self.method,
+            "directions": len(self.indices),
+            "clean": int(np.sum(self.clean)),
+            "coverage": self.coverage,
+            "factors": len(self.factor_names),
+            "mean_purity": float(np.mean(self.purity)) if len(self.purity) else 0.0,
+            "covered": self.covered,
+        }
 
 
 def slopes(t: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -128,8 +141,14 @@ def purity_of(effect: np.ndarray) -> np.ndarray:
     return np.where(total > 0, effect.max(axis=1) / np.maximum(total, 1e-30), 0.0)
 
 
-def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params = Params(), *,
-        factors: FactorModel | None = None) -> Iterator[Progress]:
+def run(
+    gen,
+    dirset: DirectionSet,
+    indices: Sequence[int] | None,
+    params: Params = Params(),
+    *,
+    factors: FactorModel | None = None,
+) -> Iterator[Progress]:
     """Job: the ground-truth score of the directions ``indices`` (all when None) of ``dirset``.
 
     ``factors`` defaults to the procedural factor regressor. Returns a ``ScoreResult``.
@@ -167,21 +186,36 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
         responses.append(r.mean(axis=0))
         grids.append(ts)
         pur = purity_of(eff[None])[0]
-        yield Progress(j + 2, total, stage="directions",
-                       metrics={"purity": float(pur), "effect": float(eff.max())},
-                       message=f"direction {k}: purity {pur:.2f} on {factors.names[int(eff.argmax())]}")
+        yield Progress(
+            j + 2,
+            total,
+            stage="directions",
+            metrics={"purity": float(pur), "effect": float(eff.max())},
+            message=f"direction {k}: purity {pur:.2f} on {factors.names[int(eff.argmax())]}",
+        )
 
     effect = np.stack(effects)
     purity = purity_of(effect)
     main = effect.argmax(axis=1)
     clean = (purity >= params.purity_threshold) & (effect.max(axis=1) >= params.min_effect)
     return ScoreResult(
-        method=dirset.method, model=str(dirset.model.get("name", gen.name)), set_title=dirset.title,
-        factor_names=list(factors.names), indices=[k for k, _ in dirs],
-        labels=[dirset.directions[k].label for k, _ in dirs], effect=effect, purity=purity,
-        main_factor=main.astype(np.int64), clean=clean, shifts=np.stack(grids), response=np.stack(responses),
-        factor_scale=scale, purity_threshold=params.purity_threshold, min_effect=params.min_effect,
-        seeds=params.seeds, regressor=factors.label,
+        method=dirset.method,
+        model=str(dirset.model.get("name", gen.name)),
+        set_title=dirset.title,
+        factor_names=list(factors.names),
+        indices=[k for k, _ in dirs],
+        labels=[dirset.directions[k].label for k, _ in dirs],
+        effect=effect,
+        purity=purity,
+        main_factor=main.astype(np.int64),
+        clean=clean,
+        shifts=np.stack(grids),
+        response=np.stack(responses),
+        factor_scale=scale,
+        purity_threshold=params.purity_threshold,
+        min_effect=params.min_effect,
+        seeds=params.seeds,
+        regressor=factors.label,
     )
 
 

@@ -8,6 +8,7 @@ Layout (``torch.save`` of plain data, readable with ``torch.load(weights_only=Tr
 
 This is what the project's own trained generators are saved as (``save_stylegan2``).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ FORMAT = "gan-atlas-stylegan2"
 VERSION = 1
 
 
-def save_stylegan2(gen: StyleGAN2Generator, path: str | Path, *, meta: dict | None = None,
-                   dtype: torch.dtype | None = None) -> Path:
+def save_stylegan2(
+    gen: StyleGAN2Generator, path: str | Path, *, meta: dict | None = None, dtype: torch.dtype | None = None
+) -> Path:
     """Write ``gen`` (config, weights, w_avg) to ``path`` atomically; ``meta`` must be plain data.
 
     ``dtype`` (e.g. ``torch.float16``) stores the floating-point weights compactly; ``w_avg``
@@ -36,8 +38,14 @@ def save_stylegan2(gen: StyleGAN2Generator, path: str | Path, *, meta: dict | No
     state = {k: v.detach().to("cpu").clone() for k, v in gen.state_dict().items()}
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() and k != "w_avg" else v for k, v in state.items()}
-    blob = {"format": FORMAT, "version": VERSION, "config": gen.config.to_dict(), "state_dict": state,
-            "w_avg_source": gen.w_avg_source, "meta": dict(meta or {})}
+    blob = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": gen.config.to_dict(),
+        "state_dict": state,
+        "w_avg_source": gen.w_avg_source,
+        "meta": dict(meta or {}),
+    }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(blob, tmp)
     os.replace(tmp, path)
@@ -51,7 +59,9 @@ def load_stylegan2(path: str | Path) -> StyleGAN2Generator:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")
     if blob.get("version") != VERSION:
-        raise CheckpointError(f"{path}: {FORMAT} version {blob.get('version')} is not supported (this program reads {VERSION})")
+        raise CheckpointError(
+            f"{path}: {FORMAT} version {blob.get('version')} is not supported (this program reads {VERSION})"
+        )
     try:
         cfg = StyleGAN2Config.from_dict(blob["config"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -60,7 +70,9 @@ def load_stylegan2(path: str | Path) -> StyleGAN2Generator:
     try:
         gen.load_state_dict(blob["state_dict"], strict=True)
     except (KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit the stored configuration ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(
+            f"{path}: weights do not fit the stored configuration ({str(exc).splitlines()[0]})"
+        ) from None
     gen.w_avg_source = str(blob.get("w_avg_source", "stored in the checkpoint"))
     gen.meta = dict(blob.get("meta") or {})
     gen.format = FORMAT

@@ -26,6 +26,7 @@ the truncation centre. Blocks that NVIDIA computes in float16 (``use_fp16``) are
 float32 here (the weights are stored in float32): results match the reference's
 ``force_fp32=True`` outputs.
 """
+
 from __future__ import annotations
 
 import _compat_pickle
@@ -55,6 +56,7 @@ class BadPickleData(Exception):
 
 
 # ---- inert stand-ins for the allowed globals -----------------------------------------------
+
 
 class PersistentRecord:
     """A persisted NVIDIA module as data: its class name and its ``__dict__`` (``state``).
@@ -117,8 +119,15 @@ def _load_from_bytes(payload: Any) -> _FlatStorage:
     return _FlatStorage(flat)
 
 
-def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
-                       backward_hooks: Any = None, metadata: Any = None) -> torch.Tensor:
+def _rebuild_tensor_v2(
+    storage: Any,
+    offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> torch.Tensor:
     if not isinstance(storage, _FlatStorage):
         raise BadPickleData("a tensor whose storage is not a loaded storage")
     try:
@@ -239,13 +248,17 @@ class RestrictedUnpickler(pickle.Unpickler):
         if module.startswith("dnnlib.tflib"):
             raise UnsafePickleError(
                 f"{self.path}: this is a TensorFlow StyleGAN pickle ({module}.{name}); loading it would run its "
-                "code, so it is refused. Convert it with stylegan2-ada-pytorch's legacy.py first")
+                "code, so it is refused. Convert it with stylegan2-ada-pytorch's legacy.py first"
+            )
         raise UnsafePickleError(
             f"{self.path}: refused to load: the pickle references '{module}.{name}', which is not on the "
-            "allow-list of data types (loading it could run code from the file)")
+            "allow-list of data types (loading it could run code from the file)"
+        )
 
     def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError(f"{self.path}: refused to load: the pickle uses persistent ids, which NVIDIA snapshots do not")
+        raise UnsafePickleError(
+            f"{self.path}: refused to load: the pickle uses persistent ids, which NVIDIA snapshots do not"
+        )
 
 
 def read_snapshot(path: str | Path) -> Any:
@@ -261,10 +274,13 @@ def read_snapshot(path: str | Path) -> Any:
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read the file ({short_reason(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - any other parse failure is the file's fault
-        raise CheckpointError(f"{path}: not a readable NVIDIA pickle, damaged or truncated? ({short_reason(exc)})") from None
+        raise CheckpointError(
+            f"{path}: not a readable NVIDIA pickle, damaged or truncated? ({short_reason(exc)})"
+        ) from None
 
 
 # ---- from records to our model -------------------------------------------------------------
+
 
 def _need(rec: PersistentRecord | None, what: str, path: Path) -> PersistentRecord:
     if rec is None:
@@ -281,7 +297,9 @@ def _tensor(rec: PersistentRecord, name: str, where: str, path: Path) -> torch.T
 
 def _check_gain(value: Any, want: float, where: str, path: Path) -> None:
     if value is not None and not math.isclose(float(value), want, rel_tol=1e-6):
-        raise CheckpointError(f"{path}: G_ema.{where} uses gain {float(value):.6g}, expected {want:.6g}; unsupported variant")
+        raise CheckpointError(
+            f"{path}: G_ema.{where} uses gain {float(value):.6g}, expected {want:.6g}; unsupported variant"
+        )
 
 
 def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config, dict[str, torch.Tensor], bool]:
@@ -293,8 +311,10 @@ def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config,
     mapping = _need(G.module("mapping"), "mapping network", path)
     synthesis = _need(G.module("synthesis"), "synthesis network", path)
     if synthesis.class_name != "SynthesisNetwork" or mapping.class_name != "MappingNetwork":
-        raise CheckpointError(f"{path}: G_ema is not a StyleGAN2 generator ({synthesis.class_name}, {mapping.class_name}); "
-                              "StyleGAN3 and other variants are not supported")
+        raise CheckpointError(
+            f"{path}: G_ema is not a StyleGAN2 generator ({synthesis.class_name}, {mapping.class_name}); "
+            "StyleGAN3 and other variants are not supported"
+        )
     sd: dict[str, torch.Tensor] = {}
 
     # mapping network
@@ -306,7 +326,9 @@ def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config,
         sd[f"mapping_net.fcs.{i}.weight"] = w
         sd[f"mapping_net.fcs.{i}.bias"] = _tensor(fc, "bias", f"mapping.fc{i}", path)
         if fc.attr("activation", "lrelu") != "lrelu":
-            raise CheckpointError(f"{path}: mapping.fc{i} uses activation {fc.attr('activation')!r}; only lrelu is supported")
+            raise CheckpointError(
+                f"{path}: mapping.fc{i} uses activation {fc.attr('activation')!r}; only lrelu is supported"
+            )
         lr_mul = float(fc.attr("bias_gain", 0.01))
         _check_gain(fc.attr("weight_gain"), lr_mul / math.sqrt(w.shape[1]), f"mapping.fc{i}", path)
     if n_layers == 0 or lr_mul is None:
@@ -336,14 +358,18 @@ def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config,
         if r == 4:
             const = _tensor(blk, "const", "synthesis.b4", path)
             sd[f"{pre}.const"] = const
-        for short in (("conv1",) if r == 4 else ("conv0", "conv1")):
+        for short in ("conv1",) if r == 4 else ("conv0", "conv1"):
             lay = _need(blk.module(short), f"synthesis.b{r}.{short}", path)
             where = f"synthesis.b{r}.{short}"
             if lay.attr("activation", "lrelu") != "lrelu":
-                raise CheckpointError(f"{path}: {where} uses activation {lay.attr('activation')!r}; only lrelu is supported")
+                raise CheckpointError(
+                    f"{path}: {where} uses activation {lay.attr('activation')!r}; only lrelu is supported"
+                )
             weight = _tensor(lay, "weight", where, path)
             if weight.shape[-1] != 3:
-                raise CheckpointError(f"{path}: {where} has {weight.shape[-1]}x{weight.shape[-1]} kernels; only 3x3 is supported")
+                raise CheckpointError(
+                    f"{path}: {where} has {weight.shape[-1]}x{weight.shape[-1]} kernels; only 3x3 is supported"
+                )
             sd[f"{pre}.{short}.weight"] = weight
             sd[f"{pre}.{short}.bias"] = _tensor(lay, "bias", where, path)
             aff = _need(lay.module("affine"), f"{where}.affine", path)
@@ -370,13 +396,24 @@ def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config,
         if skip is not None:
             sd[f"{pre}.skip.weight"] = _tensor(skip, "weight", f"synthesis.b{r}.skip", path)
     if len(archs) != 1 or len(clamps) != 1 or len(noises) != 1:
-        raise CheckpointError(f"{path}: G_ema mixes architectures {sorted(archs)} / conv_clamp values "
-                              f"{sorted(map(str, clamps))} across blocks; unsupported")
+        raise CheckpointError(
+            f"{path}: G_ema mixes architectures {sorted(archs)} / conv_clamp values "
+            f"{sorted(map(str, clamps))} across blocks; unsupported"
+        )
     clamp = clamps.pop()
     cfg = StyleGAN2Config(
-        resolution=R, channels=channels, z_dim=z_dim, w_dim=w_dim, mapping_layers=n_layers, mapping_hidden=hidden,
-        mapping_lr_mul=lr_mul, architecture=str(archs.pop()), conv_clamp=None if clamp is None else float(clamp),
-        img_channels=int(G.attr("img_channels", 3)), use_noise=noises.pop(), fp16_resolutions=tuple(fp16),
+        resolution=R,
+        channels=channels,
+        z_dim=z_dim,
+        w_dim=w_dim,
+        mapping_layers=n_layers,
+        mapping_hidden=hidden,
+        mapping_lr_mul=lr_mul,
+        architecture=str(archs.pop()),
+        conv_clamp=None if clamp is None else float(clamp),
+        img_channels=int(G.attr("img_channels", 3)),
+        use_noise=noises.pop(),
+        fp16_resolutions=tuple(fp16),
     )
     if w_avg is not None:
         sd["w_avg"] = w_avg
@@ -402,16 +439,20 @@ def load_nvidia_pkl(path: str | Path) -> StyleGAN2Generator:
         gen.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
         lines = str(exc).strip().splitlines()
-        raise CheckpointError(f"{path}: G_ema does not fit the inferred {cfg.resolution}px {cfg.architecture} architecture "
-                              f"({' '.join(lines[1:3]) if len(lines) > 1 else lines[0]})") from None
+        raise CheckpointError(
+            f"{path}: G_ema does not fit the inferred {cfg.resolution}px {cfg.architecture} architecture "
+            f"({' '.join(lines[1:3]) if len(lines) > 1 else lines[0]})"
+        ) from None
     gen.eval()
     if has_w_avg:
         gen.w_avg_source = "mapping.w_avg stored in the checkpoint"
     else:
         with torch.no_grad():
             gen.w_avg.copy_(mean_w(gen, MEAN_SAMPLES, MEAN_SEED))
-        gen.w_avg_source = (f"computed: mean of mapping(z) over {MEAN_SAMPLES} z (seed {MEAN_SEED}); "
-                            "the checkpoint has no mapping.w_avg")
+        gen.w_avg_source = (
+            f"computed: mean of mapping(z) over {MEAN_SAMPLES} z (seed {MEAN_SEED}); "
+            "the checkpoint has no mapping.w_avg"
+        )
     gen.format = FORMAT
     gen.identity = file_sha256(path)
     gen.source = str(path)

@@ -13,6 +13,7 @@ network's lr multiplier is not stored in the file; the reference default 0.01 is
 the only value train.py can produce). Without ``latent_avg`` the truncation centre is the mean
 of ``mapping(z)`` over ``MEAN_SAMPLES`` latents from a fixed seed, and ``describe()`` says so.
 """
+
 from __future__ import annotations
 
 import re
@@ -119,7 +120,9 @@ def load_rosinality(path: str | Path) -> StyleGAN2Generator:
     try:
         state = convert_state_dict(sd, cfg)
     except KeyError as exc:
-        raise CheckpointError(f"{path}: g_ema lacks {exc.args[0]} (expected for a {cfg.resolution}px generator)") from None
+        raise CheckpointError(
+            f"{path}: g_ema lacks {exc.args[0]} (expected for a {cfg.resolution}px generator)"
+        ) from None
     gen = StyleGAN2Generator(cfg, name=path.stem)
     latent_avg = ckpt.get("latent_avg")
     if latent_avg is not None:
@@ -130,16 +133,19 @@ def load_rosinality(path: str | Path) -> StyleGAN2Generator:
         gen.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
-        raise CheckpointError(f"{path}: g_ema does not fit the inferred {cfg.resolution}px architecture "
-                              f"({' '.join(first[1:3]) if len(first) > 1 else first[0]})") from None
+        raise CheckpointError(
+            f"{path}: g_ema does not fit the inferred {cfg.resolution}px architecture "
+            f"({' '.join(first[1:3]) if len(first) > 1 else first[0]})"
+        ) from None
     gen.eval()
     if latent_avg is not None:
         gen.w_avg_source = "latent_avg stored in the checkpoint"
     else:
         with torch.no_grad():
             gen.w_avg.copy_(mean_w(gen, MEAN_SAMPLES, MEAN_SEED))
-        gen.w_avg_source = (f"computed: mean of mapping(z) over {MEAN_SAMPLES} z (seed {MEAN_SEED}); "
-                            "the checkpoint has no latent_avg")
+        gen.w_avg_source = (
+            f"computed: mean of mapping(z) over {MEAN_SAMPLES} z (seed {MEAN_SEED}); the checkpoint has no latent_avg"
+        )
     args = ckpt.get("args")
     size = getattr(args, "size", None)
     if size is not None and int(size) != cfg.resolution:

@@ -1,4 +1,5 @@
 """Cheap, safe looks into torch checkpoint files, for format probes and clear errors."""
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,9 @@ def load_weights_only(path: str | Path, *, what: str) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
-        raise CheckpointError(f"{path}: not a readable {what} checkpoint, damaged or truncated? "
-                              f"({short_reason(exc)})") from None
+        raise CheckpointError(
+            f"{path}: not a readable {what} checkpoint, damaged or truncated? ({short_reason(exc)})"
+        ) from None
 
 
 def short_reason(exc: BaseException, limit: int = 160) -> str:

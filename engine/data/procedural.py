@@ -28,6 +28,7 @@ Rendering is vectorised over the batch with numpy (signed distances, 1-pixel cov
 deterministic map-style ``Dataset`` (item i of seed s is always the same image) and
 ``random_batches`` an endless stream for GAN training.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -196,8 +197,9 @@ class ProceduralFaces(Dataset):
         return torch.from_numpy(render(f, self.resolution)), torch.from_numpy(f)
 
 
-def random_batches(batch_size: int, *, resolution: int = 32, seed: int = 0,
-                   generator: np.random.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def random_batches(
+    batch_size: int, *, resolution: int = 32, seed: int = 0, generator: np.random.Generator | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """An endless stream of fresh ``(images [B, 3, R, R], factors [B, 8])`` batches.
 
     Factors are i.i.d. uniform; the stream is reproducible from ``seed`` (or continues the
@@ -219,5 +221,15 @@ def default_factors(n: int = 1) -> np.ndarray:
     return np.full((n, N_FACTORS), 0.5, np.float32)
 
 
-__all__ = ["FACTORS", "FACTOR_NAMES", "N_FACTORS", "Factor", "ProceduralFaces", "default_factors",
-           "factor_table", "factors_for", "random_batches", "render"]
+__all__ = [
+    "FACTORS",
+    "FACTOR_NAMES",
+    "N_FACTORS",
+    "Factor",
+    "ProceduralFaces",
+    "default_factors",
+    "factor_table",
+    "factors_for",
+    "random_batches",
+    "render",
+]

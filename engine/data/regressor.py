@@ -8,6 +8,7 @@ generator may push them slightly outside).
 Weights are a plain ``torch.save`` dict (``format``, ``version``, ``config``, ``state_dict`` in
 float16, ``metrics``) read with ``torch.load(weights_only=True)``: loading never runs code.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -50,36 +51,57 @@ class FactorRegressor(nn.Module):
         layers: list[nn.Module] = []
         cin = 3
         for w in cfg.widths:
-            layers += [nn.Conv2d(cin, w, 3, 1, 1), nn.BatchNorm2d(w), nn.SiLU(),
-                       nn.Conv2d(w, w, 3, 2, 1), nn.BatchNorm2d(w), nn.SiLU()]
+            layers += [
+                nn.Conv2d(cin, w, 3, 1, 1),
+                nn.BatchNorm2d(w),
+                nn.SiLU(),
+                nn.Conv2d(w, w, 3, 2, 1),
+                nn.BatchNorm2d(w),
+                nn.SiLU(),
+            ]
             cin = w
         self.features = nn.Sequential(*layers)
         side = cfg.resolution // 2 ** len(cfg.widths)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(cin * side * side, 256), nn.SiLU(),
-                                  nn.Linear(256, cfg.n_factors))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(cin * side * side, 256), nn.SiLU(), nn.Linear(256, cfg.n_factors)
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         R = self.cfg.resolution
         if images.shape[-1] != R or images.shape[-2] != R:
-            images = F.interpolate(images, size=(R, R), mode="area" if images.shape[-1] > R else "bilinear",
-                                   align_corners=None if images.shape[-1] > R else False)
+            images = F.interpolate(
+                images,
+                size=(R, R),
+                mode="area" if images.shape[-1] > R else "bilinear",
+                align_corners=None if images.shape[-1] > R else False,
+            )
         return self.head(self.features(images))
 
 
 def regressor_payload(model: FactorRegressor, metrics: dict | None = None) -> dict:
     """The dict ``save`` writes: config, float16 weights, factor names and held-out metrics."""
-    state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
-             for k, v in model.state_dict().items()}
-    return {"format": REGRESSOR_FORMAT, "version": REGRESSOR_VERSION, "config": asdict(model.cfg),
-            "factor_names": list(FACTOR_NAMES), "state_dict": state, "metrics": metrics or {}}
+    state = {
+        k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
+        for k, v in model.state_dict().items()
+    }
+    return {
+        "format": REGRESSOR_FORMAT,
+        "version": REGRESSOR_VERSION,
+        "config": asdict(model.cfg),
+        "factor_names": list(FACTOR_NAMES),
+        "state_dict": state,
+        "metrics": metrics or {},
+    }
 
 
 def load_regressor(path: str | Path | None = None, device: str | torch.device = "cpu") -> FactorRegressor:
     """The regressor in ``path`` (default: the shipped one), in eval mode on ``device``."""
     path = Path(path) if path is not None else BUILTIN_REGRESSOR
     if not path.is_file():
-        raise CheckpointError(f"{path}: factor regressor weights not found (train them with "
-                              "'python main.py train --data procedural --regressor --out PATH')")
+        raise CheckpointError(
+            f"{path}: factor regressor weights not found (train them with "
+            "'python main.py train --data procedural --regressor --out PATH')"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
@@ -87,11 +109,15 @@ def load_regressor(path: str | Path | None = None, device: str | torch.device = 
     if not isinstance(ckpt, dict) or ckpt.get("format") != REGRESSOR_FORMAT:
         raise CheckpointError(f"{path}: not a GAN Atlas factor regressor (no format '{REGRESSOR_FORMAT}')")
     if ckpt.get("version") != REGRESSOR_VERSION:
-        raise CheckpointError(f"{path}: regressor format version {ckpt.get('version')} is not supported "
-                              f"(this program reads version {REGRESSOR_VERSION})")
+        raise CheckpointError(
+            f"{path}: regressor format version {ckpt.get('version')} is not supported "
+            f"(this program reads version {REGRESSOR_VERSION})"
+        )
     if list(ckpt.get("factor_names", [])) != list(FACTOR_NAMES):
-        raise CheckpointError(f"{path}: the regressor predicts factors {ckpt.get('factor_names')}, "
-                              f"not this program's {list(FACTOR_NAMES)}")
+        raise CheckpointError(
+            f"{path}: the regressor predicts factors {ckpt.get('factor_names')}, "
+            f"not this program's {list(FACTOR_NAMES)}"
+        )
     try:
         model = FactorRegressor(RegressorConfig.from_dict(ckpt["config"]))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
@@ -105,8 +131,9 @@ _CACHE: dict[tuple[str, str], FactorRegressor] = {}
 
 
 @torch.no_grad()
-def predict_factors(images: torch.Tensor, regressor: FactorRegressor | None = None,
-                    batch_size: int = 256) -> torch.Tensor:
+def predict_factors(
+    images: torch.Tensor, regressor: FactorRegressor | None = None, batch_size: int = 256
+) -> torch.Tensor:
     """Normalised factors ``[B, 8]`` (``FACTOR_NAMES`` order) of images ``[B, 3, H, W]`` in [-1, 1].
 
     Uses the shipped regressor unless one is given; runs on the images' device.
@@ -118,8 +145,10 @@ def predict_factors(images: torch.Tensor, regressor: FactorRegressor | None = No
         regressor = _CACHE[key]
     regressor.eval()
     dev = next(regressor.parameters()).device
-    outs = [regressor(images[i:i + batch_size].to(dev, torch.float32)).to(images.device)
-            for i in range(0, images.shape[0], batch_size)]
+    outs = [
+        regressor(images[i : i + batch_size].to(dev, torch.float32)).to(images.device)
+        for i in range(0, images.shape[0], batch_size)
+    ]
     return torch.cat(outs) if outs else torch.zeros(0, N_FACTORS, device=images.device)
 
 
@@ -138,8 +167,9 @@ def held_out_set(n: int = 4096, resolution: int = 32) -> tuple[torch.Tensor, tor
     return ProceduralFaces(n, seed=HELD_OUT_SEED, resolution=resolution).batch(np.arange(n))
 
 
-def evaluate(model: FactorRegressor, n: int = 4096, resolution: int | None = None,
-             data: Iterable | None = None) -> dict[str, dict[str, float]]:
+def evaluate(
+    model: FactorRegressor, n: int = 4096, resolution: int | None = None, data: Iterable | None = None
+) -> dict[str, dict[str, float]]:
     """Held-out R^2 and MAE per factor (``factor_scores``) on ``n`` images never trained on."""
     images, factors = data if data is not None else held_out_set(n, resolution or model.cfg.resolution)
     pred = predict_factors(images, model)

@@ -1,4 +1,5 @@
 """Discovery methods. Importing this package registers every method."""
+
 from engine.discovery.registry import MethodSpec, get_method, methods, register_method
 
 __all__ = ["MethodSpec", "get_method", "methods", "register_method"]

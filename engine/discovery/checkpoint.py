@@ -11,6 +11,7 @@ trajectory (fields with ``metadata={"key": False}`` such as the step count are l
 finished run can be extended) and the number of ranks. A checkpoint is a torch file read with
 ``weights_only=True``, so loading one never executes code from it.
 """
+
 from __future__ import annotations
 
 import io
@@ -65,7 +66,9 @@ def load_checkpoint(path: str | Path, *, key: str | None = None) -> dict:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or not isinstance(blob.get("state"), dict):
         raise CheckpointError(f"{path}: not a GAN Atlas job checkpoint")
     if blob.get("version") != VERSION:
-        raise CheckpointError(f"{path}: job checkpoint version {blob.get('version')!r} is not supported (expected {VERSION})")
+        raise CheckpointError(
+            f"{path}: job checkpoint version {blob.get('version')!r} is not supported (expected {VERSION})"
+        )
     if key is not None and blob.get("key") != key:
         raise CheckpointError(
             f"{path}: checkpoint belongs to another run (key {blob.get('key')}, expected {key}: "

@@ -4,6 +4,7 @@ A job never starts a process group itself: the CLI calls ``init_from_env`` when 
 ``WORLD_SIZE > 1`` (gloo on the CPU, nccl on GPUs), and jobs ask ``dist_info()`` whether they run
 as one rank of several. Only rank 0 writes files and draws progress bars.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,7 +57,9 @@ def init_from_env(device: str = "auto") -> tuple[DistInfo, torch.device]:
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if dev.type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise AtlasError(f"rank with LOCAL_RANK={local_rank} has no GPU (this machine has {torch.cuda.device_count()})")
+            raise AtlasError(
+                f"rank with LOCAL_RANK={local_rank} has no GPU (this machine has {torch.cuda.device_count()})"
+            )
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     if not dist.is_initialized():

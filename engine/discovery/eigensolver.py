@@ -15,6 +15,7 @@ float64 with ``eigh``.
 The solver is a generator (``yield`` once per iteration) so callers can report progress and
 cancel; ``torch.lobpcg`` needs an explicit matrix, which a Hessian of 500k x 500k is not.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -68,8 +69,9 @@ def _project_out(W: torch.Tensor, blocks: list[torch.Tensor]) -> torch.Tensor:
     return W
 
 
-def lobpcg(matvec: MatVec, X0: torch.Tensor, k: int, *, tol: float = 1e-4, max_iter: int = 100,
-           locked: bool = True) -> Iterator[EigStep]:
+def lobpcg(
+    matvec: MatVec, X0: torch.Tensor, k: int, *, tol: float = 1e-4, max_iter: int = 100, locked: bool = True
+) -> Iterator[EigStep]:
     """Generator: top-``k`` eigenpairs of the symmetric operator ``matvec`` starting from ``X0 [n, m]``.
 
     ``m >= k`` columns are iterated (the extra ones are guard vectors that speed up convergence of

@@ -14,6 +14,7 @@ and fast on a CPU (seconds for w, under a minute for the 8192-dimensional DCGAN 
 Activations are regenerated from seeded batches instead of stored. Covariances up to 4096
 dimensions are built exactly; larger ones use block subspace iteration with a residual test.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -35,15 +36,29 @@ DEFAULT_RANGE = 3.0  # in standard deviations
 @dataclass(frozen=True)
 class Params:
     k: int = field(default=32, metadata={"help": "number of principal components", "min": 1})
-    n_samples: int = field(default=20_000, metadata={"help": "samples for the PCA (paper: 10^6; 20k is CPU-friendly)", "min": 2})
-    layers: str = field(default="all", metadata={
-        "help": "StyleGAN2: w+ layer range the edits act on, e.g. all, 0-3, 4-7"})
-    activation: int = field(default=3, metadata={
-        "help": "DCGAN: PCA of the activation after main[:N] (3 = after the first ConvTranspose-BN-ReLU block)", "min": 1})
-    solver: str = field(default="auto", metadata={
-        "help": "exact covariance, subspace iteration, or auto (exact up to 4096 dimensions)",
-        "choices": ("auto", "exact", "subspace")})
-    shift: float = field(default=0.0, metadata={"help": "suggested shift range +-shift in standard deviations (0: 3)", "min": 0.0})
+    n_samples: int = field(
+        default=20_000, metadata={"help": "samples for the PCA (paper: 10^6; 20k is CPU-friendly)", "min": 2}
+    )
+    layers: str = field(
+        default="all", metadata={"help": "StyleGAN2: w+ layer range the edits act on, e.g. all, 0-3, 4-7"}
+    )
+    activation: int = field(
+        default=3,
+        metadata={
+            "help": "DCGAN: PCA of the activation after main[:N] (3 = after the first ConvTranspose-BN-ReLU block)",
+            "min": 1,
+        },
+    )
+    solver: str = field(
+        default="auto",
+        metadata={
+            "help": "exact covariance, subspace iteration, or auto (exact up to 4096 dimensions)",
+            "choices": ("auto", "exact", "subspace"),
+        },
+    )
+    shift: float = field(
+        default=0.0, metadata={"help": "suggested shift range +-shift in standard deviations (0: 3)", "min": 0.0}
+    )
     batch_size: int = field(default=500, metadata={"help": "samples per generator batch", "min": 1, "key": False})
     seed: int = field(default=0, metadata={"help": "seed of the sampled latents"})
 
@@ -64,8 +79,16 @@ def sample_latents(z_dim: int, n: int, seed: int, index: int, purpose: str = "ga
     return torch.randn(n, z_dim, generator=stream_generator(purpose, seed, 0, index))
 
 
-def streamed_pca(features: Features, sizes: list[int], k: int, *, solver: str = "auto", seed: int = 0,
-                 tol: float = 1e-4, max_iter: int = 100) -> Iterator[Progress]:
+def streamed_pca(
+    features: Features,
+    sizes: list[int],
+    k: int,
+    *,
+    solver: str = "auto",
+    seed: int = 0,
+    tol: float = 1e-4,
+    max_iter: int = 100,
+) -> Iterator[Progress]:
     """Job: top-k principal components of the samples ``features(i)`` for the batches ``i``.
 
     Returns ``(mean [D], components [D, k] (unit columns), variances [k] descending, total
@@ -176,16 +199,22 @@ def regress_to_latent(gen, params: Params, mean, comps, stdev, device) -> Iterat
     return U, lat_std
 
 
-@register_method("ganspace", Params, kind="latent", summary="PCA of sampled w or early activations (Härkönen et al.)",
-                 models=("dcgan", "stylegan2"))
+@register_method(
+    "ganspace",
+    Params,
+    kind="latent",
+    summary="PCA of sampled w or early activations (Härkönen et al.)",
+    models=("dcgan", "stylegan2"),
+)
 def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
     """Job: k directions scaled by their std (t in standard deviations), scores = PCA variances."""
     device = torch.device(device)
     sizes = _batches(params.n_samples, params.batch_size)
     if gen.num_ws > 0:
         layer_range = parse_layer_range(params.layers, gen.num_ws)
-        mean, comps, var, total = yield from streamed_pca(_style_features(gen, params, device), sizes, params.k,
-                                                          solver=params.solver, seed=params.seed)
+        mean, comps, var, total = yield from streamed_pca(
+            _style_features(gen, params, device), sizes, params.k, solver=params.solver, seed=params.seed
+        )
         vectors = (comps * var.sqrt()).T  # [k, w_dim], std along u_k is sqrt(var_k)
         space = "w" if layer_range is None else "w+"
         lat_std = var.sqrt()
@@ -193,19 +222,40 @@ def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
         layer_range = None
         n_blocks = len(gen.main)
         if params.activation >= n_blocks:
-            raise AtlasError(f"activation={params.activation}: {gen.name} has {n_blocks} modules; choose 1..{n_blocks - 1}")
-        mean, comps, var, total = yield from streamed_pca(_dcgan_features(gen, params, device), sizes,
-                                                          min(params.k, gen.z_dim), solver=params.solver, seed=params.seed)
+            raise AtlasError(
+                f"activation={params.activation}: {gen.name} has {n_blocks} modules; choose 1..{n_blocks - 1}"
+            )
+        mean, comps, var, total = yield from streamed_pca(
+            _dcgan_features(gen, params, device),
+            sizes,
+            min(params.k, gen.z_dim),
+            solver=params.solver,
+            seed=params.seed,
+        )
         U, lat_std = yield from regress_to_latent(gen, params, mean, comps, var.sqrt(), device)
         vectors = U * lat_std.unsqueeze(1)
         space = "z"
     else:
         raise AtlasError(f"GANSpace needs w samples or an early activation; model '{gen.name}' offers neither")
     T = params.shift or DEFAULT_RANGE
-    dset = DirectionSet.latent("ganspace", model_ref(gen), vectors.float(), space=space, layers=layer_range,
-                               scores=var.tolist(), range_=(-T, T), params=asdict(params))
+    dset = DirectionSet.latent(
+        "ganspace",
+        model_ref(gen),
+        vectors.float(),
+        space=space,
+        layers=layer_range,
+        scores=var.tolist(),
+        range_=(-T, T),
+        params=asdict(params),
+    )
     for d, v, s in zip(dset.directions, var.tolist(), lat_std.tolist(), strict=True):
         d.info.update({"explained_variance_ratio": v / total if total > 0 else 0.0, "std": s})
-    dset.metrics.update({"variances": var.tolist(), "total_variance": total, "samples": params.n_samples,
-                         "pca_space": "w" if gen.num_ws > 0 else f"activation after main[:{params.activation}]"})
+    dset.metrics.update(
+        {
+            "variances": var.tolist(),
+            "total_variance": total,
+            "samples": params.n_samples,
+            "pca_space": "w" if gen.num_ws > 0 else f"activation after main[:{params.activation}]",
+        }
+    )
     return dset

@@ -22,6 +22,7 @@ respect to ``delta[u]``.
 The test suite checks these products against an explicitly built Hessian of the literal ``f``
 (double backward through ``lpips``) and against finite differences of gradients.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,8 +43,17 @@ class LayerHessian:
     the products are summed across ranks.
     """
 
-    def __init__(self, gen: Generator, layer: str, distance: Distance, z: torch.Tensor, *,
-                 psi: float = 1.0, chunk: int = 256, block: int = 32) -> None:
+    def __init__(
+        self,
+        gen: Generator,
+        layer: str,
+        distance: Distance,
+        z: torch.Tensor,
+        *,
+        psi: float = 1.0,
+        chunk: int = 256,
+        block: int = 32,
+    ) -> None:
         self.gen, self.layer, self.distance = gen, layer, distance
         self.weight = gen.layer_weight(layer)
         self.shape = tuple(self.weight.shape)
@@ -61,8 +71,9 @@ class LayerHessian:
         for p in list(gen.parameters()) + list(distance.parameters()):
             p.requires_grad_(False)
         with torch.no_grad():
-            self.x0 = torch.cat([gen.decode(self.z[i:i + self.chunk], "z", psi=psi)
-                                 for i in range(0, self.z.shape[0], self.chunk)])
+            self.x0 = torch.cat(
+                [gen.decode(self.z[i : i + self.chunk], "z", psi=psi) for i in range(0, self.z.shape[0], self.chunk)]
+            )
         self.forwards += self.z.shape[0]
 
     def _render(self, z: torch.Tensor, delta: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -84,7 +95,7 @@ class LayerHessian:
         # a pass serves at most `block` directions: edited layers convolve each direction's rows separately
         block = max(1, min(m, self.block))
         for u0 in range(0, m, block):
-            out[u0:u0 + block] = self._block_product(Vs[u0:u0 + block])
+            out[u0 : u0 + block] = self._block_product(Vs[u0 : u0 + block])
         if self.distributed:
             dist.all_reduce(out)
         return out.reshape(m, self.n).T.to(V.dtype)
@@ -94,7 +105,7 @@ class LayerHessian:
         out = torch.zeros_like(Vs)
         per = max(1, self.chunk // m)  # latents per pass
         for i0 in range(0, self.z.shape[0], per):
-            zc = self.z[i0:i0 + per]
+            zc = self.z[i0 : i0 + per]
             c = zc.shape[0]
             index = torch.arange(m, device=self.device).repeat_interleave(c)  # sample u * c + i
             delta = torch.zeros_like(Vs, requires_grad=True)
@@ -106,7 +117,7 @@ class LayerHessian:
                     p, tangent = fwAD.unpack_dual(f)
                     prim.append(p)
                     cot.append((2.0 / self.N) * w.detach() * tangent.detach())
-            grad, = torch.autograd.grad(prim, delta, grad_outputs=cot)
+            (grad,) = torch.autograd.grad(prim, delta, grad_outputs=cot)
             out += grad
             self.forwards += m * c
             self.backwards += m * c
@@ -116,7 +127,7 @@ class LayerHessian:
         """``f(a)`` (a scalar tensor, differentiable in ``a [*shape]``)."""
         total = 0.0
         for i0 in range(0, self.z.shape[0], self.chunk):
-            zc, x0 = self.z[i0:i0 + self.chunk], self.x0[i0:i0 + self.chunk]
+            zc, x0 = self.z[i0 : i0 + self.chunk], self.x0[i0 : i0 + self.chunk]
             x1 = self._render(zc, a.unsqueeze(0), torch.zeros(zc.shape[0], dtype=torch.long, device=self.device))
             total = total + self.distance(x0, x1).sum() / self.N
         return total
@@ -124,7 +135,7 @@ class LayerHessian:
     def gradient(self, a: torch.Tensor) -> torch.Tensor:
         """``nabla f(a)`` as ``[*shape]`` (one forward + backward per latent; summed over ranks)."""
         a = a.detach().to(self.device, self.weight.dtype).requires_grad_(True)
-        g, = torch.autograd.grad(self.value(a), a)
+        (g,) = torch.autograd.grad(self.value(a), a)
         self.forwards += self.z.shape[0]
         self.backwards += self.z.shape[0]
         if self.distributed:

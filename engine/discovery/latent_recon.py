@@ -11,6 +11,7 @@ Paper settings: 1e5 steps, batch 128 (SN-GAN) / 32 (BigGAN), K = 64 (MNIST) / 12
 LeNet R for small images and ResNet-18 for large ones. The default step count here (2000) is
 CPU-sized: about 30 minutes at one thread on the 64 px face DCGAN; use more on a GPU.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -30,29 +31,64 @@ BASELINES = ("none", "random", "coordinate")
 
 @dataclass(frozen=True)
 class Params:
-    k: int = field(default=64, metadata={"help": "number of directions K (paper: 64 on MNIST, 128 on AnimeFaces)", "min": 2})
-    parametrization: str = field(default="ortho", metadata={
-        "help": "A: linear (free matrix), unit (unit-norm columns) or ortho (orthonormal columns)",
-        "choices": ("linear", "unit", "ortho")})
-    baseline: str = field(default="none", metadata={
-        "help": "none trains A; random / coordinate keep A fixed (random orthonormal / first K axes) and train only R",
-        "choices": BASELINES})
-    space: str = field(default="auto", metadata={
-        "help": "latent space of the directions: auto (w for style models, else z), z or w",
-        "choices": ("auto", "z", "w")})
-    truncation: float = field(default=1.0, metadata={"help": "truncation psi of the sampled codes (style models)", "min": 0.0, "max": 1.0})
-    reconstructor: str = field(default="auto", metadata={
-        "help": "R: lenet, resnet18, or auto (LeNet up to 64 px, ResNet-18 above)", "choices": RECONSTRUCTORS})
-    steps: int = field(default=2000, metadata={"help": "training steps (paper: 1e5; 2000 is about 30 min on one CPU thread at 64 px)",
-                                               "min": 0, "key": False})
-    batch_size: int = field(default=32, metadata={"help": "pairs per step and rank (reference code: 32; paper: 128 for SN-GAN)", "min": 2})
+    k: int = field(
+        default=64, metadata={"help": "number of directions K (paper: 64 on MNIST, 128 on AnimeFaces)", "min": 2}
+    )
+    parametrization: str = field(
+        default="ortho",
+        metadata={
+            "help": "A: linear (free matrix), unit (unit-norm columns) or ortho (orthonormal columns)",
+            "choices": ("linear", "unit", "ortho"),
+        },
+    )
+    baseline: str = field(
+        default="none",
+        metadata={
+            "help": "none trains A; random / coordinate keep A fixed (random orthonormal / first K axes) and train only R",
+            "choices": BASELINES,
+        },
+    )
+    space: str = field(
+        default="auto",
+        metadata={
+            "help": "latent space of the directions: auto (w for style models, else z), z or w",
+            "choices": ("auto", "z", "w"),
+        },
+    )
+    truncation: float = field(
+        default=1.0, metadata={"help": "truncation psi of the sampled codes (style models)", "min": 0.0, "max": 1.0}
+    )
+    reconstructor: str = field(
+        default="auto",
+        metadata={
+            "help": "R: lenet, resnet18, or auto (LeNet up to 64 px, ResNet-18 above)",
+            "choices": RECONSTRUCTORS,
+        },
+    )
+    steps: int = field(
+        default=2000,
+        metadata={
+            "help": "training steps (paper: 1e5; 2000 is about 30 min on one CPU thread at 64 px)",
+            "min": 0,
+            "key": False,
+        },
+    )
+    batch_size: int = field(
+        default=32, metadata={"help": "pairs per step and rank (reference code: 32; paper: 128 for SN-GAN)", "min": 2}
+    )
     lam: float = field(default=0.25, metadata={"help": "weight lambda of the shift regression loss", "min": 0.0})
     eps_max: float = field(default=6.0, metadata={"help": "shifts eps ~ U[-eps_max, eps_max]", "min": 0.0})
-    eps_min: float = field(default=0.5, metadata={"help": "smallest |eps| (sign(eps) * max(|eps|, eps_min))", "min": 0.0})
+    eps_min: float = field(
+        default=0.5, metadata={"help": "smallest |eps| (sign(eps) * max(|eps|, eps_min))", "min": 0.0}
+    )
     lr: float = field(default=1e-4, metadata={"help": "Adam learning rate of A and R", "min": 0.0})
     rca_every: int = field(default=500, metadata={"help": "steps between RCA measurements", "min": 1, "key": False})
-    rca_samples: int = field(default=1024, metadata={"help": "fresh pairs per RCA measurement (per rank)", "min": 1, "key": False})
-    checkpoint_every: int = field(default=100, metadata={"help": "steps between resumable checkpoints", "min": 1, "key": False})
+    rca_samples: int = field(
+        default=1024, metadata={"help": "fresh pairs per RCA measurement (per rank)", "min": 1, "key": False}
+    )
+    checkpoint_every: int = field(
+        default=100, metadata={"help": "steps between resumable checkpoints", "min": 1, "key": False}
+    )
     seed: int = field(default=0, metadata={"help": "seed of the initialisation and of all sampling"})
 
     def __post_init__(self) -> None:
@@ -61,10 +97,20 @@ class Params:
             raise AtlasError(f"parameter eps_min={self.eps_min} must be smaller than eps_max={self.eps_max}")
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lam=self.lam, eps_max=self.eps_max,
-                           eps_min=self.eps_min, lr=self.lr, lr_family=self.lr, reconstructor=self.reconstructor,
-                           rca_every=self.rca_every, rca_samples=self.rca_samples,
-                           checkpoint_every=self.checkpoint_every, seed=self.seed)
+        return TrainConfig(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            lam=self.lam,
+            eps_max=self.eps_max,
+            eps_min=self.eps_min,
+            lr=self.lr,
+            lr_family=self.lr,
+            reconstructor=self.reconstructor,
+            rca_every=self.rca_every,
+            rca_samples=self.rca_samples,
+            checkpoint_every=self.checkpoint_every,
+            seed=self.seed,
+        )
 
 
 def resolve_space(gen, space: str) -> str:
@@ -97,20 +143,33 @@ def build_family(gen, params: Params) -> LatentShifts:
     return LatentShifts(init, "fixed", space=space, psi=params.truncation)
 
 
-def directions_of(gen, params: Params, family: LatentShifts, *, rca: float | None = None,
-                  per_direction: torch.Tensor | None = None) -> DirectionSet:
+def directions_of(
+    gen, params: Params, family: LatentShifts, *, rca: float | None = None, per_direction: torch.Tensor | None = None
+) -> DirectionSet:
     A = family.matrix().detach().float().cpu()  # [dim, K]
     scores = per_direction.tolist() if per_direction is not None else None
-    dset = DirectionSet.latent("latent-recon", model_ref(gen), A.T, space=family.space, scores=scores,
-                               range_=(-params.eps_max, params.eps_max), params=asdict(params))
+    dset = DirectionSet.latent(
+        "latent-recon",
+        model_ref(gen),
+        A.T,
+        space=family.space,
+        scores=scores,
+        range_=(-params.eps_max, params.eps_max),
+        params=asdict(params),
+    )
     if rca is not None:
         dset.metrics["rca"] = rca
     dset.metrics["chance"] = 1.0 / params.k
     return dset
 
 
-@register_method("latent-recon", Params, kind="latent", resumable=True,
-                 summary="latent directions learned with a reconstructor (Voynov & Babenko); RCA and baselines")
+@register_method(
+    "latent-recon",
+    Params,
+    kind="latent",
+    resumable=True,
+    summary="latent directions learned with a reconstructor (Voynov & Babenko); RCA and baselines",
+)
 def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iterator[Progress]:
     """Job: train A and R; returns the K directions (columns of A) with RCA in ``metrics``.
 
@@ -119,8 +178,13 @@ def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iter
     """
     family = build_family(gen, params)
     result = yield from train_reconstructor(
-        gen, family, params.train_config(), device=device, state=state,
-        partial=lambda fam, rca: directions_of(gen, params, fam, rca=rca))
+        gen,
+        family,
+        params.train_config(),
+        device=device,
+        state=state,
+        partial=lambda fam, rca: directions_of(gen, params, fam, rca=rca),
+    )
     dset = directions_of(gen, params, result.family, rca=result.rca, per_direction=result.rca_per_direction)
     dset.metrics.update({"steps": result.step, "baseline": params.baseline, "history": result.history})
     return dset

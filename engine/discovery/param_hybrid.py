@@ -8,6 +8,7 @@ in the subspace that holds the largest perceptual changes; the paper reports it 
 method. Paper settings: as param-opt (K = 64, lambda = 2.5e-3) with batch 16 and a smaller T;
 here the range defaults to param-spectrum's (a fraction of ``||W||_F``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -32,30 +33,51 @@ from engine.jobs import Progress
 class Params:
     k: int = field(default=64, metadata={"help": "number of directions K (paper: 64)", "min": 2})
     layer: str = field(default="", metadata={"help": "editable layer to shift (empty: the model's default)"})
-    spectrum: str = field(default="", metadata={
-        "help": "a saved param-spectrum set whose eigenvectors form the basis (empty: compute them)"})
+    spectrum: str = field(
+        default="",
+        metadata={"help": "a saved param-spectrum set whose eigenvectors form the basis (empty: compute them)"},
+    )
     basis_k: int = field(default=64, metadata={"help": "Hessian eigenvectors in the basis (when computed)", "min": 1})
-    distance: str = field(default="lpips-alex", metadata={
-        "help": "image distance of the Hessian (when computed); pixel is not perceptual", "choices": DISTANCES})
+    distance: str = field(
+        default="lpips-alex",
+        metadata={
+            "help": "image distance of the Hessian (when computed); pixel is not perceptual",
+            "choices": DISTANCES,
+        },
+    )
     samples: int = field(default=64, metadata={"help": "latents of the Hessian minibatch (paper: 512)", "min": 1})
     tol: float = field(default=1e-3, metadata={"help": "eigen-residual tolerance (relative to lambda_1)", "min": 0.0})
     spectrum_steps: int = field(default=40, metadata={"help": "most eigensolver iterations", "min": 1, "key": False})
-    range: float = field(default=SPECTRUM_RANGE, metadata={
-        "help": "shift range +-T as a fraction of the layer's weight norm (training and suggested)", "min": 0.0})
-    reconstructor: str = field(default="auto", metadata={
-        "help": "R: lenet, resnet18, or auto (LeNet up to 64 px, ResNet-18 above)", "choices": RECONSTRUCTORS})
+    range: float = field(
+        default=SPECTRUM_RANGE,
+        metadata={
+            "help": "shift range +-T as a fraction of the layer's weight norm (training and suggested)",
+            "min": 0.0,
+        },
+    )
+    reconstructor: str = field(
+        default="auto",
+        metadata={
+            "help": "R: lenet, resnet18, or auto (LeNet up to 64 px, ResNet-18 above)",
+            "choices": RECONSTRUCTORS,
+        },
+    )
     steps: int = field(default=2000, metadata={"help": "training steps (CPU-sized default)", "min": 0, "key": False})
     batch_size: int = field(default=16, metadata={"help": "pairs per step and rank (paper: 16)", "min": 2})
-    lam: float = field(default=2.5e-3, metadata={"help": "weight lambda of the shift regression (paper: 2.5e-3)",
-                                                 "min": 0.0})
+    lam: float = field(
+        default=2.5e-3, metadata={"help": "weight lambda of the shift regression (paper: 2.5e-3)", "min": 0.0}
+    )
     lr: float = field(default=1e-4, metadata={"help": "Adam learning rate of the directions and R", "min": 0.0})
-    truncation: float = field(default=1.0, metadata={"help": "truncation psi of the latents (style models)",
-                                                     "min": 0.0, "max": 1.0})
+    truncation: float = field(
+        default=1.0, metadata={"help": "truncation psi of the latents (style models)", "min": 0.0, "max": 1.0}
+    )
     rca_every: int = field(default=500, metadata={"help": "steps between RCA measurements", "min": 1, "key": False})
-    rca_samples: int = field(default=1024, metadata={"help": "fresh pairs per RCA measurement (per rank)", "min": 1,
-                                                     "key": False})
-    checkpoint_every: int = field(default=100, metadata={"help": "steps between resumable checkpoints", "min": 1,
-                                                         "key": False})
+    rca_samples: int = field(
+        default=1024, metadata={"help": "fresh pairs per RCA measurement (per rank)", "min": 1, "key": False}
+    )
+    checkpoint_every: int = field(
+        default=100, metadata={"help": "steps between resumable checkpoints", "min": 1, "key": False}
+    )
     seed: int = field(default=0, metadata={"help": "seed of the latents, the initialisation and all sampling"})
 
     def __post_init__(self) -> None:
@@ -64,14 +86,30 @@ class Params:
             raise AtlasError(f"parameter range={self.range} must be positive")
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lam=self.lam, lr=self.lr,
-                           lr_family=self.lr, reconstructor=self.reconstructor, rca_every=self.rca_every,
-                           rca_samples=self.rca_samples, checkpoint_every=self.checkpoint_every, seed=self.seed)
+        return TrainConfig(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            lam=self.lam,
+            lr=self.lr,
+            lr_family=self.lr,
+            reconstructor=self.reconstructor,
+            rca_every=self.rca_every,
+            rca_samples=self.rca_samples,
+            checkpoint_every=self.checkpoint_every,
+            seed=self.seed,
+        )
 
     def spectrum_params(self) -> SpectrumParams:
-        return SpectrumParams(k=self.basis_k, layer=self.layer, distance=self.distance, samples=self.samples,
-                              tol=self.tol, steps=self.spectrum_steps, truncation=self.truncation,
-                              seed=self.seed)
+        return SpectrumParams(
+            k=self.basis_k,
+            layer=self.layer,
+            distance=self.distance,
+            samples=self.samples,
+            tol=self.tol,
+            steps=self.spectrum_steps,
+            truncation=self.truncation,
+            seed=self.seed,
+        )
 
 
 def basis_from_set(gen, path: str, layer: str):
@@ -82,13 +120,20 @@ def basis_from_set(gen, path: str, layer: str):
     if dset.model.get("identity") and gen.identity and dset.model["identity"] != gen.identity:
         raise AtlasError(f"{path}: was computed on model {dset.model.get('name')!r}, not on {gen.name!r}")
     if dset.directions[0].layer != layer:
-        raise AtlasError(f"{path}: shifts layer {dset.directions[0].layer}, not {layer}; pass --layer "
-                         f"{dset.directions[0].layer} or another set")
+        raise AtlasError(
+            f"{path}: shifts layer {dset.directions[0].layer}, not {layer}; pass --layer "
+            f"{dset.directions[0].layer} or another set"
+        )
     return torch.stack([dset.param_delta(i).float() for i in range(len(dset))]), dset
 
 
-@register_method("param-hybrid", Params, kind="param", resumable=True,
-                 summary="param-opt over the top Hessian eigenvectors (Cherepkov et al.'s hybrid); RCA")
+@register_method(
+    "param-hybrid",
+    Params,
+    kind="param",
+    resumable=True,
+    summary="param-opt over the top Hessian eigenvectors (Cherepkov et al.'s hybrid); RCA",
+)
 def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iterator[Progress]:
     """Job: eigenvectors (computed or loaded), then reconstructor training over them.
 
@@ -108,8 +153,7 @@ def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iter
             extra = {"basis_from": params.spectrum, "basis_eigenvalues": sset.metrics.get("eigenvalues")}
         else:
             sstate = state.get("spectrum") if state is not None else None
-            gen_eig = hessian_eigen(gen, params.spectrum_params(), device=device, state=sstate,
-                                    stage="spectrum")
+            gen_eig = hessian_eigen(gen, params.spectrum_params(), device=device, state=sstate, stage="spectrum")
             while True:
                 try:
                     rec = next(gen_eig)
@@ -121,8 +165,11 @@ def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iter
                 yield rec
             W = gen.layer_weight(layer)
             vectors = result.vectors.T.reshape(-1, *W.shape).cpu()
-            extra = {"basis_eigenvalues": metrics["eigenvalues"],
-                     "basis_max_relative_residual": metrics["max_relative_residual"], **distance.describe()}
+            extra = {
+                "basis_eigenvalues": metrics["eigenvalues"],
+                "basis_max_relative_residual": metrics["max_relative_residual"],
+                **distance.describe(),
+            }
     basis = dense_basis(gen, info.name, vectors)
 
     def with_basis(job):
@@ -130,12 +177,17 @@ def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iter
             while True:
                 rec = next(job)
                 if rec.state is not None:
-                    rec.state = {"stage": "train", "basis": basis.tensors["vectors"], "basis_info": extra,
-                                 "trainer": rec.state}
+                    rec.state = {
+                        "stage": "train",
+                        "basis": basis.tensors["vectors"],
+                        "basis_info": extra,
+                        "trainer": rec.state,
+                    }
                 yield rec
         except StopIteration as stop:
             return stop.value
 
-    dset = yield from with_basis(train_directions(gen, params, basis, "param-hybrid", device=device,
-                                                  state=train_state, extra_params=extra))
+    dset = yield from with_basis(
+        train_directions(gen, params, basis, "param-hybrid", device=device, state=train_state, extra_params=extra)
+    )
     return dset

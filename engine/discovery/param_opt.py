@@ -12,6 +12,7 @@ here shifts are fractions of ``||W||_F`` (``t`` in ``[-range, range]``, the trai
 ``eps in [-6, 6]`` mapped linearly onto it), with the range of ``param-svd`` by default: the
 directions start at the top-K singular directions (``xi_k = e_k``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -73,31 +74,52 @@ class BasisShifts(ShiftFamily):
     def pair(self, gen, z, k, eps):
         self.check_k(k)
         uniq, inv = torch.unique(k, return_inverse=True)
-        return param_pair(gen, z, self.layer, self.deltas(uniq), inv, eps * self.scale[k], psi=self.psi,
-                          mode=self.resolved_pair_mode())
+        return param_pair(
+            gen,
+            z,
+            self.layer,
+            self.deltas(uniq),
+            inv,
+            eps * self.scale[k],
+            psi=self.psi,
+            mode=self.resolved_pair_mode(),
+        )
 
 
 @dataclass(frozen=True)
 class Params:
     k: int = field(default=64, metadata={"help": "number of directions K (paper: 64)", "min": 2})
     layer: str = field(default="", metadata={"help": "editable layer to shift (empty: the model's default)"})
-    range: float = field(default=SVD_RANGE, metadata={
-        "help": "shift range +-T as a fraction of the layer's weight norm (training and suggested)", "min": 0.0})
-    reconstructor: str = field(default="auto", metadata={
-        "help": "R: lenet, resnet18, or auto (LeNet up to 64 px, ResNet-18 above; paper: ResNet-18)",
-        "choices": RECONSTRUCTORS})
+    range: float = field(
+        default=SVD_RANGE,
+        metadata={
+            "help": "shift range +-T as a fraction of the layer's weight norm (training and suggested)",
+            "min": 0.0,
+        },
+    )
+    reconstructor: str = field(
+        default="auto",
+        metadata={
+            "help": "R: lenet, resnet18, or auto (LeNet up to 64 px, ResNet-18 above; paper: ResNet-18)",
+            "choices": RECONSTRUCTORS,
+        },
+    )
     steps: int = field(default=2000, metadata={"help": "training steps (CPU-sized default)", "min": 0, "key": False})
     batch_size: int = field(default=32, metadata={"help": "pairs per step and rank (paper: 32)", "min": 2})
-    lam: float = field(default=2.5e-3, metadata={"help": "weight lambda of the shift regression (paper: 2.5e-3)",
-                                                 "min": 0.0})
+    lam: float = field(
+        default=2.5e-3, metadata={"help": "weight lambda of the shift regression (paper: 2.5e-3)", "min": 0.0}
+    )
     lr: float = field(default=1e-4, metadata={"help": "Adam learning rate of the directions and R", "min": 0.0})
-    truncation: float = field(default=1.0, metadata={"help": "truncation psi of the latents (style models)",
-                                                     "min": 0.0, "max": 1.0})
+    truncation: float = field(
+        default=1.0, metadata={"help": "truncation psi of the latents (style models)", "min": 0.0, "max": 1.0}
+    )
     rca_every: int = field(default=500, metadata={"help": "steps between RCA measurements", "min": 1, "key": False})
-    rca_samples: int = field(default=1024, metadata={"help": "fresh pairs per RCA measurement (per rank)", "min": 1,
-                                                     "key": False})
-    checkpoint_every: int = field(default=100, metadata={"help": "steps between resumable checkpoints", "min": 1,
-                                                         "key": False})
+    rca_samples: int = field(
+        default=1024, metadata={"help": "fresh pairs per RCA measurement (per rank)", "min": 1, "key": False}
+    )
+    checkpoint_every: int = field(
+        default=100, metadata={"help": "steps between resumable checkpoints", "min": 1, "key": False}
+    )
     seed: int = field(default=0, metadata={"help": "seed of the initialisation and of all sampling"})
 
     def __post_init__(self) -> None:
@@ -106,9 +128,18 @@ class Params:
             raise AtlasError(f"parameter range={self.range} must be positive")
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lam=self.lam, lr=self.lr,
-                           lr_family=self.lr, reconstructor=self.reconstructor, rca_every=self.rca_every,
-                           rca_samples=self.rca_samples, checkpoint_every=self.checkpoint_every, seed=self.seed)
+        return TrainConfig(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            lam=self.lam,
+            lr=self.lr,
+            lr_family=self.lr,
+            reconstructor=self.reconstructor,
+            rca_every=self.rca_every,
+            rca_samples=self.rca_samples,
+            checkpoint_every=self.checkpoint_every,
+            seed=self.seed,
+        )
 
 
 def initial_coefficients(K: int, r: int, seed: int) -> torch.Tensor:
@@ -122,32 +153,50 @@ def initial_coefficients(K: int, r: int, seed: int) -> torch.Tensor:
     return init
 
 
-def train_directions(gen, params, basis: ParamBasis, method: str, *, device, state=None,
-                     extra_params: dict | None = None) -> Iterator[Progress]:
+def train_directions(
+    gen, params, basis: ParamBasis, method: str, *, device, state=None, extra_params: dict | None = None
+) -> Iterator[Progress]:
     """Job shared by param-opt and param-hybrid: train xi over ``basis``; returns the direction set."""
     cfg = params.train_config()
-    family = BasisShifts(basis, initial_coefficients(params.k, basis.rank, params.seed),
-                         scale=params.range / cfg.eps_max, psi=params.truncation)
+    family = BasisShifts(
+        basis,
+        initial_coefficients(params.k, basis.rank, params.seed),
+        scale=params.range / cfg.eps_max,
+        psi=params.truncation,
+    )
     recorded = {**asdict(params), "layer": basis.layer, **(extra_params or {})}
 
     def to_set(fam, rca=None, per_direction=None):
         scores = per_direction.tolist() if per_direction is not None else None
-        dset = basis_set(method, gen, basis, fam.coefficients().detach(), scores=scores,
-                         range_=(-params.range, params.range), params=recorded)
+        dset = basis_set(
+            method,
+            gen,
+            basis,
+            fam.coefficients().detach(),
+            scores=scores,
+            range_=(-params.range, params.range),
+            params=recorded,
+        )
         if rca is not None:
             dset.metrics["rca"] = rca
         dset.metrics["chance"] = 1.0 / params.k
         return dset
 
-    result = yield from train_reconstructor(gen, family, cfg, device=device, state=state,
-                                            partial=lambda fam, rca: to_set(fam, rca))
+    result = yield from train_reconstructor(
+        gen, family, cfg, device=device, state=state, partial=lambda fam, rca: to_set(fam, rca)
+    )
     dset = to_set(result.family, result.rca, result.rca_per_direction)
     dset.metrics.update({"steps": result.step, "history": result.history})
     return dset
 
 
-@register_method("param-opt", Params, kind="param", resumable=True,
-                 summary="weight-shift directions over the layer's SVD basis learned with a reconstructor (Cherepkov et al.); RCA")
+@register_method(
+    "param-opt",
+    Params,
+    kind="param",
+    resumable=True,
+    summary="weight-shift directions over the layer's SVD basis learned with a reconstructor (Cherepkov et al.); RCA",
+)
 def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iterator[Progress]:
     """Job: returns K directions (coefficients over the SVD basis); scores = per-direction RCA."""
     info = resolve_layer(gen, params.layer)

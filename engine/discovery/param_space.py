@@ -15,6 +15,7 @@ Bases (stored once per set, directions are coefficient vectors over them):
   ``xi`` (unit length) shift the singular values, ``diag(s) -> diag(s + xi)``.
 * ``dense``: explicit weight-shaped vectors, e.g. Hessian eigenvectors.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,8 +44,13 @@ def svd_basis(gen: Generator, layer: str) -> ParamBasis:
     W = weight_of(gen, layer)
     W2 = W.reshape(W.shape[0], -1).double()
     U, S, Vh = torch.linalg.svd(W2, full_matrices=False)
-    return ParamBasis(layer, "svd", tuple(W.shape), float(W.norm()),
-                      {"U": U.float().contiguous(), "S": S.float().contiguous(), "V": Vh.T.float().contiguous()})
+    return ParamBasis(
+        layer,
+        "svd",
+        tuple(W.shape),
+        float(W.norm()),
+        {"U": U.float().contiguous(), "S": S.float().contiguous(), "V": Vh.T.float().contiguous()},
+    )
 
 
 def dense_basis(gen: Generator, layer: str, vectors: torch.Tensor) -> ParamBasis:
@@ -52,12 +58,22 @@ def dense_basis(gen: Generator, layer: str, vectors: torch.Tensor) -> ParamBasis
     W = weight_of(gen, layer)
     if tuple(vectors.shape[1:]) != tuple(W.shape):
         raise ValueError(f"basis vectors of shape {tuple(vectors.shape[1:])} do not fit {layer} {tuple(W.shape)}")
-    return ParamBasis(layer, "dense", tuple(W.shape), float(W.norm()),
-                      {"vectors": vectors.detach().float().cpu().contiguous()})
+    return ParamBasis(
+        layer, "dense", tuple(W.shape), float(W.norm()), {"vectors": vectors.detach().float().cpu().contiguous()}
+    )
 
 
-def basis_set(method: str, gen: Generator, basis: ParamBasis, coeffs: torch.Tensor, *, scores=None,
-              range_: tuple[float, float], params: dict, infos: list[dict] | None = None) -> DirectionSet:
+def basis_set(
+    method: str,
+    gen: Generator,
+    basis: ParamBasis,
+    coeffs: torch.Tensor,
+    *,
+    scores=None,
+    range_: tuple[float, float],
+    params: dict,
+    infos: list[dict] | None = None,
+) -> DirectionSet:
     """A direction set whose K directions are ``coeffs [K, r]`` over ``basis`` (rows normalised).
 
     Scores and per-direction infos are optional; shifts are fractions of ``||W||_F``.
@@ -67,11 +83,21 @@ def basis_set(method: str, gen: Generator, basis: ParamBasis, coeffs: torch.Tens
     K = coeffs.shape[0]
     scores = list(scores) if scores is not None else [None] * K
     infos = infos or [{} for _ in range(K)]
-    dirs = [Direction("param", vector=c.clone(), layer=basis.layer, basis="layer",
-                      score=None if s is None else float(s), range=tuple(map(float, range_)), info=dict(i))
-            for c, s, i in zip(coeffs, scores, infos)]
-    dset = DirectionSet(method=method, model=model_ref(gen), directions=dirs, params=dict(params),
-                        bases={"layer": basis})
+    dirs = [
+        Direction(
+            "param",
+            vector=c.clone(),
+            layer=basis.layer,
+            basis="layer",
+            score=None if s is None else float(s),
+            range=tuple(map(float, range_)),
+            info=dict(i),
+        )
+        for c, s, i in zip(coeffs, scores, infos)
+    ]
+    dset = DirectionSet(
+        method=method, model=model_ref(gen), directions=dirs, params=dict(params), bases={"layer": basis}
+    )
     dset.metrics["layer"] = basis.layer
     dset.metrics["weight_norm"] = basis.weight_norm
     return dset

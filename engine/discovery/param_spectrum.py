@@ -18,6 +18,7 @@ Units: eigenvalues are per unit squared weight shift (``d2 ~ lambda ||a||^2``); 
 shifted by ``t`` (fraction of ``||W||_F``) changes images by about ``lambda ||W||^2 t^2``, which
 each direction records as ``info["d2_per_t2"]``.
 """
+
 from __future__ import annotations
 
 import time
@@ -42,23 +43,37 @@ SPECTRUM_RANGE = 0.03
 class Params:
     k: int = field(default=16, metadata={"help": "number of eigenvectors K (paper: 64)", "min": 1})
     layer: str = field(default="", metadata={"help": "editable layer to shift (empty: the model's default)"})
-    distance: str = field(default="lpips-alex", metadata={
-        "help": "image distance d2: LPIPS (needs the torchvision backbone file) or pixel (mean squared "
-                "pixel difference, not perceptual)", "choices": DISTANCES})
-    samples: int = field(default=64, metadata={
-        "help": "latents in the fixed minibatch of the expectation (paper: 512; 64 is CPU-sized)", "min": 1})
-    tol: float = field(default=1e-3, metadata={
-        "help": "stop when every ||Hv - lambda v|| / lambda_1 is below this", "min": 0.0})
+    distance: str = field(
+        default="lpips-alex",
+        metadata={
+            "help": "image distance d2: LPIPS (needs the torchvision backbone file) or pixel (mean squared "
+            "pixel difference, not perceptual)",
+            "choices": DISTANCES,
+        },
+    )
+    samples: int = field(
+        default=64,
+        metadata={"help": "latents in the fixed minibatch of the expectation (paper: 512; 64 is CPU-sized)", "min": 1},
+    )
+    tol: float = field(
+        default=1e-3, metadata={"help": "stop when every ||Hv - lambda v|| / lambda_1 is below this", "min": 0.0}
+    )
     steps: int = field(default=40, metadata={"help": "most block iterations", "min": 1, "key": False})
-    guard: int = field(default=4, metadata={
-        "help": "extra vectors iterated beside the K wanted (speeds up the last ones)", "min": 0})
-    distance_size: int = field(default=64, metadata={
-        "help": "images larger than this are downsampled before the distance (reference: 64)", "min": 16})
+    guard: int = field(
+        default=4, metadata={"help": "extra vectors iterated beside the K wanted (speeds up the last ones)", "min": 0}
+    )
+    distance_size: int = field(
+        default=64,
+        metadata={"help": "images larger than this are downsampled before the distance (reference: 64)", "min": 16},
+    )
     chunk: int = field(default=128, metadata={"help": "images per batched pass (memory)", "min": 1, "key": False})
-    truncation: float = field(default=1.0, metadata={"help": "truncation psi of the latents (style models)",
-                                                     "min": 0.0, "max": 1.0})
-    range: float = field(default=SPECTRUM_RANGE, metadata={
-        "help": "suggested shift range +-T, as a fraction of the layer's weight norm", "min": 0.0})
+    truncation: float = field(
+        default=1.0, metadata={"help": "truncation psi of the latents (style models)", "min": 0.0, "max": 1.0}
+    )
+    range: float = field(
+        default=SPECTRUM_RANGE,
+        metadata={"help": "suggested shift range +-T, as a fraction of the layer's weight norm", "min": 0.0},
+    )
     seed: int = field(default=0, metadata={"help": "seed of the latents and of the starting block"})
 
     def __post_init__(self) -> None:
@@ -67,18 +82,33 @@ class Params:
             raise AtlasError(f"parameter range={self.range} must be positive")
 
 
-def spectrum_set(gen, params: Params, layer: str, values: torch.Tensor, vectors: torch.Tensor, *,
-                 distance_info: dict, method: str = "param-spectrum"):
+def spectrum_set(
+    gen,
+    params: Params,
+    layer: str,
+    values: torch.Tensor,
+    vectors: torch.Tensor,
+    *,
+    distance_info: dict,
+    method: str = "param-spectrum",
+):
     """The set of eigenvectors ``vectors [n, K]`` (values ``[K]``) as dense-basis directions."""
     K = vectors.shape[1]
     W = gen.layer_weight(layer)
     shape = tuple(W.shape)
     basis = dense_basis(gen, layer, vectors.T.reshape(K, *shape))
-    wn2 = basis.weight_norm ** 2
+    wn2 = basis.weight_norm**2
     infos = [{"eigenvalue": float(v), "d2_per_t2": float(v) * wn2} for v in values]
-    dset = basis_set(method, gen, basis, torch.eye(K), scores=values.tolist(),
-                     range_=(-params.range, params.range),
-                     params={**asdict(params), "layer": layer, **distance_info}, infos=infos)
+    dset = basis_set(
+        method,
+        gen,
+        basis,
+        torch.eye(K),
+        scores=values.tolist(),
+        range_=(-params.range, params.range),
+        params={**asdict(params), "layer": layer, **distance_info},
+        infos=infos,
+    )
     dset.metrics["eigenvalues"] = [float(v) for v in values]
     return dset
 
@@ -99,8 +129,9 @@ def hessian_eigen(gen, params: Params, *, device, state: dict | None = None, sta
     if state is not None and "X" in state:
         X0 = state["X"].to(torch.float32)
         if tuple(X0.shape) != (H.n, m):
-            raise AtlasError("the saved state does not fit this run (different layer or block size); "
-                             "start it again without resuming")
+            raise AtlasError(
+                "the saved state does not fit this run (different layer or block size); start it again without resuming"
+            )
         start_iter = int(state.get("step", 0))
     else:
         g = torch.Generator().manual_seed(params.seed + 1)
@@ -117,13 +148,29 @@ def hessian_eigen(gen, params: Params, *, device, state: dict | None = None, sta
             result = stop.value
             break
         step = start_iter + s.iteration
-        metrics = {"lambda_1": float(s.theta[0]), "lambda_k": float(s.theta[params.k - 1]),
-                   "max_residual": float(s.residual[:params.k].max()), "converged": s.converged,
-                   "hvp": s.matvecs}
-        partial = spectrum_set(gen, params, info.name, s.theta[:params.k].float().cpu(),
-                               s.X[:, :params.k].cpu(), distance_info=distance.describe())
-        yield Progress(step, params.steps, stage=stage, metrics=metrics, partial=partial,
-                       state={"step": step, "X": s.X.detach().cpu().clone()})
+        metrics = {
+            "lambda_1": float(s.theta[0]),
+            "lambda_k": float(s.theta[params.k - 1]),
+            "max_residual": float(s.residual[: params.k].max()),
+            "converged": s.converged,
+            "hvp": s.matvecs,
+        }
+        partial = spectrum_set(
+            gen,
+            params,
+            info.name,
+            s.theta[: params.k].float().cpu(),
+            s.X[:, : params.k].cpu(),
+            distance_info=distance.describe(),
+        )
+        yield Progress(
+            step,
+            params.steps,
+            stage=stage,
+            metrics=metrics,
+            partial=partial,
+            state={"step": step, "X": s.X.detach().cpu().clone()},
+        )
     # residuals with fresh products (not the solver's running ones)
     V = result.vectors
     HV = H.matvec(V)
@@ -149,13 +196,19 @@ def hessian_eigen(gen, params: Params, *, device, state: dict | None = None, sta
     return info.name, result, H, distance, metrics
 
 
-@register_method("param-spectrum", Params, kind="param", resumable=True,
-                 summary="top Hessian eigenvectors of E_z LPIPS(G, G') over one layer's weights (Cherepkov et al.)")
+@register_method(
+    "param-spectrum",
+    Params,
+    kind="param",
+    resumable=True,
+    summary="top Hessian eigenvectors of E_z LPIPS(G, G') over one layer's weights (Cherepkov et al.)",
+)
 def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iterator[Progress]:
     """Job: returns the K eigenvector directions; scores = eigenvalues, metrics = eigenvalues + residuals."""
     layer, result, _, distance, metrics = yield from hessian_eigen(gen, params, device=device, state=state)
-    dset = spectrum_set(gen, params, layer, result.values.float().cpu(), result.vectors.cpu(),
-                        distance_info=distance.describe())
+    dset = spectrum_set(
+        gen, params, layer, result.values.float().cpu(), result.vectors.cpu(), distance_info=distance.describe()
+    )
     dset.metrics.update(metrics)
     if not distance.perceptual:
         dset.notes = f"made with the {distance.label}"

@@ -6,6 +6,7 @@ value, ``diag(s) -> diag(s + t' e_k)``, i.e. ``W + t' u_k v_k^T``: the unit coef
 method and notes that single singular directions already give meaningful edits; here they are
 browsable directly. K = the top-K singular values; scores = singular values.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -26,8 +27,10 @@ SVD_RANGE = 0.2
 class Params:
     k: int = field(default=16, metadata={"help": "number of directions: the top-K singular values", "min": 1})
     layer: str = field(default="", metadata={"help": "editable layer to shift (empty: the model's default)"})
-    range: float = field(default=SVD_RANGE, metadata={
-        "help": "suggested shift range +-T, as a fraction of the layer's weight norm", "min": 0.0})
+    range: float = field(
+        default=SVD_RANGE,
+        metadata={"help": "suggested shift range +-T, as a fraction of the layer's weight norm", "min": 0.0},
+    )
 
     def __post_init__(self) -> None:
         validate_params(self)
@@ -35,8 +38,9 @@ class Params:
             raise AtlasError(f"parameter range={self.range} must be positive")
 
 
-@register_method("param-svd", Params, kind="param",
-                 summary="rank-1 singular directions of one layer's weight (Cherepkov et al.)")
+@register_method(
+    "param-svd", Params, kind="param", summary="rank-1 singular directions of one layer's weight (Cherepkov et al.)"
+)
 def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
     """Job (closed form): the top-K singular directions of the layer; returns a ``DirectionSet``."""
     info = resolve_layer(gen, params.layer)
@@ -45,12 +49,19 @@ def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
     r = basis.rank
     if params.k > r:
         raise AtlasError(f"k={params.k} exceeds the rank {r} of {info.name}'s flattened weight; use k <= {r}")
-    coeffs = torch.eye(r)[:params.k]
+    coeffs = torch.eye(r)[: params.k]
     S = basis.tensors["S"]
     infos = [{"singular_index": k, "singular_value": float(S[k])} for k in range(params.k)]
-    dset = basis_set("param-svd", gen, basis, coeffs, scores=S[:params.k].tolist(),
-                     range_=(-params.range, params.range), params={**asdict(params), "layer": info.name},
-                     infos=infos)
+    dset = basis_set(
+        "param-svd",
+        gen,
+        basis,
+        coeffs,
+        scores=S[: params.k].tolist(),
+        range_=(-params.range, params.range),
+        params={**asdict(params), "layer": info.name},
+        infos=infos,
+    )
     dset.metrics["singular_values"] = S.tolist()
     yield Progress(1, 1, stage="svd", metrics={"top_singular_value": float(S[0])}, partial=dset)
     return dset

@@ -7,6 +7,7 @@ the paper's baselines (random and coordinate directions) and scores any saved se
 parameter-space (``engine.discovery.shifts.family_from_set`` probes each direction over its
 suggested range).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -34,8 +35,15 @@ class RcaReport:
         return 1.0 / self.K
 
 
-def rca_of_set(gen, dset: DirectionSet, cfg: TrainConfig = TrainConfig(), *, device="cpu", psi: float = 1.0,
-               state: dict | None = None) -> Iterator[Progress]:
+def rca_of_set(
+    gen,
+    dset: DirectionSet,
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    device="cpu",
+    psi: float = 1.0,
+    state: dict | None = None,
+) -> Iterator[Progress]:
     """Job: train a fresh R on the fixed directions of ``dset`` and return an ``RcaReport``."""
     family = family_from_set(gen, dset, eps_max=cfg.eps_max, psi=psi)
     result = yield from train_reconstructor(gen, family, cfg, device=device, state=state, stage="rca")

@@ -20,6 +20,7 @@ Using it::
 Under ``torchrun`` it trains with DistributedDataParallel: ``batch_size`` is per rank, each rank
 draws its own batches, gradients are averaged, RCA is pooled over the ranks' samples.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,8 +68,9 @@ class Reconstructor(nn.Module):
 
 
 def _head(width_in: int, width_hidden: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(width_in, width_hidden), nn.BatchNorm1d(width_hidden), nn.ReLU(),
-                         nn.Linear(width_hidden, out))
+    return nn.Sequential(
+        nn.Linear(width_in, width_hidden), nn.BatchNorm1d(width_hidden), nn.ReLU(), nn.Linear(width_hidden, out)
+    )
 
 
 class LeNetReconstructor(Reconstructor):
@@ -112,8 +114,9 @@ class ResNetReconstructor(Reconstructor):
         return self.body(x)
 
 
-def build_reconstructor(kind: str, K: int, *, channels: int, resolution: int, width: int = 1,
-                        max_input: int = 256) -> Reconstructor:
+def build_reconstructor(
+    kind: str, K: int, *, channels: int, resolution: int, width: int = 1, max_input: int = 256
+) -> Reconstructor:
     """``kind``: ``lenet``, ``resnet18`` or ``auto`` (LeNet up to 64 px, as the paper does for
     MNIST / AnimeFaces, ResNet-18 above)."""
     if kind not in RECONSTRUCTORS:
@@ -159,7 +162,9 @@ class TrainConfig:
             if getattr(self, name) < (0 if name == "steps" else 1):
                 raise AtlasError(f"trainer setting {name}={getattr(self, name)} must be positive")
         if not 0 <= self.eps_min < self.eps_max:
-            raise AtlasError(f"shift range needs 0 <= eps_min < eps_max, got eps_min={self.eps_min}, eps_max={self.eps_max}")
+            raise AtlasError(
+                f"shift range needs 0 <= eps_min < eps_max, got eps_min={self.eps_min}, eps_max={self.eps_max}"
+            )
         if self.reconstructor not in RECONSTRUCTORS:
             raise AtlasError(f"unknown reconstructor '{self.reconstructor}'; choose one of {', '.join(RECONSTRUCTORS)}")
 
@@ -207,8 +212,9 @@ def frozen(module: nn.Module):
 
 
 @torch.no_grad()
-def evaluate_rca(gen: Generator, family: ShiftFamily, R: Reconstructor, cfg: TrainConfig, *,
-                 device: torch.device) -> tuple[float, torch.Tensor]:
+def evaluate_rca(
+    gen: Generator, family: ShiftFamily, R: Reconstructor, cfg: TrainConfig, *, device: torch.device
+) -> tuple[float, torch.Tensor]:
     """Reconstructor classification accuracy on ``cfg.rca_samples`` fresh pairs (per rank).
 
     Returns (RCA in [0, 1], per-direction accuracy ``[K]``). The pairs come from the "rca"
@@ -260,8 +266,14 @@ def train_reconstructor(
         raise AtlasError(f"a reconstructor needs at least 2 directions to tell apart, got K={K}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        R = build_reconstructor(cfg.reconstructor, K, channels=gen.img_channels, resolution=gen.resolution,
-                                width=cfg.width, max_input=cfg.max_input)
+        R = build_reconstructor(
+            cfg.reconstructor,
+            K,
+            channels=gen.img_channels,
+            resolution=gen.resolution,
+            width=cfg.width,
+            max_input=cfg.max_input,
+        )
     R.to(device).train()
     family.to(device).train()
     opt_R = torch.optim.Adam(R.parameters(), lr=cfg.lr)
@@ -280,8 +292,10 @@ def train_reconstructor(
             step = int(state["step"])
             history = {k: list(v) for k, v in state["history"].items()}
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise AtlasError(f"the saved state does not fit this run ({exc.__class__.__name__}: {exc}); "
-                             "start it again without resuming") from None
+            raise AtlasError(
+                f"the saved state does not fit this run ({exc.__class__.__name__}: {exc}); "
+                "start it again without resuming"
+            ) from None
 
     joint = _Joint(family, R, gen)
     model: nn.Module = joint
@@ -294,14 +308,16 @@ def train_reconstructor(
         model = DistributedDataParallel(joint, device_ids=ids)
 
     def snapshot() -> dict:
-        return cpu_snapshot({
-            "step": step,
-            "family": family.state_dict(),
-            "reconstructor": R.state_dict(),
-            "opt_reconstructor": opt_R.state_dict(),
-            "opt_family": opt_F.state_dict() if opt_F is not None else None,
-            "history": history,
-        })
+        return cpu_snapshot(
+            {
+                "step": step,
+                "family": family.state_dict(),
+                "reconstructor": R.state_dict(),
+                "opt_reconstructor": opt_R.state_dict(),
+                "opt_family": opt_F.state_dict() if opt_F is not None else None,
+                "history": history,
+            }
+        )
 
     window: list[tuple[float, float, float, float]] = []
     last_rca: float | None = history["rca"][-1][1] if history["rca"] else None
@@ -309,7 +325,9 @@ def train_reconstructor(
     with frozen(gen):
         while step < cfg.steps:
             g = stream_generator("train", cfg.seed, info.rank, step)
-            z, k, eps = (t.to(device) for t in sample_shift_batch(g, cfg.batch_size, gen.z_dim, K, cfg.eps_max, cfg.eps_min))
+            z, k, eps = (
+                t.to(device) for t in sample_shift_batch(g, cfg.batch_size, gen.z_dim, K, cfg.eps_max, cfg.eps_min)
+            )
             logits, eps_hat = model(z, k, eps)
             ce = F.cross_entropy(logits, k)
             mae = (eps_hat - eps).abs().mean()
@@ -322,8 +340,12 @@ def train_reconstructor(
             if opt_F is not None:
                 opt_F.step()
             step += 1
-            vals = (float(loss.detach()), float(ce.detach()), float(mae.detach()),
-                    float((logits.detach().argmax(dim=1) == k).float().mean()))
+            vals = (
+                float(loss.detach()),
+                float(ce.detach()),
+                float(mae.detach()),
+                float((logits.detach().argmax(dim=1) == k).float().mean()),
+            )
             window.append(vals)
             if step % 10 == 0 or step == cfg.steps:
                 history["step"].append(step)
@@ -340,8 +362,9 @@ def train_reconstructor(
             if last_rca is not None:
                 metrics["rca"] = last_rca
             want_state = info.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.steps)
-            yield Progress(step, cfg.steps, stage=stage, metrics=metrics, partial=part,
-                           state=snapshot() if want_state else None)
+            yield Progress(
+                step, cfg.steps, stage=stage, metrics=metrics, partial=part, state=snapshot() if want_state else None
+            )
     if rca_dirs is None:  # resumed a finished run, or zero steps: measure now
         last_rca, rca_dirs = evaluate_rca(gen, family, R, cfg, device=device)
     family.eval()

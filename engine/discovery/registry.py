@@ -23,6 +23,7 @@ Field metadata understood here (and by the GUI form and ``main.py discover --set
 how often RCA is logged: a run may be resumed with a different value of those).
 ``validate_params`` checks choices and bounds; Params classes call it from ``__post_init__``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,7 +50,9 @@ class MethodSpec:
         fields = {f.name for f in dataclasses.fields(self.params)}
         bad = sorted(set(overrides) - fields)
         if bad:
-            raise AtlasError(f"method '{self.name}' has no parameter {', '.join(bad)}; its parameters are {', '.join(sorted(fields))}")
+            raise AtlasError(
+                f"method '{self.name}' has no parameter {', '.join(bad)}; its parameters are {', '.join(sorted(fields))}"
+            )
         return self.params(**overrides)
 
     def params_from_strings(self, pairs: dict[str, str]) -> Any:
@@ -57,7 +60,9 @@ class MethodSpec:
         fields = {f.name: f for f in dataclasses.fields(self.params)}
         bad = sorted(set(pairs) - set(fields))
         if bad:
-            raise AtlasError(f"method '{self.name}' has no parameter {', '.join(bad)}; its parameters are {', '.join(sorted(fields))}")
+            raise AtlasError(
+                f"method '{self.name}' has no parameter {', '.join(bad)}; its parameters are {', '.join(sorted(fields))}"
+            )
         hints = typing.get_type_hints(self.params)
         return self.params(**{k: parse_param_value(self.name, k, hints[k], v) for k, v in pairs.items()})
 
@@ -65,8 +70,9 @@ class MethodSpec:
 _METHODS: dict[str, MethodSpec] = {}
 
 
-def register_method(name: str, params: type, *, kind: str, summary: str = "", resumable: bool = False,
-                    models: tuple[str, ...] = ()):
+def register_method(
+    name: str, params: type, *, kind: str, summary: str = "", resumable: bool = False, models: tuple[str, ...] = ()
+):
     if not dataclasses.is_dataclass(params) or not params.__dataclass_params__.frozen:
         raise TypeError(f"method '{name}': Params must be a frozen dataclass")
 
@@ -98,7 +104,9 @@ def validate_params(params: Any) -> None:
         v = getattr(params, f.name)
         meta = f.metadata
         if "choices" in meta and v not in meta["choices"]:
-            raise AtlasError(f"parameter {f.name}={v!r} is not allowed; choose one of {', '.join(map(str, meta['choices']))}")
+            raise AtlasError(
+                f"parameter {f.name}={v!r} is not allowed; choose one of {', '.join(map(str, meta['choices']))}"
+            )
         if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
         if "min" in meta and v < meta["min"]:

@@ -11,6 +11,7 @@ top eigenvectors of ``A^T A``; the eigenvalues (squared singular values of A) ar
   (one style channel) normalised to unit length as SeFa's code does; directions live in w, or in
   w+ restricted to the selected layer range.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -30,15 +31,31 @@ DEFAULT_RANGE = {"z": 5.0, "w": 5.0, "w+": 5.0}
 
 @dataclass(frozen=True)
 class Params:
-    k: int = field(default=32, metadata={"help": "directions kept: the top-k eigenvectors (at most the latent dimension)", "min": 1})
-    layers: str = field(default="all", metadata={
-        "help": "StyleGAN2: w+ layer indices whose style affines are factorised, e.g. all, 0-1, 2-5 "
-                "(edits then act on that range); DCGAN: ignored (its first layer)"})
-    normalize: str = field(default="auto", metadata={
-        "help": "normalise each row of A to unit length: auto (StyleGAN2 yes, as SeFa; DCGAN no, so the "
-                "folded BatchNorm scale counts), yes or no", "choices": ("auto", "yes", "no")})
-    torgb: bool = field(default=False, metadata={
-        "help": "StyleGAN2: also factorise the toRGB layers' style affines (SeFa uses the convolution styles)"})
+    k: int = field(
+        default=32,
+        metadata={"help": "directions kept: the top-k eigenvectors (at most the latent dimension)", "min": 1},
+    )
+    layers: str = field(
+        default="all",
+        metadata={
+            "help": "StyleGAN2: w+ layer indices whose style affines are factorised, e.g. all, 0-1, 2-5 "
+            "(edits then act on that range); DCGAN: ignored (its first layer)"
+        },
+    )
+    normalize: str = field(
+        default="auto",
+        metadata={
+            "help": "normalise each row of A to unit length: auto (StyleGAN2 yes, as SeFa; DCGAN no, so the "
+            "folded BatchNorm scale counts), yes or no",
+            "choices": ("auto", "yes", "no"),
+        },
+    )
+    torgb: bool = field(
+        default=False,
+        metadata={
+            "help": "StyleGAN2: also factorise the toRGB layers' style affines (SeFa uses the convolution styles)"
+        },
+    )
     shift: float = field(default=0.0, metadata={"help": "suggested shift range +-shift (0: 5 in z and w)", "min": 0.0})
 
     def __post_init__(self) -> None:
@@ -104,8 +121,13 @@ def factorize(A: torch.Tensor, *, normalize_rows: bool) -> tuple[torch.Tensor, t
     return vals[order].clamp_min(0), vecs[:, order]
 
 
-@register_method("sefa", Params, kind="latent", summary="closed-form factorisation of the first latent layer (Shen & Zhou)",
-                 models=("dcgan", "stylegan2"))
+@register_method(
+    "sefa",
+    Params,
+    kind="latent",
+    summary="closed-form factorisation of the first latent layer (Shen & Zhou)",
+    models=("dcgan", "stylegan2"),
+)
 def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
     """Job (one step): the top-k SeFa directions, unit vectors, scores = eigenvalues."""
     yield Progress(0, 1, stage="factorise")
@@ -120,13 +142,23 @@ def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
         space = "z"
         normalize = params.normalize == "yes"
     else:
-        raise AtlasError(f"SeFa needs the generator's first latent-consuming layer; model '{gen.name}' "
-                         "(neither a DCGAN nor a StyleGAN2) does not expose one")
+        raise AtlasError(
+            f"SeFa needs the generator's first latent-consuming layer; model '{gen.name}' "
+            "(neither a DCGAN nor a StyleGAN2) does not expose one"
+        )
     vals, vecs = factorize(A, normalize_rows=normalize)
     k = min(params.k, vecs.shape[1])
     T = params.shift or DEFAULT_RANGE[space]
-    dset = DirectionSet.latent("sefa", model_ref(gen), vecs[:, :k].T.float(), space=space, layers=layer_range,
-                               scores=vals[:k].tolist(), range_=(-T, T), params=asdict(params))
+    dset = DirectionSet.latent(
+        "sefa",
+        model_ref(gen),
+        vecs[:, :k].T.float(),
+        space=space,
+        layers=layer_range,
+        scores=vals[:k].tolist(),
+        range_=(-T, T),
+        params=asdict(params),
+    )
     total = float(vals.sum())
     for d, v in zip(dset.directions, vals[:k].tolist(), strict=True):
         d.info["energy_fraction"] = v / total if total > 0 else 0.0

@@ -24,6 +24,7 @@ How a pair is rendered is the family's ``pair_mode`` (``PAIR_MODES``; measured b
   generator, and on a CPU the batched backward of 2B costs more than two passes), ``one``
   otherwise (fixed families, and parameter families whose shared prefix halves the work).
 """
+
 from __future__ import annotations
 
 import torch
@@ -48,7 +49,9 @@ class ShiftFamily(nn.Module):
     pair_mode: str = "auto"  # see PAIR_MODES and the module docstring
     two_pass_when_trained: bool = False  # whether "auto" picks two passes once the family is trainable
 
-    def pair(self, gen: Generator, z: torch.Tensor, k: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def pair(
+        self, gen: Generator, z: torch.Tensor, k: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(G(z), G_shifted(z))``, each ``[B, C, H, W]``, for ``z [B, z_dim]``, ``k [B]``, ``eps [B]``."""
         raise NotImplementedError
 
@@ -74,8 +77,9 @@ def base_codes(gen: Generator, z: torch.Tensor, space: str, psi: float) -> torch
     return z if space == "z" else gen.encode(z, space, psi=psi)
 
 
-def decode_pair(gen: Generator, code: torch.Tensor, shifted: torch.Tensor, space: str, psi: float, *,
-                mode: str = "one") -> tuple[torch.Tensor, torch.Tensor]:
+def decode_pair(
+    gen: Generator, code: torch.Tensor, shifted: torch.Tensor, space: str, psi: float, *, mode: str = "one"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images of ``code`` and ``shifted`` (``[B, ...]`` each); ``mode`` as in ``PAIR_MODES``."""
     B = code.shape[0]
     if mode == "two":
@@ -86,8 +90,17 @@ def decode_pair(gen: Generator, code: torch.Tensor, shifted: torch.Tensor, space
     return imgs[:B], imgs[B:]
 
 
-def param_pair(gen: Generator, z: torch.Tensor, layer: str, deltas: torch.Tensor, k: torch.Tensor, t: torch.Tensor,
-               *, psi: float = 1.0, mode: str = "one") -> tuple[torch.Tensor, torch.Tensor]:
+def param_pair(
+    gen: Generator,
+    z: torch.Tensor,
+    layer: str,
+    deltas: torch.Tensor,
+    k: torch.Tensor,
+    t: torch.Tensor,
+    *,
+    psi: float = 1.0,
+    mode: str = "one",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(G_theta(z), G_{theta + t_b delta[k_b]}(z))`` for weight shifts of ``layer``.
 
     ``deltas [U, *weight_shape]`` (may require grad), ``k [B]`` rows of ``deltas``, ``t [B]`` the
@@ -108,8 +121,9 @@ def param_pair(gen: Generator, z: torch.Tensor, layer: str, deltas: torch.Tensor
         source = torch.arange(B, device=code.device).repeat(2)
         imgs = gen.decode(code, space, psi=psi, noise="const", edit=ParamEdit(layer, deltas, index, shifts, source))
     else:
-        imgs = gen.decode(torch.cat([code, code]), space, psi=psi, noise="const",
-                          edit=ParamEdit(layer, deltas, index, shifts))
+        imgs = gen.decode(
+            torch.cat([code, code]), space, psi=psi, noise="const", edit=ParamEdit(layer, deltas, index, shifts)
+        )
     return imgs[:B], imgs[B:]
 
 
@@ -126,11 +140,21 @@ class LatentShifts(ShiftFamily):
 
     two_pass_when_trained = True
 
-    def __init__(self, init: torch.Tensor, parametrization: str = "ortho", *, space: str = "z",
-                 layer_mask: torch.Tensor | None = None, psi: float = 1.0, scale: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        init: torch.Tensor,
+        parametrization: str = "ortho",
+        *,
+        space: str = "z",
+        layer_mask: torch.Tensor | None = None,
+        psi: float = 1.0,
+        scale: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         if parametrization not in PARAMETRIZATIONS:
-            raise AtlasError(f"unknown direction parametrization '{parametrization}'; choose one of {', '.join(PARAMETRIZATIONS)}")
+            raise AtlasError(
+                f"unknown direction parametrization '{parametrization}'; choose one of {', '.join(PARAMETRIZATIONS)}"
+            )
         if init.dim() != 2:
             raise ValueError("init must be [dim, K]")
         dim, K = init.shape
@@ -174,8 +198,11 @@ class LatentShifts(ShiftFamily):
         code = base_codes(gen, z, self.space, self.psi)
         off = self.shifts(k, eps.to(code.dtype))
         if self.space == "w+":
-            mask = self.layer_mask[k] if self.layer_mask is not None else torch.ones(
-                k.shape[0], code.shape[1], device=code.device)
+            mask = (
+                self.layer_mask[k]
+                if self.layer_mask is not None
+                else torch.ones(k.shape[0], code.shape[1], device=code.device)
+            )
             off = mask.unsqueeze(-1) * off.unsqueeze(1)  # [B, num_ws, w_dim]
         return decode_pair(gen, code, code + off, self.space, self.psi, mode=self.resolved_pair_mode())
 
@@ -183,7 +210,9 @@ class LatentShifts(ShiftFamily):
 class ParamShifts(ShiftFamily):
     """K fixed weight shifts of one layer: ``W + eps * scale[k] * deltas[k]`` (``deltas [K, *W.shape]``)."""
 
-    def __init__(self, layer: str, deltas: torch.Tensor, *, psi: float = 1.0, scale: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, layer: str, deltas: torch.Tensor, *, psi: float = 1.0, scale: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.layer = layer
         self.K = int(deltas.shape[0])
@@ -193,8 +222,9 @@ class ParamShifts(ShiftFamily):
 
     def pair(self, gen, z, k, eps):
         self.check_k(k)
-        return param_pair(gen, z, self.layer, self.deltas, k, eps * self.scale[k], psi=self.psi,
-                          mode=self.resolved_pair_mode())
+        return param_pair(
+            gen, z, self.layer, self.deltas, k, eps * self.scale[k], psi=self.psi, mode=self.resolved_pair_mode()
+        )
 
 
 def family_from_set(gen: Generator, dset: DirectionSet, *, eps_max: float = 6.0, psi: float = 1.0) -> ShiftFamily:
@@ -228,10 +258,14 @@ def family_from_set(gen: Generator, dset: DirectionSet, *, eps_max: float = 6.0,
                 masks.append(mask)
             want = gen.z_dim if space == "z" else gen.w_dim
             if v.numel() != want:
-                raise AtlasError(f"{dset.title}: direction {i} has {v.numel()} values; {gen.name} needs {want} in {space}")
+                raise AtlasError(
+                    f"{dset.title}: direction {i} has {v.numel()} values; {gen.name} needs {want} in {space}"
+                )
             vecs.append(v.reshape(-1))
         A = torch.stack(vecs, dim=1)
-        return LatentShifts(A, "fixed", space=space, layer_mask=torch.stack(masks) if masks else None, psi=psi, scale=scale)
+        return LatentShifts(
+            A, "fixed", space=space, layer_mask=torch.stack(masks) if masks else None, psi=psi, scale=scale
+        )
     layers = {d.layer for d in dset.directions}
     if len(layers) != 1:
         raise AtlasError(f"{dset.title}: parameter directions shift different layers ({', '.join(sorted(layers))})")
@@ -239,8 +273,10 @@ def family_from_set(gen: Generator, dset: DirectionSet, *, eps_max: float = 6.0,
     info = gen.layer_info(layer)
     deltas = torch.stack([dset.param_delta(i).float() for i in range(len(dset))])
     if tuple(deltas.shape[1:]) != tuple(info.shape):
-        raise AtlasError(f"{dset.title}: its shifts of {layer} have shape {tuple(deltas.shape[1:])}; "
-                         f"{gen.name} has {tuple(info.shape)}")
+        raise AtlasError(
+            f"{dset.title}: its shifts of {layer} have shape {tuple(deltas.shape[1:])}; "
+            f"{gen.name} has {tuple(info.shape)}"
+        )
     return ParamShifts(layer, deltas, psi=psi, scale=scale)
 
 
@@ -257,8 +293,9 @@ def stream_generator(purpose: str, seed: int, rank: int, index: int) -> torch.Ge
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
 
 
-def sample_shift_batch(g: torch.Generator, batch: int, z_dim: int, K: int, eps_max: float = 6.0,
-                       eps_min: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sample_shift_batch(
+    g: torch.Generator, batch: int, z_dim: int, K: int, eps_max: float = 6.0, eps_min: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``z [B, z_dim] ~ N(0, I)``, ``k [B] ~ U{0..K-1}``, ``eps [B]`` (CPU tensors).
 
     ``eps ~ U[-eps_max, eps_max]`` pushed away from 0: ``sign(eps) * max(|eps|, eps_min)``

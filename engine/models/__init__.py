@@ -2,6 +2,7 @@
 
 Importing this package registers every built-in model and checkpoint format.
 """
+
 from engine.checkpoints import atlas as _atlas  # noqa: F401  (registers our own StyleGAN2 file format)
 from engine.checkpoints import nvidia_pkl as _nvidia_pkl  # noqa: F401  (NVIDIA stylegan2-ada-pytorch .pkl)
 from engine.checkpoints import rosinality as _rosinality  # noqa: F401  (rosinality stylegan2-pytorch .pt)

@@ -12,6 +12,7 @@ Instead of the tuple it may return ``{"module": m, "latent_dim": d, "name": str,
 editable layer (named by its qualified module name) for the parameter-space methods: edits are
 added through forward hooks using the linearity of convolution, so the module needs no changes.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -31,8 +32,15 @@ _ACTIVE_EDITS: contextvars.ContextVar[tuple[ParamEdit, ...]] = contextvars.Conte
 
 def _conv_of(m: nn.Module):
     if isinstance(m, nn.ConvTranspose2d):
-        return lambda x, w: F.conv_transpose2d(x, w, stride=m.stride, padding=m.padding, output_padding=m.output_padding,
-                                               groups=m.groups, dilation=m.dilation)
+        return lambda x, w: F.conv_transpose2d(
+            x,
+            w,
+            stride=m.stride,
+            padding=m.padding,
+            output_padding=m.output_padding,
+            groups=m.groups,
+            dilation=m.dilation,
+        )
     return lambda x, w: F.conv2d(x, w, stride=m.stride, padding=m.padding, groups=m.groups, dilation=m.dilation)
 
 
@@ -71,8 +79,10 @@ class AdapterGenerator(Generator):
 
     def _layer_resolutions(self) -> dict[str, int]:
         res: dict[str, int] = {}
-        hooks = [m.register_forward_hook(lambda mod, i, o, n=n: res.__setitem__(n, o.shape[-1]))
-                 for n, m in self._convs.items()]
+        hooks = [
+            m.register_forward_hook(lambda mod, i, o, n=n: res.__setitem__(n, o.shape[-1]))
+            for n, m in self._convs.items()
+        ]
         with torch.no_grad():
             self.net(torch.zeros(1, self.z_dim))
         for h in hooks:
@@ -80,8 +90,15 @@ class AdapterGenerator(Generator):
         return res
 
     def editable_layers(self) -> list[LayerInfo]:
-        return [LayerInfo(n, "conv_transpose" if isinstance(m, nn.ConvTranspose2d) else "conv",
-                          tuple(m.weight.shape), self._res.get(n, 0)) for n, m in self._convs.items()]
+        return [
+            LayerInfo(
+                n,
+                "conv_transpose" if isinstance(m, nn.ConvTranspose2d) else "conv",
+                tuple(m.weight.shape),
+                self._res.get(n, 0),
+            )
+            for n, m in self._convs.items()
+        ]
 
     def layer_weight(self, name: str) -> torch.Tensor:
         self.layer_info(name)
@@ -121,7 +138,9 @@ def load_adapter(path: str | Path) -> AdapterGenerator:
     elif isinstance(res, tuple) and len(res) == 2:
         (module, dim), name, resolution = res, path.stem, None
     else:
-        raise AtlasError(f"{path}: load_generator() must return (module, latent_dim) or a dict, got {type(res).__name__}")
+        raise AtlasError(
+            f"{path}: load_generator() must return (module, latent_dim) or a dict, got {type(res).__name__}"
+        )
     if not isinstance(module, nn.Module) or not isinstance(dim, int) or dim <= 0:
         raise AtlasError(f"{path}: load_generator() must return an nn.Module and a positive int latent size")
     try:
@@ -129,7 +148,9 @@ def load_adapter(path: str | Path) -> AdapterGenerator:
     except AtlasError as exc:
         raise AtlasError(f"{path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - the user's module failed on a probe latent
-        raise AtlasError(f"{path}: the module failed on a latent of size {dim}: {exc.__class__.__name__}: {exc}") from None
+        raise AtlasError(
+            f"{path}: the module failed on a latent of size {dim}: {exc.__class__.__name__}: {exc}"
+        ) from None
     weights_hash = state_dict_sha256(module.state_dict())
     gen.identity = f"{file_sha256(path)[:32]}{weights_hash[:32]}"
     gen.source = str(path)

@@ -22,6 +22,7 @@ A ``ParamEdit`` shifts one named layer's weight per sample: sample ``b`` is rend
 ``W + t[b] * delta[index[b]]``. Models thread it down to the layer named ``edit.layer`` so one
 batched forward serves every (direction, t) pair; see ``apply_conv_edit`` for plain convolutions.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -161,8 +162,9 @@ def apply_conv_edit(
     return out
 
 
-def per_sample_shift(edits: list[ParamEdit], batch: int, shape: Sequence[int],
-                     like: torch.Tensor) -> torch.Tensor | None:
+def per_sample_shift(
+    edits: list[ParamEdit], batch: int, shape: Sequence[int], like: torch.Tensor
+) -> torch.Tensor | None:
     """``[B, *shape]`` the summed shift of each sample (for modulated convs), or ``None``."""
     if not edits:
         return None
@@ -236,8 +238,14 @@ class Generator(nn.Module):
         """``z [B, z_dim] -> ws [B, num_ws, w_dim]`` with truncation; only for style models."""
         raise AtlasError(f"model '{self.name}' has no mapping network (no w space)")
 
-    def synthesis(self, ws: torch.Tensor, *, noise: str = "const", edit: EditArg = None,
-                  noise_generator: torch.Generator | None = None) -> torch.Tensor:
+    def synthesis(
+        self,
+        ws: torch.Tensor,
+        *,
+        noise: str = "const",
+        edit: EditArg = None,
+        noise_generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """``ws [B, num_ws, w_dim] -> images``; for models without w, ``ws`` is ``z``.
 
         Models with noise inputs also accept ``noise`` as per-sample maps ``{layer: [B, 1, R, R]}``
@@ -254,8 +262,7 @@ class Generator(nn.Module):
         """``[w_dim]`` the w that psi < 1 pulls towards, if the model has one."""
         return None
 
-    def encode(self, z: torch.Tensor, space: str = "z", *, psi: float = 1.0,
-               cutoff: int | None = None) -> torch.Tensor:
+    def encode(self, z: torch.Tensor, space: str = "z", *, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
         """Express latents ``z`` in ``space`` (see the module docstring for shapes)."""
         self.check_space(space)
         if space == "z":
@@ -263,8 +270,9 @@ class Generator(nn.Module):
         ws = self.mapping(z, psi=psi, cutoff=cutoff)
         return ws[:, 0] if space == "w" else ws
 
-    def codes_to_ws(self, code: torch.Tensor, space: str, *, psi: float = 1.0,
-                    cutoff: int | None = None) -> torch.Tensor:
+    def codes_to_ws(
+        self, code: torch.Tensor, space: str, *, psi: float = 1.0, cutoff: int | None = None
+    ) -> torch.Tensor:
         """The synthesis input for a code: ws for style models, z for the others."""
         if self.num_ws == 0:
             return code
@@ -274,9 +282,17 @@ class Generator(nn.Module):
             return code.unsqueeze(1).expand(-1, self.num_ws, -1)
         return code
 
-    def decode(self, code: torch.Tensor, space: str = "z", *, psi: float = 1.0, cutoff: int | None = None,
-               noise: str = "const", edit: EditArg = None,
-               noise_generator: torch.Generator | None = None) -> torch.Tensor:
+    def decode(
+        self,
+        code: torch.Tensor,
+        space: str = "z",
+        *,
+        psi: float = 1.0,
+        cutoff: int | None = None,
+        noise: str = "const",
+        edit: EditArg = None,
+        noise_generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Images ``[B, C, H, W]`` from codes in ``space``; psi applies only to z codes."""
         self.check_space(space)
         if isinstance(noise, str) and noise not in NOISE_MODES:
@@ -284,8 +300,7 @@ class Generator(nn.Module):
         ws = self.codes_to_ws(code, space, psi=psi, cutoff=cutoff)
         return self.synthesis(ws, noise=noise, edit=edit, noise_generator=noise_generator)
 
-    def forward(self, z: torch.Tensor, *, psi: float = 1.0, noise: str = "const",
-                edit: EditArg = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, *, psi: float = 1.0, noise: str = "const", edit: EditArg = None) -> torch.Tensor:
         return self.decode(z, "z", psi=psi, noise=noise, edit=edit)
 
     # ---- layers for parameter-space methods ---------------------------------------------
@@ -299,8 +314,7 @@ class Generator(nn.Module):
             if info.name == name:
                 return info
         raise AtlasError(
-            f"model '{self.name}' has no editable layer '{name}'; its layers are "
-            + ", ".join(i.name for i in layers)
+            f"model '{self.name}' has no editable layer '{name}'; its layers are " + ", ".join(i.name for i in layers)
         )
 
     def layer_weight(self, name: str) -> torch.Tensor:

@@ -5,6 +5,7 @@
 ConvTranspose2d to 3 channels with tanh. State-dict keys are ``main.N.*``, so the tutorial's
 checkpoints (and the digiface weights) load unchanged. BatchNorm always runs in eval mode.
 """
+
 from __future__ import annotations
 
 import importlib.resources
@@ -39,8 +40,11 @@ class DCGANGenerator(Generator):
         self.img_channels = nc
         self.resolution = 4 * 2**n_up
         widths = [ngf * 2 ** (n_up - 1 - i) for i in range(n_up)]  # 512, 256, 128, 64
-        layers: list[nn.Module] = [nn.ConvTranspose2d(nz, widths[0], 4, 1, 0, bias=False),
-                                   nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(nz, widths[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
         for cin, cout in zip(widths[:-1], widths[1:]):
             layers += [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(widths[-1], nc, 4, 2, 1, bias=False), nn.Tanh()]
@@ -72,8 +76,14 @@ class DCGANGenerator(Generator):
         """Activation after ``main[:upto]`` (GANSpace takes an early one)."""
         return self.main[:upto](z.reshape(z.shape[0], self.z_dim, 1, 1))
 
-    def synthesis(self, ws: torch.Tensor, *, noise: str = "const", edit: EditArg = None,
-                  noise_generator: torch.Generator | None = None) -> torch.Tensor:
+    def synthesis(
+        self,
+        ws: torch.Tensor,
+        *,
+        noise: str = "const",
+        edit: EditArg = None,
+        noise_generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         x = ws.reshape(ws.shape[0], self.z_dim, 1, 1)
         edits = as_edit_list(edit)
         for e in edits:
@@ -132,7 +142,9 @@ def digiface_weights_path() -> Path:
     return path
 
 
-@register_model("digiface-dcgan-64", description="64x64 faces, DCGAN (latent 100, 3.6M params), from the gan-face-generate wheel")
+@register_model(
+    "digiface-dcgan-64", description="64x64 faces, DCGAN (latent 100, 3.6M params), from the gan-face-generate wheel"
+)
 def digiface_dcgan_64() -> DCGANGenerator:
     return load_dcgan_checkpoint(digiface_weights_path(), name="digiface-dcgan-64")
 

@@ -6,6 +6,7 @@ README gives the exact command), stored in GAN Atlas's own StyleGAN2 file format
 factors (``engine.data.procedural``), directions found on it can be scored against the ground
 truth with the factor regressor (``engine.data.regressor``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,12 +23,17 @@ BUILTIN_FILE = RESOURCES / f"{BUILTIN_NAME}.pt"
 DEFAULT_EDIT_LAYER = "synthesis.b8.conv0"
 
 
-@register_model(BUILTIN_NAME, description="32x32 procedural cartoon faces with 8 known factors; our StyleGAN2 "
-                                          "(z = w = 128, 8 mapping layers), trained on a CPU")
+@register_model(
+    BUILTIN_NAME,
+    description="32x32 procedural cartoon faces with 8 known factors; our StyleGAN2 "
+    "(z = w = 128, 8 mapping layers), trained on a CPU",
+)
 def procedural_stylegan2_32() -> StyleGAN2Generator:
     if not BUILTIN_FILE.is_file():
-        raise CheckpointError(f"{BUILTIN_FILE} is missing; retrain it with the command in the README "
-                              "(python main.py train --data procedural ...)")
+        raise CheckpointError(
+            f"{BUILTIN_FILE} is missing; retrain it with the command in the README "
+            "(python main.py train --data procedural ...)"
+        )
     from engine.checkpoints.atlas import load_stylegan2  # atlas imports engine.models: import late
 
     gen = load_stylegan2(BUILTIN_FILE)

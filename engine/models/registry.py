@@ -11,6 +11,7 @@ A checkpoint format registers how to recognise and load a file::
 
 ``load_generator(spec)`` accepts a built-in name, a checkpoint path or an adapter ``.py`` file.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -100,5 +101,7 @@ def load_generator(spec: str | Path | None = None, device: str | torch.device = 
             return gen.to(dev).eval()
     known = "; ".join(f"{f.name} ({', '.join(f.suffixes)})" for f in _FORMATS)
     if not candidates:
-        raise CheckpointError(f"{path}: unsupported file type '{path.suffix}'; supported formats: {known}, adapter (.py)")
+        raise CheckpointError(
+            f"{path}: unsupported file type '{path.suffix}'; supported formats: {known}, adapter (.py)"
+        )
     raise CheckpointError(f"{path}: not recognised as any supported checkpoint format ({known})")

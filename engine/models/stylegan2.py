@@ -41,6 +41,7 @@ batch of different (direction, t) pairs and stays differentiable in ``delta`` an
 Weights are stored as in both public PyTorch ports ("equalized learning rate"): parameters are
 N(0, 1) at initialisation and the forward pass multiplies them by ``lr_mul / sqrt(fan_in)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -104,7 +105,9 @@ class StyleGAN2Config:
             raise AtlasError(f"StyleGAN2 channels given for {sorted(chans)}, expected {sorted(want)}")
         object.__setattr__(self, "channels", dict(sorted(chans.items())))
         if self.architecture not in ARCHITECTURES:
-            raise AtlasError(f"unknown StyleGAN2 architecture '{self.architecture}'; choose one of {', '.join(ARCHITECTURES)}")
+            raise AtlasError(
+                f"unknown StyleGAN2 architecture '{self.architecture}'; choose one of {', '.join(ARCHITECTURES)}"
+            )
         if self.mapping_layers < 1:
             raise AtlasError("a StyleGAN2 mapping network needs at least one layer")
         object.__setattr__(self, "fp16_resolutions", tuple(int(r) for r in self.fp16_resolutions))
@@ -148,20 +151,25 @@ class StyleGAN2Config:
     def rosinality_multiplier(self) -> int | None:
         """The ``channel_multiplier`` whose rosinality width table gives ``channels``, if any."""
         for m in (1, 2, 4):
-            if all(r in ROSINALITY_WIDTHS and c == (ROSINALITY_WIDTHS[r] * (m if r >= 64 else 1))
-                   for r, c in self.channels.items()):
+            if all(
+                r in ROSINALITY_WIDTHS and c == (ROSINALITY_WIDTHS[r] * (m if r >= 64 else 1))
+                for r, c in self.channels.items()
+            ):
                 return m
         return None
 
 
 # ---- building blocks ---------------------------------------------------------------------
 
+
 def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """``x / sqrt(mean(x^2) + eps)`` over the feature axis (the paper's PixelNorm of z)."""
     return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
 
 
-def lrelu_gain(x: torch.Tensor, bias: torch.Tensor | None, gain: float = 1.0, clamp: float | None = None) -> torch.Tensor:
+def lrelu_gain(
+    x: torch.Tensor, bias: torch.Tensor | None, gain: float = 1.0, clamp: float | None = None
+) -> torch.Tensor:
     """``clamp(leaky_relu(x + bias, 0.2) * sqrt(2) * gain)`` with bias over channel axis 1.
 
     Without autograd ``x`` is overwritten (callers pass a fresh tensor): rendering large
@@ -271,8 +279,15 @@ def modulated_conv2d(
 class EqualLinear(nn.Module):
     """Fully connected layer with equalized learning rate: ``y = x (W g)^T + b lr_mul``, g = lr_mul/sqrt(in)."""
 
-    def __init__(self, in_features: int, out_features: int, *, bias_init: float = 0.0, lr_mul: float = 1.0,
-                 activation: str = "linear") -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias_init: float = 0.0,
+        lr_mul: float = 1.0,
+        activation: str = "linear",
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
         self.bias = nn.Parameter(torch.full([out_features], float(bias_init)))
@@ -309,8 +324,18 @@ class MappingNetwork(nn.Module):
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (optionally 2x up-sampling) + noise + bias + leaky ReLU (+ clamp)."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, up: bool = False,
-                 use_noise: bool = True, conv_clamp: float | None = None, kernel_size: int = 3) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        *,
+        up: bool = False,
+        use_noise: bool = True,
+        conv_clamp: float | None = None,
+        kernel_size: int = 3,
+    ) -> None:
         super().__init__()
         self.resolution = resolution
         self.up = up
@@ -325,12 +350,22 @@ class SynthesisLayer(nn.Module):
             self.register_buffer("noise_const", torch.randn(resolution, resolution))
         self.register_buffer("resample_filter", fir_filter(), persistent=False)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, *, noise: str | torch.Tensor, shift: torch.Tensor | None = None,
-                fused: bool = True, gain: float = 1.0, noise_generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        *,
+        noise: str | torch.Tensor,
+        shift: torch.Tensor | None = None,
+        fused: bool = True,
+        gain: float = 1.0,
+        noise_generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """``noise``: a mode (``const`` / ``random`` / ``none``) or this layer's maps ``[B, 1, R, R]``."""
         styles = self.affine(w) * self.weight_gain  # [B, I]
-        x = modulated_conv2d(x, self.weight, styles, up=self.up, shift=shift,
-                             resample_filter=self.resample_filter, fused=fused)
+        x = modulated_conv2d(
+            x, self.weight, styles, up=self.up, shift=shift, resample_filter=self.resample_filter, fused=fused
+        )
         if isinstance(noise, torch.Tensor):
             if self.use_noise:
                 x = x + noise.to(x.dtype) * self.noise_strength
@@ -355,8 +390,9 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(img_channels))
         self.weight_gain = 1.0 / math.sqrt(in_channels)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, *, shift: torch.Tensor | None = None,
-                fused: bool = True) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, *, shift: torch.Tensor | None = None, fused: bool = True
+    ) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, shift=shift, fused=fused)
         x = x + self.bias.reshape(1, -1, 1, 1)
@@ -391,10 +427,18 @@ class SynthesisBlock(nn.Module):
         if self.is_first:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, cfg.w_dim, resolution, up=True,
-                                        use_noise=cfg.use_noise, conv_clamp=cfg.conv_clamp)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, cfg.w_dim, resolution,
-                                    use_noise=cfg.use_noise, conv_clamp=cfg.conv_clamp)
+            self.conv0 = SynthesisLayer(
+                in_channels,
+                out_channels,
+                cfg.w_dim,
+                resolution,
+                up=True,
+                use_noise=cfg.use_noise,
+                conv_clamp=cfg.conv_clamp,
+            )
+        self.conv1 = SynthesisLayer(
+            out_channels, out_channels, cfg.w_dim, resolution, use_noise=cfg.use_noise, conv_clamp=cfg.conv_clamp
+        )
         self.has_torgb = self.is_last or cfg.architecture == "skip"
         if self.has_torgb:
             self.torgb = ToRGBLayer(out_channels, cfg.img_channels, cfg.w_dim, conv_clamp=cfg.conv_clamp)
@@ -426,6 +470,7 @@ class _Synthesis(nn.Module):
 
 # ---- the generator -----------------------------------------------------------------------
 
+
 class StyleGAN2Generator(Generator):
     """StyleGAN2 with the generator protocol of ``engine.models.base``.
 
@@ -452,8 +497,9 @@ class StyleGAN2Generator(Generator):
         self.num_ws = config.num_ws
         self.resolution = config.resolution
         self.img_channels = config.img_channels
-        self.mapping_net = MappingNetwork(config.z_dim, config.w_dim, config.mapping_layers, config.hidden,
-                                          config.mapping_lr_mul)
+        self.mapping_net = MappingNetwork(
+            config.z_dim, config.w_dim, config.mapping_layers, config.hidden, config.mapping_lr_mul
+        )
         self.synthesis_net = _Synthesis(config)
         self.register_buffer("w_avg", torch.zeros(config.w_dim))
         self.w_avg_source = "tracked during training" if config.w_avg_beta else "none"
@@ -488,8 +534,10 @@ class StyleGAN2Generator(Generator):
 
     def editable_layers(self) -> list[LayerInfo]:
         """Every modulated conv (``"modconv"``, ``[C_out, C_in, 3, 3]``) and toRGB (``"torgb"``, ``[C, C_in, 1, 1]``), in ws order."""
-        return [LayerInfo(name, "torgb" if name.endswith("torgb") else "modconv", tuple(m.weight.shape), res)
-                for name, (m, _, res) in self._layers.items()]
+        return [
+            LayerInfo(name, "torgb" if name.endswith("torgb") else "modconv", tuple(m.weight.shape), res)
+            for name, (m, _, res) in self._layers.items()
+        ]
 
     def layer_weight(self, name: str) -> torch.Tensor:
         """The stored weight ``[C_out, C_in, k, k]`` of a layer; an edit shifts exactly this tensor."""
@@ -497,8 +545,11 @@ class StyleGAN2Generator(Generator):
 
     def noise_maps(self) -> dict[str, torch.Tensor]:
         """``{layer name: stored noise map [R, R]}`` of the layers with a noise input, in ws order."""
-        return {name: m.noise_const for name, (m, _, _) in self._layers.items()
-                if isinstance(m, SynthesisLayer) and m.use_noise}
+        return {
+            name: m.noise_const
+            for name, (m, _, _) in self._layers.items()
+            if isinstance(m, SynthesisLayer) and m.use_noise
+        }
 
     def style_affines(self) -> list[tuple[str, int, torch.Tensor]]:
         """``(layer name, ws index, A [C_in, w_dim])`` for every layer that reads a w, in ws order.
@@ -531,14 +582,21 @@ class StyleGAN2Generator(Generator):
                 ws = torch.cat([center.lerp(ws[:, :cutoff], psi), ws[:, cutoff:]], dim=1)
         return ws
 
-    def mix(self, z: torch.Tensor, z2: torch.Tensor, index: int, *, psi: float = 1.0,
-            cutoff: int | None = None) -> torch.Tensor:
+    def mix(
+        self, z: torch.Tensor, z2: torch.Tensor, index: int, *, psi: float = 1.0, cutoff: int | None = None
+    ) -> torch.Tensor:
         """Style mixing: ``ws [B, num_ws, w_dim]`` taking layers ``[:index]`` from z and the rest from z2."""
         return mix_styles(self.mapping(z, psi=psi, cutoff=cutoff), self.mapping(z2, psi=psi, cutoff=cutoff), index)
 
     # ---- synthesis -------------------------------------------------------------------------
-    def synthesis(self, ws: torch.Tensor, *, noise: str = "const", edit: EditArg = None,
-                  noise_generator: torch.Generator | None = None) -> torch.Tensor:
+    def synthesis(
+        self,
+        ws: torch.Tensor,
+        *,
+        noise: str = "const",
+        edit: EditArg = None,
+        noise_generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """``ws [B, num_ws, w_dim] -> images [B, img_channels, R, R]`` (raw, nominally [-1, 1]).
 
         ``noise``: ``const`` (the stored noise maps), ``random`` (fresh N(0, 1) maps, from
@@ -547,7 +605,9 @@ class StyleGAN2Generator(Generator):
         own). ``edit``: parameter edits of named layers.
         """
         if ws.dim() != 3 or tuple(ws.shape[1:]) != (self.num_ws, self.w_dim):
-            raise AtlasError(f"model '{self.name}' expects ws of shape [B, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+            raise AtlasError(
+                f"model '{self.name}' expects ws of shape [B, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
+            )
         maps = None
         if not isinstance(noise, str):
             maps, noise = dict(noise), "const"
@@ -580,8 +640,9 @@ class StyleGAN2Generator(Generator):
             if short == "torgb":
                 return layer(inp, ws[:, idx], shift=shift, fused=fused)
             mode = maps[name] if maps is not None and name in maps else noise
-            return layer(inp, ws[:, idx], noise=mode, shift=shift, fused=fused, gain=gain,
-                         noise_generator=noise_generator)
+            return layer(
+                inp, ws[:, idx], noise=mode, shift=shift, fused=fused, gain=gain, noise_generator=noise_generator
+            )
 
         x = img = None
         for block in self.synthesis_net.blocks():
@@ -611,8 +672,10 @@ class StyleGAN2Generator(Generator):
     def _check_edit(self, e: ParamEdit, batch: int) -> None:
         info = self.layer_info(e.layer)
         if tuple(e.delta.shape[1:]) != info.shape:
-            raise AtlasError(f"edit of layer '{e.layer}': delta has shape {list(e.delta.shape[1:])}, "
-                             f"the layer's weight is {list(info.shape)}")
+            raise AtlasError(
+                f"edit of layer '{e.layer}': delta has shape {list(e.delta.shape[1:])}, "
+                f"the layer's weight is {list(info.shape)}"
+            )
         if e.index.shape != (batch,) or e.t.shape != (batch,):
             raise AtlasError(f"edit of layer '{e.layer}': index and t must have shape [{batch}] (the batch)")
 
@@ -632,11 +695,16 @@ class StyleGAN2Generator(Generator):
         d["mapping_lr_mul"] = c.mapping_lr_mul
         d["conv_clamp"] = c.conv_clamp
         d["noise_inputs"] = c.use_noise
-        d["fp16_blocks"] = (", ".join(f"b{r}" for r in c.fp16_resolutions) + " (computed in float32 here)"
-                            if c.fp16_resolutions else "none")
+        d["fp16_blocks"] = (
+            ", ".join(f"b{r}" for r in c.fp16_resolutions) + " (computed in float32 here)"
+            if c.fp16_resolutions
+            else "none"
+        )
         d["w_avg_source"] = self.w_avg_source
         # keep the layer list last for readers of the plain-text listing
-        d["editable_layers"] = [{**info, "ws_index": self._layers[info["name"]][1]} for info in d.pop("editable_layers")]
+        d["editable_layers"] = [
+            {**info, "ws_index": self._layers[info["name"]][1]} for info in d.pop("editable_layers")
+        ]
         d["default_edit_layer"] = d.pop("default_edit_layer")
         return d
 

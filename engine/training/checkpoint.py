@@ -1,4 +1,5 @@
 """Atomic writes and safe reads of training files (plain dicts of tensors and plain data)."""
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ Every weight uses the equalized learning rate (stored N(0, 1), scaled by 1/sqrt(
 forward pass); activations are leaky ReLU 0.2 times sqrt 2. Down-sampling low-passes with the
 [1, 3, 3, 1] FIR first, as in the paper, so D sees no aliasing the generator could exploit.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,17 @@ def _filter(x: torch.Tensor, f: torch.Tensor, pad: int) -> torch.Tensor:
 class EqConv2d(nn.Module):
     """Equalized-lr conv; ``down`` = FIR low-pass then stride 2 (3x3: ``[H] -> [H/2]``)."""
 
-    def __init__(self, cin: int, cout: int, k: int, *, bias: bool = True, activation: bool = True,
-                 down: bool = False, gain: float = 1.0) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        k: int,
+        *,
+        bias: bool = True,
+        activation: bool = True,
+        down: bool = False,
+        gain: float = 1.0,
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(cout, cin, k, k))
         self.bias = nn.Parameter(torch.zeros(cout)) if bias else None

@@ -3,6 +3,7 @@
 Inputs are lightly degraded (pixel noise, blur, a small colour jitter) so the regressor also
 reads the slightly soft, noisy faces a trained generator draws, not only perfect renders.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -45,8 +46,9 @@ def degrade(images: torch.Tensor, rng: torch.Generator, noise_max: float, blur_p
     return x + sigma * torch.randn(x.shape, generator=rng)
 
 
-def train_regressor(params: RegressorParams = RegressorParams(), *, device: torch.device | str = "cpu",
-                    state=None) -> Iterator[Progress]:
+def train_regressor(
+    params: RegressorParams = RegressorParams(), *, device: torch.device | str = "cpu", state=None
+) -> Iterator[Progress]:
     """Train a ``FactorRegressor``; yields progress (loss, held-out mean R^2), returns ``(model, metrics)``.
 
     ``metrics`` = ``{"per_factor": {name: {"r2", "mae"}}, "mean_r2", "steps", "held_out_n"}``
@@ -57,8 +59,9 @@ def train_regressor(params: RegressorParams = RegressorParams(), *, device: torc
     model = FactorRegressor(RegressorConfig(params.resolution, tuple(params.widths))).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=params.lr, total_steps=params.steps, pct_start=0.1)
-    stream = random_batches(params.batch_size, resolution=params.resolution,
-                            generator=np.random.default_rng(params.seed))
+    stream = random_batches(
+        params.batch_size, resolution=params.resolution, generator=np.random.default_rng(params.seed)
+    )
     rng = torch.Generator().manual_seed(params.seed)
     held = held_out_set(params.eval_n, params.resolution)
     mean_r2 = float("nan")
@@ -77,6 +80,10 @@ def train_regressor(params: RegressorParams = RegressorParams(), *, device: torc
         yield Progress(step + 1, params.steps, "train", {"loss": float(loss.detach()), "held_out_r2": mean_r2})
     model.eval()
     scores = evaluate(model, data=held)
-    metrics = {"per_factor": scores, "mean_r2": float(np.mean([s["r2"] for s in scores.values()])),
-               "steps": params.steps, "held_out_n": params.eval_n}
+    metrics = {
+        "per_factor": scores,
+        "mean_r2": float(np.mean([s["r2"] for s in scores.values()])),
+        "steps": params.steps,
+        "held_out_n": params.eval_n,
+    }
     return model, metrics

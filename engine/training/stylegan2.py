@@ -21,6 +21,7 @@ The job writes into a run folder: ``checkpoint.pt`` (everything needed to resume
 replaced every ``checkpoint_seconds``), ``samples/fakesNNNNNN.png`` (a fixed-latent grid of the
 EMA generator), ``reals.png`` and ``log.jsonl`` (one line of statistics per tick).
 """
+
 from __future__ import annotations
 
 import copy
@@ -101,7 +102,9 @@ class TrainConfig:
         if cfg.resolution not in (16, 32, 64, 128):
             raise AtlasError(f"--res {cfg.resolution}: choose 16, 32, 64 or 128")
         if cfg.batch_size % min(cfg.mbstd_group, cfg.batch_size):
-            raise AtlasError(f"batch size {cfg.batch_size} must be a multiple of the minibatch-std group {cfg.mbstd_group}")
+            raise AtlasError(
+                f"batch size {cfg.batch_size} must be a multiple of the minibatch-std group {cfg.mbstd_group}"
+            )
         return cfg
 
     @property
@@ -114,8 +117,13 @@ class TrainConfig:
 
     def generator_config(self) -> StyleGAN2Config:
         ch = self.g_channels or _default_channels(self.resolution)
-        return StyleGAN2Config(resolution=self.resolution, channels=dict(ch), z_dim=self.z_dim, w_dim=self.w_dim,
-                               mapping_layers=self.mapping_layers)
+        return StyleGAN2Config(
+            resolution=self.resolution,
+            channels=dict(ch),
+            z_dim=self.z_dim,
+            w_dim=self.w_dim,
+            mapping_layers=self.mapping_layers,
+        )
 
     def discriminator_config(self) -> DiscriminatorConfig:
         ch = self.d_channels or _default_channels(self.resolution)
@@ -169,20 +177,31 @@ def build_state(cfg: TrainConfig, device: torch.device) -> TrainState:
     opt_G = torch.optim.Adam(G.parameters(), lr=g_lr, betas=g_betas, eps=1e-8)
     opt_D = torch.optim.Adam(D.parameters(), lr=d_lr, betas=d_betas, eps=1e-8)
     rng = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
-    return TrainState(cfg, G, D, G_ema, opt_G, opt_D, rng, np.random.default_rng(cfg.seed + 2),
-                      pl_mean=torch.zeros([], device=device))
+    return TrainState(
+        cfg, G, D, G_ema, opt_G, opt_D, rng, np.random.default_rng(cfg.seed + 2), pl_mean=torch.zeros([], device=device)
+    )
 
 
 # ---- checkpoints ---------------------------------------------------------------------------
 
+
 def state_payload(st: TrainState) -> dict:
     """A plain dict (tensors, numbers, strings) that ``torch.load(weights_only=True)`` reads back."""
     return {
-        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": st.cfg.to_dict(),
-        "G": st.G.state_dict(), "D": st.D.state_dict(), "G_ema": st.G_ema.state_dict(),
-        "opt_G": st.opt_G.state_dict(), "opt_D": st.opt_D.state_dict(),
-        "rng": st.rng.get_state(), "data_rng": json.dumps(st.data_rng.bit_generator.state),
-        "cur_nimg": st.cur_nimg, "step": st.step, "pl_mean": st.pl_mean.detach().cpu(), "seconds": st.seconds,
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": st.cfg.to_dict(),
+        "G": st.G.state_dict(),
+        "D": st.D.state_dict(),
+        "G_ema": st.G_ema.state_dict(),
+        "opt_G": st.opt_G.state_dict(),
+        "opt_D": st.opt_D.state_dict(),
+        "rng": st.rng.get_state(),
+        "data_rng": json.dumps(st.data_rng.bit_generator.state),
+        "cur_nimg": st.cur_nimg,
+        "step": st.step,
+        "pl_mean": st.pl_mean.detach().cpu(),
+        "seconds": st.seconds,
     }
 
 
@@ -196,8 +215,10 @@ def load_state(path: Path, device: torch.device, cfg: TrainConfig | None = None)
         # the length of the run may change on resume; nothing that shapes the networks may
         diff = [k for k, v in asdict(cfg).items() if k not in ("kimg", "sample_every_kimg") and asdict(stored)[k] != v]
         if diff:
-            raise AtlasError(f"{path}: cannot resume with different settings ({', '.join(diff)}); "
-                             f"the checkpoint has {', '.join(f'{k}={asdict(stored)[k]}' for k in diff)}")
+            raise AtlasError(
+                f"{path}: cannot resume with different settings ({', '.join(diff)}); "
+                f"the checkpoint has {', '.join(f'{k}={asdict(stored)[k]}' for k in diff)}"
+            )
         stored = dataclasses.replace(stored, kimg=cfg.kimg, sample_every_kimg=cfg.sample_every_kimg)
     st = build_state(stored, device)
     try:
@@ -217,6 +238,7 @@ def load_state(path: Path, device: torch.device, cfg: TrainConfig | None = None)
 
 # ---- one iteration -------------------------------------------------------------------------
 
+
 def _ws(G: StyleGAN2Generator, st: TrainState, batch: int, device: torch.device) -> torch.Tensor:
     """Mapped latents ``[B, num_ws, w_dim]`` with style mixing (one crossover layer per batch)."""
     z = torch.randn(batch, G.z_dim, generator=st.rng).to(device)
@@ -228,7 +250,9 @@ def _ws(G: StyleGAN2Generator, st: TrainState, batch: int, device: torch.device)
     return ws
 
 
-def _generate(G: StyleGAN2Generator, st: TrainState, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _generate(
+    G: StyleGAN2Generator, st: TrainState, batch: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     ws = _ws(G, st, batch, device)
     return G.synthesis(ws, noise="random", noise_generator=st.rng), ws
 
@@ -307,6 +331,7 @@ def train_step(st: TrainState, reals: torch.Tensor) -> dict[str, float]:
 
 # ---- the job -------------------------------------------------------------------------------
 
+
 @dataclass
 class TrainResult:
     """What ``train`` returns: the EMA generator (eval mode) and where the run stands."""
@@ -345,11 +370,18 @@ def _save_png(arr: np.ndarray, path: Path) -> None:
 @torch.no_grad()
 def render_samples(G_ema: StyleGAN2Generator, z: torch.Tensor, batch: int = 64) -> torch.Tensor:
     dev = G_ema.device
-    return torch.cat([G_ema(z[i:i + batch].to(dev), noise="const").cpu() for i in range(0, z.shape[0], batch)])
+    return torch.cat([G_ema(z[i : i + batch].to(dev), noise="const").cpu() for i in range(0, z.shape[0], batch)])
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, *, device: torch.device | str = "cpu", resume: bool = False,
-          checkpoint_seconds: float = 300.0, tick_seconds: float = 30.0) -> Iterator[Progress]:
+def train(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    device: torch.device | str = "cpu",
+    resume: bool = False,
+    checkpoint_seconds: float = 300.0,
+    tick_seconds: float = 30.0,
+) -> Iterator[Progress]:
     """Train until ``cfg.kimg`` thousand real images; yields ``Progress`` (step = images shown).
 
     ``run_dir`` receives the checkpoint, sample grids and log (see the module docstring). With
@@ -406,17 +438,23 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, device: torch.device | str =
             metrics = {"kimg": st.cur_nimg / 1000, **{k: stats[k] for k in ("loss_G", "loss_D")}}
             if now - last_tick >= tick_seconds or st.cur_nimg >= total:
                 rate = (st.cur_nimg - tick_start_nimg) / max(now - last_tick, 1e-9)
-                rec = {"kimg": round(st.cur_nimg / 1000, 3), "seconds": round(seg_seconds0 + now - seg_start, 1),
-                       "img_per_s": round(rate, 2), "data_share": round(data_seconds / max(now - last_tick, 1e-9), 4),
-                       **{k: round(sums[k] / counts[k], 5) for k in sums}}
+                rec = {
+                    "kimg": round(st.cur_nimg / 1000, 3),
+                    "seconds": round(seg_seconds0 + now - seg_start, 1),
+                    "img_per_s": round(rate, 2),
+                    "data_share": round(data_seconds / max(now - last_tick, 1e-9), 4),
+                    **{k: round(sums[k] / counts[k], 5) for k in sums},
+                }
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 metrics["img_per_s"] = rate
                 sums, counts, data_seconds = {}, {}, 0.0
                 last_tick, tick_start_nimg = now, st.cur_nimg
             if st.cur_nimg >= next_sample or st.cur_nimg >= total:
-                _save_png(image_grid(render_samples(st.G_ema, grid_z), cfg.sample_grid),
-                          run_dir / "samples" / f"fakes{st.cur_nimg // 1000:06d}.png")
+                _save_png(
+                    image_grid(render_samples(st.G_ema, grid_z), cfg.sample_grid),
+                    run_dir / "samples" / f"fakes{st.cur_nimg // 1000:06d}.png",
+                )
                 next_sample += int(cfg.sample_every_kimg * 1000)
             if now - last_ckpt >= checkpoint_seconds:
                 checkpoint()
@@ -432,9 +470,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, device: torch.device | str =
 
 # ---- the shipped file ----------------------------------------------------------------------
 
+
 def export_generator(result: TrainResult, path: str | Path, *, dtype: torch.dtype = torch.float16) -> Path:
     """Write the EMA generator of ``result`` to ``path`` in GAN Atlas's StyleGAN2 format (float16 weights)."""
-    meta = {"training": result.config.to_dict(), "kimg": result.cur_nimg / 1000, "seconds": round(result.seconds, 1),
-            "data": "procedural faces (engine.data.procedural)"}
+    meta = {
+        "training": result.config.to_dict(),
+        "kimg": result.cur_nimg / 1000,
+        "seconds": round(result.seconds, 1),
+        "data": "procedural faces (engine.data.procedural)",
+    }
     result.G_ema.w_avg_source = "tracked during training (moving average of w)"
     return save_stylegan2(result.G_ema, path, meta=meta, dtype=dtype)

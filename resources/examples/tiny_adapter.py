@@ -4,6 +4,7 @@ Use it with:  python main.py render --model resources/examples/tiny_adapter.py -
 For your own model, build the module, load its weights (torch.load(..., weights_only=True)),
 and return it with its latent size.
 """
+
 import torch
 from torch import nn
 
@@ -13,9 +14,12 @@ class TinyGenerator(nn.Module):
         super().__init__()
         self.fc = nn.Linear(latent_dim, 64 * 4 * 4)
         self.body = nn.Sequential(
-            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
-            nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(16, 3, 3, 1, 1), nn.Tanh(),
+            nn.ConvTranspose2d(64, 32, 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(32, 16, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(16, 3, 3, 1, 1),
+            nn.Tanh(),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """Fixtures of the desktop tests: offscreen Qt, isolated settings, a tiny generator and set."""
+
 from __future__ import annotations
 
 import os

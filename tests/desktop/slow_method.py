@@ -5,6 +5,7 @@ It computes something real and checkable: the top-K principal directions of the 
 first-layer output over sampled z (power iterations on the Gram matrix, one step per yield),
 so partial results are genuine orthonormal direction sets whose eigenvalue estimates converge.
 """
+
 from __future__ import annotations
 
 import time
@@ -40,13 +41,22 @@ def run(gen, params: Params, *, device, state=None):
         partial = DirectionSet.latent(NAME, model_ref(gen), Q.T.cpu(), scores=eig.tolist(), params=params.__dict__)
         if params.delay:
             time.sleep(params.delay)
-        yield Progress(step, params.steps, stage="power", metrics={"residual": float((M @ Q - Q * eig).norm()),
-                                                                  "eigenvalues": eig.cpu().numpy()},
-                       partial=partial)
+        yield Progress(
+            step,
+            params.steps,
+            stage="power",
+            metrics={"residual": float((M @ Q - Q * eig).norm()), "eigenvalues": eig.cpu().numpy()},
+            partial=partial,
+        )
     return partial
 
 
 if NAME not in {m.name for m in methods()}:
-    register_method(NAME, Params, kind="latent", summary="test-only: power iteration on the first layer's Gram matrix",
-                    models=("dcgan",))(run)
+    register_method(
+        NAME,
+        Params,
+        kind="latent",
+        summary="test-only: power iteration on the first layer's Gram matrix",
+        models=("dcgan",),
+    )(run)
 SPEC = get_method(NAME)

@@ -1,4 +1,5 @@
 """The analysis views and panel (pytest-qt, offscreen) on the synthetic quadrant generator."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,8 +57,16 @@ def test_views_show_the_engine_results(qtbot, quad, lat):
     np.testing.assert_allclose(v.heatmap(), r.heatmap[1])
     assert "hottest 10%" in v.info.text()
 
-    r = run_job(realism.run(quad, lat, [0], realism.Params(samples=8, reference=8, steps=3),
-                            features=lambda x: x.mean((2, 3)), features_label="channel means"))
+    r = run_job(
+        realism.run(
+            quad,
+            lat,
+            [0],
+            realism.Params(samples=8, reference=8, steps=3),
+            features=lambda x: x.mean((2, 3)),
+            features_label="channel means",
+        )
+    )
     v = view_for(r)
     qtbot.addWidget(v)
     assert isinstance(v, RealismView) and len(v.curves) == 1

@@ -1,4 +1,5 @@
 """The editor driven through its real widgets (pytest-qt, offscreen)."""
+
 from __future__ import annotations
 
 import os
@@ -323,8 +324,9 @@ def test_style_model_spaces_truncation_and_layer_range(qtbot, make_window, share
 
     gen = load_generator(str(shared_fixtures / "rosinality_s32_narrow.pt"), device="cpu")
     g = torch.Generator().manual_seed(3)
-    wset = DirectionSet.latent("test-w", model_ref(gen), torch.randn(3, gen.w_dim, generator=g) * 2, space="w",
-                               range_=(-5.0, 5.0))
+    wset = DirectionSet.latent(
+        "test-w", model_ref(gen), torch.randn(3, gen.w_dim, generator=g) * 2, space="w", range_=(-5.0, 5.0)
+    )
     wset.save(tmp_path / "w.json")
     win = make_window([wset.path], gen=gen)
     entry = open_set(qtbot, win, wset)
@@ -414,8 +416,13 @@ def test_a_killed_session_loses_no_annotation(dirset, tmp_path):
     script = tmp_path / "crash.py"
     script.write_text(CRASH_SCRIPT)
     repo = Path(__file__).resolve().parents[2]
-    res = subprocess.run([sys.executable, str(script), str(dirset.path), str(repo)], capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    res = subprocess.run(
+        [sys.executable, str(script), str(dirset.path), str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert res.returncode == -9, res.stderr[-2000:]
     a = DirectionSet.load(dirset.path).directions[4].annotation
     assert (a.name, a.rating, a.notes) == ("eyebrows", 5, "only on seeds 0-3")

@@ -1,4 +1,5 @@
 """The discovery form is built from any method's frozen Params dataclass."""
+
 from __future__ import annotations
 
 import enum
@@ -42,12 +43,22 @@ def test_form_round_trips_every_field_kind(qtbot, tiny_gen):
     assert form.make_params() == AllKinds()
     layer_box = next(p for p in form.fields if p.name == "layer").widget
     assert [layer_box.itemText(i) for i in range(layer_box.count())][:2] == ["auto", "main.0"]  # editable layers
-    for name, value in [("k", 64), ("lr", 0.003), ("use_bn", False), ("distance", "alex"), ("norm", "no"),
-                        ("layer", "main.3"), ("label", "x y"), ("limit", 7), ("shifts", (-1.0, 0.0, 1.0)),
-                        ("mode", Mode.FAST)]:
+    for name, value in [
+        ("k", 64),
+        ("lr", 0.003),
+        ("use_bn", False),
+        ("distance", "alex"),
+        ("norm", "no"),
+        ("layer", "main.3"),
+        ("label", "x y"),
+        ("limit", 7),
+        ("shifts", (-1.0, 0.0, 1.0)),
+        ("mode", Mode.FAST),
+    ]:
         form.set_value(name, value)
-    assert form.make_params() == AllKinds(64, 0.003, False, "alex", "no", "main.3", "x y", 7, (-1.0, 0.0, 1.0),
-                                          Mode.FAST)
+    assert form.make_params() == AllKinds(
+        64, 0.003, False, "alex", "no", "main.3", "x y", 7, (-1.0, 0.0, 1.0), Mode.FAST
+    )
     form.set_value("limit", None)
     assert form.make_params().limit is None
     form.reset()

@@ -1,4 +1,5 @@
 """Open image…: project a photo on a worker, use it as the seed @name in preview, grid and exports."""
+
 from __future__ import annotations
 
 import imageio.v2 as iio
@@ -42,8 +43,12 @@ def test_project_a_photo_and_use_it_as_a_seed(qtbot, make_window, dirset, photo,
 
     qtbot.mouseClick(dlg.use_btn, Qt.MouseButton.LeftButton)
     assert win.preview.seeds.text() == "@face" and win.ws.images["face"] is lat  # named after its file
-    qtbot.waitUntil(lambda: win.preview.result is not None and "@face" in win.preview.canvas.caption
-                    and not win.preview.renderer.busy, timeout=10000)
+    qtbot.waitUntil(
+        lambda: (
+            win.preview.result is not None and "@face" in win.preview.canvas.caption and not win.preview.renderer.busy
+        ),
+        timeout=10000,
+    )
     assert np.array_equal(win.preview.image(), render_latent(win.ws.gen, lat)[0])
 
     # a direction shifts the projected image like any seed; before/after keeps the reconstruction

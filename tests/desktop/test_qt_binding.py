@@ -1,4 +1,5 @@
 """Guards against Qt-binding regressions that would crash the editor after minutes of use."""
+
 from __future__ import annotations
 
 import sys

@@ -11,6 +11,7 @@ channel F (the constant 1) carries the bias image. So:
 * shifting the bias channel's weight by ``sum_f h_f a mask_f`` is *exactly* the latent shift h;
 * scaling channel f's weight by (1 + t) multiplies z_f, which no latent shift can imitate.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -77,8 +78,9 @@ def latent_set(gen, vectors, range_=(-3.0, 3.0)) -> DirectionSet:
 
 
 def param_set(gen, deltas, range_=(-1.0, 1.0)) -> DirectionSet:
-    dirs = [Direction("param", layer="render", delta=torch.as_tensor(d, dtype=torch.float32), range=range_)
-            for d in deltas]
+    dirs = [
+        Direction("param", layer="render", delta=torch.as_tensor(d, dtype=torch.float32), range=range_) for d in deltas
+    ]
     return DirectionSet(method="test-param", model=model_ref(gen), directions=dirs)
 
 

@@ -14,12 +14,15 @@ def test_example_adapter_loads_as_a_generator():
     assert x.shape == (2, 3, 16, 16)
 
 
-@pytest.mark.parametrize("source, message", [
-    ("raise RuntimeError('boom')", "RuntimeError: boom"),
-    ("x = 1", "must define load_generator"),
-    ("def load_generator():\n    return 3", "must return"),
-    ("import torch\ndef load_generator():\n    return torch.nn.Identity(), 8", "output must be"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("raise RuntimeError('boom')", "RuntimeError: boom"),
+        ("x = 1", "must define load_generator"),
+        ("def load_generator():\n    return 3", "must return"),
+        ("import torch\ndef load_generator():\n    return torch.nn.Identity(), 8", "output must be"),
+    ],
+)
 def test_bad_adapters_give_clear_errors(tmp_path, source, message):
     p = tmp_path / "adapter.py"
     p.write_text(source)

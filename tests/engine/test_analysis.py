@@ -1,4 +1,5 @@
 """The analyses on a synthetic generator whose answers are known (tests/engine/analysis_toys.py)."""
+
 import json
 import math
 
@@ -162,11 +163,20 @@ def test_frechet_distance_closed_forms():
 
 def test_realism_grows_with_the_shift_with_a_random_feature_network(gen):
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.Tanh(), torch.nn.AdaptiveAvgPool2d(2),
-                              torch.nn.Flatten())
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.Tanh(), torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten()
+    )
     dset = latent_set(gen, [[1.0, 0, 0, 0]])
-    r = run_job(realism.run(gen, dset, None, realism.Params(samples=400, reference=400, steps=5, batch_size=100),
-                            features=net, features_label="random net"))
+    r = run_job(
+        realism.run(
+            gen,
+            dset,
+            None,
+            realism.Params(samples=400, reference=400, steps=5, batch_size=100),
+            features=net,
+            features_label="random net",
+        )
+    )
     d = r.distance[0]
     assert r.features_label == "random net" and r.shifts[0].tolist() == [-3, -1.5, 0, 1.5, 3]
     assert d[2] < 0.2 * min(d[1], d[3])  # t = 0: two unedited sets, only the sampling floor
@@ -201,8 +211,7 @@ def test_penultimate_features_are_the_input_of_the_last_linear():
 def test_an_edit_that_is_a_latent_shift_reproduces_and_a_scaling_does_not(gen):
     h = torch.tensor([0.8, -0.5, 0.3, 0.0])
     dset = param_set(gen, [latent_shift_delta(gen, h), scale_factor_delta(gen, 1)], range_=(-1.0, 1.0))
-    r = run_job(reproduce.run(gen, dset, None, reproduce.Params(steps=150, batch_size=16, lr=0.05,
-                                                               eval_samples=128)))
+    r = run_job(reproduce.run(gen, dset, None, reproduce.Params(steps=150, batch_size=16, lr=0.05, eval_samples=128)))
     assert r.space == "z"
     assert r.residual[0] < 1e-3  # G_{theta + xi}(z) = G(z + h) exactly
     assert r.residual[1] > 0.97  # (1 + t) z_1: the best latent shift is h = 0
@@ -231,10 +240,19 @@ def test_results_save_load_and_plot(gen, tmp_path):
         run_job(score.run(gen, dset, None, score.Params(seeds=4, steps=3), factors=exact_factors())),
         run_job(curves.run(gen, dset, None, curves.Params(seeds=2, steps=3, distance="pixel"))),
         run_job(locality.run(gen, dset, [1], locality.Params(samples=4, shifts=2))),
-        run_job(realism.run(gen, dset, [0], realism.Params(samples=8, reference=8, steps=3),
-                            features=lambda x: x.mean((2, 3)))),
-        run_job(reproduce.run(gen, param_set(gen, [scale_factor_delta(gen, 0)]), None,
-                              reproduce.Params(steps=3, batch_size=4, eval_samples=8))),
+        run_job(
+            realism.run(
+                gen, dset, [0], realism.Params(samples=8, reference=8, steps=3), features=lambda x: x.mean((2, 3))
+            )
+        ),
+        run_job(
+            reproduce.run(
+                gen,
+                param_set(gen, [scale_factor_delta(gen, 0)]),
+                None,
+                reproduce.Params(steps=3, batch_size=4, eval_samples=8),
+            )
+        ),
     ]
     for r in res:
         jpath, npath = r.save(tmp_path / f"{r.kind}.png")
@@ -277,8 +295,14 @@ def test_reproduce_in_w_and_w_plus_of_a_style_model():
     r_plus = run_job(reproduce.run(g, dset, None, reproduce.Params(**{**p.__dict__, "space": "w+"})))
     assert r_plus.space == "w+" and 0.5 < r_plus.residual[0] < 1.2
     with pytest.raises(AtlasError, match="no latent space 'w'"):
-        run_job(reproduce.run(QuadrantGenerator(), param_set(QuadrantGenerator(), [torch.zeros(5, 3, 16, 16)]),
-                              None, reproduce.Params(space="w", steps=1)))
+        run_job(
+            reproduce.run(
+                QuadrantGenerator(),
+                param_set(QuadrantGenerator(), [torch.zeros(5, 3, 16, 16)]),
+                None,
+                reproduce.Params(space="w", steps=1),
+            )
+        )
 
 
 def test_inception_features_read_the_weights_file_without_a_download(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """``main.py analyze`` and ``main.py score`` end to end on a tiny DCGAN checkpoint."""
+
 import importlib.util
 import json
 
@@ -27,8 +28,9 @@ def tiny(tmp_path):
     lat.save(tmp_path / "lat.json")
     w = gen.layer_weight("main.3").detach()
     delta = torch.randn(w.shape) * w.norm() / w.numel() ** 0.5
-    par = DirectionSet("test-param", model_ref(gen),
-                       [Direction("param", layer="main.3", delta=delta, range=(-0.5, 0.5))])
+    par = DirectionSet(
+        "test-param", model_ref(gen), [Direction("param", layer="main.3", delta=delta, range=(-0.5, 0.5))]
+    )
     par.save(tmp_path / "par.json")
     return str(ckpt), str(tmp_path / "lat.json"), str(tmp_path / "par.json")
 
@@ -40,8 +42,26 @@ def _analyze(*args):
 def test_analyze_curves_and_locality_write_png_json_npz(tiny, tmp_path, capsys):
     ckpt, lat, _ = tiny
     out = tmp_path / "res" / "curves.png"
-    assert _analyze("curves", "--model", ckpt, "--directions", lat, "--index", "0,2", "--seeds", "3",
-                    "--steps", "5", "--distance", "pixel", "--out", str(out)) == 0
+    assert (
+        _analyze(
+            "curves",
+            "--model",
+            ckpt,
+            "--directions",
+            lat,
+            "--index",
+            "0,2",
+            "--seeds",
+            "3",
+            "--steps",
+            "5",
+            "--distance",
+            "pixel",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "direction 0: pixel distance by t" in text and "direction 2" in text
     r = load_result(out.with_suffix(".json"))
@@ -52,8 +72,10 @@ def test_analyze_curves_and_locality_write_png_json_npz(tiny, tmp_path, capsys):
 
     # the set records the model's file: --model may be left out
     out = tmp_path / "loc.json"
-    assert _analyze("locality", "--directions", lat, "--index", "1", "--samples", "6", "--shifts", "3",
-                    "--out", str(out)) == 0
+    assert (
+        _analyze("locality", "--directions", lat, "--index", "1", "--samples", "6", "--shifts", "3", "--out", str(out))
+        == 0
+    )
     assert "hottest 10% of pixels" in capsys.readouterr().out
     r = load_result(out)
     assert r.heatmap.shape == (1, 16, 16) and (tmp_path / "loc.png").is_file()
@@ -62,8 +84,26 @@ def test_analyze_curves_and_locality_write_png_json_npz(tiny, tmp_path, capsys):
 def test_analyze_reproduce_and_its_errors(tiny, tmp_path, capsys):
     ckpt, lat, par = tiny
     out = tmp_path / "rep.png"
-    assert _analyze("reproduce", "--model", ckpt, "--directions", par, "--opt-steps", "5", "--t", "-0.4",
-                    "--set", "batch_size=4", "--set", "eval_samples=8", "--out", str(out)) == 0
+    assert (
+        _analyze(
+            "reproduce",
+            "--model",
+            ckpt,
+            "--directions",
+            par,
+            "--opt-steps",
+            "5",
+            "--t",
+            "-0.4",
+            "--set",
+            "batch_size=4",
+            "--set",
+            "eval_samples=8",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     line = capsys.readouterr().out.splitlines()[0]
     assert line.startswith("direction 0: t = -0.4, h in z: relative residual")
     r = load_result(out)
@@ -81,8 +121,22 @@ def test_analyze_reproduce_and_its_errors(tiny, tmp_path, capsys):
 def test_analyze_fid_without_inception_weights_says_which_file(tiny, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     ckpt, lat, _ = tiny
-    assert _analyze("fid", "--model", ckpt, "--directions", lat, "--samples", "4", "--reference", "4",
-                    "--out", str(tmp_path / "fid.png")) == 2
+    assert (
+        _analyze(
+            "fid",
+            "--model",
+            ckpt,
+            "--directions",
+            lat,
+            "--samples",
+            "4",
+            "--reference",
+            "4",
+            "--out",
+            str(tmp_path / "fid.png"),
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "pt_inception-2015-12-05-6726825d.pth" in err
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in err
@@ -90,8 +144,22 @@ def test_analyze_fid_without_inception_weights_says_which_file(tiny, tmp_path, m
 
 def test_score_cli(tiny, tmp_path, capsys):
     ckpt, lat, par = tiny
-    args = ["score", lat, par, "--model", ckpt, "--seeds", "4", "--steps", "3", "--device", "cpu", "--quiet",
-            "--out", str(tmp_path / "scores")]
+    args = [
+        "score",
+        lat,
+        par,
+        "--model",
+        ckpt,
+        "--seeds",
+        "4",
+        "--steps",
+        "3",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(tmp_path / "scores"),
+    ]
     if importlib.util.find_spec("engine.data") is None or importlib.util.find_spec("engine.data.regressor") is None:
         assert main(args) == 2
         assert "no procedural factor regressor" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 The generator here is the procedural renderer itself (factors = Phi(z)), so the right answers
 are known: latent axis f moves factor f alone.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -47,8 +48,15 @@ def test_axis_directions_of_the_renderer_are_pure_and_cover_every_factor(factors
 def test_regressor_feature_distance_grows_with_the_shift(factors):
     gen = ProceduralRenderer()
     dset = latent_set(gen, [np.eye(len(FACTOR_NAMES))[4]], range_=(-2.0, 2.0))
-    r = run_job(realism.run(gen, dset, None, realism.Params(samples=200, reference=200, steps=5, features="regressor",
-                                                            batch_size=100), factors=factors))
+    r = run_job(
+        realism.run(
+            gen,
+            dset,
+            None,
+            realism.Params(samples=200, reference=200, steps=5, features="regressor", batch_size=100),
+            factors=factors,
+        )
+    )
     d = r.distance[0]
     assert "penultimate" in r.features_label and r.features == "regressor"
     assert d[2] < d[1] < d[0] and d[2] < d[3] < d[4]

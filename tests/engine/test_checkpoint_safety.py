@@ -1,4 +1,5 @@
 """Damaged and hostile checkpoint files: clear one-line errors, and no code from a file ever runs."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,9 @@ from engine.errors import CheckpointError, UnsafePickleError
 from engine.models import load_generator
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-needs_fixtures = pytest.mark.skipif(not (FIXTURES / "manifest.json").is_file(),
-                                    reason=f"StyleGAN2 reference fixtures not found at {FIXTURES}")
+needs_fixtures = pytest.mark.skipif(
+    not (FIXTURES / "manifest.json").is_file(), reason=f"StyleGAN2 reference fixtures not found at {FIXTURES}"
+)
 
 
 @needs_fixtures
@@ -54,14 +56,21 @@ def test_pt_with_code_in_it_is_refused(tmp_path):
             return (Path.touch, (sentinel,))
 
     path = tmp_path / "evil.pt"
-    torch.save({"g_ema": {"style.1.weight": torch.zeros(2, 2), "input.input": torch.zeros(1)}, "x": Evil(),
-                "args": argparse.Namespace(size=4)}, path)
+    torch.save(
+        {
+            "g_ema": {"style.1.weight": torch.zeros(2, 2), "input.input": torch.zeros(1)},
+            "x": Evil(),
+            "args": argparse.Namespace(size=4),
+        },
+        path,
+    )
     with pytest.raises(CheckpointError, match="evil.pt"):
         load_generator(str(path), device="cpu")
     assert not sentinel.exists()
 
 
 # ---- NVIDIA pickles ----------------------------------------------------------------------------
+
 
 class _Call:
     """Pickles as a call of ``func(*args)``: what a hostile file would contain."""
@@ -93,8 +102,17 @@ def test_hostile_pickles_are_refused_before_anything_runs(tmp_path, protocol, ca
     for i, (global_name, payload) in enumerate(_hostile_payloads(sentinel)):
         path = tmp_path / f"evil{i}.pkl"
         # top level, and hidden inside an otherwise plausible snapshot
-        for j, obj in enumerate([payload, {"training_set_kwargs": {"resolution": 8}, "G": None,
-                                           "G_ema": {"state": [1, 2, payload]}, "augment_pipe": None}]):
+        for j, obj in enumerate(
+            [
+                payload,
+                {
+                    "training_set_kwargs": {"resolution": 8},
+                    "G": None,
+                    "G_ema": {"state": [1, 2, payload]},
+                    "augment_pipe": None,
+                },
+            ]
+        ):
             path.write_bytes(pickle.dumps(obj, protocol=protocol))
             with pytest.raises(UnsafePickleError) as info:
                 load_generator(str(path), device="cpu")
@@ -132,7 +150,7 @@ def test_module_src_is_never_executed(tmp_path):
         if op.name == "BINUNICODE" and isinstance(arg, str) and arg.startswith("# Copyright"):
             n = len(arg.encode("utf-8"))
             code = f"import pathlib; pathlib.Path({str(sentinel)!r}).touch()\n".encode()
-            data[pos + 5: pos + 5 + n] = code + b"#" * (n - len(code))
+            data[pos + 5 : pos + 5 + n] = code + b"#" * (n - len(code))
             replaced += 1
     assert replaced >= 1
     path = tmp_path / "src.pkl"
@@ -149,8 +167,12 @@ def test_module_src_is_never_executed(tmp_path):
 @needs_fixtures
 def test_truncated_and_garbage_pkl_are_clear_errors(tmp_path, capsys):
     data = (FIXTURES / "nvada_skip_res32.pkl").read_bytes()
-    for name, body in [("cut.pkl", data[: len(data) // 3]), ("tiny.pkl", data[:100]),
-                       ("junk.pkl", b"\x80\x04" + bytes(range(256)) * 10), ("text.pkl", b"not a pickle at all")]:
+    for name, body in [
+        ("cut.pkl", data[: len(data) // 3]),
+        ("tiny.pkl", data[:100]),
+        ("junk.pkl", b"\x80\x04" + bytes(range(256)) * 10),
+        ("text.pkl", b"not a pickle at all"),
+    ]:
         path = tmp_path / name
         path.write_bytes(body)
         with pytest.raises(CheckpointError, match=name) as info:
@@ -213,7 +235,9 @@ def test_pickle_cannot_tamper_with_the_allowed_stand_ins(tmp_path):
     """BUILD on an allowed global (e.g. new __defaults__ for a loader function) is refused."""
     import engine.checkpoints.nvidia_pkl as nv
 
-    before = {k: (getattr(v, "_fn", v), getattr(getattr(v, "_fn", v), "__defaults__", None)) for k, v in nv.ALLOWED.items()}
+    before = {
+        k: (getattr(v, "_fn", v), getattr(getattr(v, "_fn", v), "__defaults__", None)) for k, v in nv.ALLOWED.items()
+    }
     bodies = [
         b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nN}X\x0c\x00\x00\x00__defaults__K\x01\x85s\x86b.",
         b"\x80\x02cdnnlib.util\nEasyDict\nN}X\x08\x00\x00\x00__init__K\x01s\x86b.",
@@ -225,6 +249,8 @@ def test_pickle_cannot_tamper_with_the_allowed_stand_ins(tmp_path):
         path.write_bytes(body)
         with pytest.raises(CheckpointError, match=f"tamper{i}.pkl"):
             load_generator(str(path), device="cpu")
-    after = {k: (getattr(v, "_fn", v), getattr(getattr(v, "_fn", v), "__defaults__", None)) for k, v in nv.ALLOWED.items()}
+    after = {
+        k: (getattr(v, "_fn", v), getattr(getattr(v, "_fn", v), "__defaults__", None)) for k, v in nv.ALLOWED.items()
+    }
     assert before == after
     assert "__init__" not in nv.ALLOWED[("dnnlib.util", "EasyDict")].__dict__

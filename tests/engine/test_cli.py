@@ -1,4 +1,5 @@
 """The headless CLI: render seeds / grids, raw .npy output, one-line errors."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -36,12 +37,44 @@ def test_render_direction_grid(tmp_path, digiface):
     ds = DirectionSet.latent("test", {"name": digiface.name, "identity": digiface.identity}, torch.randn(4, 100))
     ds.save(tmp_path / "set.json")
     out = tmp_path / "dir.png"
-    assert main(["render", "--directions", str(tmp_path / "set.json"), "--index", "1,3", "--shifts", "-3:3:5",
-                 "--seeds", "0,1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "render",
+                "--directions",
+                str(tmp_path / "set.json"),
+                "--index",
+                "1,3",
+                "--shifts",
+                "-3:3:5",
+                "--seeds",
+                "0,1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).size == (5 * 66 + 2, 4 * 66 + 2)
     raw = tmp_path / "dir.npy"
-    assert main(["render", "--directions", str(tmp_path / "set.json"), "--index", "3", "--shifts", "-3:3:3",
-                 "--seeds", "0", "--out", str(raw)]) == 0
+    assert (
+        main(
+            [
+                "render",
+                "--directions",
+                str(tmp_path / "set.json"),
+                "--index",
+                "3",
+                "--shifts",
+                "-3:3:3",
+                "--seeds",
+                "0",
+                "--out",
+                str(raw),
+            ]
+        )
+        == 0
+    )
     arr = np.load(raw)
     with torch.no_grad():
         ref = digiface(digiface.seed_latents([0]) + 3.0 * ds.directions[3].vector)
@@ -60,8 +93,9 @@ def test_errors_are_one_line_and_nonzero(tmp_path, capsys):
 
 
 def test_process_exit_code_and_no_traceback(tmp_path):
-    res = subprocess.run([sys.executable, "main.py", "info", str(tmp_path / "missing.pkl")], cwd=REPO,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "main.py", "info", str(tmp_path / "missing.pkl")], cwd=REPO, capture_output=True, text=True
+    )
     assert res.returncode == 2
     assert "Traceback" not in res.stderr and "missing.pkl" in res.stderr
 

@@ -22,14 +22,25 @@ def test_digiface_output_matches_a_plain_torch_sequential(digiface):
     from torch import nn
 
     ref = nn.Sequential(
-        nn.ConvTranspose2d(100, 512, 4, 1, 0, bias=False), nn.BatchNorm2d(512), nn.ReLU(True),
-        nn.ConvTranspose2d(512, 256, 4, 2, 1, bias=False), nn.BatchNorm2d(256), nn.ReLU(True),
-        nn.ConvTranspose2d(256, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(True),
-        nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(True),
-        nn.ConvTranspose2d(64, 3, 4, 2, 1, bias=False), nn.Tanh(),
+        nn.ConvTranspose2d(100, 512, 4, 1, 0, bias=False),
+        nn.BatchNorm2d(512),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(512, 256, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(256),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(256, 128, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(128),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(64, 3, 4, 2, 1, bias=False),
+        nn.Tanh(),
     )
     path = importlib.resources.files("gan_face_generate") / "weights.tar"
-    ref.load_state_dict({k[5:]: v for k, v in torch.load(str(path), map_location="cpu", weights_only=True)["netG_state_dict"].items()})
+    ref.load_state_dict(
+        {k[5:]: v for k, v in torch.load(str(path), map_location="cpu", weights_only=True)["netG_state_dict"].items()}
+    )
     ref.eval()
     z = digiface.seed_latents([0, 1, 2])
     with torch.no_grad():

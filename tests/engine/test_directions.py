@@ -12,14 +12,25 @@ def make_set() -> DirectionSet:
     W = torch.randn(6, 4, 3, 3)
     U, S, Vh = torch.linalg.svd(W.reshape(6, -1), full_matrices=False)
     basis = ParamBasis("main.3", "svd", tuple(W.shape), float(W.norm()), {"U": U, "S": S, "V": Vh.T})
-    latent = [Direction("latent", vector=torch.randn(8), space="z", score=2.0, range=(-4, 4)),
-              Direction("latent", vector=torch.randn(16), space="w+", layers=(2, 5), score=1.0)]
-    param = [Direction("param", layer="main.3", basis="svd", vector=torch.eye(6)[0], score=float(S[0])),
-             Direction("param", layer="main.3", delta=torch.randn(6, 4, 3, 3), range=(-0.2, 0.2))]
-    ds = DirectionSet(method="test", model={"name": "tiny", "identity": "ab" * 32}, directions=latent + param,
-                      params={"k": 4}, bases={"svd": basis}, metrics={"rca": 0.5})
-    ds.directions[0].annotation = Annotation(name="smile", interpretable="yes", rating=4, notes="n", color="#ff0000",
-                                             tags=["face"])
+    latent = [
+        Direction("latent", vector=torch.randn(8), space="z", score=2.0, range=(-4, 4)),
+        Direction("latent", vector=torch.randn(16), space="w+", layers=(2, 5), score=1.0),
+    ]
+    param = [
+        Direction("param", layer="main.3", basis="svd", vector=torch.eye(6)[0], score=float(S[0])),
+        Direction("param", layer="main.3", delta=torch.randn(6, 4, 3, 3), range=(-0.2, 0.2)),
+    ]
+    ds = DirectionSet(
+        method="test",
+        model={"name": "tiny", "identity": "ab" * 32},
+        directions=latent + param,
+        params={"k": 4},
+        bases={"svd": basis},
+        metrics={"rca": 0.5},
+    )
+    ds.directions[0].annotation = Annotation(
+        name="smile", interpretable="yes", rating=4, notes="n", color="#ff0000", tags=["face"]
+    )
     return ds
 
 
@@ -31,8 +42,15 @@ def test_roundtrip_keeps_everything(tmp_path):
     assert back.model["identity"] == "ab" * 32
     assert len(back) == 4
     for a, b in zip(ds.directions, back.directions):
-        assert (a.kind, a.space, a.layers, a.layer, a.basis, a.score, a.range) == \
-               (b.kind, b.space, b.layers, b.layer, b.basis, b.score, b.range)
+        assert (a.kind, a.space, a.layers, a.layer, a.basis, a.score, a.range) == (
+            b.kind,
+            b.space,
+            b.layers,
+            b.layer,
+            b.basis,
+            b.score,
+            b.range,
+        )
         assert a.annotation == b.annotation
         for x, y in ((a.vector, b.vector), (a.delta, b.delta)):
             assert (x is None) == (y is None)
@@ -75,14 +93,27 @@ def test_resave_replaces_tensor_file_and_leaves_no_temporaries(tmp_path):
     torch.testing.assert_close(DirectionSet.load(tmp_path / "set.json").directions[0].vector, ds.directions[0].vector)
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"{ not json", "not JSON"),
-    (b"\xff\xfe\x00garbage", "not JSON"),
-    (json.dumps({"hello": 1}).encode(), "not a GAN Atlas direction set"),
-    (json.dumps({"format": "gan-atlas-directions", "version": 99}).encode(), "version 99"),
-    (json.dumps({"format": "gan-atlas-directions", "version": 1, "tensors": {"file": "x.safetensors"},
-                 "method": "m", "directions": []}).encode(), "missing"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"{ not json", "not JSON"),
+        (b"\xff\xfe\x00garbage", "not JSON"),
+        (json.dumps({"hello": 1}).encode(), "not a GAN Atlas direction set"),
+        (json.dumps({"format": "gan-atlas-directions", "version": 99}).encode(), "version 99"),
+        (
+            json.dumps(
+                {
+                    "format": "gan-atlas-directions",
+                    "version": 1,
+                    "tensors": {"file": "x.safetensors"},
+                    "method": "m",
+                    "directions": [],
+                }
+            ).encode(),
+            "missing",
+        ),
+    ],
+)
 def test_damaged_or_foreign_files_are_clear_errors(tmp_path, content, message):
     p = tmp_path / "bad.json"
     p.write_bytes(content)

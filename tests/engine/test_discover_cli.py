@@ -1,4 +1,5 @@
 """``main.py discover`` and ``main.py rca`` end to end on a tiny DCGAN checkpoint."""
+
 import json
 
 import pytest
@@ -22,14 +23,39 @@ def tiny_ckpt(tmp_path):
 
 
 def _discover(ckpt, tmp_path, *extra):
-    return main(["discover", "--model", ckpt, "--device", "cpu", "--threads", "1", "--quiet",
-                 "--checkpoint-dir", str(tmp_path / "jobs"), *extra])
+    return main(
+        [
+            "discover",
+            "--model",
+            ckpt,
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--quiet",
+            "--checkpoint-dir",
+            str(tmp_path / "jobs"),
+            *extra,
+        ]
+    )
 
 
 def test_latent_recon_cli_resume_and_rca(tiny_ckpt, tmp_path, capsys):
     out = tmp_path / "recon.json"
-    common = ["--method", "latent-recon", "--k", "3", "--set", "rca_samples=16", "--set", "checkpoint_every=2",
-              "--set", "batch_size=8", "--out", str(out)]
+    common = [
+        "--method",
+        "latent-recon",
+        "--k",
+        "3",
+        "--set",
+        "rca_samples=16",
+        "--set",
+        "checkpoint_every=2",
+        "--set",
+        "batch_size=8",
+        "--out",
+        str(out),
+    ]
     assert _discover(tiny_ckpt, tmp_path, *common, "--steps", "4") == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("latent-recon: 3 directions in") and "RCA" in line and "chance 0.333" in line
@@ -41,8 +67,10 @@ def test_latent_recon_cli_resume_and_rca(tiny_ckpt, tmp_path, capsys):
     dset = DirectionSet.load(out)
     assert dset.metrics["steps"] == 6 and dset.params["k"] == 3
 
-    assert main(["rca", str(out), "--steps", "3", "--samples", "16", "--threads", "1", "--quiet", "--json",
-                 "--record"]) == 0
+    assert (
+        main(["rca", str(out), "--steps", "3", "--samples", "16", "--threads", "1", "--quiet", "--json", "--record"])
+        == 0
+    )
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["K"] == 3 and 0 <= res["rca"] <= 1 and res["chance"] == pytest.approx(1 / 3)
     assert DirectionSet.load(out).metrics["rca_eval"]["steps"] == 3
@@ -51,8 +79,21 @@ def test_latent_recon_cli_resume_and_rca(tiny_ckpt, tmp_path, capsys):
 def test_sefa_and_ganspace_cli(tiny_ckpt, tmp_path, capsys):
     assert _discover(tiny_ckpt, tmp_path, "--method", "sefa", "--k", "4", "--out", str(tmp_path / "s.json")) == 0
     assert "top eigenvalues" in capsys.readouterr().out
-    assert _discover(tiny_ckpt, tmp_path, "--method", "ganspace", "--k", "3", "--set", "n_samples=300",
-                     "--out", str(tmp_path / "g.json")) == 0
+    assert (
+        _discover(
+            tiny_ckpt,
+            tmp_path,
+            "--method",
+            "ganspace",
+            "--k",
+            "3",
+            "--set",
+            "n_samples=300",
+            "--out",
+            str(tmp_path / "g.json"),
+        )
+        == 0
+    )
     assert "top variances" in capsys.readouterr().out
     assert len(DirectionSet.load(tmp_path / "g.json")) == 3
 
@@ -60,8 +101,12 @@ def test_sefa_and_ganspace_cli(tiny_ckpt, tmp_path, capsys):
 def test_bad_parameters_are_one_line_errors(tiny_ckpt, tmp_path, capsys):
     assert _discover(tiny_ckpt, tmp_path, "--method", "sefa", "--set", "nope=1", "--out", str(tmp_path / "x.json")) == 2
     assert "method 'sefa' has no parameter nope" in capsys.readouterr().err
-    assert _discover(tiny_ckpt, tmp_path, "--method", "latent-recon", "--baseline", "gaussian",
-                     "--out", str(tmp_path / "x.json")) == 2
+    assert (
+        _discover(
+            tiny_ckpt, tmp_path, "--method", "latent-recon", "--baseline", "gaussian", "--out", str(tmp_path / "x.json")
+        )
+        == 2
+    )
     assert "baseline='gaussian' is not allowed" in capsys.readouterr().err
     assert _discover(tiny_ckpt, tmp_path, "--method", "sefa", "--resume", "--out", str(tmp_path / "x.json")) == 2
     assert "not resumable" in capsys.readouterr().err

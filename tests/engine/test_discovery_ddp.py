@@ -1,4 +1,5 @@
 """Two CPU ranks (gloo) train latent-recon with DDP and end with identical directions and R."""
+
 import os
 import socket
 
@@ -10,8 +11,9 @@ pytestmark = pytest.mark.dist
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE="2")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2"
+    )
     torch.set_num_threads(1)
     from engine.discovery import get_method
     from engine.discovery.distributed import init_from_env, shutdown
@@ -26,9 +28,16 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     states = []
     dset = run_job(spec.run(tiny_dcgan(nz=8), params, device=device), lambda rec: states.append(rec.state))
     first_z = torch.randn(4, generator=stream_generator("train", params.seed, rank, 0))
-    torch.save({"A": torch.stack([d.vector for d in dset.directions]), "rca": dset.metrics["rca"],
-                "history": dset.metrics["history"]["loss"], "first_z": first_z,
-                "states": sum(s is not None for s in states)}, os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.save(
+        {
+            "A": torch.stack([d.vector for d in dset.directions]),
+            "rca": dset.metrics["rca"],
+            "history": dset.metrics["history"]["loss"],
+            "first_z": first_z,
+            "states": sum(s is not None for s in states),
+        },
+        os.path.join(out_dir, f"rank{rank}.pt"),
+    )
     shutdown()
 
 

@@ -1,4 +1,5 @@
 """Morph videos, grids and batch exports (engine.export) and the ``export`` command."""
+
 from __future__ import annotations
 
 import imageio.v2 as iio
@@ -98,8 +99,11 @@ def test_cancel_removes_partial_file(gen, dset, tmp_path):
 
 
 def test_grid_png(gen, dset, tmp_path):
-    out = run_job(export_grid(gen, gen.seed_latents([0, 1]), [dset[0], dset[1]], [-2, 0, 2], tmp_path / "g.png", size=32,
-                              smooth=False))
+    out = run_job(
+        export_grid(
+            gen, gen.seed_latents([0, 1]), [dset[0], dset[1]], [-2, 0, 2], tmp_path / "g.png", size=32, smooth=False
+        )
+    )
     img = iio.imread(out)
     assert img.shape[:2] == (4 * 34 + 2, 3 * 34 + 2)
 
@@ -122,15 +126,55 @@ def test_export_cli(gen, dset, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(cmd, "load_model_from_args", lambda args: gen)
     set_path = str(dset.path)
-    assert main(["export", "--directions", set_path, "--index", "0", "--seeds", "0,1", "--frames", "12",
-                 "--fps", "6", "--size", "16", "--out", str(tmp_path / "m.mp4")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--directions",
+                set_path,
+                "--index",
+                "0",
+                "--seeds",
+                "0,1",
+                "--frames",
+                "12",
+                "--fps",
+                "6",
+                "--size",
+                "16",
+                "--out",
+                str(tmp_path / "m.mp4"),
+            ]
+        )
+        == 0
+    )
     assert sum(1 for _ in iio.get_reader(tmp_path / "m.mp4")) == 12
-    assert main(["export", "-d", set_path, "--index", "0,2,3", "--frames", "9", "--size", "16",
-                 "--out", str(tmp_path / "p.gif")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "-d",
+                set_path,
+                "--index",
+                "0,2,3",
+                "--frames",
+                "9",
+                "--size",
+                "16",
+                "--out",
+                str(tmp_path / "p.gif"),
+            ]
+        )
+        == 0
+    )
     assert len(iio.mimread(tmp_path / "p.gif")) == 9
     assert main(["export", "-d", set_path, "--index", "0-1", "--shifts=-1:1:3", "--out", str(tmp_path / "g.png")]) == 0
     assert iio.imread(tmp_path / "g.png").shape[:2] == (2 * 18 + 2, 3 * 18 + 2)
     assert main(["export", "-d", set_path, "--interpretable", "--format", "png", "--out", str(tmp_path / "b")]) == 0
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["001-smile-wide.png", "003-direction.png", "index.csv"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "001-smile-wide.png",
+        "003-direction.png",
+        "index.csv",
+    ]
     assert main(["export", "-d", set_path, "--index", "9", "--out", str(tmp_path / "x.mp4")]) == 2
     assert "out of range" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """GANSpace: the streamed PCA equals numpy PCA of the same samples; regression equals numpy lstsq."""
+
 import numpy as np
 import pytest
 import torch
@@ -39,8 +40,15 @@ def test_pca_matches_numpy(solver):
     p = Params(k=5, n_samples=1500, batch_size=400, solver=solver)
     _, X = _samples(gen, p)
     mu, V, lam = _numpy_pca(X, 5)
-    mean, comps, var, total = run_job(streamed_pca(_dcgan_features(gen, p, torch.device("cpu")),
-                                                   _batches(p.n_samples, p.batch_size), 5, solver=solver, tol=1e-9))
+    mean, comps, var, total = run_job(
+        streamed_pca(
+            _dcgan_features(gen, p, torch.device("cpu")),
+            _batches(p.n_samples, p.batch_size),
+            5,
+            solver=solver,
+            tol=1e-9,
+        )
+    )
     np.testing.assert_allclose(mean.numpy(), mu, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(var.numpy(), lam, rtol=1e-4)
     np.testing.assert_allclose(np.abs(np.sum(comps.numpy() * V, axis=0)), 1.0, atol=1e-4)

@@ -1,4 +1,5 @@
 """engine/ never imports Qt: the import-linter contracts in pyproject.toml must hold."""
+
 import subprocess
 import sys
 from pathlib import Path

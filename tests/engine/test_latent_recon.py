@@ -1,4 +1,5 @@
 """Latent reconstructor: learning, baselines, resume after cancel, checkpoints, parameter checks."""
+
 import dataclasses
 
 import pytest
@@ -97,7 +98,7 @@ def test_param_pair_modes_agree_in_images_and_gradients(model):
     t = torch.tensor([0.1, -0.2, 0.05, 0.3])
     out = {}
     for mode in ("one", "two"):
-        deltas = (torch.randn(2, *W.shape, generator=torch.Generator().manual_seed(1)) * W.norm() / W.numel() ** 0.5)
+        deltas = torch.randn(2, *W.shape, generator=torch.Generator().manual_seed(1)) * W.norm() / W.numel() ** 0.5
         deltas.requires_grad_(True)
         x0, x1 = param_pair(gen, z, layer, deltas, k, t, mode=mode)
         (x1.square().sum() + x0.sum()).backward()
@@ -217,8 +218,11 @@ def test_rca_of_saved_latent_and_param_sets(tmp_path):
 
     layer = gen.default_edit_layer
     shape = gen.layer_weight(layer).shape
-    par = DirectionSet("param-svd", {"name": gen.name}, [
-        Direction("param", layer=layer, delta=torch.randn(shape), range=(-0.5, 0.5)) for _ in range(2)])
+    par = DirectionSet(
+        "param-svd",
+        {"name": gen.name},
+        [Direction("param", layer=layer, delta=torch.randn(shape), range=(-0.5, 0.5)) for _ in range(2)],
+    )
     pf = family_from_set(gen, par)
     assert isinstance(pf, ParamShifts) and pf.K == 2
     assert run_job(rca_of_set(gen, par, cfg)).K == 2

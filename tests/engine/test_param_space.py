@@ -4,6 +4,7 @@ Golden references: an explicitly built Hessian (column-by-column double backward
 ``lpips`` package's own forward), finite differences of gradients, an independent SVD. No
 network: LPIPS backbones are random (``pnet_rand``) or planted in a temporary TORCH_HOME.
 """
+
 from __future__ import annotations
 
 import urllib.error
@@ -60,7 +61,7 @@ def lpips_case():
     a = torch.zeros(n, requires_grad=True)
     x1 = gen(z, edit=ParamEdit.single(layer, a.reshape(W.shape), z.shape[0]))
     f = ref(x0, x1).mean()  # E_z LPIPS(G(z), G_{theta+a}(z)) with the package's own forward
-    g, = torch.autograd.grad(f, a, create_graph=True)
+    (g,) = torch.autograd.grad(f, a, create_graph=True)
     H = torch.stack([torch.autograd.grad(g, a, grad_outputs=e, retain_graph=True)[0] for e in torch.eye(n)])
     return gen, layer, dist, z, H.double()
 
@@ -127,8 +128,15 @@ def test_eigenpairs_equal_explicit_hessian(lpips_case):
     gen, layer, dist, z, H = lpips_case
     k = 3
     op = LayerHessian(gen, layer, dist, z)
-    res = run_job(lobpcg(op.matvec, torch.randn(H.shape[0], k + 3, generator=torch.Generator().manual_seed(0)),
-                         k, tol=1e-4, max_iter=60))
+    res = run_job(
+        lobpcg(
+            op.matvec,
+            torch.randn(H.shape[0], k + 3, generator=torch.Generator().manual_seed(0)),
+            k,
+            tol=1e-4,
+            max_iter=60,
+        )
+    )
     assert res.converged
     evals, evecs = torch.linalg.eigh(H)
     evals, evecs = evals.flip(0)[:k], evecs.flip(1)[:, :k]

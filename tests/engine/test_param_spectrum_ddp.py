@@ -1,4 +1,5 @@
 """Two CPU ranks (gloo) split the Hessian's latents; the eigenpairs equal the one-process run's."""
+
 import os
 import socket
 
@@ -13,8 +14,9 @@ PARAMS = dict(k=2, guard=2, layer="main.6", distance="pixel", samples=4, tol=1e-
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE="2")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2"
+    )
     torch.set_num_threads(1)
     from engine.discovery import get_method
     from engine.discovery.distributed import init_from_env, shutdown
@@ -24,8 +26,14 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     info, device = init_from_env("cpu")
     spec = get_method("param-spectrum")
     dset = run_job(spec.run(tiny_dcgan(ngf=4, n_up=2, seed=1), spec.make_params(**PARAMS), device=device))
-    torch.save({"eig": torch.tensor(dset.metrics["eigenvalues"]), "passes": dset.metrics["generator_forward_passes"],
-                "V": dset.bases["layer"].tensors["vectors"]}, os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.save(
+        {
+            "eig": torch.tensor(dset.metrics["eigenvalues"]),
+            "passes": dset.metrics["generator_forward_passes"],
+            "V": dset.bases["layer"].tensors["vectors"],
+        },
+        os.path.join(out_dir, f"rank{rank}.pt"),
+    )
     shutdown()
 
 

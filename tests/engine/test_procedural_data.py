@@ -1,4 +1,5 @@
 """The procedural face set: determinism, and each factor moving the picture the way it says."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -117,7 +118,7 @@ def test_rotation_is_clockwise_and_mirror_symmetric():
 def test_eye_distance_and_mouth():
     def eye_spread(img):
         m = dark_mask(img)
-        m[R // 2:] = False  # eyes are in the upper half of a centred face
+        m[R // 2 :] = False  # eyes are in the upper half of a centred face
         xs = np.nonzero(m)[1]
         return xs.max() - xs.min()
 

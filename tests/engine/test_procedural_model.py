@@ -1,4 +1,5 @@
 """The shipped procedural StyleGAN2: a built-in with w / w+, whose samples show the eight factors."""
+
 from __future__ import annotations
 
 import torch

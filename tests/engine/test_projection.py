@@ -1,4 +1,5 @@
 """Projection of images into tiny generators, pivotal tuning, and the .latent file."""
+
 from __future__ import annotations
 
 import copy
@@ -75,7 +76,9 @@ def tiny_stylegan2(seed: int = 0) -> StyleGAN2Generator:
     g = StyleGAN2Generator(cfg, name="tiny-sg2")
     with torch.no_grad():
         for name, p in g.named_parameters():
-            p.add_(torch.randn_like(p) * (0.03 if "noise_strength" in name else 0.1 * (p.std() if p.numel() > 1 else 1)))
+            p.add_(
+                torch.randn_like(p) * (0.03 if "noise_strength" in name else 0.1 * (p.std() if p.numel() > 1 else 1))
+            )
         g.w_avg.copy_(g.mapping(torch.randn(256, 8))[:, 0].mean(0))
     g.identity = f"tiny-sg2-{seed}"
     return g.eval()
@@ -123,8 +126,7 @@ def test_stylegan2_projection_in_w_and_w_plus_fits_and_keeps_noise_white():
     start = render_batch(gen, gen.w_avg[None], None, space="w")
     start_psnr = psnr(start, torch.from_numpy(target).permute(2, 0, 1)[None].float() / 127.5 - 1).item()
     for space in ("w", "w+"):
-        lat = run_job(project(gen, target, ProjectParams(space=space, steps=80, stats_samples=300),
-                              distance="pixel"))
+        lat = run_job(project(gen, target, ProjectParams(space=space, steps=80, stats_samples=300), distance="pixel"))
         assert lat.space == space
         assert lat.code.shape == ((1, 8) if space == "w" else (1, gen.num_ws, 8))
         assert lat.metrics["psnr"] > start_psnr + 8
@@ -132,7 +134,9 @@ def test_stylegan2_projection_in_w_and_w_plus_fits_and_keeps_noise_white():
         for v in lat.noise.values():  # renormalised every step
             assert abs(float(v.mean())) < 1e-4 and abs(float(v.square().mean()) - 1) < 1e-3
         # what the file will render is what was measured
-        again = psnr(render_latent(gen, lat, raw=True), torch.from_numpy(target).permute(2, 0, 1)[None].float() / 127.5 - 1)
+        again = psnr(
+            render_latent(gen, lat, raw=True), torch.from_numpy(target).permute(2, 0, 1)[None].float() / 127.5 - 1
+        )
         assert abs(again.item() - lat.metrics["psnr"]) < 1e-3
     for k, v in gen.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -146,8 +150,9 @@ def test_projected_noise_maps_are_used_when_rendering():
     with torch.no_grad():
         own = render_latent(gen, lat, raw=True)
         const = render_batch(gen, w, None, space="w")
-        direct = gen.synthesis(w.unsqueeze(1).expand(-1, gen.num_ws, -1),
-                               noise={k: v.unsqueeze(1) for k, v in maps.items()})
+        direct = gen.synthesis(
+            w.unsqueeze(1).expand(-1, gen.num_ws, -1), noise={k: v.unsqueeze(1) for k, v in maps.items()}
+        )
     torch.testing.assert_close(own, direct)
     assert (own - const).abs().max() > 1e-3
     # in one batch with a plain seed, each row keeps its own noise
@@ -180,8 +185,9 @@ def test_fits_with_an_lpips_distance_and_tunes_with_locality():
     target = image_of(gen, gen.seed_latents([2]))
     lat = run_job(project(gen, target, ProjectParams(steps=6, candidates=4, starts=2), distance=lpips))
     assert lat.metrics["distance_name"] == "lpips-alex" and lat.metrics["distance"] >= 0
-    tuned = run_job(tune(gen, lat, target, TuneParams(steps=3, locality_weight=0.1, locality_alpha=2.0),
-                         distance=lpips))
+    tuned = run_job(
+        tune(gen, lat, target, TuneParams(steps=3, locality_weight=0.1, locality_alpha=2.0), distance=lpips)
+    )
     assert tuned.tuned and tuned.metrics["tuned_distance_name"] == "lpips-alex"
 
 
@@ -189,6 +195,7 @@ def test_schedule_and_regularisers():
     lrs = [learning_rate(s, 100, 0.1, 0.05, 0.25) for s in range(100)]
     assert lrs[0] == 0 and max(lrs) == pytest.approx(0.1) and lrs[-1] < 0.002
     assert np.argmax(lrs) >= 5
+
     def unit(v):
         v = v - v.mean()
         return v / v.square().mean().sqrt()
@@ -214,8 +221,10 @@ def test_cancel_mid_projection_leaves_the_model_untouched():
         seen.append(rec.step)
         return rec.step < 3
 
-    assert run_job(project(gen, target, ProjectParams(steps=200, stats_samples=200), distance="pixel"),
-                   stop_after_three) is None
+    assert (
+        run_job(project(gen, target, ProjectParams(steps=200, stats_samples=200), distance="pixel"), stop_after_three)
+        is None
+    )
     assert max(seen) == 3
     for k, v in gen.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -228,12 +237,12 @@ def _bands(path, w, h, horizontal=True):
     a = np.zeros((h, w, 3), np.uint8)
     if horizontal:  # left red, middle green, right blue
         a[:, : w // 3, 0] = 255
-        a[:, w // 3: 2 * w // 3, 1] = 255
-        a[:, 2 * w // 3:, 2] = 255
+        a[:, w // 3 : 2 * w // 3, 1] = 255
+        a[:, 2 * w // 3 :, 2] = 255
     else:
         a[: h // 3, :, 0] = 255
-        a[h // 3: 2 * h // 3, :, 1] = 255
-        a[2 * h // 3:, :, 2] = 255
+        a[h // 3 : 2 * h // 3, :, 1] = 255
+        a[2 * h // 3 :, :, 2] = 255
     Image.fromarray(a).save(path)
     return path
 
@@ -276,8 +285,16 @@ def test_tuning_improves_the_fit_and_renders_with_edits_on_top():
     photo = (np.indices((16, 16)).sum(0) * 8 % 256).astype(np.uint8)[..., None].repeat(3, 2)
     photo[..., 1] = 90
     before = copy.deepcopy(gen.state_dict())
-    lat = run_job(project_image(gen, photo, ProjectParams(steps=60, candidates=16, starts=2),
-                                tune_params=TuneParams(steps=60, lr=3e-3), distance="pixel", tune_distance="pixel"))
+    lat = run_job(
+        project_image(
+            gen,
+            photo,
+            ProjectParams(steps=60, candidates=16, starts=2),
+            tune_params=TuneParams(steps=60, lr=3e-3),
+            distance="pixel",
+            tune_distance="pixel",
+        )
+    )
     assert lat.tuned and set(lat.tuning) == {i.name for i in gen.editable_layers()}
     assert lat.metrics["tuned_psnr"] > lat.metrics["psnr"] + 1.0
     for k, v in gen.state_dict().items():
@@ -314,9 +331,14 @@ def test_tune_checks_its_layers():
 def _latent_for(gen, tuned=True) -> Latent:
     code = gen.seed_latents([4])
     tuning = {"main.3": torch.randn(gen.layer_weight("main.3").shape)} if tuned else {}
-    return Latent(code, "z", {"name": gen.name, "identity": gen.identity, "source": gen.source},
-                  image={"path": "/photos/face.png", "size": [640, 480]},
-                  metrics={"distance": 0.01, "distance_name": "pixel MSE", "psnr": 30.0}, tuning=tuning)
+    return Latent(
+        code,
+        "z",
+        {"name": gen.name, "identity": gen.identity, "source": gen.source},
+        image={"path": "/photos/face.png", "size": [640, 480]},
+        metrics={"distance": 0.01, "distance_name": "pixel MSE", "psnr": 30.0},
+        tuning=tuning,
+    )
 
 
 def test_latent_file_round_trip(tmp_path):

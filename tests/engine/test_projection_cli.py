@@ -1,4 +1,5 @@
 """``main.py project``, then ``render`` / ``export --latent`` of the result, on a tiny checkpoint."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,9 +32,33 @@ def test_project_then_render_and_export_the_latent(tmp_path, tiny_checkpoint, ca
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (40, 70, 3), dtype=np.uint8)).save(photo)
     out = tmp_path / "photo.latent"
-    assert main(["project", "--model", str(tiny_checkpoint), "--image", str(photo), "--steps", "15",
-                 "--starts", "2", "--distance", "pixel", "--tune", "--tune-steps", "5", "--threads", "1",
-                 "--compare", str(tmp_path / "cmp.png"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "project",
+                "--model",
+                str(tiny_checkpoint),
+                "--image",
+                str(photo),
+                "--steps",
+                "15",
+                "--starts",
+                "2",
+                "--distance",
+                "pixel",
+                "--tune",
+                "--tune-steps",
+                "5",
+                "--threads",
+                "1",
+                "--compare",
+                str(tmp_path / "cmp.png"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "reconstruction: pixel MSE" in text and "PSNR" in text and "after tuning" in text
     gen = load_generator(str(tiny_checkpoint), device="cpu")
@@ -52,24 +77,67 @@ def test_project_then_render_and_export_the_latent(tmp_path, tiny_checkpoint, ca
     dset = DirectionSet.latent("test", model_ref(gen), torch.eye(8)[:2], range_=(-3.0, 3.0))
     dset.save(tmp_path / "dirs.json")
     grid = tmp_path / "grid.npy"
-    assert main(["render", "--model", str(tiny_checkpoint), "--latent", str(out), "--directions",
-                 str(tmp_path / "dirs.json"), "--index", "0", "--shifts", "-2:2:3", "--out", str(grid)]) == 0
+    assert (
+        main(
+            [
+                "render",
+                "--model",
+                str(tiny_checkpoint),
+                "--latent",
+                str(out),
+                "--directions",
+                str(tmp_path / "dirs.json"),
+                "--index",
+                "0",
+                "--shifts",
+                "-2:2:3",
+                "--out",
+                str(grid),
+            ]
+        )
+        == 0
+    )
     g = np.load(grid)
     assert g.shape == (3, 3, 16, 16)
     np.testing.assert_allclose(g[1], np.load(raw)[0], atol=1e-5)  # t = 0 is the reconstruction
     gif = tmp_path / "edit.gif"
-    assert main(["export", "--model", str(tiny_checkpoint), "--latent", str(out), "--directions",
-                 str(tmp_path / "dirs.json"), "--index", "1", "--frames", "4", "--size", "16", "--out", str(gif)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                str(tiny_checkpoint),
+                "--latent",
+                str(out),
+                "--directions",
+                str(tmp_path / "dirs.json"),
+                "--index",
+                "1",
+                "--frames",
+                "4",
+                "--size",
+                "16",
+                "--out",
+                str(gif),
+            ]
+        )
+        == 0
+    )
     assert gif.stat().st_size > 0
 
 
 def test_project_errors_are_one_line(tmp_path, tiny_checkpoint, capsys):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    assert main(["project", "--model", str(tiny_checkpoint), "--image", str(bad), "--out", str(tmp_path / "x.latent")]) == 2
+    assert (
+        main(["project", "--model", str(tiny_checkpoint), "--image", str(bad), "--out", str(tmp_path / "x.latent")])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "broken.png: not a readable image" in err and "\n" not in err
-    assert main(["project", "--model", str(tiny_checkpoint), "--image", str(bad), "--out", str(tmp_path / "x.npy")]) == 2
+    assert (
+        main(["project", "--model", str(tiny_checkpoint), "--image", str(bad), "--out", str(tmp_path / "x.npy")]) == 2
+    )
     assert "must end with one of .latent" in capsys.readouterr().err
     # a latent of another model is refused by render
     other = tmp_path / "other.pt"
@@ -78,10 +146,30 @@ def test_project_errors_are_one_line(tmp_path, tiny_checkpoint, capsys):
     photo = tmp_path / "p.png"
     Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(photo)
     lat = tmp_path / "p.latent"
-    assert main(["project", "--model", str(other), "--image", str(photo), "--steps", "2", "--starts", "1",
-                 "--distance", "pixel", "--out", str(lat)]) == 0
+    assert (
+        main(
+            [
+                "project",
+                "--model",
+                str(other),
+                "--image",
+                str(photo),
+                "--steps",
+                "2",
+                "--starts",
+                "1",
+                "--distance",
+                "pixel",
+                "--out",
+                str(lat),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["render", "--model", str(tiny_checkpoint), "--latent", str(lat), "--out", str(tmp_path / "r.png")]) == 2
+    assert (
+        main(["render", "--model", str(tiny_checkpoint), "--latent", str(lat), "--out", str(tmp_path / "r.png")]) == 2
+    )
     assert "p.latent was projected on model 'other'" in capsys.readouterr().err
 
 

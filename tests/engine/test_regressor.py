@@ -1,4 +1,5 @@
 """The factor regressor: the shipped weights read the factors back from held-out images."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -57,7 +57,7 @@ def test_param_edits_in_an_adapter_model_equal_patching():
         pairs = [(dirs[0], 0.7), (dirs[1], -0.4), (dirs[0], -1.0)]
         with torch.no_grad():
             batched = render_batch(gen, z, [[p] for p in pairs])
-        expected = torch.cat([patched_render(gen, z[i:i + 1], d, t) for i, (d, t) in enumerate(pairs)])
+        expected = torch.cat([patched_render(gen, z[i : i + 1], d, t) for i, (d, t) in enumerate(pairs)])
         torch.testing.assert_close(batched, expected, atol=2e-5, rtol=0)
 
 
@@ -127,8 +127,12 @@ def test_materialize_expands_basis_directions(tiny_dcgan):
 
     W = tiny_dcgan.layer_weight("main.3").detach()
     U, S, Vh = torch.linalg.svd(W.reshape(W.shape[0], -1), full_matrices=False)
-    ds = DirectionSet("m", {}, [Direction("param", layer="main.3", basis="b", vector=torch.eye(len(S))[1])],
-                      bases={"b": ParamBasis("main.3", "svd", tuple(W.shape), float(W.norm()), {"U": U, "S": S, "V": Vh.T})})
+    ds = DirectionSet(
+        "m",
+        {},
+        [Direction("param", layer="main.3", basis="b", vector=torch.eye(len(S))[1])],
+        bases={"b": ParamBasis("main.3", "svd", tuple(W.shape), float(W.norm()), {"U": U, "S": S, "V": Vh.T})},
+    )
     d = materialize(ds, 0)
     assert d.delta.shape == W.shape and materialize(ds, 0) is d
     assert d.delta.norm().item() == pytest.approx(W.norm().item(), rel=1e-5)

@@ -1,4 +1,5 @@
 """SeFa: golden test against an independent SVD of the same linear map."""
+
 import numpy as np
 import pytest
 import torch

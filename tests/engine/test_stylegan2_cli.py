@@ -1,4 +1,5 @@
 """``main.py render`` / ``info`` on the StyleGAN2 reference fixtures."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,18 +11,24 @@ from PIL import Image
 from cli.main import main
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-pytestmark = pytest.mark.skipif(not (FIXTURES / "manifest.json").is_file(),
-                                reason=f"StyleGAN2 reference fixtures not found at {FIXTURES}")
+pytestmark = pytest.mark.skipif(
+    not (FIXTURES / "manifest.json").is_file(), reason=f"StyleGAN2 reference fixtures not found at {FIXTURES}"
+)
 ROS = str(FIXTURES / "rosinality_s32_narrow.pt")
 
 
 def test_render_seeds_png_in_w_with_truncation_and_without_noise(tmp_path):
     out = tmp_path / "x.png"
-    assert main(["render", "--model", ROS, "--seeds", "0-3", "--truncation", "0.7", "--space", "w", "--out", str(out)]) == 0
+    assert (
+        main(["render", "--model", ROS, "--seeds", "0-3", "--truncation", "0.7", "--space", "w", "--out", str(out)])
+        == 0
+    )
     assert Image.open(out).size == (2 * 34 + 2, 2 * 34 + 2)
     raw = tmp_path / "x.npy"
-    assert main(["render", "--model", ROS, "--seeds", "0-3", "--truncation", "0.7", "--space", "w",
-                 "--out", str(raw)]) == 0
+    assert (
+        main(["render", "--model", ROS, "--seeds", "0-3", "--truncation", "0.7", "--space", "w", "--out", str(raw)])
+        == 0
+    )
     e = np.load(FIXTURES / "rosinality_s32_narrow_expected.npz")
     assert np.abs(np.load(raw) - e["img_psi07"]).max() < 1e-4
     none = tmp_path / "none.npy"
@@ -37,6 +44,8 @@ def test_render_latents_npy_to_raw_npy(tmp_path):
     assert main(["render", "--model", model, "--latents", str(tmp_path / "z.npy"), "--out", str(out)]) == 0
     assert np.abs(np.load(out) - e["img_psi1"]).max() < 1e-4
     np.save(tmp_path / "ws.npy", e["ws_mix"])  # mixed styles, given in w+
-    assert main(["render", "--model", model, "--latents", str(tmp_path / "ws.npy"), "--space", "w+",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["render", "--model", model, "--latents", str(tmp_path / "ws.npy"), "--space", "w+", "--out", str(out)])
+        == 0
+    )
     assert np.abs(np.load(out) - e["img_mix"]).max() < 1e-4

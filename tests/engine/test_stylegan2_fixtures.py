@@ -4,6 +4,7 @@ The fixtures (``../shared/fixtures``, see its README) are small generators saved
 stylegan2-pytorch and NVIDIA's stylegan2-ada-pytorch, with their expected ws and images for fixed
 z. We load every file through ``load_generator`` and compare everything at atol 1e-4.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,9 @@ from engine.models import load_generator
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 ATOL = 1e-4
 
-pytestmark = pytest.mark.skipif(not (FIXTURES / "manifest.json").is_file(),
-                                reason=f"StyleGAN2 reference fixtures not found at {FIXTURES}")
+pytestmark = pytest.mark.skipif(
+    not (FIXTURES / "manifest.json").is_file(), reason=f"StyleGAN2 reference fixtures not found at {FIXTURES}"
+)
 
 
 def manifest() -> dict:
@@ -82,7 +84,9 @@ def test_rosinality_fixture_matches_reference(name):
     m = manifest()[name]
     d = g.describe()
     assert d["format"].startswith("rosinality-stylegan2")
-    assert g.resolution == e["img_psi1"].shape[-1] and g.num_ws == e["ws_psi1"].shape[1] == m.get("num_ws", m.get("n_latent"))
+    assert g.resolution == e["img_psi1"].shape[-1] and g.num_ws == e["ws_psi1"].shape[1] == m.get(
+        "num_ws", m.get("n_latent")
+    )
     assert g.config.channels == {int(r): c for r, c in m["channels"].items()}
     if not g.w_avg_source.startswith("computed"):
         assert "latent_avg stored" in g.w_avg_source
@@ -145,8 +149,11 @@ def test_nvidia_fixture_matches_reference(name):
     assert c.architecture == sk.get("architecture", "skip") and c.conv_clamp == sk["conv_clamp"]
     assert c.channels == {int(r): v for r, v in m["channels"].items()}
     assert list(c.fp16_resolutions) == m["fp16_blocks"] or [f"b{r}" for r in c.fp16_resolutions] == m["fp16_blocks"]
-    assert (c.z_dim, c.w_dim, c.mapping_layers) == (m["G_init_kwargs"]["z_dim"], m["G_init_kwargs"]["w_dim"],
-                                                    m["G_init_kwargs"]["mapping_kwargs"]["num_layers"])
+    assert (c.z_dim, c.w_dim, c.mapping_layers) == (
+        m["G_init_kwargs"]["z_dim"],
+        m["G_init_kwargs"]["w_dim"],
+        m["G_init_kwargs"]["mapping_kwargs"]["num_layers"],
+    )
     assert g.w_avg_source.startswith("mapping.w_avg")
     np.testing.assert_array_equal(g.truncation_center.numpy(), e["w_avg"])
     # we compute fp16 blocks in float32: compare with the reference's force_fp32 outputs
@@ -178,8 +185,19 @@ def test_nvidia_info_reports_the_inferred_architecture(capsys):
 
     assert main(["info", str(FIXTURES / "nvada_skip_res64_fp16.pkl")]) == 0
     out = capsys.readouterr().out
-    for text in ("architecture", "skip", "num_ws", "fp16_blocks", "b8, b16, b32, b64", "conv_clamp", "256",
-                 "mapping.w_avg", "synthesis.b16.conv0", "(default)", "64px: 16"):
+    for text in (
+        "architecture",
+        "skip",
+        "num_ws",
+        "fp16_blocks",
+        "b8, b16, b32, b64",
+        "conv_clamp",
+        "256",
+        "mapping.w_avg",
+        "synthesis.b16.conv0",
+        "(default)",
+        "64px: 16",
+    ):
         assert text in out, text
     d = load("nvada_resnet_res32").describe()
     assert d["architecture"] == "resnet" and d["num_ws"] == 8
@@ -202,8 +220,10 @@ def test_same_network_in_both_formats_gives_the_same_images():
     names = [("conv1", "synthesis_net.b4.conv1", 0)]
     rgbs = [("to_rgb1", "synthesis_net.b4.torgb")]
     for j, r in enumerate(c.block_resolutions[1:]):
-        names += [(f"convs.{2 * j}", f"synthesis_net.b{r}.conv0", 2 * j + 1),
-                  (f"convs.{2 * j + 1}", f"synthesis_net.b{r}.conv1", 2 * j + 2)]
+        names += [
+            (f"convs.{2 * j}", f"synthesis_net.b{r}.conv0", 2 * j + 1),
+            (f"convs.{2 * j + 1}", f"synthesis_net.b{r}.conv1", 2 * j + 2),
+        ]
         rgbs.append((f"to_rgbs.{j}", f"synthesis_net.b{r}.torgb"))
     for src, dst, n in names:
         ros[f"{src}.conv.weight"] = sd[f"{dst}.weight"][None]

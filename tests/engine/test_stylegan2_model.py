@@ -1,4 +1,5 @@
 """Our StyleGAN2 model on tiny random configurations: shapes, training, noise, edits, Hessians."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,9 @@ from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 def tiny(arch: str = "skip", clamp: float | None = None, seed: int = 0, R: int = 16) -> StyleGAN2Generator:
     torch.manual_seed(seed)
-    cfg = StyleGAN2Config.standard(R, channel_base=128, channel_max=16, z_dim=12, w_dim=10, mapping_layers=2,
-                                   architecture=arch, conv_clamp=clamp)
+    cfg = StyleGAN2Config.standard(
+        R, channel_base=128, channel_max=16, z_dim=12, w_dim=10, mapping_layers=2, architecture=arch, conv_clamp=clamp
+    )
     g = StyleGAN2Generator(cfg)
     with torch.no_grad():  # move everything off its init value so every term matters
         for name, p in g.named_parameters():
@@ -141,8 +143,8 @@ def test_batched_param_edit_equals_patched_weight(layer):
     with torch.no_grad():
         batched = g.synthesis(ws, edit=ParamEdit(layer, deltas, index, t))
     for b in range(5):
-        ref = _patched(g, layer, deltas[index[b]], float(t[b]), ws[b:b + 1])
-        assert torch.allclose(batched[b:b + 1], ref, atol=2e-5), (b, (batched[b:b + 1] - ref).abs().max())
+        ref = _patched(g, layer, deltas[index[b]], float(t[b]), ws[b : b + 1])
+        assert torch.allclose(batched[b : b + 1], ref, atol=2e-5), (b, (batched[b : b + 1] - ref).abs().max())
     plain = g.synthesis(ws).detach()
     assert torch.allclose(batched[3], plain[3], atol=1e-5)  # t = 0
     assert not torch.allclose(batched[0], plain[0], atol=1e-3)

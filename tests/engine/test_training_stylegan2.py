@@ -1,5 +1,6 @@
 """StyleGAN2 training on the procedural set: steps run, checkpoints resume to the same state,
 a cancelled job leaves a resumable checkpoint, and the exported file loads as a generator."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,9 +11,21 @@ from engine.models import load_generator
 from engine.training.discriminator import Discriminator, DiscriminatorConfig, minibatch_stddev
 from engine.training.stylegan2 import TrainConfig, export_generator, load_state, train
 
-TINY = dict(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, batch_size=4, mbstd_group=2,
-            g_channels={4: 16, 8: 8, 16: 8}, d_channels={4: 16, 8: 8, 16: 8},
-            sample_every_kimg=0.008, sample_grid=2, r1_interval=2, pl_weight=2.0, pl_interval=2)
+TINY = dict(
+    resolution=16,
+    z_dim=16,
+    w_dim=16,
+    mapping_layers=2,
+    batch_size=4,
+    mbstd_group=2,
+    g_channels={4: 16, 8: 8, 16: 8},
+    d_channels={4: 16, 8: 8, 16: 8},
+    sample_every_kimg=0.008,
+    sample_grid=2,
+    r1_interval=2,
+    pl_weight=2.0,
+    pl_interval=2,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -95,8 +108,23 @@ def test_train_cli_writes_the_generator_and_refuses_bad_settings(tmp_path, capsy
 
     over = json.dumps({k: v for k, v in TINY.items() if k not in ("resolution", "batch_size")})
     out = tmp_path / "g.pt"
-    args = ["train", "--data", "procedural", "--out", str(out), "--res", "16", "--batch", "4", "--kimg", "0.008",
-            "--threads", "1", "--config", over]
+    args = [
+        "train",
+        "--data",
+        "procedural",
+        "--out",
+        str(out),
+        "--res",
+        "16",
+        "--batch",
+        "4",
+        "--kimg",
+        "0.008",
+        "--threads",
+        "1",
+        "--config",
+        over,
+    ]
     assert main(args) == 0
     gen = load_generator(str(out), device="cpu")
     assert gen.resolution == 16 and gen.meta["kimg"] == 0.008

@@ -1,4 +1,5 @@
 """Tiny generators with random weights for fast engine tests (no files, no downloads)."""
+
 from __future__ import annotations
 
 import torch
