@@ -127,6 +127,7 @@ def run(args) -> int:
     info, device = init_from_env(args.device)
     try:
         gen = load_generator(args.model, device=device)
+        spec.check_model(gen)
         key = job_key(gen, spec.name, params, world_size=info.world_size)
         ckpt = checkpoint_path(spec.name, key, args.checkpoint_dir)
         state = None

@@ -51,15 +51,6 @@ pg.setConfigOptions(antialias=True)
 MAX_CURVES = 6
 
 
-def model_kind(gen) -> str:
-    """The model kind a ``MethodSpec.models`` list names ("dcgan", "stylegan2", "adapter", ...)."""
-    kind = getattr(gen, "kind", None)
-    if kind:
-        return str(kind)
-    name = type(gen).__name__.lower()
-    return name[: -len("generator")] if name.endswith("generator") else name
-
-
 def _is_scalar(v) -> bool:
     if isinstance(v, bool):
         return False
@@ -465,15 +456,14 @@ class DiscoveryPanel(QWidget):
         current = self.method.currentData()
         self.method.blockSignals(True)
         self.method.clear()
-        kind = model_kind(self.ws.gen) if self.ws.gen is not None else ""
+        gen = self.ws.gen
         for spec in methods():
             self.method.addItem(f"{spec.name}  ({spec.kind})", spec.name)
             i = self.method.count() - 1
-            if spec.models and kind and kind not in spec.models:
+            reason = spec.unsupported_reason(gen) if gen is not None else None
+            if reason:
                 self.method.model().item(i).setEnabled(False)
-                self.method.setItemData(
-                    i, f"works on {', '.join(spec.models)} models, not {kind}", Qt.ItemDataRole.ToolTipRole
-                )
+                self.method.setItemData(i, reason, Qt.ItemDataRole.ToolTipRole)
         self.method.blockSignals(False)
         i = self.method.findData(current)
         self.method.setCurrentIndex(i if i >= 0 else 0)
@@ -494,7 +484,8 @@ class DiscoveryPanel(QWidget):
             self.start_btn.setEnabled(False)
             return
         spec = next(s for s in methods() if s.name == name)
-        self.summary.setText(f"{spec.summary}" + (f" — models: {', '.join(spec.models)}" if spec.models else ""))
+        needs = " or ".join(c.replace("_", " ") for c in spec.requires)
+        self.summary.setText(f"{spec.summary}" + (f" — needs {needs}" if needs else ""))
         self.form = ParamsForm(spec, self.ws.gen, self)
         holder = QWidget()
         lay = QVBoxLayout(holder)

@@ -28,6 +28,7 @@ from engine.discovery.sefa import parse_layer_range
 from engine.discovery.shifts import stream_generator
 from engine.errors import AtlasError
 from engine.jobs import Progress
+from engine.models.base import EARLY_ACTIVATION, MAPPING
 
 EXACT_MAX_DIM = 4096
 DEFAULT_RANGE = 3.0  # in standard deviations
@@ -43,10 +44,11 @@ class Params:
         default="all", metadata={"help": "StyleGAN2: w+ layer range the edits act on, e.g. all, 0-3, 4-7"}
     )
     activation: int = field(
-        default=3,
+        default=0,
         metadata={
-            "help": "DCGAN: PCA of the activation after main[:N] (3 = after the first ConvTranspose-BN-ReLU block)",
-            "min": 1,
+            "help": "models without w: PCA of the early activation at this depth (0: the model's default; DCGAN: "
+            "after main[:N], default 3 = after the first ConvTranspose-BN-ReLU block)",
+            "min": 0,
         },
     )
     solver: str = field(
@@ -156,18 +158,29 @@ def _style_features(gen, params: Params, device) -> Features:
     @torch.no_grad()
     def features(i: int) -> torch.Tensor:
         z = sample_latents(gen.z_dim, sizes[i], params.seed, i).to(device)
-        return gen.mapping(z, psi=1.0)[:, 0].float().cpu()
+        return gen.encode(z, "w", psi=1.0).float().cpu()
 
     return features
 
 
-def _dcgan_features(gen, params: Params, device, purpose: str = "ganspace") -> Features:
+def activation_depth(gen, params: Params) -> int:
+    """The early-activation depth to use: ``params.activation``, or the model's default when 0."""
+    lo, hi = gen.activation_depths
+    depth = params.activation or gen.default_activation_depth
+    if not lo <= depth <= hi:
+        raise AtlasError(f"activation={depth}: model '{gen.name}' offers early activations at depths {lo}..{hi}")
+    return depth
+
+
+def _activation_features(gen, params: Params, device, purpose: str = "ganspace") -> Features:
     sizes = _batches(params.n_samples, params.batch_size)
+    depth = activation_depth(gen, params)
 
     @torch.no_grad()
     def features(i: int) -> torch.Tensor:
         z = sample_latents(gen.z_dim, sizes[i], params.seed, i, purpose).to(device)
-        return gen.features(z, params.activation).flatten(1).float().cpu()
+        cond = gen.condition(z.shape[0])
+        return gen.early_activation(z, depth, classes=cond.classes).flatten(1).float().cpu()
 
     return features
 
@@ -184,10 +197,13 @@ def regress_to_latent(gen, params: Params, mean, comps, stdev, device) -> Iterat
     XtX = torch.zeros(k, k, dtype=torch.float64)
     XtZ = torch.zeros(k, gen.z_dim, dtype=torch.float64)
     zs = []
+    depth = activation_depth(gen, params)
     with torch.no_grad():
         for i, n in enumerate(sizes):
             z = sample_latents(gen.z_dim, n, params.seed, i, "ganspace-regression")
-            y = gen.features(z.to(device), params.activation).flatten(1).double().cpu()
+            zd = z.to(device)
+            cond = gen.condition(zd.shape[0])
+            y = gen.early_activation(zd, depth, classes=cond.classes).flatten(1).double().cpu()
             x = (y - mean) @ comps / stdev.clamp_min(1e-12)
             XtX += x.T @ x
             XtZ += x.T @ z.double()
@@ -204,13 +220,13 @@ def regress_to_latent(gen, params: Params, mean, comps, stdev, device) -> Iterat
     Params,
     kind="latent",
     summary="PCA of sampled w or early activations (Härkönen et al.)",
-    models=("dcgan", "stylegan2"),
+    requires=(MAPPING, EARLY_ACTIVATION),
 )
 def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
     """Job: k directions scaled by their std (t in standard deviations), scores = PCA variances."""
     device = torch.device(device)
     sizes = _batches(params.n_samples, params.batch_size)
-    if gen.num_ws > 0:
+    if gen.supports(MAPPING):
         layer_range = parse_layer_range(params.layers, gen.num_ws)
         mean, comps, var, total = yield from streamed_pca(
             _style_features(gen, params, device), sizes, params.k, solver=params.solver, seed=params.seed
@@ -218,15 +234,10 @@ def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
         vectors = (comps * var.sqrt()).T  # [k, w_dim], std along u_k is sqrt(var_k)
         space = "w" if layer_range is None else "w+"
         lat_std = var.sqrt()
-    elif hasattr(gen, "features"):
+    elif gen.supports(EARLY_ACTIVATION):
         layer_range = None
-        n_blocks = len(gen.main)
-        if params.activation >= n_blocks:
-            raise AtlasError(
-                f"activation={params.activation}: {gen.name} has {n_blocks} modules; choose 1..{n_blocks - 1}"
-            )
         mean, comps, var, total = yield from streamed_pca(
-            _dcgan_features(gen, params, device),
+            _activation_features(gen, params, device),
             sizes,
             min(params.k, gen.z_dim),
             solver=params.solver,
@@ -236,7 +247,9 @@ def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
         vectors = U * lat_std.unsqueeze(1)
         space = "z"
     else:
-        raise AtlasError(f"GANSpace needs w samples or an early activation; model '{gen.name}' offers neither")
+        raise AtlasError(
+            f"GANSpace needs a w space or an early activation; model '{gen.name}' ({gen.family}) offers neither"
+        )
     T = params.shift or DEFAULT_RANGE
     dset = DirectionSet.latent(
         "ganspace",

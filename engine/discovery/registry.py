@@ -43,7 +43,22 @@ class MethodSpec:
     kind: str  # "latent" | "param"
     summary: str = ""
     resumable: bool = False
-    models: tuple[str, ...] = ()  # empty: any model; else the model kinds it supports ("dcgan", "stylegan2", ...)
+    # capabilities (engine.models.base), any one of which the method needs; empty: any model
+    requires: tuple[str, ...] = ()
+
+    def unsupported_reason(self, gen) -> str | None:
+        """Why this method cannot run on ``gen`` (one line), or ``None`` when it can."""
+        if self.requires and not any(gen.supports(c) for c in self.requires):
+            need = " or ".join(c.replace("_", " ") for c in self.requires)
+            return f"{self.name} needs a model with {need}; model '{gen.name}' ({gen.family}) has none"
+        if self.kind == "param" and not gen.editable_layers():
+            return f"{self.name} edits weights; model '{gen.name}' ({gen.family}) has no editable layers"
+        return None
+
+    def check_model(self, gen) -> None:
+        reason = self.unsupported_reason(gen)
+        if reason:
+            raise AtlasError(reason)
 
     def make_params(self, **overrides) -> Any:
         """Params with ``overrides`` (unknown names are an error listing the valid ones)."""
@@ -71,7 +86,7 @@ _METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(
-    name: str, params: type, *, kind: str, summary: str = "", resumable: bool = False, models: tuple[str, ...] = ()
+    name: str, params: type, *, kind: str, summary: str = "", resumable: bool = False, requires: tuple[str, ...] = ()
 ):
     if not dataclasses.is_dataclass(params) or not params.__dataclass_params__.frozen:
         raise TypeError(f"method '{name}': Params must be a frozen dataclass")
@@ -79,7 +94,7 @@ def register_method(
     def deco(fn):
         if name in _METHODS:
             raise ValueError(f"method '{name}' registered twice")
-        _METHODS[name] = MethodSpec(name, params, fn, kind, summary, resumable, models)
+        _METHODS[name] = MethodSpec(name, params, fn, kind, summary, resumable, requires)
         return fn
 
     return deco

@@ -23,6 +23,7 @@ from engine.directions import DirectionSet, model_ref
 from engine.discovery.registry import register_method, validate_params
 from engine.errors import AtlasError
 from engine.jobs import Progress
+from engine.models.base import FIRST_LATENT_LAYER, STYLE_AFFINES
 
 # Suggested shift range per space (unit directions): z ~ N(0, I_100) has norm ~10, so +-5 is a
 # clear but on-manifold edit; w codes of StyleGAN2 are larger and SeFa's own demo uses +-3..+-5.
@@ -86,15 +87,6 @@ def parse_layer_range(text: str, num_ws: int) -> tuple[int, int] | None:
     return idx[0], idx[-1] + 1
 
 
-def dcgan_first_layer_matrix(gen) -> torch.Tensor:
-    """``[C * 4 * 4, nz]`` float64: the DCGAN's z -> (first ConvTranspose + eval BatchNorm) linear part."""
-    conv, bn = gen.first_layer()
-    W = conv.weight.detach().double()  # [nz, C, 4, 4]: out[c, i, j] = sum_n z_n W[n, c, i, j]
-    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)  # [C]
-    A = W * scale.view(1, -1, 1, 1)
-    return A.permute(1, 2, 3, 0).reshape(-1, W.shape[0])
-
-
 def style_matrix(gen, layer_range: tuple[int, int] | None, *, torgb: bool = False) -> torch.Tensor:
     """``[sum C_in, w_dim]`` float64: the style affines of the w+ layers in ``layer_range`` (all if None).
 
@@ -126,25 +118,26 @@ def factorize(A: torch.Tensor, *, normalize_rows: bool) -> tuple[torch.Tensor, t
     Params,
     kind="latent",
     summary="closed-form factorisation of the first latent layer (Shen & Zhou)",
-    models=("dcgan", "stylegan2"),
+    requires=(STYLE_AFFINES, FIRST_LATENT_LAYER),
 )
 def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
     """Job (one step): the top-k SeFa directions, unit vectors, scores = eigenvalues."""
     yield Progress(0, 1, stage="factorise")
-    if hasattr(gen, "style_affines"):
+    if gen.supports(STYLE_AFFINES):
         layer_range = parse_layer_range(params.layers, gen.num_ws)
         A = style_matrix(gen, layer_range, torgb=params.torgb)
         space = "w" if layer_range is None else "w+"
         normalize = params.normalize != "no"
-    elif hasattr(gen, "first_layer"):
+    elif gen.supports(FIRST_LATENT_LAYER):
         layer_range = None
-        A = dcgan_first_layer_matrix(gen)
+        first = gen.first_latent_layer()
+        A = first.matrix
         space = "z"
-        normalize = params.normalize == "yes"
+        normalize = first.normalize_rows if params.normalize == "auto" else params.normalize == "yes"
     else:
         raise AtlasError(
-            f"SeFa needs the generator's first latent-consuming layer; model '{gen.name}' "
-            "(neither a DCGAN nor a StyleGAN2) does not expose one"
+            f"SeFa needs style affines or the first latent-consuming layer; model '{gen.name}' ({gen.family}) "
+            "declares neither"
         )
     vals, vecs = factorize(A, normalize_rows=normalize)
     k = min(params.k, vecs.shape[1])

@@ -47,6 +47,8 @@ def _conv_of(m: nn.Module):
 class AdapterGenerator(Generator):
     """Wraps a user module in the generator protocol (z space only)."""
 
+    family = "adapter"
+
     def __init__(self, module: nn.Module, latent_dim: int, *, name: str, resolution: int | None = None) -> None:
         super().__init__()
         self.net = module
@@ -104,7 +106,7 @@ class AdapterGenerator(Generator):
         self.layer_info(name)
         return self._convs[name].weight
 
-    def synthesis(self, ws, *, noise="const", edit: EditArg = None, noise_generator=None):
+    def synthesis(self, ws, *, noise="const", edit: EditArg = None, noise_generator=None, cond=None):
         edits = as_edit_list(edit)
         for e in edits:
             self.layer_info(e.layer)

@@ -174,25 +174,187 @@ def per_sample_shift(
     return total
 
 
+# ---- capabilities ---------------------------------------------------------------------------
+# What a generator declares in ``Generator.capabilities``. Methods ask ``gen.supports(CAP)``; they
+# never probe with ``hasattr`` or look at class names. Each capability names the hook it promises.
+MAPPING = "mapping"  # a mapping network z -> w: spaces w and w+, truncation (mapping(), truncation_center)
+STYLE_AFFINES = "style_affines"  # style_affines(): per-layer affine maps w -> style (SeFa, GANSpace in w)
+FIRST_LATENT_LAYER = "first_latent_layer"  # first_latent_layer(): the linear map of z in the first layer (SeFa)
+EARLY_ACTIVATION = "early_activation"  # early_activation(z, depth): an early feature map (GANSpace in z)
+CLASSES = "classes"  # num_classes > 0; class_names(); rows need a class (see Condition)
+INPUT_TRANSFORM = "input_transform"  # synthesis honours Condition.transform (StyleGAN3's input transform)
+NOISE_INPUTS = "noise_inputs"  # per-sample noise maps (noise_maps(), synthesis(noise={...}))
+SHARED_PREFIX = "shared_prefix"  # synthesis accepts ParamEdit.source (see ParamEdit)
+
+CAPABILITIES = (
+    MAPPING,
+    STYLE_AFFINES,
+    FIRST_LATENT_LAYER,
+    EARLY_ACTIVATION,
+    CLASSES,
+    INPUT_TRANSFORM,
+    NOISE_INPUTS,
+    SHARED_PREFIX,
+)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What a forward pass is conditioned on besides the code, resolved for one batch.
+
+    ``classes``: long ``[B]`` class indices (class-conditional models only, else ``None``).
+    ``transform``: ``[3, 3]`` float, the input transform of models that declare
+    ``INPUT_TRANSFORM`` (StyleGAN3: the matrix NVIDIA's ``gen_images.py`` stores, i.e. the inverse
+    of ``make_transform(translate, rotate)``), else ``None`` (identity).
+    """
+
+    classes: torch.Tensor | None = None
+    transform: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class LatentLayer:
+    """The linear part of the generator's first layer as a function of z (SeFa's ``A``).
+
+    ``matrix``: ``[out_features, z_dim]`` float64, such that the first layer's pre-activation
+    moves by ``matrix @ dz`` when z moves by ``dz`` (eval-mode normalisations folded in).
+    ``normalize_rows``: SeFa's default for this model (``normalize=auto``).
+    """
+
+    name: str
+    matrix: torch.Tensor
+    normalize_rows: bool = False
+
+
 class Generator(nn.Module):
     """Base class of every generator. Subclasses set the attributes and override the hooks.
 
-    Attributes: ``name`` (display name), ``identity`` (sha256 of the checkpoint, or a stable
-    hash of the weights), ``z_dim``, ``w_dim`` (``None`` without an intermediate space),
-    ``num_ws`` (0 without w+), ``resolution``, ``img_channels``, ``default_edit_layer``.
+    Attributes: ``name`` (display name), ``family`` (the registered model family, e.g.
+    ``"stylegan2"``), ``capabilities`` (see the constants above), ``identity`` (sha256 of the
+    checkpoint, or a stable hash of the weights), ``z_dim``, ``w_dim`` (``None`` without an
+    intermediate space), ``num_ws`` (0 without w+), ``num_classes`` (0: unconditional),
+    ``resolution``, ``img_channels``, ``default_edit_layer``.
     Images are NCHW, nominally in ``[-1, 1]`` (not clamped: trained generators overshoot).
+
+    Conditioning: class-conditional models take ``classes`` (an int, a sequence or a long
+    tensor: one class for every row, one per row, or a list that the rows repeat) in
+    ``encode`` / ``decode``; ``conditioned(classes=..., transform=...)`` returns a view that
+    shares the weights and uses those values whenever a call gives none (a discovery job on
+    "class 207" runs on such a view, and never changes the generator other threads use).
     """
 
     name: str = "generator"
+    family: str = "generator"
+    capabilities: frozenset[str] = frozenset()
     identity: str = ""
     z_dim: int = 0
     w_dim: int | None = None
     num_ws: int = 0
+    num_classes: int = 0
     resolution: int = 0
     img_channels: int = 3
     default_edit_layer: str | None = None
     source: str = ""  # the path or built-in name it was loaded from
-    supports_shared_prefix: bool = False  # synthesis accepts ParamEdit.source (see ParamEdit)
+    bound_classes: torch.Tensor | None = None  # set on views made by conditioned()
+    bound_transform: torch.Tensor | None = None
+
+    # ---- capabilities ---------------------------------------------------------------------
+    def supports(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def require(self, capability: str, what: str) -> None:
+        """Raise ``AtlasError`` (naming ``what`` needs it) unless the model declares ``capability``."""
+        if not self.supports(capability):
+            raise AtlasError(
+                f"{what} needs a model with {capability.replace('_', ' ')}; model '{self.name}' "
+                f"({self.family}) does not provide one"
+            )
+
+    @property
+    def supports_shared_prefix(self) -> bool:
+        return self.supports(SHARED_PREFIX)
+
+    def style_affines(self) -> list[tuple[str, int, torch.Tensor]]:
+        """``(layer name, ws index, A [C_in, w_dim])`` per style-reading layer (``STYLE_AFFINES``)."""
+        self.require(STYLE_AFFINES, "style affines")
+        raise NotImplementedError
+
+    def first_latent_layer(self) -> LatentLayer:
+        """The first layer's linear map of z (``FIRST_LATENT_LAYER``)."""
+        self.require(FIRST_LATENT_LAYER, "the first latent layer")
+        raise NotImplementedError
+
+    @property
+    def activation_depths(self) -> tuple[int, int]:
+        """``(lowest, highest)`` depth ``early_activation`` accepts (``EARLY_ACTIVATION``)."""
+        return (0, -1)
+
+    @property
+    def default_activation_depth(self) -> int:
+        return self.activation_depths[0]
+
+    def early_activation(self, z: torch.Tensor, depth: int, *, classes=None) -> torch.Tensor:
+        """``[B, ...]`` the activation after ``depth`` early layers for latents ``z`` (``EARLY_ACTIVATION``)."""
+        self.require(EARLY_ACTIVATION, "an early activation")
+        raise NotImplementedError
+
+    def class_names(self) -> list[str]:
+        """One display name per class (``[]`` for unconditional models)."""
+        return [str(i) for i in range(self.num_classes)]
+
+    # ---- conditioning ---------------------------------------------------------------------
+    def conditioned(self, classes=None, transform: torch.Tensor | None = None) -> Generator:
+        """A view sharing this generator's weights whose calls default to these classes / transform."""
+        import copy
+
+        view = copy.copy(self)
+        if classes is not None:
+            view.bound_classes = self._class_tensor(classes)
+        if transform is not None:
+            self.require(INPUT_TRANSFORM, "an input transform")
+            view.bound_transform = torch.as_tensor(transform, dtype=torch.float32).reshape(3, 3)
+        return view
+
+    def _class_tensor(self, classes) -> torch.Tensor:
+        if self.num_classes <= 0:
+            raise AtlasError(f"model '{self.name}' is not class-conditional; it takes no class")
+        try:
+            c = torch.as_tensor(classes).reshape(-1)
+        except (TypeError, ValueError, RuntimeError):
+            raise AtlasError(f"classes {classes!r}: expected class indices") from None
+        if c.numel() == 0 or c.is_floating_point() or c.is_complex() or c.dtype == torch.bool:
+            raise AtlasError(f"classes {classes!r}: expected one or more integer class indices")
+        c = c.to(torch.long)
+        if int(c.min()) < 0 or int(c.max()) >= self.num_classes:
+            raise AtlasError(
+                f"class {int(c.max()) if int(c.max()) >= self.num_classes else int(c.min())} is out of range: "
+                f"model '{self.name}' has classes 0..{self.num_classes - 1}"
+            )
+        return c
+
+    def condition(self, batch: int, *, classes=None, transform: torch.Tensor | None = None) -> Condition:
+        """The ``Condition`` of a batch of ``batch`` rows: explicit values first, then the view's bound ones."""
+        c = None
+        if classes is not None or self.num_classes > 0:
+            c = self._class_tensor(classes) if classes is not None else self.bound_classes
+            if c is None:
+                raise AtlasError(
+                    f"model '{self.name}' is class-conditional ({self.num_classes} classes); choose a class "
+                    "(--class N on the command line)"
+                )
+            m = c.numel()
+            if m == 1:
+                c = c.expand(batch)
+            elif batch % m == 0:
+                c = c.repeat(batch // m)
+            else:
+                raise AtlasError(f"{m} classes do not fit a batch of {batch} rows (give 1, or one per row)")
+            c = c.to(self.device)
+        tr = transform if transform is not None else self.bound_transform
+        if tr is not None:
+            self.require(INPUT_TRANSFORM, "an input transform (rotate / translate)")
+            tr = torch.as_tensor(tr, dtype=torch.float32, device=self.device).reshape(3, 3)
+        return Condition(c, tr)
 
     # ---- spaces -------------------------------------------------------------------------
     @property
@@ -234,8 +396,13 @@ class Generator(nn.Module):
         return z.to(device) if device is not None else z
 
     # ---- encode / decode ----------------------------------------------------------------
-    def mapping(self, z: torch.Tensor, *, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
-        """``z [B, z_dim] -> ws [B, num_ws, w_dim]`` with truncation; only for style models."""
+    def mapping(
+        self, z: torch.Tensor, *, psi: float = 1.0, cutoff: int | None = None, classes: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``z [B, z_dim] -> ws [B, num_ws, w_dim]`` with truncation; only for style models.
+
+        ``classes``: long ``[B]`` (already resolved by ``condition``) for class-conditional mappings.
+        """
         raise AtlasError(f"model '{self.name}' has no mapping network (no w space)")
 
     def synthesis(
@@ -245,11 +412,13 @@ class Generator(nn.Module):
         noise: str = "const",
         edit: EditArg = None,
         noise_generator: torch.Generator | None = None,
+        cond: Condition | None = None,
     ) -> torch.Tensor:
         """``ws [B, num_ws, w_dim] -> images``; for models without w, ``ws`` is ``z``.
 
         Models with noise inputs also accept ``noise`` as per-sample maps ``{layer: [B, 1, R, R]}``
-        (see ``noise_maps``).
+        (see ``noise_maps``). ``cond``: the batch's resolved ``Condition`` (classes for models
+        whose synthesis reads them, the input transform).
         """
         raise NotImplementedError
 
@@ -262,22 +431,40 @@ class Generator(nn.Module):
         """``[w_dim]`` the w that psi < 1 pulls towards, if the model has one."""
         return None
 
-    def encode(self, z: torch.Tensor, space: str = "z", *, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
+    def encode(
+        self,
+        z: torch.Tensor,
+        space: str = "z",
+        *,
+        psi: float = 1.0,
+        cutoff: int | None = None,
+        classes=None,
+    ) -> torch.Tensor:
         """Express latents ``z`` in ``space`` (see the module docstring for shapes)."""
         self.check_space(space)
         if space == "z":
             return z
-        ws = self.mapping(z, psi=psi, cutoff=cutoff)
+        cond = self.condition(z.shape[0], classes=classes)
+        ws = self.mapping(z, psi=psi, cutoff=cutoff, classes=cond.classes)
         return ws[:, 0] if space == "w" else ws
 
     def codes_to_ws(
-        self, code: torch.Tensor, space: str, *, psi: float = 1.0, cutoff: int | None = None
+        self,
+        code: torch.Tensor,
+        space: str,
+        *,
+        psi: float = 1.0,
+        cutoff: int | None = None,
+        classes: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The synthesis input for a code: ws for style models, z for the others."""
+        """The synthesis input for a code: ws for style models, z for the others.
+
+        ``classes``: resolved long ``[B]`` (``condition``), used by class-conditional mappings.
+        """
         if self.num_ws == 0:
             return code
         if space == "z":
-            return self.mapping(code, psi=psi, cutoff=cutoff)
+            return self.mapping(code, psi=psi, cutoff=cutoff, classes=classes)
         if space == "w":
             return code.unsqueeze(1).expand(-1, self.num_ws, -1)
         return code
@@ -292,16 +479,30 @@ class Generator(nn.Module):
         noise: str = "const",
         edit: EditArg = None,
         noise_generator: torch.Generator | None = None,
+        classes=None,
+        transform: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Images ``[B, C, H, W]`` from codes in ``space``; psi applies only to z codes."""
+        """Images ``[B, C, H, W]`` from codes in ``space``; psi applies only to z codes.
+
+        ``classes`` / ``transform``: see ``Condition`` (defaults: the view's bound values).
+        """
         self.check_space(space)
         if isinstance(noise, str) and noise not in NOISE_MODES:
             raise AtlasError(f"unknown noise mode '{noise}'; choose one of {', '.join(NOISE_MODES)}")
-        ws = self.codes_to_ws(code, space, psi=psi, cutoff=cutoff)
-        return self.synthesis(ws, noise=noise, edit=edit, noise_generator=noise_generator)
+        cond = self.condition(code.shape[0], classes=classes, transform=transform)
+        ws = self.codes_to_ws(code, space, psi=psi, cutoff=cutoff, classes=cond.classes)
+        return self.synthesis(ws, noise=noise, edit=edit, noise_generator=noise_generator, cond=cond)
 
-    def forward(self, z: torch.Tensor, *, psi: float = 1.0, noise: str = "const", edit: EditArg = None) -> torch.Tensor:
-        return self.decode(z, "z", psi=psi, noise=noise, edit=edit)
+    def forward(
+        self,
+        z: torch.Tensor,
+        *,
+        psi: float = 1.0,
+        noise: str = "const",
+        edit: EditArg = None,
+        classes=None,
+    ) -> torch.Tensor:
+        return self.decode(z, "z", psi=psi, noise=noise, edit=edit, classes=classes)
 
     # ---- layers for parameter-space methods ---------------------------------------------
     def editable_layers(self) -> list[LayerInfo]:
@@ -333,7 +534,10 @@ class Generator(nn.Module):
             "z_dim": self.z_dim,
             "w_dim": self.w_dim,
             "num_ws": self.num_ws,
+            "family": self.family,
             "spaces": list(self.spaces),
+            "num_classes": self.num_classes,
+            "capabilities": sorted(self.capabilities),
             "parameters": n_params,
             "editable_layers": [
                 {"name": i.name, "kind": i.kind, "shape": list(i.shape), "resolution": i.resolution}

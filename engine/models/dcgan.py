@@ -17,8 +17,13 @@ from torch import nn
 from engine.errors import CheckpointError
 from engine.hashing import file_sha256
 from engine.models.base import (
+    EARLY_ACTIVATION,
+    FIRST_LATENT_LAYER,
+    SHARED_PREFIX,
+    Condition,
     EditArg,
     Generator,
+    LatentLayer,
     LayerInfo,
     apply_conv_edit,
     as_edit_list,
@@ -32,7 +37,8 @@ from engine.models.registry import CheckpointFormat, register_format, register_m
 class DCGANGenerator(Generator):
     """``z [B, nz] -> image [B, nc, 64, 64]`` (for ``n_up = 4``)."""
 
-    supports_shared_prefix = True
+    family = "dcgan"
+    capabilities = frozenset({FIRST_LATENT_LAYER, EARLY_ACTIVATION, SHARED_PREFIX})
 
     def __init__(self, nz: int = 100, ngf: int = 64, nc: int = 3, n_up: int = 4) -> None:
         super().__init__()
@@ -69,12 +75,29 @@ class DCGANGenerator(Generator):
         self.layer_info(name)
         return self.main[int(name.split(".")[1])].weight
 
-    def first_layer(self) -> tuple[nn.ConvTranspose2d, nn.BatchNorm2d]:
-        return self.main[0], self.main[1]
+    def first_latent_layer(self) -> LatentLayer:
+        """z -> first ConvTranspose (1x1 -> 4x4) with the eval BatchNorm's scale folded in: ``[C * 4 * 4, nz]``.
 
-    def features(self, z: torch.Tensor, upto: int) -> torch.Tensor:
-        """Activation after ``main[:upto]`` (GANSpace takes an early one)."""
-        return self.main[:upto](z.reshape(z.shape[0], self.z_dim, 1, 1))
+        SeFa's default here leaves rows unnormalised, so the folded BatchNorm scale counts.
+        """
+        conv, bn = self.main[0], self.main[1]
+        W = conv.weight.detach().double()  # [nz, C, 4, 4]: out[c, i, j] = sum_n z_n W[n, c, i, j]
+        scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)  # [C]
+        A = W * scale.view(1, -1, 1, 1)
+        return LatentLayer("main.0", A.permute(1, 2, 3, 0).reshape(-1, W.shape[0]), normalize_rows=False)
+
+    @property
+    def activation_depths(self) -> tuple[int, int]:
+        """Depth N = the activation after ``main[:N]``; 3 is after the first ConvTranspose-BN-ReLU block."""
+        return (1, len(self.main) - 1)
+
+    @property
+    def default_activation_depth(self) -> int:
+        return 3
+
+    def early_activation(self, z: torch.Tensor, depth: int, *, classes=None) -> torch.Tensor:
+        """Activation after ``main[:depth]`` (GANSpace takes an early one)."""
+        return self.main[:depth](z.reshape(z.shape[0], self.z_dim, 1, 1))
 
     def synthesis(
         self,
@@ -83,6 +106,7 @@ class DCGANGenerator(Generator):
         noise: str = "const",
         edit: EditArg = None,
         noise_generator: torch.Generator | None = None,
+        cond: Condition | None = None,
     ) -> torch.Tensor:
         x = ws.reshape(ws.shape[0], self.z_dim, 1, 1)
         edits = as_edit_list(edit)

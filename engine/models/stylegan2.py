@@ -54,7 +54,12 @@ from torch import nn
 
 from engine.errors import AtlasError
 from engine.models.base import (
+    MAPPING,
+    NOISE_INPUTS,
     NOISE_MODES,
+    SHARED_PREFIX,
+    STYLE_AFFINES,
+    Condition,
     EditArg,
     Generator,
     LayerInfo,
@@ -486,7 +491,8 @@ class StyleGAN2Generator(Generator):
     edited layers always use the grouped form. Both are the same function (to ~2e-6).
     """
 
-    supports_shared_prefix = True
+    family = "stylegan2"
+    capabilities = frozenset({MAPPING, STYLE_AFFINES, NOISE_INPUTS, SHARED_PREFIX})
 
     def __init__(self, config: StyleGAN2Config, *, name: str = "stylegan2") -> None:
         super().__init__()
@@ -565,7 +571,9 @@ class StyleGAN2Generator(Generator):
     def truncation_center(self) -> torch.Tensor:
         return self.w_avg
 
-    def mapping(self, z: torch.Tensor, *, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
+    def mapping(
+        self, z: torch.Tensor, *, psi: float = 1.0, cutoff: int | None = None, classes: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``z [B, z_dim] -> ws [B, num_ws, w_dim]``; truncation ``w_avg.lerp(w, psi)`` on ws[:, :cutoff] (all if None)."""
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise AtlasError(f"model '{self.name}' expects z of shape [B, {self.z_dim}], got {list(z.shape)}")
@@ -596,6 +604,7 @@ class StyleGAN2Generator(Generator):
         noise: str = "const",
         edit: EditArg = None,
         noise_generator: torch.Generator | None = None,
+        cond: Condition | None = None,
     ) -> torch.Tensor:
         """``ws [B, num_ws, w_dim] -> images [B, img_channels, R, R]`` (raw, nominally [-1, 1]).
 

@@ -16,6 +16,7 @@ import torch
 from engine.directions import DirectionSet, model_ref
 from engine.discovery.registry import get_method, methods, register_method
 from engine.jobs import Progress
+from engine.models.base import FIRST_LATENT_LAYER
 
 NAME = "test-power-iteration"
 
@@ -30,7 +31,7 @@ class Params:
 
 
 def run(gen, params: Params, *, device, state=None):
-    w = gen.first_layer()[0].weight.detach().to(device)  # [nz, C, 4, 4]
+    w = gen.main[0].weight.detach().to(device)  # [nz, C, 4, 4]
     A = w.reshape(w.shape[0], -1).T  # [C*16, nz]
     M = A.T @ A if params.mode == "gram" else torch.eye(A.shape[1], device=device)
     g = torch.Generator().manual_seed(0)
@@ -57,6 +58,6 @@ if NAME not in {m.name for m in methods()}:
         Params,
         kind="latent",
         summary="test-only: power iteration on the first layer's Gram matrix",
-        models=("dcgan",),
+        requires=(FIRST_LATENT_LAYER,),
     )(run)
 SPEC = get_method(NAME)

@@ -53,7 +53,7 @@ class QuadrantGenerator(Generator):
         self.layer_info(name)
         return self.weight
 
-    def synthesis(self, ws, *, noise="const", edit=None, noise_generator=None):
+    def synthesis(self, ws, *, noise="const", edit=None, noise_generator=None, cond=None):
         x = torch.cat([ws, torch.ones(ws.shape[0], 1, device=ws.device, dtype=ws.dtype)], 1)[:, :, None, None]
         out = F.conv_transpose2d(x, self.weight)
         edits = as_edit_list(edit)
@@ -113,7 +113,7 @@ class ProceduralRenderer(Generator):
         self.z_dim, self.resolution, self.img_channels = F, resolution, 3
         self.name, self.identity, self.source = "procedural-renderer", "procedural-renderer", "procedural-renderer"
 
-    def synthesis(self, ws, *, noise="const", edit=None, noise_generator=None):
+    def synthesis(self, ws, *, noise="const", edit=None, noise_generator=None, cond=None):
         from engine.data.procedural import render
 
         u = 0.5 * (1 + torch.erf(ws.detach().float().cpu() / 2**0.5))

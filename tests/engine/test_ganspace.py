@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine.discovery import get_method
-from engine.discovery.ganspace import Params, _batches, _dcgan_features, sample_latents, streamed_pca
+from engine.discovery.ganspace import Params, _activation_features, _batches, sample_latents, streamed_pca
 from engine.errors import AtlasError
 from engine.jobs import run_job
 from tests.engine.tiny_generators import tiny_dcgan
@@ -30,7 +30,11 @@ def _numpy_pca(X: np.ndarray, k: int):
 def _samples(gen, p: Params, purpose="ganspace"):
     zs = [sample_latents(gen.z_dim, n, p.seed, i, purpose) for i, n in enumerate(_batches(p.n_samples, p.batch_size))]
     with torch.no_grad():
-        X = torch.cat([gen.features(z, p.activation).flatten(1) for z in zs]).double().numpy()
+        X = (
+            torch.cat([gen.early_activation(z, p.activation or gen.default_activation_depth).flatten(1) for z in zs])
+            .double()
+            .numpy()
+        )
     return torch.cat(zs).double().numpy(), X
 
 
@@ -42,7 +46,7 @@ def test_pca_matches_numpy(solver):
     mu, V, lam = _numpy_pca(X, 5)
     mean, comps, var, total = run_job(
         streamed_pca(
-            _dcgan_features(gen, p, torch.device("cpu")),
+            _activation_features(gen, p, torch.device("cpu")),
             _batches(p.n_samples, p.batch_size),
             5,
             solver=solver,

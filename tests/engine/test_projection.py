@@ -55,7 +55,7 @@ class TinyInjective(Generator):
             self.fc.bias.copy_(torch.randn(self.fc.bias.shape, generator=g) * 0.2)
         self.name, self.identity = "tiny-injective", "tiny-injective-id"
 
-    def synthesis(self, ws, *, noise="const", edit=None, noise_generator=None):
+    def synthesis(self, ws, *, noise="const", edit=None, noise_generator=None, cond=None):
         return torch.tanh(self.fc(ws)).reshape(-1, 3, 8, 8)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine.discovery import get_method
-from engine.discovery.sefa import dcgan_first_layer_matrix, factorize, parse_layer_range
+from engine.discovery.sefa import factorize, parse_layer_range
 from engine.errors import AtlasError
 from engine.jobs import run_job
 from tests.engine.tiny_generators import tiny_dcgan
@@ -16,7 +16,7 @@ def test_dcgan_sefa_equals_svd_of_first_layer_jacobian():
     # The first ConvTranspose + eval BatchNorm is affine in z; its Jacobian is the matrix SeFa factorises.
     J = torch.autograd.functional.jacobian(lambda z: gen.main[:2](z.view(1, -1, 1, 1)).flatten(), torch.zeros(8))
     _, s, vt = np.linalg.svd(J.double().numpy(), full_matrices=False)
-    np.testing.assert_allclose(dcgan_first_layer_matrix(gen).numpy(), J.double().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gen.first_latent_layer().matrix.numpy(), J.double().numpy(), rtol=1e-5, atol=1e-6)
 
     dset = run_job(get_method("sefa").run(gen, get_method("sefa").make_params(k=8)))
     assert len(dset) == 8 and dset[0].space == "z"
@@ -33,7 +33,7 @@ def test_batchnorm_scale_is_folded_in():
     gen = tiny_dcgan(nz=8, seed=1)
     raw = gen.main[0].weight.detach().double().permute(1, 2, 3, 0).reshape(-1, 8)
     vals_raw, _ = factorize(raw, normalize_rows=False)
-    vals, _ = factorize(dcgan_first_layer_matrix(gen), normalize_rows=False)
+    vals, _ = factorize(gen.first_latent_layer().matrix, normalize_rows=False)
     assert not torch.allclose(vals, vals_raw, rtol=1e-3)
 
 
