@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.checkpoints.atlas import load_stylegan2
 from engine.errors import CheckpointError
 from engine.models.registry import register_model
 from engine.models.stylegan2 import StyleGAN2Generator
@@ -34,8 +35,6 @@ def procedural_stylegan2_32() -> StyleGAN2Generator:
             f"{BUILTIN_FILE} is missing; retrain it with the command in the README "
             "(python main.py train --data procedural ...)"
         )
-    from engine.checkpoints.atlas import load_stylegan2  # atlas imports engine.models: import late
-
     gen = load_stylegan2(BUILTIN_FILE)
     gen.name = BUILTIN_NAME
     gen.default_edit_layer = DEFAULT_EDIT_LAYER

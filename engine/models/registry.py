@@ -61,11 +61,18 @@ def register_format(fmt: CheckpointFormat) -> None:
     _FORMATS.append(fmt)
 
 
+def _catalog() -> None:
+    """Register every built-in model and format (``engine.catalog``), once."""
+    import engine.catalog  # noqa: F401
+
+
 def builtin_models() -> list[ModelEntry]:
+    _catalog()
     return list(_MODELS.values())
 
 
 def checkpoint_formats() -> list[CheckpointFormat]:
+    _catalog()
     return list(_FORMATS)
 
 
@@ -77,6 +84,7 @@ def load_generator(spec: str | Path | None = None, device: str | torch.device = 
 
     Raises ``AtlasError`` naming the model or file and what is wrong.
     """
+    _catalog()
     spec = str(spec) if spec else DEFAULT_MODEL
     dev = pick_device(device)
     if spec in _MODELS:

@@ -1,0 +1,12 @@
+"""Every built-in model and checkpoint format of GAN Atlas, registered by importing its module.
+
+``engine.models.registry`` imports this module the first time it is asked for a model, a format
+or the lists of them, so that the model and checkpoint modules can import the registry without
+an import cycle. A new family adds its model module and its checkpoint-format module here.
+"""
+
+from engine.checkpoints import atlas as _atlas  # noqa: F401  (our own StyleGAN2 .pt)
+from engine.checkpoints import nvidia_pkl as _nvidia_pkl  # noqa: F401  (NVIDIA stylegan2-ada-pytorch .pkl)
+from engine.checkpoints import rosinality as _rosinality  # noqa: F401  (rosinality stylegan2-pytorch .pt)
+from engine.models import dcgan as _dcgan  # noqa: F401  (digiface-dcgan-64 and the DCGAN-tutorial format)
+from engine.models import procedural as _procedural  # noqa: F401  (procedural-stylegan2-32)
