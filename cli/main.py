@@ -9,8 +9,20 @@ import sys
 from engine.errors import AtlasError
 
 # Each command module defines ``register(subparsers)`` which adds its parser and sets ``func``.
-COMMANDS = ["models", "info", "render"]
-OPTIONAL_COMMANDS = ["gui", "discover", "rca", "export", "weights", "train", "score", "analyze", "project"]
+COMMANDS = [
+    "models",
+    "info",
+    "render",
+    "gui",
+    "discover",
+    "rca",
+    "export",
+    "weights",
+    "train",
+    "score",
+    "analyze",
+    "project",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,14 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="GAN Atlas: discover, browse, annotate and export interpretable directions in GAN generators.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS + OPTIONAL_COMMANDS:
-        try:
-            mod = importlib.import_module(f"cli.cmd_{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"cli.cmd_{name}":
-                continue  # not built yet
-            raise
-        mod.register(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"cli.cmd_{name}").register(sub)
     return parser
 
 

@@ -20,7 +20,3 @@ class UnsafePickleError(CheckpointError):
 
 class DirectionSetError(AtlasError):
     """A direction set file is missing, damaged or from an incompatible version."""
-
-
-class Cancelled(Exception):
-    """A job was asked to stop; raised by ``engine.jobs.check_cancel`` style callers."""

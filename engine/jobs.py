@@ -8,7 +8,7 @@ A job is a function returning ``Iterator[Progress]`` whose ``return`` value is t
             yield Progress(step + 1, n, metrics={"loss": loss})
         return direction_set
 
-Callers drive it: tests with ``run_job``; the CLI with a tqdm bar (``cli.progress``); the GUI
+Callers drive it: tests with ``run_job``; the CLI with a tqdm bar (``cli.common.drive``); the GUI
 with a superqt worker whose ``quit()`` stops it at the next yield (the generator is simply
 closed, so ``finally`` blocks run). Nothing here knows about Qt.
 """
@@ -16,13 +16,9 @@ closed, so ``finally`` blocks run). Nothing here knows about Qt.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-T = TypeVar("T")
-
-Job = Generator["Progress", None, T]
+from typing import Any
 
 
 @dataclass

@@ -146,10 +146,8 @@ def resolve_distance(distance: str | Distance | None = "lpips-vgg", device: torc
         return PixelDistance()
     if distance not in DISTANCE_NAMES:
         raise AtlasError(f"unknown distance '{distance}'; choose one of {', '.join(DISTANCE_NAMES)}")
-    try:
-        from engine.distances import load_distance
-    except ImportError:
-        return PixelDistance(f"{distance}: this build has no LPIPS module (engine.distances)")
+    from engine.distances import load_distance
+
     try:
         d = load_distance(distance, device=device, size=256)
     except AtlasError as exc:  # the backbone file is missing: say so, and fit with pixels

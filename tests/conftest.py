@@ -18,10 +18,23 @@ SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
-    """``../shared/fixtures`` beside the repository (present in CI)."""
-    if not SHARED_FIXTURES.is_dir():
-        pytest.skip(f"{SHARED_FIXTURES} is not present")
-    return SHARED_FIXTURES
+    """``../shared/fixtures`` beside the repository.
+
+    CI always has it: there (``CI`` set) a missing folder fails the tests that need it instead of
+    skipping them, so a broken checkout cannot pass silently. Modules that need it say
+    ``pytestmark = pytest.mark.usefixtures("shared_fixtures")``.
+    """
+    return require_fixtures(SHARED_FIXTURES)
+
+
+def require_fixtures(folder: Path) -> Path:
+    """``folder`` if it holds the fixtures; else fail under CI and skip elsewhere."""
+    if not (folder / "manifest.json").is_file():
+        msg = f"the reference fixtures are missing: {folder} (../shared beside the repository)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -153,12 +153,3 @@ def plot_result(result, path: Path) -> Path:
         "score": plot_score,
     }[result.kind]
     return fn(result, path)
-
-
-def heatmap_rgb(heatmap: np.ndarray, cmap: str = HEATMAP_CMAP) -> np.ndarray:
-    """``[H, W]`` -> ``[H, W, 3]`` uint8 with the colour map, scaled to the map's maximum."""
-    from matplotlib import colormaps
-
-    top = float(heatmap.max())
-    x = heatmap / top if top > 0 else heatmap
-    return (colormaps[cmap](x)[..., :3] * 255).round().astype(np.uint8)

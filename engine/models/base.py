@@ -550,8 +550,3 @@ class Generator(nn.Module):
 def conv_transpose_fn(stride: int, padding: int):
     """``conv(x, weight)`` for a transposed convolution without bias (for ``apply_conv_edit``)."""
     return lambda x, w: F.conv_transpose2d(x, w, stride=stride, padding=padding)
-
-
-def conv_fn(stride: int, padding: int):
-    """``conv(x, weight)`` for a plain convolution without bias (for ``apply_conv_edit``)."""
-    return lambda x, w: F.conv2d(x, w, stride=stride, padding=padding)

@@ -730,13 +730,6 @@ def random_noise(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Ge
     return torch.randn(shape, generator=generator, device=generator.device, dtype=like.dtype).to(like.device)
 
 
-def state_dict_template(config: StyleGAN2Config) -> dict[str, torch.Size]:
-    """The parameter and buffer names and shapes of ``StyleGAN2Generator(config)`` (meta tensors, cheap)."""
-    with torch.device("meta"):
-        g = StyleGAN2Generator(config)
-    return {k: v.shape for k, v in g.state_dict().items()}
-
-
 __all__ = [
     "ARCHITECTURES",
     "StyleGAN2Config",

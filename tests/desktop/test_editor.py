@@ -11,7 +11,6 @@ from PySide6.QtCore import QPoint, Qt
 
 from desktop.workspace import Workspace
 from engine.directions import DirectionSet
-from engine.discovery.registry import methods
 from tests.desktop import slow_method
 
 
@@ -177,7 +176,6 @@ def test_discovery_from_the_panel_appears_in_the_browser(qtbot, make_window):
     assert [d.score for d in again.directions] == pytest.approx([d.score for d in entry.dset.directions])
 
 
-@pytest.mark.skipif("sefa" not in {m.name for m in methods()}, reason="SeFa has not landed on this branch yet")
 def test_sefa_from_the_panel(qtbot, make_window):
     win = make_window()
     qtbot.waitUntil(lambda: win.discovery.method.count() > 0)
@@ -440,8 +438,7 @@ def test_analysis_dock_follows_the_current_direction(qtbot, make_window, dirset)
 def test_param_svd_from_the_panel_into_preview_and_grid(qtbot, make_window):
     win = make_window()
     qtbot.waitUntil(lambda: win.discovery.method.count() > 0)
-    if win.discovery.method.findData("param-svd") < 0:
-        pytest.skip("param-svd is not registered")
+    assert win.discovery.method.findData("param-svd") >= 0
     entry = _run_discovery(qtbot, win, "param-svd", k=4, layer="main.3")
     assert len(entry.dset) == 4 and entry.direction(0).kind == "param" and entry.direction(0).layer == "main.3"
     wait_preview(qtbot, win)

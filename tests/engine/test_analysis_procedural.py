@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("engine.data.regressor")
-
 from engine.analysis import realism, score  # noqa: E402
 from engine.analysis.factors import procedural_factors  # noqa: E402
 from engine.data.procedural import FACTOR_NAMES  # noqa: E402

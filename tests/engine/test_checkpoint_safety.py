@@ -14,9 +14,7 @@ from engine.errors import CheckpointError, UnsafePickleError
 from engine.models import load_generator
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-needs_fixtures = pytest.mark.skipif(
-    not (FIXTURES / "manifest.json").is_file(), reason=f"StyleGAN2 reference fixtures not found at {FIXTURES}"
-)
+needs_fixtures = pytest.mark.usefixtures("shared_fixtures")
 
 
 @needs_fixtures

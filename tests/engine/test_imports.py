@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 CHECK = r"""
@@ -44,3 +46,14 @@ def test_every_module_imports_first_in_a_fresh_interpreter():
     env = {"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"}
     res = subprocess.run([sys.executable, "-c", CHECK, *mods], cwd=REPO, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr[-2000:]
+
+
+def test_missing_fixtures_fail_under_ci_and_skip_elsewhere(tmp_path, monkeypatch):
+    from tests.conftest import require_fixtures
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="fixtures are missing"):
+        require_fixtures(tmp_path)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        require_fixtures(tmp_path)

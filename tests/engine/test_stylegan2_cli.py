@@ -11,9 +11,7 @@ from PIL import Image
 from cli.main import main
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-pytestmark = pytest.mark.skipif(
-    not (FIXTURES / "manifest.json").is_file(), reason=f"StyleGAN2 reference fixtures not found at {FIXTURES}"
-)
+pytestmark = pytest.mark.usefixtures("shared_fixtures")
 ROS = str(FIXTURES / "rosinality_s32_narrow.pt")
 
 

@@ -19,9 +19,7 @@ from engine.models import load_generator
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 ATOL = 1e-4
 
-pytestmark = pytest.mark.skipif(
-    not (FIXTURES / "manifest.json").is_file(), reason=f"StyleGAN2 reference fixtures not found at {FIXTURES}"
-)
+pytestmark = pytest.mark.usefixtures("shared_fixtures")
 
 
 def manifest() -> dict:
