@@ -28,7 +28,7 @@ import torch
 
 from engine.directions import Direction, DirectionSet
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import Progress, relabel
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -386,18 +386,15 @@ def export_interpretable(
             job = export_morph(
                 gen, codes, [d], path, opts, space=space, psi=psi, noise=noise, batch_size=batch_size, bases=bases
             )
-        try:
-            while True:
-                try:
-                    rec = next(job)
-                except StopIteration:
-                    break
-                frac = rec.fraction if fmt != "png" else 0.0
-                yield Progress(
-                    i * per + int(frac * per), total, stage="batch", message=f"{path.name} ({i + 1}/{len(chosen)})"
-                )
-        finally:
-            job.close()
+        yield from relabel(
+            job,
+            lambda rec, i=i, path=path: Progress(
+                i * per + int((rec.fraction if fmt != "png" else 0.0) * per),
+                total,
+                stage="batch",
+                message=f"{path.name} ({i + 1}/{len(chosen)})",
+            ),
+        )
         written.append(path)
         rows.append((k, name, d.annotation.rating or "", ";".join(d.annotation.tags), path.name))
         yield Progress((i + 1) * per, total, stage="batch", message=f"{path.name} ({i + 1}/{len(chosen)})")

@@ -59,6 +59,25 @@ def run_job(job: Iterator[Progress], on_progress: Callable[[Progress], Any] | No
             return None
 
 
+def relabel(job: Iterator[Progress], fn: Callable[[Progress], Progress | None]) -> Iterator[Progress]:
+    """Job: ``job``'s records passed through ``fn`` (``None`` drops a record); returns ``job``'s result.
+
+    Used as ``result = yield from relabel(inner, lambda rec: replace(rec, total=n))`` to run one job
+    as a stage of another. Closing the outer job closes ``job`` (its ``finally`` blocks run).
+    """
+    try:
+        while True:
+            try:
+                rec = next(job)
+            except StopIteration as stop:
+                return stop.value
+            out = fn(rec)
+            if out is not None:
+                yield out
+    finally:
+        job.close()
+
+
 class Eta:
     """Estimated time left from step/total, smoothed over the run so far."""
 

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import Progress, relabel
 from engine.latents import Latent, model_ref
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -587,27 +587,12 @@ def project_image(
     tune_steps = tune_params.steps if tune_params is not None else 0
     total = params.steps + tune_steps
     target, _ = load_image(image, gen.resolution, gen.img_channels)
-    lat = None
-    job = project(gen, image, params, distance=distance)
-    try:
-        while True:
-            try:
-                rec = next(job)
-            except StopIteration as stop:
-                lat = stop.value
-                break
-            yield replace(rec, total=total)
-    finally:
-        job.close()
+    lat = yield from relabel(project(gen, image, params, distance=distance), lambda rec: replace(rec, total=total))
     if tune_params is None:
         return lat
-    job = tune(gen, lat, target, tune_params, distance=tune_distance)
-    try:
-        while True:
-            try:
-                rec = next(job)
-            except StopIteration as stop:
-                return stop.value
-            yield replace(rec, step=params.steps + rec.step, total=total)
-    finally:
-        job.close()
+    return (
+        yield from relabel(
+            tune(gen, lat, target, tune_params, distance=tune_distance),
+            lambda rec: replace(rec, step=params.steps + rec.step, total=total),
+        )
+    )
