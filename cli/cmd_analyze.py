@@ -1,4 +1,4 @@
-"""``main.py analyze {curves,locality,fid,reproduce}``: the papers' analyses of one or more directions.
+"""``main.py analyze NAME``: the papers' analyses (any registered in ``engine.analysis``) of one or more directions.
 
 Writes ``STEM.png`` (plot or heatmap), ``STEM.json`` (the numbers and settings) and ``STEM.npz``
 (the arrays) for ``--out STEM.png|.json|.npz``, and prints the key numbers.
@@ -6,13 +6,10 @@ Writes ``STEM.png`` (plot or heatmap), ``STEM.json`` (the numbers and settings) 
 
 from __future__ import annotations
 
-import numpy as np
-
 from cli.analysis_args import add_set_option, load_model_for_set, params_from_args
 from cli.common import add_model_args, drive, out_path, parse_indices
 from engine.errors import AtlasError
 
-KINDS = ("curves", "locality", "fid", "reproduce")
 SHORTCUTS = {
     "seeds": "seeds",
     "steps": "steps",
@@ -41,7 +38,9 @@ def register(sub) -> None:
         "report the residual relative to the edit's size). Every --set NAME=VALUE parameter is "
         "listed by --list-params.",
     )
-    p.add_argument("kind", choices=KINDS, help="which analysis")
+    p.add_argument(
+        "kind", metavar="ANALYSIS", help="which analysis: curves, locality, fid, reproduce, ... (any registered)"
+    )
     add_model_args(p)
     p.add_argument("--directions", "-d", help="direction set (.json)")
     p.add_argument("--index", default="0", help="direction indices: 3, 0,2,5, 0-7 or all (default 0)")
@@ -76,6 +75,8 @@ def run(args) -> int:
     from engine.directions import DirectionSet
 
     spec = get_analysis(args.kind)
+    if spec.needs_factors:
+        raise AtlasError(f"analysis '{spec.name}' needs the factor regressor: run it with main.py {spec.name}")
     if args.list_params:
         print(f"{spec.name}: {spec.summary}")
         for f in dataclasses.fields(spec.params):
@@ -99,34 +100,7 @@ def run(args) -> int:
     stem = out.with_suffix("")
     png = result.plot(stem.with_suffix(".png"))
     jpath, npath = result.save(stem)
-    for line in report_lines(result):
+    for line in result.report_lines():
         print(line)
     print(f"wrote {png}, {jpath.name}, {npath.name}")
     return 0
-
-
-def report_lines(r) -> list[str]:
-    """The numbers worth printing, one line per direction."""
-    lines = []
-    for i, k in enumerate(r.indices):
-        name = f"direction {k}" + (f" ({r.labels[i]})" if r.labels[i] else "")
-        if r.kind == "curves":
-            pts = ", ".join(f"{t:+.3g}: {m:.4g}" for t, m in zip(r.shifts[i], r.mean[i]))
-            lines.append(f"{name}: {r.distance} distance by t  {pts}")
-        elif r.kind == "locality":
-            h = r.heatmap[i]
-            y, x = np.unravel_index(int(np.argmax(h)), h.shape)
-            lines.append(
-                f"{name}: mean squared difference {h.mean():.4g} per pixel (max {h.max():.4g} at x={x}, y={y}); "
-                f"the hottest 10% of pixels hold {100 * r.concentration[i]:.0f}% of it"
-            )
-        elif r.kind == "realism":
-            pts = ", ".join(f"{t:+.3g}: {v:.4g}" for t, v in zip(r.shifts[i], r.distance[i]))
-            lines.append(f"{name}: {r.features_label} by t  {pts}")
-        elif r.kind == "reproduce":
-            lines.append(
-                f"{name}: t = {r.t[i]:+.3g}, h in {r.space}: relative residual {r.residual[i]:.3f} "
-                f"(0 = a latent shift reproduces the edit, 1 = none helps); edit size "
-                f"{r.edit_size[i]:.4g} per pixel, |h| = {r.h_norm[i]:.3g} code std"
-            )
-    return lines

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 from desktop.discovery import ParamsForm
 from desktop.widgets import show_error
 from desktop.workers import JobRunner
-from engine.analysis import ANALYSES, AnalysisResult
+from engine.analysis import ANALYSES, AnalysisResult, spec_of_result
 from engine.errors import AtlasError
 from engine.render import compose_grid
 
@@ -313,6 +313,28 @@ class ReproduceView(QWidget):
         self.images_box.autoRange(padding=0)
 
 
+class FigureView(QWidget):
+    """Any analysis result without a dedicated view: its PNG figure (the result's own ``draw``)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        self.label = QLabel(self)
+        self.label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        lay.addWidget(self.label)
+        self.lines = QLabel(self)
+        self.lines.setWordWrap(True)
+        lay.addWidget(self.lines)
+
+    def set_result(self, r) -> None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            png = r.draw(Path(tmp) / "figure.png")
+            self.label.setPixmap(QPixmap(str(png)))
+        self.lines.setText("\n".join(r.report_lines()))
+
+
 VIEWS = {
     "curves": EffectCurvesView,
     "locality": LocalityView,
@@ -322,12 +344,9 @@ VIEWS = {
 }
 
 
-ANALYSIS_OF = {"realism": "fid"}  # result kind -> analysis name, where they differ
-
-
 def view_for(result: AnalysisResult, parent: QWidget | None = None) -> QWidget:
-    """A new view showing ``result``."""
-    view = VIEWS[result.kind](parent)
+    """A new view showing ``result`` (its own view, or its PNG figure for analyses without one)."""
+    view = VIEWS.get(result.kind, FigureView)(parent)
     view.set_result(result)
     return view
 
@@ -481,7 +500,10 @@ class AnalysisPanel(QWidget):
         """Show any result (also a saved one, ``engine.analysis.load_result``)."""
         self.result = result
         if not self.runner.running:
-            self.set_analysis(ANALYSIS_OF.get(result.kind, result.kind))
+            self.set_analysis(spec_of_result(result).name)
+        if result.kind not in self.views:
+            self.views[result.kind] = FigureView(self.stack)
+            self.stack.addWidget(self.views[result.kind])
         view = self.views[result.kind]
         view.set_result(result)
         self.stack.setCurrentWidget(view)

@@ -20,53 +20,17 @@ Jobs run on the generator's device and are cancelled by closing them at any yiel
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
-from typing import Any
-
-from engine.analysis import curves, locality, realism, reproduce, score
+# Each analysis module registers itself (engine.analysis.registry) when imported.
+from engine.analysis import curves, locality, realism, reproduce, score  # noqa: F401
+from engine.analysis.registry import ANALYSES, AnalysisSpec, get_analysis, register_analysis, spec_of_result
 from engine.analysis.results import AnalysisResult, load_result
-from engine.errors import AtlasError
 
-
-@dataclass(frozen=True)
-class AnalysisSpec:
-    """One analysis: its name, ``Params`` dataclass, job and what it needs."""
-
-    name: str
-    params: type
-    run: Callable[..., Iterator[Any]]
-    summary: str
-    param_only: bool = False  # only parameter directions make sense
-    needs_factors: bool = False  # needs a factor model (the procedural regressor)
-
-    def make_params(self, **overrides) -> Any:
-        """``Params`` with ``overrides`` (unknown names are an error listing the valid ones)."""
-        names = {f.name for f in fields(self.params)}
-        bad = sorted(set(overrides) - names)
-        if bad:
-            raise AtlasError(
-                f"analysis '{self.name}' has no parameter {', '.join(bad)}; "
-                f"its parameters are {', '.join(sorted(names))}"
-            )
-        return self.params(**overrides)
-
-
-ANALYSES: dict[str, AnalysisSpec] = {
-    "curves": AnalysisSpec("curves", curves.Params, curves.run, "distance vs shift t"),
-    "locality": AnalysisSpec("locality", locality.Params, locality.run, "where in the image the edit acts"),
-    "fid": AnalysisSpec("fid", realism.Params, realism.run, "realism (Fréchet distance) vs shift t"),
-    "reproduce": AnalysisSpec(
-        "reproduce", reproduce.Params, reproduce.run, "can a latent shift reproduce a parameter edit?", param_only=True
-    ),
-    "score": AnalysisSpec("score", score.Params, score.run, "ground-truth purity and coverage", needs_factors=True),
-}
-
-
-def get_analysis(name: str) -> AnalysisSpec:
-    if name not in ANALYSES:
-        raise AtlasError(f"unknown analysis '{name}'; choose one of {', '.join(ANALYSES)}")
-    return ANALYSES[name]
-
-
-__all__ = ["ANALYSES", "AnalysisResult", "AnalysisSpec", "get_analysis", "load_result"]
+__all__ = [
+    "ANALYSES",
+    "AnalysisResult",
+    "AnalysisSpec",
+    "get_analysis",
+    "load_result",
+    "register_analysis",
+    "spec_of_result",
+]

@@ -12,13 +12,16 @@ and were calibrated on 64 px patches.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
 from engine.analysis.sampling import check_fits, directions_of, latents, render_base, render_shifts, shift_grid
 from engine.directions import DirectionSet
@@ -60,6 +63,37 @@ class CurvesResult(AnalysisResult):
     shifts: np.ndarray  # [K, S]
     mean: np.ndarray  # [K, S]
     std: np.ndarray  # [K, S]
+
+    def draw(self, path: Path) -> Path:
+        """The PNG figure of this result at ``path``."""
+        from engine.analysis import plots
+
+        fig = plots.figure(6.4, 4.2)
+        ax = fig.add_subplot()
+        for i in range(len(self.indices)):
+            t, m, s = self.shifts[i], self.mean[i], self.std[i]
+            (line,) = ax.plot(t, m, marker="o", ms=3, label=plots.direction_name(self, i))
+            ax.fill_between(t, m - s, m + s, color=line.get_color(), alpha=0.15)
+        ax.set_xlabel("shift t")
+        ax.set_ylabel(f"distance ({self.distance})")
+        ax.set_title(
+            f"Effect curves: {self.set_title} ({self.method}) on {self.model}, mean ± std over {self.seeds} latents\n"
+            + textwrap.fill(self.distance_label, 90),
+            fontsize=8,
+        )
+        ax.grid(alpha=0.3)
+        if len(self.indices) <= 12:
+            ax.legend(title="direction", fontsize=7)
+        return plots.save_figure(fig, path)
+
+    def report_lines(self) -> list[str]:
+        """The numbers worth printing, one line per direction."""
+        lines = []
+        for i, k in enumerate(self.indices):
+            name = f"direction {k}" + (f" ({self.labels[i]})" if self.labels[i] else "")
+            pts = ", ".join(f"{t:+.3g}: {m:.4g}" for t, m in zip(self.shifts[i], self.mean[i]))
+            lines.append(f"{name}: {self.distance} distance by t  {pts}")
+        return lines
 
 
 def resolve_distance(name: str, device) -> tuple[DistanceFn, str]:
@@ -142,3 +176,6 @@ def _measure(distance: DistanceFn, a: torch.Tensor, b: torch.Tensor) -> torch.Te
         a = F.interpolate(a, size=size, mode="bilinear", align_corners=False)
         b = F.interpolate(b, size=size, mode="bilinear", align_corners=False)
     return distance(a, b).reshape(-1)
+
+
+register_analysis(AnalysisSpec("curves", Params, run, "distance vs shift t", CurvesResult))

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
 from engine.analysis.sampling import check_fits, directions_of, latents, shift_range
 from engine.directions import DirectionSet
@@ -54,6 +56,45 @@ class LocalityResult(AnalysisResult):
     shift_range: np.ndarray  # [K, 2]
     concentration: np.ndarray  # [K]
     example: np.ndarray  # [K, 2, H, W, 3] uint8: one unedited image and its edit at the range's end
+
+    def draw(self, path: Path) -> Path:
+        """The PNG figure of this result at ``path``."""
+        from engine.analysis import plots
+
+        K = len(self.indices)
+        fig = plots.figure(8.4, 2.9 * K)
+        for i in range(K):
+            lo, hi = self.shift_range[i]
+            ax0, ax1, ax2 = (fig.add_subplot(K, 3, 3 * i + j + 1) for j in range(3))
+            ax0.imshow(self.example[i, 0], interpolation="nearest")
+            ax0.set_title(f"direction {plots.direction_name(self, i)}: original", fontsize=8)
+            ax1.imshow(self.example[i, 1], interpolation="nearest")
+            ax1.set_title(f"edited, t = {hi:+.3g}", fontsize=8)
+            im = ax2.imshow(self.heatmap[i], cmap=plots.HEATMAP_CMAP, interpolation="nearest")
+            ax2.set_title(
+                f"mean squared difference\n{self.samples} z x {self.shifts_per_sample} t ~ U[{lo:.3g}, {hi:.3g}]; "
+                f"top-10% share {self.concentration[i]:.2f}",
+                fontsize=7,
+            )
+            fig.colorbar(im, ax=ax2, fraction=0.046, pad=0.04)
+            for ax in (ax0, ax1, ax2):
+                ax.set_xticks([])
+                ax.set_yticks([])
+        fig.suptitle(f"Locality: {self.set_title} ({self.method}) on {self.model}", fontsize=9)
+        return plots.save_figure(fig, path)
+
+    def report_lines(self) -> list[str]:
+        """The numbers worth printing, one line per direction."""
+        lines = []
+        for i, k in enumerate(self.indices):
+            name = f"direction {k}" + (f" ({self.labels[i]})" if self.labels[i] else "")
+            h = self.heatmap[i]
+            y, x = np.unravel_index(int(np.argmax(h)), h.shape)
+            lines.append(
+                f"{name}: mean squared difference {h.mean():.4g} per pixel (max {h.max():.4g} at x={x}, y={y}); "
+                f"the hottest 10% of pixels hold {100 * self.concentration[i]:.0f}% of it"
+            )
+        return lines
 
 
 def concentration(heatmap: np.ndarray, top: float = TOP_SHARE) -> float:
@@ -118,3 +159,6 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
         concentration=np.array([concentration(h) for h in heatmap]),
         example=np.stack(examples),
     )
+
+
+register_analysis(AnalysisSpec("locality", Params, run, "where in the image the edit acts", LocalityResult))

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from engine.analysis.factors import FactorModel, procedural_factors
+from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
 from engine.analysis.sampling import check_fits, directions_of, latents, shift_grid
 from engine.directions import DirectionSet
@@ -72,6 +73,35 @@ class RealismResult(AnalysisResult):
     reference: int
     shifts: np.ndarray  # [K, S]
     distance: np.ndarray  # [K, S]
+
+    def draw(self, path: Path) -> Path:
+        """The PNG figure of this result at ``path``."""
+        from engine.analysis import plots
+
+        fig = plots.figure(6.4, 4.2)
+        ax = fig.add_subplot()
+        for i in range(len(self.indices)):
+            ax.plot(self.shifts[i], self.distance[i], marker="o", ms=3, label=plots.direction_name(self, i))
+        ax.set_xlabel("shift t")
+        ax.set_ylabel("FID" if self.features == "inception" else "Fréchet distance")
+        ax.set_title(
+            f"Realism vs shift: {self.features_label}\n{self.samples} edited vs {self.reference} unedited samples; "
+            f"t = 0 is the sampling floor",
+            fontsize=8,
+        )
+        ax.grid(alpha=0.3)
+        if len(self.indices) <= 12:
+            ax.legend(title="direction", fontsize=7)
+        return plots.save_figure(fig, path)
+
+    def report_lines(self) -> list[str]:
+        """The numbers worth printing, one line per direction."""
+        lines = []
+        for i, k in enumerate(self.indices):
+            name = f"direction {k}" + (f" ({self.labels[i]})" if self.labels[i] else "")
+            pts = ", ".join(f"{t:+.3g}: {v:.4g}" for t, v in zip(self.shifts[i], self.distance[i]))
+            lines.append(f"{name}: {self.features_label} by t  {pts}")
+        return lines
 
 
 def fid_weights_path() -> Path:
@@ -251,3 +281,6 @@ def run(
         shifts=np.stack(grids),
         distance=np.asarray(out, dtype=np.float64),
     )
+
+
+register_analysis(AnalysisSpec("fid", Params, run, "realism (Fréchet distance) vs shift t", RealismResult))

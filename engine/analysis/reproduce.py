@@ -24,10 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
 from engine.analysis.sampling import check_fits, directions_of, latents
 from engine.directions import DirectionSet
@@ -76,6 +78,54 @@ class ReproduceResult(AnalysisResult):
     h_norm: np.ndarray  # [K] ||h|| in the code's own units
     loss_curve: np.ndarray  # [K, steps] relative loss of each training batch
     examples: np.ndarray  # [K, 3, N, H, W, 3] uint8: original, parameter edit, best latent shift
+
+    def draw(self, path: Path) -> Path:
+        """The PNG figure of this result at ``path``."""
+        from engine.analysis import plots
+
+        K = len(self.indices)
+        N = self.examples.shape[2]
+        fig = plots.figure(10.0, 3.2 * K)
+        sub = fig.subfigures(K, 1, squeeze=False)[:, 0]
+        for i in range(K):
+            left, right = sub[i].subfigures(1, 2, width_ratios=[1, 1.4])
+            ax = left.add_subplot()
+            ax.plot(np.arange(1, len(self.loss_curve[i]) + 1), self.loss_curve[i], lw=0.8)
+            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+            ax.axhline(self.residual[i], color="C3", lw=0.8, label=f"held-out residual {self.residual[i]:.3f}")
+            ax.set_xlabel("Adam step")
+            ax.set_ylabel("relative loss")
+            ax.set_ylim(0, max(1.1, float(np.nanmax(self.loss_curve[i])) * 1.05))
+            ax.legend(fontsize=7)
+            ax.set_title(
+                f"direction {plots.direction_name(self, i)}, t = {self.t[i]:+.3g}, h in {self.space}", fontsize=8
+            )
+            axes = right.subplots(3, N, squeeze=False)
+            for row, title in enumerate(("original", "param. edit", "G(z + h)")):
+                for c in range(N):
+                    a = axes[row, c]
+                    a.imshow(self.examples[i, row, c], interpolation="nearest")
+                    a.set_xticks([])
+                    a.set_yticks([])
+                axes[row, 0].set_ylabel(title, fontsize=7)
+        fig.suptitle(
+            f"Can a latent shift reproduce the edit? {self.set_title} ({self.method}) on {self.model} "
+            f"(0 = exactly, 1 = no better than nothing)",
+            fontsize=9,
+        )
+        return plots.save_figure(fig, path)
+
+    def report_lines(self) -> list[str]:
+        """The numbers worth printing, one line per direction."""
+        lines = []
+        for i, k in enumerate(self.indices):
+            name = f"direction {k}" + (f" ({self.labels[i]})" if self.labels[i] else "")
+            lines.append(
+                f"{name}: t = {self.t[i]:+.3g}, h in {self.space}: relative residual {self.residual[i]:.3f} "
+                f"(0 = a latent shift reproduces the edit, 1 = none helps); edit size "
+                f"{self.edit_size[i]:.4g} per pixel, |h| = {self.h_norm[i]:.3g} code std"
+            )
+        return lines
 
 
 def resolve_space(gen, space: str) -> str:
@@ -211,3 +261,10 @@ def _evaluate(
     if den <= 0:
         raise AtlasError(f"the parameter edit of {layer} at t = {t} does not change the images; nothing to reproduce")
     return num / den, den / pixels, ex
+
+
+register_analysis(
+    AnalysisSpec(
+        "reproduce", Params, run, "can a latent shift reproduce a parameter edit?", ReproduceResult, param_only=True
+    )
+)

@@ -70,10 +70,16 @@ class AnalysisResult:
         return jpath, npath
 
     def plot(self, path: str | Path) -> Path:
-        """Draw the result as a PNG at ``path`` (see ``engine.analysis.plots``)."""
-        from engine.analysis import plots
+        """Draw the result as a PNG at ``path`` (the subclass's ``draw``)."""
+        return self.draw(Path(path))
 
-        return plots.plot_result(self, Path(path))
+    def draw(self, path: Path) -> Path:
+        """The PNG figure of this result at ``path``; every analysis's result class defines it."""
+        raise NotImplementedError
+
+    def report_lines(self) -> list[str]:
+        """The numbers worth printing, one line per direction (``main.py analyze``)."""
+        return []
 
 
 def load_result(path: str | Path) -> AnalysisResult:

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from engine.analysis.factors import FactorModel, procedural_factors
+from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
 from engine.analysis.sampling import (
     check_fits,
@@ -124,6 +126,29 @@ class ScoreResult(AnalysisResult):
             "mean_purity": float(np.mean(self.purity)) if len(self.purity) else 0.0,
             "covered": self.covered,
         }
+
+    def draw(self, path: Path) -> Path:
+        """The PNG figure of this result at ``path``."""
+        from engine.analysis import plots
+
+        K, F = self.effect.shape
+        fig = plots.figure(1.2 + 0.75 * F, 1.4 + 0.32 * K)
+        ax = fig.add_subplot()
+        im = ax.imshow(self.effect, cmap="viridis", aspect="auto", interpolation="nearest")
+        ax.set_xticks(range(F), self.factor_names, rotation=40, ha="right", fontsize=8)
+        ax.set_yticks(
+            range(K),
+            [
+                f"{plots.direction_name(self, i)}  p={self.purity[i]:.2f}" + (" *" if self.clean[i] else "")
+                for i in range(K)
+            ],
+            fontsize=7,
+        )
+        fig.colorbar(im, ax=ax, label="effect (factor std across the range)")
+        ax.set_title(
+            f"Ground truth: {self.set_title} ({self.method}); coverage {self.coverage}/{F}  (* clean)", fontsize=9
+        )
+        return plots.save_figure(fig, path)
 
 
 def slopes(t: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -222,3 +247,8 @@ def run(
 def _predict(factors: FactorModel, images: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         return factors.predict(images).detach().double().cpu().numpy()
+
+
+register_analysis(
+    AnalysisSpec("score", Params, run, "ground-truth purity and coverage", ScoreResult, needs_factors=True)
+)

@@ -147,3 +147,14 @@ def test_panel_shows_a_saved_result(qtbot, quad, tmp_path):
     assert isinstance(panel.current_view(), LocalityView) and panel.analysis == "locality"
     heat = panel.current_view().heatmap()
     assert heat[3].min() > 0 and np.delete(heat, 3, axis=0).max() == 0  # the edit touches row 3 only
+
+
+def test_a_registered_analysis_without_its_own_view_shows_its_figure(qtbot, quad, lat):
+    from desktop.analysis_views import FigureView
+    from tests.engine import toy_analysis
+
+    r = run_job(toy_analysis.run(quad, lat, None))
+    v = view_for(r)
+    qtbot.addWidget(v)
+    assert isinstance(v, FigureView) and not v.label.pixmap().isNull()
+    assert "direction 0: mean |change|" in v.lines.text()

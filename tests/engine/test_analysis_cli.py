@@ -168,3 +168,13 @@ def test_score_cli(tiny, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "main factor" in text and "coverage" in text and "mean purity" in text
     assert (tmp_path / "scores" / "lat.score.json").is_file()
+
+
+def test_a_registered_analysis_runs_from_the_cli_without_cli_edits(tiny, tmp_path, capsys):
+    import tests.engine.toy_analysis  # noqa: F401  (registers "toy-change")
+
+    ckpt, lat, _ = tiny
+    assert _analyze("toy-change", "--model", ckpt, "--directions", lat, "--out", str(tmp_path / "toy.png")) == 0
+    out = capsys.readouterr().out
+    assert "direction 0: mean |change|" in out and (tmp_path / "toy.png").is_file()
+    assert load_result(tmp_path / "toy.json").kind == "toy-change"
