@@ -272,7 +272,7 @@ def test_results_save_load_and_plot(gen, tmp_path):
 
 
 def test_registry_lists_every_analysis():
-    assert set(ANALYSES) == {"curves", "locality", "fid", "reproduce", "score"}
+    assert {"curves", "locality", "fid", "reproduce", "score"} <= set(ANALYSES)  # tests may register more
     with pytest.raises(AtlasError, match="no parameter"):
         ANALYSES["curves"].make_params(nope=1)
 
