@@ -64,6 +64,76 @@ def parse_indices(text: str, n: int) -> list[int]:
     return idx
 
 
+def add_class_arg(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    p.add_argument(
+        "--class",
+        dest="classes",
+        default=None,
+        metavar="N|N0,N1,...",
+        help=help
+        or "class-conditional models: one class for every seed (N), or one per seed / latent (N0,N1,...); "
+        "an index or a class name (e.g. 207 or 'golden retriever'); default with --directions: the classes "
+        "the set was found on",
+    )
+
+
+def parse_classes(text: str, gen) -> list[int]:
+    """``"207"``, ``"0,3,7"`` or ``"golden retriever,1"`` -> class indices of ``gen``, checked.
+
+    Names match ``gen.class_names()`` ignoring case; an unknown or ambiguous name, an index out
+    of range, or a model without classes is a one-line ``AtlasError``.
+    """
+    if not gen.num_classes:
+        raise AtlasError(f"--class {text}: model '{gen.name}' is not class-conditional; it takes no class")
+    names = None
+    out: list[int] = []
+    for part in str(text).split(","):
+        token = part.strip()
+        if not token:
+            continue
+        if token.lstrip("-").isdigit():
+            c = int(token)
+        else:
+            if names is None:
+                names = [n.lower() for n in gen.class_names()]
+            hits = [i for i, n in enumerate(names) if n == token.lower()]
+            if not hits:
+                raise AtlasError(
+                    f"--class {text}: '{token}' is not a class name of '{gen.name}' (use an index 0..{gen.num_classes - 1})"
+                )
+            if len(hits) > 1:
+                raise AtlasError(f"--class {text}: '{token}' names classes {', '.join(map(str, hits))}; give the index")
+            c = hits[0]
+        if not 0 <= c < gen.num_classes:
+            raise AtlasError(
+                f"--class {text}: class {c} is out of range; model '{gen.name}' has classes 0..{gen.num_classes - 1}"
+            )
+        out.append(c)
+    if not out:
+        raise AtlasError(f"--class '{text}': no class given")
+    return out
+
+
+def row_classes(
+    gen, text: str | None, n: int, *, default: list[int] | None = None, rows: str = "seed"
+) -> list[int] | None:
+    """One class per row of ``n`` from ``--class`` (one for all, or exactly one per row).
+
+    Without ``--class``: ``default`` (e.g. the classes a direction set was found on) cycled over
+    the rows, or ``None`` (the model then asks for a class if it needs one).
+    """
+    if text is None:
+        if default and gen.num_classes:
+            return [int(default[i % len(default)]) for i in range(n)]
+        return None
+    classes = parse_classes(text, gen)
+    if len(classes) == 1:
+        return classes * n
+    if len(classes) != n:
+        raise AtlasError(f"--class {text}: {len(classes)} classes for {n} {rows}s; give one, or one per {rows}")
+    return classes
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",

@@ -158,7 +158,7 @@ def load_biggan(path: str | Path) -> BigGANGenerator:
         ours, sigmas = convert_state(sd, cfg, weights_path)
         del sd
         folder = weights_path.parent
-        gen = BigGANGenerator(cfg, name=folder.name if Path(path).is_dir() else weights_path.stem)
+        gen = BigGANGenerator(cfg, name=folder.name if weights_path.name == WEIGHTS_NAME else weights_path.stem)
         gen.load_state_dict({k: v.float() for k, v in ours.items()}, strict=True)
     gen.sn_sigma = sigmas
     ident = hashlib.sha256()
