@@ -80,38 +80,16 @@ def add_class_arg(p: argparse.ArgumentParser, help: str | None = None) -> None:
 def parse_classes(text: str, gen) -> list[int]:
     """``"207"``, ``"0,3,7"`` or ``"golden retriever,1"`` -> class indices of ``gen``, checked.
 
-    Names match ``gen.class_names()`` ignoring case; an unknown or ambiguous name, an index out
-    of range, or a model without classes is a one-line ``AtlasError``.
+    Names match ``gen.class_names()`` ignoring case (``Generator.find_class``); an unknown or
+    ambiguous name, an index out of range, or a model without classes is a one-line ``AtlasError``.
     """
-    if not gen.num_classes:
-        raise AtlasError(f"--class {text}: model '{gen.name}' is not class-conditional; it takes no class")
-    names = None
-    out: list[int] = []
-    for part in str(text).split(","):
-        token = part.strip()
-        if not token:
-            continue
-        if token.lstrip("-").isdigit():
-            c = int(token)
-        else:
-            if names is None:
-                names = [n.lower() for n in gen.class_names()]
-            hits = [i for i, n in enumerate(names) if n == token.lower()]
-            if not hits:
-                raise AtlasError(
-                    f"--class {text}: '{token}' is not a class name of '{gen.name}' (use an index 0..{gen.num_classes - 1})"
-                )
-            if len(hits) > 1:
-                raise AtlasError(f"--class {text}: '{token}' names classes {', '.join(map(str, hits))}; give the index")
-            c = hits[0]
-        if not 0 <= c < gen.num_classes:
-            raise AtlasError(
-                f"--class {text}: class {c} is out of range; model '{gen.name}' has classes 0..{gen.num_classes - 1}"
-            )
-        out.append(c)
-    if not out:
+    tokens = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not tokens:
         raise AtlasError(f"--class '{text}': no class given")
-    return out
+    try:
+        return [gen.find_class(t) for t in tokens]
+    except AtlasError as exc:
+        raise AtlasError(f"--class {text}: {exc}") from None
 
 
 def row_classes(

@@ -120,7 +120,7 @@ def render_batch(
     if len(shifts) != B:
         raise ValueError(f"{len(shifts)} shift lists for {B} codes")
     if classes is None and bases is not None:
-        classes = _base_classes(bases, B)
+        classes = _base_classes(gen, bases, B)
     if bases is not None and any(b is not None for b in bases):
         if len(bases) != B:
             raise ValueError(f"{len(bases)} bases for {B} codes")
@@ -182,13 +182,16 @@ def render_batch(
     )
 
 
-def _base_classes(bases: Sequence[Base | None], B: int) -> list[int] | None:
-    """The bases' classes, one per row, or ``None`` when no base has one."""
+def _base_classes(gen: Generator, bases: Sequence[Base | None], B: int) -> list[int] | None:
+    """The bases' classes, one per row (rows without one take the generator's), or ``None`` when no base has one."""
+    if len(bases) != B:
+        raise ValueError(f"{len(bases)} bases for {B} codes")
     cls = [b.class_index if b is not None else None for b in bases]
     if all(c is None for c in cls):
         return None
-    if any(c is None for c in cls) or len(cls) != B:
-        raise AtlasError("some seeds have a class and others not; give every seed a class")
+    if any(c is None for c in cls):
+        default = gen.condition(B).classes.tolist()  # the view's classes (or the "choose a class" error)
+        cls = [d if c is None else c for c, d in zip(cls, default)]
     return cls
 
 

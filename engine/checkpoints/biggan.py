@@ -170,10 +170,11 @@ def load_biggan(path: str | Path) -> BigGANGenerator:
 
 
 def probe_biggan(path: Path) -> bool:
-    """A folder with both files, or a ``.bin`` with ``config.json`` beside it (the loader then checks them)."""
+    """A folder with either file, or a ``.bin`` with ``config.json`` beside it (the loader then checks them
+    and names a missing one)."""
     try:
         if path.is_dir():
-            return (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file()
+            return (path / CONFIG_NAME).is_file() or (path / WEIGHTS_NAME).is_file()
         return path.is_file() and path.with_name(CONFIG_NAME).is_file()
     except OSError:
         return False

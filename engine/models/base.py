@@ -315,6 +315,33 @@ class Generator(nn.Module):
         """One display name per class (``[]`` for unconditional models); the index where none is known."""
         return [str(i) for i in range(self.num_classes)]
 
+    def find_class(self, token: str | int) -> int:
+        """The class index of ``token``: an index, or a class name (case-insensitive, exact).
+
+        Raises a one-line ``AtlasError`` for a model without classes, an index out of range, or
+        an unknown or ambiguous name.
+        """
+        if self.num_classes <= 0:
+            raise AtlasError(f"model '{self.name}' is not class-conditional; it takes no class")
+        text = str(token).strip()
+        if text.lstrip("-").isdigit():
+            c = int(text)
+            if not 0 <= c < self.num_classes:
+                raise AtlasError(
+                    f"class {c} is out of range: model '{self.name}' has classes 0..{self.num_classes - 1}"
+                )
+            return c
+        hits = [i for i, n in enumerate(self.class_names()) if n.lower() == text.lower()]
+        if not hits:
+            raise AtlasError(
+                f"'{text}' is not a class name of model '{self.name}' (give an index 0..{self.num_classes - 1})"
+            )
+        if len(hits) > 1:
+            raise AtlasError(
+                f"'{text}' names classes {', '.join(map(str, hits))} of model '{self.name}'; give the index"
+            )
+        return hits[0]
+
     @property
     def classes_bound(self) -> list[int] | None:
         """The classes of a view made by ``conditioned`` (as plain ints), else ``None``."""
