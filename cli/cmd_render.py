@@ -88,9 +88,13 @@ def load_codes(args, gen, default_classes: list[int] | None = None) -> tuple[tor
     if getattr(args, "latents", None):
         codes = _read_latents(Path(args.latents), gen, space)
         classes = row_classes(gen, text, codes.shape[0], default=default_classes, rows="latent")
+        if classes is None and gen.num_classes:
+            gen.condition(codes.shape[0])  # the one-line "choose a class" error, before any rendering
         return codes, space, with_classes(None, classes, codes.shape[0])
     seeds = parse_seeds(args.seeds)
     classes = row_classes(gen, text, len(seeds), default=default_classes)
+    if classes is None and gen.num_classes:
+        gen.condition(len(seeds))
     z = gen.seed_latents(seeds, psi=args.psi)
     if space != "z":
         with torch.no_grad():
