@@ -414,7 +414,7 @@ class MainWindow(QMainWindow):
         choice, ok = QInputDialog.getItem(
             self,
             "Open model",
-            "Built-in model, or choose 'File…' for a checkpoint (.pt, .pkl) or adapter (.py):",
+            "Built-in model, or choose 'File…' for a checkpoint (.pt, .pkl, a BigGAN .bin) or adapter (.py):",
             names + ["File…"],
             0,
             False,
@@ -423,7 +423,7 @@ class MainWindow(QMainWindow):
             return
         if choice == "File…":
             path, _ = QFileDialog.getOpenFileName(
-                self, "Open model", "", "Checkpoints and adapters (*.pt *.pth *.pkl *.tar *.py);;All files (*)"
+                self, "Open model", "", "Checkpoints and adapters (*.pt *.pth *.pkl *.tar *.bin *.py);;All files (*)"
             )
             if not path:
                 return

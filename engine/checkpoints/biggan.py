@@ -4,7 +4,10 @@
 ``BigGAN.from_pretrained(folder)`` reads). The files published in 2019 are torch's legacy
 (pre-1.6) container: it is read by ``engine.checkpoints.legacy_torch`` (allow-listed pickle,
 memory-mapped storages, sizes checked against the file before anything is mapped); a zip
-container goes through ``torch.load(weights_only=True, mmap=True)``. Nothing from the files is
+container goes through ``torch.load(weights_only=True, mmap=True)``. The model is built on the
+meta device and takes the converted tensors (``assign=True``, one fresh copy of each), and each
+tensor's file mapping is released as soon as it is converted: loading holds the model plus at
+most one mapped tensor and one temporary, the model alone afterwards. Nothing from the files is
 ever executed. The configuration is checked field by field and the state dict must hold exactly
 the keys and shapes that configuration implies (``BigGANConfig.state_shapes``), so a file that
 declares huge shapes is refused before the model is built. ImageNet models (1000 classes) get
@@ -103,8 +106,8 @@ def check_state(sd: dict[str, torch.Tensor], cfg: BigGANConfig, path: Path) -> N
 
 def _sn_weight(sd: dict[str, torch.Tensor], prefix: str, path: Path, sigmas: dict[str, float]) -> torch.Tensor:
     """``weight_orig / sigma``, ``sigma = u . (W v)`` with the stored vectors: the reference's eval-mode weight."""
-    w = sd[f"{prefix}.weight_orig"].float()
-    u, v = sd[f"{prefix}.weight_u"].float(), sd[f"{prefix}.weight_v"].float()
+    w = sd.pop(f"{prefix}.weight_orig").float()
+    u, v = sd.pop(f"{prefix}.weight_u").float(), sd.pop(f"{prefix}.weight_v").float()
     sigma = torch.dot(u, torch.mv(w.reshape(w.shape[0], -1), v))
     if not torch.isfinite(sigma) or float(sigma) == 0.0:
         raise CheckpointError(
@@ -114,37 +117,52 @@ def _sn_weight(sd: dict[str, torch.Tensor], prefix: str, path: Path, sigmas: dic
     return w / sigma
 
 
+def _finite(t: torch.Tensor, key: str, path: Path) -> torch.Tensor:
+    if not torch.isfinite(t).all():
+        raise CheckpointError(f"{path}: non-finite values in the weights ({key}); damaged file")
+    return t
+
+
 def convert_state(sd: dict[str, torch.Tensor], cfg: BigGANConfig, path: Path) -> tuple[dict, dict[str, float]]:
-    """Our state dict (effective weights) from the reference's, and each SN module's sigma."""
+    """Our state dict (effective weights) from the reference's, and each SN module's sigma.
+
+    Consumes ``sd``: each tensor is replaced by a fresh float32 copy as it is converted, so the
+    file mapping behind it is released tensor by tensor and the mapped file and the model are
+    never both resident in full.
+    """
     sig: dict[str, float] = {}
+
+    def own(key: str) -> torch.Tensor:
+        return _finite(sd.pop(key).float().clone(), key, path)
+
+    def sn(prefix: str) -> torch.Tensor:
+        return _finite(_sn_weight(sd, prefix, path, sig), prefix, path)
+
     out = {
-        "embeddings": sd["embeddings.weight"],
-        "gen_z_weight": _sn_weight(sd, "generator.gen_z", path, sig),
-        "gen_z_bias": sd["generator.gen_z.bias"],
-        "bn_weight": sd["generator.bn.weight"],
-        "bn_bias": sd["generator.bn.bias"],
-        "bn_means": sd["generator.bn.running_means"],
-        "bn_vars": sd["generator.bn.running_vars"],
-        "conv_to_rgb.weight": _sn_weight(sd, "generator.conv_to_rgb", path, sig),
-        "conv_to_rgb.bias": sd["generator.conv_to_rgb.bias"],
+        "embeddings": own("embeddings.weight"),
+        "gen_z_weight": sn("generator.gen_z"),
+        "gen_z_bias": own("generator.gen_z.bias"),
+        "bn_weight": own("generator.bn.weight"),
+        "bn_bias": own("generator.bn.bias"),
+        "bn_means": own("generator.bn.running_means"),
+        "bn_vars": own("generator.bn.running_vars"),
+        "conv_to_rgb.weight": sn("generator.conv_to_rgb"),
+        "conv_to_rgb.bias": own("generator.conv_to_rgb.bias"),
     }
     for i, (kind, _) in enumerate(cfg.module_layout()):
         src, dst = f"generator.layers.{i}", f"layers.{i}"
         if kind == "attn":
-            out[f"{dst}.gamma"] = sd[f"{src}.gamma"]
+            out[f"{dst}.gamma"] = own(f"{src}.gamma")
             for ours, theirs in (("theta", "theta"), ("phi", "phi"), ("g", "g"), ("o", "o_conv")):
-                out[f"{dst}.{ours}"] = _sn_weight(sd, f"{src}.snconv1x1_{theirs}", path, sig)
+                out[f"{dst}.{ours}"] = sn(f"{src}.snconv1x1_{theirs}")
             continue
         for j in range(4):
-            out[f"{dst}.bn_{j}.running_means"] = sd[f"{src}.bn_{j}.running_means"]
-            out[f"{dst}.bn_{j}.running_vars"] = sd[f"{src}.bn_{j}.running_vars"]
-            out[f"{dst}.bn_{j}.scale"] = _sn_weight(sd, f"{src}.bn_{j}.scale", path, sig)
-            out[f"{dst}.bn_{j}.offset"] = _sn_weight(sd, f"{src}.bn_{j}.offset", path, sig)
-            out[f"{dst}.conv_{j}.weight"] = _sn_weight(sd, f"{src}.conv_{j}", path, sig)
-            out[f"{dst}.conv_{j}.bias"] = sd[f"{src}.conv_{j}.bias"]
-    for k, t in out.items():
-        if not torch.isfinite(t).all():
-            raise CheckpointError(f"{path}: non-finite values in the weights ({k}); damaged file")
+            out[f"{dst}.bn_{j}.running_means"] = own(f"{src}.bn_{j}.running_means")
+            out[f"{dst}.bn_{j}.running_vars"] = own(f"{src}.bn_{j}.running_vars")
+            out[f"{dst}.bn_{j}.scale"] = sn(f"{src}.bn_{j}.scale")
+            out[f"{dst}.bn_{j}.offset"] = sn(f"{src}.bn_{j}.offset")
+            out[f"{dst}.conv_{j}.weight"] = sn(f"{src}.conv_{j}")
+            out[f"{dst}.conv_{j}.bias"] = own(f"{src}.conv_{j}.bias")
     return out, sig
 
 
@@ -158,8 +176,9 @@ def load_biggan(path: str | Path) -> BigGANGenerator:
         ours, sigmas = convert_state(sd, cfg, weights_path)
         del sd
         folder = weights_path.parent
-        gen = BigGANGenerator(cfg, name=folder.name if weights_path.name == WEIGHTS_NAME else weights_path.stem)
-        gen.load_state_dict({k: v.float() for k, v in ours.items()}, strict=True)
+        with torch.device("meta"):  # no second copy: the model takes the converted (or mapped) tensors
+            gen = BigGANGenerator(cfg, name=folder.name if weights_path.name == WEIGHTS_NAME else weights_path.stem)
+        gen.load_state_dict(ours, strict=True, assign=True)
     gen.sn_sigma = sigmas
     ident = hashlib.sha256()
     for f in (config_path, weights_path):

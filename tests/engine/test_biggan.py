@@ -330,3 +330,53 @@ def test_discover_on_a_class_records_it_and_renders_on_it(tmp_path, method, extr
     with torch.no_grad():
         img = render_batch(gen, z, [((d, float(d.range[0])),)], classes=207)
     assert np.abs(img.numpy()[0] - default[0]).max() < 1e-5  # row (direction 0, seed 0), first shift
+
+
+MEMORY_PROBE = r"""
+import gc, json, os, sys, torch
+torch.set_num_threads(1)
+import scipy.stats, engine.models  # imports first: only the load itself is measured
+from engine.models import load_generator
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+gc.collect()
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+before = status("VmRSS:")
+gen = load_generator(sys.argv[1], device="cpu")
+tensors = sum(t.numel() * t.element_size() for t in gen.state_dict().values())
+print(json.dumps({"peak": status("VmHWM:") - before, "tensors": tensors}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_loading_holds_at_most_twice_the_tensors(tmp_path):
+    """A 20 MB legacy checkpoint: the peak resident growth while loading stays under 2x its tensors."""
+    import subprocess
+    import sys
+
+    cfg = dict(
+        output_dim=32, z_dim=128, class_embed_dim=128, channel_width=32, num_classes=1000, eps=1e-4, n_stats=51,
+        layers=[[False, 16, 16], [True, 16, 8], [True, 8, 4], [True, 4, 2], [False, 2, 1]], attention_layer_position=2,
+    )  # fmt: skip
+    config = BigGANConfig.from_json(cfg, "memory test")
+    g = torch.Generator().manual_seed(0)
+    sd = {k: torch.randn(v, generator=g) * 0.05 for k, v in config.state_shapes().items()}
+    for k in sd:
+        if k.endswith("running_vars"):
+            sd[k] = sd[k].abs() + 0.5
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(cfg))
+    _legacy_bin(folder / "pytorch_model.bin", sd)
+    del sd
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(folder)], capture_output=True, text=True, cwd=root, check=True
+    )
+    m = json.loads(res.stdout.strip().splitlines()[-1])
+    assert m["tensors"] > 15 * 2**20
+    assert m["peak"] < 2 * m["tensors"], m
