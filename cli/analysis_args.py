@@ -80,7 +80,7 @@ def load_model_for_set(args, dset):
     if not spec:
         ref = dset.model or {}
         for cand in (ref.get("source"), ref.get("name")):
-            if cand and (cand in {m.name for m in builtin_models()} or Path(str(cand)).is_file()):
+            if cand and (cand in {m.name for m in builtin_models()} or Path(str(cand)).exists()):
                 spec = str(cand)
                 break
     gen = load_generator(spec, device=args.device)
@@ -89,4 +89,7 @@ def load_model_for_set(args, dset):
         print(
             f"warning: {dset.title} was found on model {dset.model.get('name')!r}, not on {gen.name!r}", file=sys.stderr
         )
+    if gen.num_classes and dset.classes:
+        # analyses compare each latent's edited and unedited images: one class (the set's first) for all
+        gen = gen.conditioned(classes=dset.classes[:1])
     return gen

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from cli.common import add_model_args, drive, out_path
+from cli.common import add_class_arg, add_model_args, drive, out_path, parse_classes
 from engine.errors import AtlasError
 
 
@@ -28,6 +28,11 @@ def register(sub) -> None:
     )
     add_model_args(p)
     p.add_argument("--method", required=True, choices=names, help="discovery method")
+    add_class_arg(
+        p,
+        "class-conditional models: the class the directions are found on (N), or several (N0,N1,...) that "
+        "the sampled latents cycle through; recorded in the set, which renders on them by default",
+    )
     p.add_argument("--k", type=str, default=None, help="number of directions (the method's 'k')")
     p.add_argument("--steps", type=str, default=None, help="training/iteration steps (the method's 'steps')")
     p.add_argument("--layer", default=None, help="layer to edit (parameter-space methods' 'layer')")
@@ -84,6 +89,8 @@ def list_params(spec) -> None:
 def summary_line(dset, seconds: float) -> str:
     """One line: method, K, time, and RCA or the top scores."""
     head = f"{dset.method}: {len(dset)} directions in {seconds:.1f} s"
+    if dset.classes:
+        head += f" on class{'es' if len(dset.classes) > 1 else ''} {','.join(map(str, dset.classes))}"
     m = dset.metrics
     if "rca" in m:
         base = f", baseline {m['baseline']}" if m.get("baseline") not in (None, "none") else ""
@@ -127,6 +134,8 @@ def run(args) -> int:
     info, device = init_from_env(args.device)
     try:
         gen = load_generator(args.model, device=device)
+        if args.classes is not None:
+            gen = gen.conditioned(classes=parse_classes(args.classes, gen))  # a view: weights shared
         spec.check_model(gen)
         key = job_key(gen, spec.name, params, world_size=info.world_size)
         ckpt = checkpoint_path(spec.name, key, args.checkpoint_dir)

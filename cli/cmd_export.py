@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.common import add_model_args, drive, load_model_from_args, parse_indices, parse_seeds, parse_shifts
+from cli.common import add_class_arg, add_model_args, drive, load_model_from_args, parse_indices, parse_shifts
 from engine.errors import AtlasError
 
 
@@ -62,7 +62,15 @@ def register(sub) -> None:
         help="height in px of each seed's image (default: the model's resolution; videos at least 256)",
     )
     p.add_argument("--nearest", action="store_true", help="upscale with nearest neighbour instead of smooth (Lanczos)")
-    p.add_argument("--truncation", "--psi", dest="psi", type=float, default=1.0, help="truncation psi (style models)")
+    p.add_argument(
+        "--truncation",
+        "--psi",
+        dest="psi",
+        type=float,
+        default=1.0,
+        help="truncation psi (style models; BigGAN: the model's truncation, and seeds draw truncated noise)",
+    )
+    add_class_arg(p)
     p.add_argument("--noise", default="const", choices=["const", "random", "none"], help="noise inputs (StyleGAN2)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", "-o", required=True, help="output .mp4 / .gif / .png, or a folder with --interpretable")
@@ -70,7 +78,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from cli.cmd_render import _warn_model_mismatch
+    from cli.cmd_render import _warn_model_mismatch, load_codes
     from engine.directions import DirectionSet
     from engine.export import (
         IMAGE_SUFFIXES,
@@ -97,7 +105,7 @@ def run(args) -> int:
     dset = DirectionSet.load(args.directions)
     gen = load_model_from_args(args)
     _warn_model_mismatch(dset, gen)
-    codes, space, bases = _codes(args, gen)
+    codes, space, bases = load_codes(args, gen, dset.classes)
     kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, bases=bases)
 
     if args.interpretable:
@@ -124,21 +132,3 @@ def run(args) -> int:
     what = f"direction {idx[0]}" if len(idx) == 1 else f"path through directions {','.join(map(str, idx))}"
     print(f"wrote {out} ({opts.frames} frames at {opts.fps:g} fps, {what}, {codes.shape[0]} seed(s))")
     return 0
-
-
-def _codes(args, gen):
-    """``(codes [M, ...], space, bases or None)`` of the seeds or the projected latent."""
-    import torch
-
-    if args.latent:
-        from engine.latents import load_latent
-
-        lat = load_latent(args.latent, gen)
-        space = args.space or lat.space
-        return lat.codes_in(gen, space, psi=args.psi).cpu(), space, lat.bases()
-    space = args.space or "z"
-    z = gen.seed_latents(parse_seeds(args.seeds))
-    if space == "z":
-        return z, "z", None
-    with torch.no_grad():
-        return gen.encode(z.to(gen.device), space, psi=args.psi).cpu(), space, None

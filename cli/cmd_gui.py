@@ -33,6 +33,13 @@ def register(sub) -> None:
         help="bring this panel to the front",
     )
     p.add_argument("--select", type=int, default=None, help="select this direction of the opened set")
+    p.add_argument(
+        "--class",
+        dest="classes",
+        default=None,
+        metavar="N",
+        help="class-conditional models: the class to show (an index or a class name; the class picker changes it)",
+    )
     p.set_defaults(func=run)
 
 
@@ -45,6 +52,8 @@ def run(args) -> int:
     for s in args.open_sets:
         if not Path(s).is_file():
             raise AtlasError(f"{s}: no such direction set file")
+    if args.classes is not None and ("," in args.classes or not args.classes.strip()):
+        raise AtlasError(f"--class {args.classes}: the editor shows one class at a time; give one")
     model = args.model
     if model is None and args.open_sets:
         try:
@@ -58,5 +67,11 @@ def run(args) -> int:
             f"the editor cannot start: {exc} (run scripts/setup.sh to install PySide6 and the Qt system libraries)"
         ) from None
     return run_app(
-        model, args.open_sets, device=args.device, threads=args.threads, panel=args.panel, select=args.select
+        model,
+        args.open_sets,
+        device=args.device,
+        threads=args.threads,
+        panel=args.panel,
+        select=args.select,
+        class_name=args.classes,
     )

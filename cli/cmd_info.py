@@ -20,6 +20,11 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(d, indent=1))
         return 0
+    names = d.pop("class_names", None)
+    if names:
+        shown = [f"{i} {n}" for i, n in enumerate(names[:4])]
+        tail = f", ..., {len(names) - 1} {names[-1]}" if len(names) > 4 else ""
+        d["classes"] = f"{len(names)}: " + ", ".join(shown) + tail
     width = max(len(k) for k in d)
     for k, v in d.items():
         if k == "editable_layers":

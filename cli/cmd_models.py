@@ -14,8 +14,8 @@ def run(args) -> int:
     print("Built-in models:")
     for m in builtin_models():
         print(f"  {m.name:<24} {m.description}")
-    print("Checkpoint formats (pass the file to --model):")
+    print("Checkpoint formats (pass the file, or a model folder, to --model):")
     for f in checkpoint_formats():
-        print(f"  {f.name:<24} {', '.join(f.suffixes)}")
-    print(f"  {'adapter':<24} .py (a file defining load_generator(); see README)")
+        print(f"  {f.name:<28} {', '.join(f.suffixes)}{', or a folder' if f.folders else ''}")
+    print(f"  {'adapter':<28} .py (a file defining load_generator(); see README)")
     return 0

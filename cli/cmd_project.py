@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from cli.common import add_model_args, drive, load_model_from_args, out_path
+from cli.common import add_class_arg, add_model_args, drive, load_model_from_args, out_path, parse_classes
 
 
 def register(sub) -> None:
@@ -20,6 +20,7 @@ def register(sub) -> None:
     )
     add_model_args(p)
     p.add_argument("--image", "-i", required=True, help="the photo (PNG, JPEG, ...; any size and aspect)")
+    add_class_arg(p, "class-conditional models: the class to fit the photo on (one; recorded in the .latent)")
     p.add_argument(
         "--space",
         default="auto",
@@ -46,6 +47,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from dataclasses import replace
 
+    from engine.errors import AtlasError
     from engine.export import save_image
     from engine.latents import save_latent
     from engine.projection import ProjectParams, TuneParams, load_image, project_image, render_latent
@@ -54,6 +56,11 @@ def run(args) -> int:
     out = out_path(args.out, (".latent",))
     compare = out_path(args.compare, (".png", ".jpg", ".jpeg")) if args.compare else None
     gen = load_model_from_args(args)
+    if args.classes is not None:
+        classes = parse_classes(args.classes, gen)
+        if len(classes) != 1:
+            raise AtlasError(f"--class {args.classes}: a photo is fitted on one class; give one")
+        gen = gen.conditioned(classes=classes)
     params = ProjectParams(space=args.space, seed=args.seed)
     for name, value in (("steps", args.steps), ("pixel_weight", args.pixel_weight), ("starts", args.starts)):
         if value is not None:
@@ -69,7 +76,8 @@ def run(args) -> int:
     )
     save_latent(lat, out)
     m = lat.metrics
-    print(f"wrote {out} ({lat.space} code of {gen.name}; {m['seconds']:.1f} s)")
+    on = f", class {lat.classes[0]}" if lat.classes else ""
+    print(f"wrote {out} ({lat.space} code of {gen.name}{on}; {m['seconds']:.1f} s)")
     if m.get("distance_note"):
         print(f"note: fitted with pixels: {m['distance_note']}", file=sys.stderr)
     print(f"reconstruction: {m['distance_name']} {m['distance']:.4f}, PSNR {m['psnr']:.2f} dB")

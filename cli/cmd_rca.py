@@ -65,6 +65,8 @@ def run(args) -> int:
     info, device = init_from_env(args.device)
     try:
         gen = load_generator(model, device=device)
+        if gen.num_classes and dset.classes:
+            gen = gen.conditioned(classes=dset.classes)  # the classes the set was found on
         ident = dset.model.get("identity")
         if ident and gen.identity and ident != gen.identity and info.is_main:
             print(

@@ -7,7 +7,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cli.common import add_model_args, drive, load_model_from_args, out_path, parse_indices, parse_seeds, parse_shifts
+from cli.common import (
+    add_class_arg,
+    add_model_args,
+    drive,
+    load_model_from_args,
+    out_path,
+    parse_indices,
+    parse_seeds,
+    parse_shifts,
+    row_classes,
+)
 from engine.errors import AtlasError
 
 
@@ -27,7 +37,15 @@ def register(sub) -> None:
         help="a projected image's .latent file (from main.py project): rendered, with its tuned "
         "weights, in its own space (or in --space w+ for a w code)",
     )
-    p.add_argument("--truncation", "--psi", dest="psi", type=float, default=1.0, help="truncation psi (style models)")
+    p.add_argument(
+        "--truncation",
+        "--psi",
+        dest="psi",
+        type=float,
+        default=1.0,
+        help="truncation psi (style models; BigGAN: the model's truncation, and seeds draw truncated noise)",
+    )
+    add_class_arg(p)
     p.add_argument(
         "--space",
         default=None,
@@ -47,40 +65,60 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load_codes(args, gen) -> tuple[torch.Tensor, str, list | None]:
-    """The base codes to render, the space they are in, and their bases (a projected image's
-    tuned weights and noise maps, see ``engine.render.Base``; ``None`` for seeds)."""
+def load_codes(args, gen, default_classes: list[int] | None = None) -> tuple[torch.Tensor, str, list | None]:
+    """The base codes to render, the space they are in, and their bases (``engine.render.Base``:
+    a projected image's tuned weights and noise maps, and each row's class), ``None`` without any.
+
+    Classes of a class-conditional model: ``--class`` (one for every row, or one per row), else
+    ``default_classes`` (the classes a direction set was found on) cycled over the rows; a
+    projected image (``--latent``) keeps the class it was fitted on unless ``--class`` is given.
+    """
+    from engine.render import with_classes
+
+    text = getattr(args, "classes", None)
     if args.latent:
         from engine.latents import load_latent
 
         lat = load_latent(args.latent, gen)
+        if text is not None:
+            lat.classes = row_classes(gen, text, len(lat))
         space = args.space or lat.space
         return lat.codes_in(gen, space, psi=args.psi).cpu(), space, lat.bases()
     space = args.space or "z"
-    if args.latents:
-        path = Path(args.latents)
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise AtlasError(f"{path}: cannot read latents ({exc})") from None
-        want = {"z": (gen.z_dim,), "w": (gen.w_dim,), "w+": (gen.num_ws, gen.w_dim)}[space]
-        if arr.ndim == 1:
-            arr = arr[None]
-        if tuple(arr.shape[1:]) != want:
-            raise AtlasError(
-                f"{path}: latents of shape {arr.shape} do not fit space {space} of "
-                f"{gen.name} (expected N x {' x '.join(map(str, want))})"
-            )
-        return torch.from_numpy(arr.astype(np.float32)), space, None
-    z = gen.seed_latents(parse_seeds(args.seeds))
-    if space == "z":
-        return z, "z", None
-    with torch.no_grad():
-        return gen.encode(z.to(gen.device), space, psi=args.psi).cpu(), space, None
+    if getattr(args, "latents", None):
+        codes = _read_latents(Path(args.latents), gen, space)
+        classes = row_classes(gen, text, codes.shape[0], default=default_classes, rows="latent")
+        if classes is None and gen.num_classes:
+            gen.condition(codes.shape[0])  # the one-line "choose a class" error, before any rendering
+        return codes, space, with_classes(None, classes, codes.shape[0])
+    seeds = parse_seeds(args.seeds)
+    classes = row_classes(gen, text, len(seeds), default=default_classes)
+    if classes is None and gen.num_classes:
+        gen.condition(len(seeds))
+    z = gen.seed_latents(seeds, psi=args.psi)
+    if space != "z":
+        with torch.no_grad():
+            z = gen.encode(z.to(gen.device), space, psi=args.psi, classes=classes).cpu()
+    return z, space, with_classes(None, classes, len(seeds))
+
+
+def _read_latents(path: Path, gen, space: str) -> torch.Tensor:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise AtlasError(f"{path}: cannot read latents ({exc})") from None
+    want = {"z": (gen.z_dim,), "w": (gen.w_dim,), "w+": (gen.num_ws, gen.w_dim)}[space]
+    if arr.ndim == 1:
+        arr = arr[None]
+    if tuple(arr.shape[1:]) != want:
+        raise AtlasError(
+            f"{path}: latents of shape {arr.shape} do not fit space {space} of "
+            f"{gen.name} (expected N x {' x '.join(map(str, want))})"
+        )
+    return torch.from_numpy(arr.astype(np.float32))
 
 
 def run(args) -> int:
-    from engine.directions import DirectionSet
     from engine.export import save_image, seed_mosaic
     from engine.render import Item, grid_image, materialize, render_items
 
@@ -89,10 +127,16 @@ def run(args) -> int:
     gen = load_model_from_args(args)
     if args.space:
         gen.check_space(args.space)
-    codes, space, bases = load_codes(args, gen)
+    dset = None
+    if args.directions:
+        from engine.directions import DirectionSet
+
+        dset = DirectionSet.load(args.directions)
+        _warn_model_mismatch(dset, gen)
+    codes, space, bases = load_codes(args, gen, dset.classes if dset is not None else None)
     bases = bases or [None] * codes.shape[0]
     kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, raw=raw)
-    if not args.directions:
+    if dset is None:
         result = drive(render_items(gen, [Item(c, (), b) for c, b in zip(codes, bases)], **kw), "render")
         if raw:
             np.save(out, result.numpy())
@@ -101,8 +145,6 @@ def run(args) -> int:
         print(f"wrote {out} ({codes.shape[0]} images, {gen.resolution}px)")
         return 0
 
-    dset = DirectionSet.load(args.directions)
-    _warn_model_mismatch(dset, gen)
     idx = parse_indices(args.index, len(dset))
     dirs = [materialize(dset, k) for k in idx]
     if args.shifts:

@@ -64,6 +64,54 @@ def parse_indices(text: str, n: int) -> list[int]:
     return idx
 
 
+def add_class_arg(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    p.add_argument(
+        "--class",
+        dest="classes",
+        default=None,
+        metavar="N|N0,N1,...",
+        help=help
+        or "class-conditional models: one class for every seed (N), or one per seed / latent (N0,N1,...); "
+        "an index or a class name (e.g. 207 or 'golden retriever'); default with --directions: the classes "
+        "the set was found on",
+    )
+
+
+def parse_classes(text: str, gen) -> list[int]:
+    """``"207"``, ``"0,3,7"`` or ``"golden retriever,1"`` -> class indices of ``gen``, checked.
+
+    Names match ``gen.class_names()`` ignoring case (``Generator.find_class``); an unknown or
+    ambiguous name, an index out of range, or a model without classes is a one-line ``AtlasError``.
+    """
+    tokens = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not tokens:
+        raise AtlasError(f"--class '{text}': no class given")
+    try:
+        return [gen.find_class(t) for t in tokens]
+    except AtlasError as exc:
+        raise AtlasError(f"--class {text}: {exc}") from None
+
+
+def row_classes(
+    gen, text: str | None, n: int, *, default: list[int] | None = None, rows: str = "seed"
+) -> list[int] | None:
+    """One class per row of ``n`` from ``--class`` (one for all, or exactly one per row).
+
+    Without ``--class``: ``default`` (e.g. the classes a direction set was found on) cycled over
+    the rows, or ``None`` (the model then asks for a class if it needs one).
+    """
+    if text is None:
+        if default and gen.num_classes:
+            return [int(default[i % len(default)]) for i in range(n)]
+        return None
+    classes = parse_classes(text, gen)
+    if len(classes) == 1:
+        return classes * n
+    if len(classes) != n:
+        raise AtlasError(f"--class {text}: {len(classes)} classes for {n} {rows}s; give one, or one per {rows}")
+    return classes
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",

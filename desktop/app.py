@@ -93,6 +93,7 @@ def run(
     threads: int | None = None,
     panel: str | None = None,
     select: int | None = None,
+    class_name: str | None = None,
 ) -> int:
     """Open the editor and run the event loop; returns the exit code."""
     app = make_app()
@@ -104,7 +105,7 @@ def run(
     configure_threads(settings)
     from desktop.main_window import MainWindow
 
-    win = MainWindow(settings, model=model, open_sets=open_sets)
+    win = MainWindow(settings, model=model, open_sets=open_sets, class_name=class_name)
     win.show()
     win._prewarm = prewarm()
     if panel:

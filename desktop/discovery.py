@@ -499,7 +499,7 @@ class DiscoveryPanel(QWidget):
     def start(self) -> None:
         if self.runner.running or self.form is None:
             return
-        gen = self.ws.gen
+        gen = self.ws.conditioned_gen()  # class-conditional models: a view on the class shown (recorded in the set)
         if gen is None:
             show_error(self, AtlasError("no model is loaded yet"))
             return

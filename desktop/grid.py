@@ -211,6 +211,7 @@ class GridModel(QAbstractTableModel):
             psi=self.psi,
             thumb=self.thumb,
             generation=self.generation,
+            class_index=self.ws.class_index if self.ws.gen.num_classes else None,
         )
         self.renderer.submit(self.ws.gen, req)
 
@@ -478,6 +479,7 @@ class GridInspector(QWidget):
         ws.setUpdated.connect(self._set_updated)
         ws.annotationChanged.connect(self._annotation_changed)
         ws.currentChanged.connect(self._follow_current)
+        ws.classChanged.connect(self._reconfigure)  # thumbnails of the new class
         ws.activeChanged.connect(self.view.viewport().update)
         self._sets_changed()
 

@@ -84,7 +84,10 @@ SHORTCUTS = [
 def _load_model(spec: str, device: str):
     from engine.models import load_generator
 
-    return load_generator(spec or None, device=device)
+    gen = load_generator(spec or None, device=device)
+    if gen.num_classes:
+        gen.class_names()  # ImageNet names come from torchvision: imported here, on the worker
+    return gen
 
 
 class SettingsDialog(QDialog):
@@ -125,10 +128,18 @@ class SettingsDialog(QDialog):
 
 class MainWindow(QMainWindow):
     """The editor. ``model``: built-in name / checkpoint / adapter (default: the built-in model);
-    ``gen``: an already loaded generator (tests); ``open_sets``: direction sets to open."""
+    ``gen``: an already loaded generator (tests); ``open_sets``: direction sets to open; ``class_name``:
+    the class to show first on a class-conditional model (an index or a name)."""
 
     def __init__(
-        self, settings: Settings | None = None, *, model: str | None = None, gen=None, open_sets=(), scan: bool = True
+        self,
+        settings: Settings | None = None,
+        *,
+        model: str | None = None,
+        gen=None,
+        open_sets=(),
+        scan: bool = True,
+        class_name: str | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings or Settings()
@@ -140,6 +151,7 @@ class MainWindow(QMainWindow):
         self._pending_sets: list[str] = [str(p) for p in open_sets]
         self._loaders: set = set()
         self.model_spec = model
+        self._initial_class = class_name
 
         self.preview = PreviewPanel(self.ws, self)
         self.setCentralWidget(self.preview)
@@ -215,6 +227,7 @@ class MainWindow(QMainWindow):
         for sig in (ws.currentChanged, ws.modelChanged):
             sig.connect(self._analysis_target)
         ws.setUpdated.connect(lambda _e: self._analysis_target())
+        ws.classChanged.connect(self._analysis_target)
         ws.setsChanged.connect(self._remember_sets)
 
     def _menus(self) -> None:
@@ -289,6 +302,12 @@ class MainWindow(QMainWindow):
 
     def _model_loaded(self, _stamp: int, gen) -> None:
         self.ws.set_generator(gen)
+        wanted, self._initial_class = self._initial_class, None
+        if wanted is not None:
+            try:
+                self.ws.set_class(gen.find_class(wanted))
+            except AtlasError as exc:
+                show_error(self, exc)
         self.settings.add_recent("models", gen.source or self.model_spec or "")
         self.preview.canvas.placeholder = "Rendering…"
         self._update_title()
@@ -317,10 +336,11 @@ class MainWindow(QMainWindow):
     def _analysis_target(self) -> None:
         """The analysis dock follows the current direction (finished sets only)."""
         cur = self.ws.current
+        gen = self.ws.conditioned_gen()  # analyses of class-conditional models run on the class shown
         if cur is None or cur[0].running:
-            self.analysis.set_target(self.ws.gen, None, 0)
+            self.analysis.set_target(gen, None, 0)
         else:
-            self.analysis.set_target(self.ws.gen, cur[0].dset, cur[1])
+            self.analysis.set_target(gen, cur[0].dset, cur[1])
 
     def _update_title(self) -> None:
         gen = self.ws.gen
@@ -394,7 +414,7 @@ class MainWindow(QMainWindow):
         choice, ok = QInputDialog.getItem(
             self,
             "Open model",
-            "Built-in model, or choose 'File…' for a checkpoint (.pt, .pkl) or adapter (.py):",
+            "Built-in model, or choose 'File…' for a checkpoint (.pt, .pkl, a BigGAN .bin) or adapter (.py):",
             names + ["File…"],
             0,
             False,
@@ -403,7 +423,7 @@ class MainWindow(QMainWindow):
             return
         if choice == "File…":
             path, _ = QFileDialog.getOpenFileName(
-                self, "Open model", "", "Checkpoints and adapters (*.pt *.pth *.pkl *.tar *.py);;All files (*)"
+                self, "Open model", "", "Checkpoints and adapters (*.pt *.pth *.pkl *.tar *.bin *.py);;All files (*)"
             )
             if not path:
                 return
@@ -439,7 +459,7 @@ class MainWindow(QMainWindow):
         req = self.preview.current_request()
         folder = Path(self.settings.get("export/folder", str(Path.home())))
         ctx = ExportContext(
-            self.ws.gen,
+            self.ws.conditioned_gen(),  # seeds of class-conditional models export on the class shown
             entry,
             current,
             pinned,
@@ -465,7 +485,7 @@ class MainWindow(QMainWindow):
             show_error(self, AtlasError("no model is loaded yet"))
             return None
         folder = Path(self.settings.get("project/folder", str(Path.home())))
-        dlg = ProjectionDialog(self.ws.gen, self, image=path, folder=folder)
+        dlg = ProjectionDialog(self.ws.conditioned_gen(), self, image=path, folder=folder)  # fit on the class shown
         dlg.projected.connect(self.add_projected)
         dlg.finished.connect(lambda _r: self.settings.set("project/folder", str(dlg.default_save_path().parent)))
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

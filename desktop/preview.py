@@ -1,4 +1,4 @@
-"""The live preview: seeds, truncation, space and layer range, one slider per active direction.
+"""The live preview: seeds, truncation, class, space and layer range, one slider per active direction.
 
 Rendering runs on a worker through ``LatestWins``: dragging a slider submits a request at most
 every ``THROTTLE_MS`` (superqt ``qthrottled``); a request made while one renders replaces any
@@ -10,11 +10,12 @@ from __future__ import annotations
 import random
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QCompleter,
     QDoubleSpinBox,
     QFrame,
     QHBoxLayout,
@@ -65,6 +66,93 @@ def parse_seed_text(text: str, images=None) -> tuple:
     if not seeds:
         raise ValueError(text)
     return tuple(seeds[:MAX_SEEDS])
+
+
+def class_label(index: int, name: str) -> str:
+    """``"207  golden retriever"`` (just ``"7"`` when the name is the index)."""
+    return str(index) if name == str(index) else f"{index}  {name}"
+
+
+class ClassPicker(QComboBox):
+    """The class of a class-conditional model: a searchable list (type a name or an index).
+
+    Typing filters the classes whose label contains the text (case-insensitive); Enter or a
+    click on a match picks it. ``classPicked(int)`` is emitted for the user's choices only.
+    """
+
+    classPicked = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setEditable(True)
+        self.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.setObjectName("classPicker")
+        self.setMinimumContentsLength(22)
+        self.setMaxVisibleItems(20)
+        self.setToolTip("class of the seeds (class-conditional models): type a class name or index, Enter to pick")
+        self.lineEdit().setPlaceholderText("class name or index")
+        self.items = QStandardItemModel(self)
+        self.setModel(self.items)
+        self.filter = QSortFilterProxyModel(self)
+        self.filter.setSourceModel(self.items)
+        self.filter.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.search = QCompleter(self)
+        self.search.setModel(self.items)
+        self.search.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.search.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.search.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
+        self.search.setMaxVisibleItems(15)
+        self.setCompleter(self.search)
+        self.search.activated[str].connect(self._pick_text)
+        self.activated.connect(self._pick_index)
+        self.lineEdit().returnPressed.connect(lambda: self._pick_text(self.lineEdit().text()))
+        self._names: list[str] = []
+
+    def set_classes(self, names: list[str]) -> None:
+        """One entry per class (``names[i]`` is class i's name)."""
+        self._names = list(names)
+        with signals_blocked(self):
+            self.items.clear()
+            for i, name in enumerate(names):
+                item = QStandardItem(class_label(i, name))
+                item.setData(i, Qt.ItemDataRole.UserRole)
+                self.items.appendRow(item)
+
+    def set_class(self, index: int | None) -> None:
+        """Show ``index`` (no signal)."""
+        with signals_blocked(self):
+            self.setCurrentIndex(-1 if index is None else int(index))
+
+    def matches(self, text: str) -> list[int]:
+        """The classes whose label contains ``text`` (what the search popup lists), in order."""
+        self.filter.setFilterFixedString(text.strip())
+        return [int(self.filter.index(r, 0).data(Qt.ItemDataRole.UserRole)) for r in range(self.filter.rowCount())]
+
+    def resolve(self, text: str) -> int | None:
+        """The class ``text`` names: an index, an exact label or name, else the only or first match."""
+        t = text.strip()
+        if not t:
+            return None
+        if t.isdigit():
+            return int(t) if int(t) < len(self._names) else None
+        low = t.lower()
+        for i, name in enumerate(self._names):
+            if low in (name.lower(), class_label(i, name).lower()):
+                return i
+        hits = self.matches(t)
+        return hits[0] if hits else None
+
+    def _pick_text(self, text: str) -> None:
+        i = self.resolve(text)
+        if i is None:
+            self.lineEdit().selectAll()  # nothing matches: keep the text for correction
+            return
+        self.set_class(i)
+        self.classPicked.emit(i)
+
+    def _pick_index(self, row: int) -> None:
+        if 0 <= row < len(self._names):
+            self.classPicked.emit(row)
 
 
 class SliderRow(QFrame):
@@ -190,6 +278,12 @@ class PreviewPanel(QWidget):
         self.psi.valueChanged.connect(self.request_render)
         top.addWidget(self.psi)
         top.addSpacing(12)
+        self.class_label = QLabel("Class")
+        top.addWidget(self.class_label)
+        self.class_picker = ClassPicker(self)
+        self.class_picker.classPicked.connect(self._class_picked)
+        top.addWidget(self.class_picker)
+        top.addSpacing(12)
         self.space_label = QLabel("Space")
         top.addWidget(self.space_label)
         self.space = QComboBox(self)
@@ -277,6 +371,7 @@ class PreviewPanel(QWidget):
         ws.activeChanged.connect(self._active_changed)
         ws.shiftsChanged.connect(self._shifts_changed)
         ws.annotationChanged.connect(self._annotation_changed)
+        ws.classChanged.connect(self._class_changed)
         self._model_changed()
 
     # ---- model and controls --------------------------------------------------------------------
@@ -295,12 +390,32 @@ class PreviewPanel(QWidget):
         trunc = gen is not None and gen.has_truncation
         self.psi.setVisible(trunc)
         self.psi_label.setVisible(trunc)
+        if gen is not None:
+            lo, hi = gen.truncation_range
+            with signals_blocked(self.psi):
+                self.psi.setRange(lo, hi)
+        conditional = gen is not None and gen.num_classes > 0
+        self.class_picker.setVisible(conditional)
+        self.class_label.setVisible(conditional)
+        if conditional:
+            self.class_picker.set_classes(gen.class_names())
+            self.class_picker.set_class(self.ws.class_index)
         if gen is not None and gen.num_ws:
             with signals_blocked(self.layers):
                 self.layers.setRange(0, gen.num_ws)
                 self.layers.setValue((0, gen.num_ws))
         self._space_changed(self.space.currentText())
         self._active_changed()
+
+    def _class_picked(self, index: int) -> None:
+        try:
+            self.ws.set_class(index)
+        except AtlasError as exc:
+            show_error(self, exc)
+
+    def _class_changed(self) -> None:
+        self.class_picker.set_class(self.ws.class_index)
+        self.request_render()
 
     def _space_changed(self, _text: str) -> None:
         self.layers.setVisible(self.space.currentText() == "w+")
@@ -394,6 +509,7 @@ class PreviewPanel(QWidget):
             space=self.space.currentText() or "z",
             layers=self.layer_range(),
             shifts=tuple(shifts),
+            class_index=self.ws.class_index if self.ws.gen is not None and self.ws.gen.num_classes else None,
         )
 
     def request_render(self, *_args) -> None:
@@ -409,6 +525,10 @@ class PreviewPanel(QWidget):
         seeds = ", ".join(map(seed_label, req.seeds))
         n_edits = len(req.shifts)
         extra = f" · ψ {req.psi:.2f}" if self.psi.isVisible() else ""
+        if req.class_index is not None:
+            names = self.class_picker._names
+            name = names[req.class_index] if req.class_index < len(names) else str(req.class_index)
+            extra += f" · class {class_label(req.class_index, name)}"
         self.canvas.caption = f"seed {seeds}{extra} · {n_edits} edit{'s' if n_edits != 1 else ''}" + (
             " · BEFORE" if self.before.isChecked() else ""
         )

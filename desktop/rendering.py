@@ -18,7 +18,7 @@ from engine.errors import AtlasError
 from engine.export import resize
 from engine.jobs import run_job
 from engine.latents import Latent
-from engine.render import compose_grid, materialize, render_batch, render_grid, to_uint8
+from engine.render import Base, compose_grid, materialize, render_batch, render_grid, to_uint8
 
 Seed = int | Latent  # an integer seed, or a projected image (``engine.latents.Latent``)
 
@@ -40,14 +40,19 @@ def seeds_space(seeds: Sequence[Seed], space: str = "z") -> str:
     return space
 
 
-def seed_codes(gen, seeds: Sequence[Seed], space: str, psi: float) -> tuple[torch.Tensor, list | None]:
+def seed_codes(
+    gen, seeds: Sequence[Seed], space: str, psi: float, class_index: int | None = None
+) -> tuple[torch.Tensor, list | None]:
     """``(codes [N, ...] in space, bases or None)`` of integer seeds and projected images, in order.
 
-    Integer seeds are mapped (truncated by ``psi``) into ``space``; a projected image gives its
-    own code (``Latent.codes_in``) and its ``Base`` (tuned weights, noise maps).
+    Integer seeds are mapped (truncated by ``psi``) into ``space``; on a class-conditional model
+    they take ``class_index`` (the editor's class picker), carried in their ``Base``. A projected
+    image gives its own code (``Latent.codes_in``) and its ``Base`` (tuned weights, noise maps
+    and the class it was fitted on).
     """
     ints = [int(s) for s in seeds if not isinstance(s, Latent)]
-    int_codes = iter(codes_for(gen, ints, space, psi)) if ints else iter(())
+    int_codes = iter(codes_for(gen, ints, space, psi, class_index)) if ints else iter(())
+    int_base = Base(class_index=int(class_index)) if class_index is not None and gen.num_classes else None
     codes, bases = [], []
     for s in seeds:
         if isinstance(s, Latent):
@@ -56,7 +61,7 @@ def seed_codes(gen, seeds: Sequence[Seed], space: str, psi: float) -> tuple[torc
             bases.extend(s.bases())
         else:
             codes.append(next(int_codes))
-            bases.append(None)
+            bases.append(int_base)
     if not codes:
         raise AtlasError("no seed given")
     return torch.stack(codes), (bases if any(b is not None for b in bases) else None)
@@ -70,7 +75,8 @@ class PreviewRequest:
     ``space``: the space the seeds' codes are held in and edited in (``z``, ``w`` or ``w+``);
     in ``w+`` the w / w+ directions act only on layers ``layers = (start, stop)``.
     ``shifts``: ``(direction set, index, t)``, all applied to every seed (parameter directions
-    are expanded on the worker thread).
+    are expanded on the worker thread). ``class_index``: the class of the integer seeds on a
+    class-conditional model (the class picker), else ``None``.
     """
 
     seeds: tuple[Seed, ...]
@@ -80,6 +86,7 @@ class PreviewRequest:
     shifts: tuple[tuple[object, int, float], ...] = ()
     noise: str = "const"
     with_before: bool = True
+    class_index: int | None = None
 
 
 @dataclass
@@ -107,12 +114,12 @@ def restrict(d: Direction, space: str, layers: tuple[int, int] | None, num_ws: i
     return replace(d, space="w+", layers=(lo, hi))
 
 
-def codes_for(gen, seeds: Sequence[int], space: str, psi: float) -> torch.Tensor:
-    """The seeds' codes in ``space`` (truncated by ``psi`` when mapped)."""
-    z = gen.seed_latents(list(seeds)).to(gen.device)
+def codes_for(gen, seeds: Sequence[int], space: str, psi: float, class_index: int | None = None) -> torch.Tensor:
+    """The seeds' codes in ``space`` (truncated by ``psi`` when mapped; of class ``class_index``)."""
+    z = gen.seed_latents(list(seeds), psi=psi).to(gen.device)
     if space == "z":
         return z
-    return gen.encode(z, space, psi=psi)
+    return gen.encode(z, space, psi=psi, classes=class_index)
 
 
 def tile(images: np.ndarray, pad: int = 6, background: int = 24) -> np.ndarray:
@@ -138,7 +145,7 @@ def render_preview(gen, req: PreviewRequest) -> PreviewResult:
             continue
         shifts.append((restrict(d, req.space, req.layers, gen.num_ws), float(t)))
     with torch.no_grad():
-        codes, bases = seed_codes(gen, req.seeds, req.space, req.psi)
+        codes, bases = seed_codes(gen, req.seeds, req.space, req.psi, req.class_index)
         n = codes.shape[0]
         edited = bool(shifts)
         twice = req.with_before and edited
@@ -163,13 +170,14 @@ class GridRequest:
     psi: float = 1.0
     thumb: int = 96
     generation: int = 0
+    class_index: int | None = None  # of the integer seeds (class-conditional models)
 
 
 def render_grid_rows(gen, req: GridRequest) -> tuple[int, dict[int, np.ndarray]]:
     """``(generation, {row: uint8 [S, M, thumb, thumb_w, 3]})`` for the requested rows."""
     out: dict[int, np.ndarray] = {}
     space = seeds_space(req.seeds)
-    codes, bases = seed_codes(gen, req.seeds, space, req.psi)
+    codes, bases = seed_codes(gen, req.seeds, space, req.psi, req.class_index)
     with torch.no_grad():
         # rows with the same shifts share one render_grid call
         groups: dict[tuple[float, ...], list[int]] = {}

@@ -1,5 +1,6 @@
 """The editor's document: the loaded generator, its direction sets, the current direction, the
-directions active on the preview, and the annotation edits (through a ``QUndoStack``).
+directions active on the preview, the class shown (class-conditional models), and the annotation
+edits (through a ``QUndoStack``).
 
 Every annotation change is written to the set's manifest at once (``DirectionSet.save_annotations``,
 an atomic replace), so closing or killing the program never loses a tag. Undo and redo write too.
@@ -93,6 +94,7 @@ class Workspace(QObject):
     activeChanged = Signal()  # the pinned / current directions changed
     shiftsChanged = Signal()  # a slider value changed (cheap: no new sliders)
     imagesChanged = Signal()  # a projected image was added (or the model changed)
+    classChanged = Signal()  # the class shown changed (class-conditional models)
     saveFailed = Signal(str)
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -104,12 +106,18 @@ class Workspace(QObject):
         self.pinned: list[tuple[SetEntry, int]] = []
         self._shifts: dict[Key, float] = {}
         self.images: dict[str, Any] = {}  # projected images (engine.latents.Latent), by seed name ("@name")
+        self.class_index: int | None = None  # the class of the seeds shown (class-conditional models)
+        self._class_set_uid: int | None = None  # the set whose recorded class was last adopted
 
     # ---- model -------------------------------------------------------------------------------
     def set_generator(self, gen) -> None:
         """Switch to another generator; sets found on a different model are closed."""
         old = self.gen
         self.gen = gen
+        if not getattr(gen, "num_classes", 0):
+            self.class_index = None
+        elif self.class_index is None or self.class_index >= gen.num_classes:
+            self.class_index = 0
         if old is not None and getattr(old, "identity", None) != getattr(gen, "identity", None):
             self.entries = [e for e in self.entries if e.running]
             self.current, self.pinned, self._shifts = None, [], {}
@@ -120,6 +128,38 @@ class Workspace(QObject):
             self.currentChanged.emit()
             self.activeChanged.emit()
         self.modelChanged.emit()
+
+    # ---- classes (class-conditional models) ------------------------------------------------------
+    def set_class(self, class_index: int | None) -> None:
+        """Show seeds of ``class_index`` (checked against the model); emits ``classChanged``."""
+        gen = self.gen
+        if gen is None or not gen.num_classes:
+            class_index = None
+        elif class_index is not None and not 0 <= int(class_index) < gen.num_classes:
+            raise AtlasError(
+                f"class {class_index} is out of range: model '{gen.name}' has classes 0..{gen.num_classes - 1}"
+            )
+        if class_index == self.class_index:
+            return
+        self.class_index = None if class_index is None else int(class_index)
+        self.classChanged.emit()
+
+    def conditioned_gen(self):
+        """The generator as jobs should see it: a view on the class shown (weights shared), or the generator."""
+        if self.gen is not None and self.gen.num_classes and self.class_index is not None:
+            return self.gen.conditioned(classes=[self.class_index])
+        return self.gen
+
+    def _adopt_set_class(self) -> None:
+        """When another set becomes current, show it on the class it was found on (the user may change it)."""
+        entry = self.current[0] if self.current else None
+        if entry is None or entry.uid == self._class_set_uid:
+            return
+        self._class_set_uid = entry.uid
+        found_on = entry.dset.classes
+        if found_on and self.gen is not None and self.gen.num_classes and self.class_index not in found_on:
+            if found_on[0] < self.gen.num_classes:
+                self.set_class(found_on[0])
 
     # ---- projected images ------------------------------------------------------------------------
     def add_image(self, lat) -> str:
@@ -215,6 +255,7 @@ class Workspace(QObject):
         if new == self.current:
             return
         self.current = new
+        self._adopt_set_class()
         self.currentChanged.emit()
         self.activeChanged.emit()
 

@@ -163,6 +163,13 @@ class DirectionSet:
     def title(self) -> str:
         return self.path.stem if self.path else f"{self.method} ({len(self)})"
 
+    @property
+    def classes(self) -> list[int] | None:
+        """The classes the set was found on (class-conditional models), or ``None`` (unconditional,
+        or a set written before classes were recorded). Rendering uses them unless told otherwise."""
+        c = self.model.get("classes")
+        return [int(x) for x in c] if c else None
+
     def param_delta(self, k: int) -> torch.Tensor:
         """The weight shift of parameter direction ``k`` (``[*weight_shape]``)."""
         d = self.directions[k]
@@ -327,9 +334,17 @@ class DirectionSet:
                     info=dict(d.get("info") or {}),
                 )
             )
+        model = dict(man.get("model") or {})
+        found_on = model.get("classes")
+        if found_on is not None and (
+            not isinstance(found_on, list)
+            or not found_on
+            or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in found_on)
+        ):
+            raise DirectionSetError(f"{path}: model.classes must be a list of class indices, got {found_on!r}")
         return cls(
             method=str(man["method"]),
-            model=dict(man.get("model") or {}),
+            model=model,
             directions=dirs,
             params=dict(man.get("params") or {}),
             bases=bases,
@@ -379,14 +394,23 @@ def direction_delta(d: Direction, bases: dict[str, ParamBasis]) -> torch.Tensor:
 
 
 def model_ref(gen) -> dict[str, Any]:
-    """The model identity a direction set records."""
-    return {
+    """The model identity a direction set records.
+
+    On a class-conditional model it also records ``num_classes`` and ``classes``: the classes the
+    generator view was conditioned on (``Generator.conditioned``), i.e. the classes the set was
+    found on (see ``DirectionSet.classes``).
+    """
+    ref = {
         "name": gen.name,
         "identity": gen.identity,
         "source": gen.source,
         "resolution": gen.resolution,
         "z_dim": gen.z_dim,
     }
+    if gen.num_classes:
+        ref["num_classes"] = gen.num_classes
+        ref["classes"] = gen.classes_bound
+    return ref
 
 
 def manifest_path(path: Path) -> Path:

@@ -53,7 +53,8 @@ class Latent:
     noise maps (StyleGAN2; empty otherwise). ``tuning``: ``{layer: delta [*weight_shape]}`` weight
     shifts from pivotal tuning (empty when not tuned), applied with t = 1 whenever this latent is
     rendered. ``metrics``: reconstruction figures (``distance``, ``distance_name``, ``psnr``, and
-    ``tuned_*`` after tuning). ``image``: where the photo came from.
+    ``tuned_*`` after tuning). ``image``: where the photo came from. ``classes``: one class per
+    code row on a class-conditional model (the class the fit used), else ``None``.
     """
 
     code: torch.Tensor
@@ -66,6 +67,7 @@ class Latent:
     tuning: dict[str, torch.Tensor] = field(default_factory=dict)
     path: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    classes: list[int] | None = None
 
     @property
     def name(self) -> str:
@@ -93,7 +95,8 @@ class Latent:
         out = []
         for i in range(len(self)):
             noise = {layer: maps[i] for layer, maps in self.noise.items()} or None
-            out.append(Base(shifts, noise) if shifts or noise else None)
+            cls = self.classes[i] if self.classes else None
+            out.append(Base(shifts, noise, cls) if shifts or noise or cls is not None else None)
         return out
 
     def codes_in(self, gen, space: str, *, psi: float = 1.0) -> torch.Tensor:
@@ -107,7 +110,7 @@ class Latent:
             return code
         if self.space == "z":
             with torch.no_grad():
-                return gen.encode(code, space, psi=psi)
+                return gen.encode(code, space, psi=psi, classes=self.classes)
         if self.space == "w" and space == "w+":
             return code.unsqueeze(1).expand(-1, gen.num_ws, -1).contiguous()
         raise AtlasError(
@@ -130,6 +133,13 @@ class Latent:
                 f"{where}: code of shape {list(self.code.shape)} does not fit space {self.space} of "
                 f"model '{gen.name}' (expected N x {' x '.join(map(str, want))})"
             )
+        if self.classes is not None:
+            if len(self.classes) != len(self) or not gen.num_classes or max(self.classes) >= gen.num_classes:
+                raise LatentFileError(
+                    f"{where}: classes {self.classes} do not fit model '{gen.name}' ({gen.num_classes} classes)"
+                )
+        elif gen.num_classes:
+            raise LatentFileError(f"{where}: has no class, but model '{gen.name}' is class-conditional")
         stored = gen.noise_maps()
         for layer, maps in self.noise.items():
             if layer not in stored or tuple(maps.shape) != (len(self), *stored[layer].shape):
@@ -167,6 +177,7 @@ def save_latent(lat: Latent, path: str | Path) -> Path:
         "params": lat.params,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "tuning": None,
+        "classes": lat.classes,
     }
     new_tuned = None
     if lat.tuning:
@@ -233,6 +244,13 @@ def read_latent(path: str | Path) -> Latent:
         except Exception as exc:  # noqa: BLE001
             raise LatentFileError(f"{tpath}: unreadable tuned weights ({exc})") from None
     noise = {k[len("noise/") :]: v for k, v in tensors.items() if k.startswith("noise/")}
+    classes = manifest.get("classes")
+    if classes is not None and (
+        not isinstance(classes, list)
+        or len(classes) != int(tensors["code"].shape[0])
+        or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in classes)
+    ):
+        raise LatentFileError(f"{path}: damaged manifest (classes {classes!r}: one class index per code row expected)")
     return Latent(
         code=tensors["code"],
         space=space,
@@ -243,6 +261,7 @@ def read_latent(path: str | Path) -> Latent:
         noise=noise,
         tuning=tuning,
         path=path,
+        classes=classes,
     )
 
 

@@ -303,6 +303,7 @@ def project(
     ``[H, W, 3]``. Closing the job stops it; the generator is never modified.
     """
     space = params.check(gen)
+    gen = single_class(gen)
     dev = gen.device
     target, info = load_image(image, gen.resolution, gen.img_channels)
     target = target.to(dev)
@@ -374,6 +375,7 @@ def project(
         image=info,
         params={**asdict(params), "space": space, "distance": dist.name},
         noise={k: v.detach()[:, 0].cpu() for k, v in noise_maps.items()},
+        classes=gen.classes_bound,
     )
     lat.metrics = reconstruction_metrics(gen, lat, target, dist)
     lat.metrics["seconds"] = round(time.perf_counter() - t0, 3)
@@ -386,6 +388,17 @@ def project(
         message="done",
     )
     return lat
+
+
+def single_class(gen):
+    """A class-conditional generator as a view on one class (its view's first); others unchanged.
+
+    A photo is fitted on one class: every restart and every scored candidate uses it.
+    """
+    if not gen.num_classes:
+        return gen
+    cls = gen.condition(1).classes
+    return gen.conditioned(classes=cls.cpu())
 
 
 def _best_candidates(gen, params: ProjectParams, g: torch.Generator, loss_of, dev) -> tuple[torch.Tensor, float]:

@@ -9,6 +9,11 @@ The unit of work is an *item*: a base code (a seed's z, or a projected w / w+) a
   directions of the batch, so every (direction, t) pair is served by the same forward
   (``engine.models.base.apply_conv_edit`` for plain convolutions, per-sample weights in
   StyleGAN2's grouped modulated convolution).
+
+Class-conditional models: each row has a class. A seed's class travels with it in its ``Base``
+(``Base.class_index``), so the rows of grids, sweeps and videos keep their seed's class; rows
+without one use the generator's (a ``conditioned`` view's) classes. ``with_classes`` puts classes
+on a list of bases.
 """
 
 from __future__ import annotations
@@ -33,11 +38,30 @@ class Base:
 
     ``shifts``: parameter shifts applied under every edit of that seed (pivotal tuning stores its
     weight deltas this way, with t = 1); ``noise``: ``{layer: [R, R]}`` noise maps used instead of
-    the model's stored ones when rendering with ``noise="const"`` (StyleGAN2 projection fits them).
+    the model's stored ones when rendering with ``noise="const"`` (StyleGAN2 projection fits them);
+    ``class_index``: the seed's class on a class-conditional model (``None``: the generator's).
     """
 
     shifts: tuple[Shift, ...] = ()
     noise: Mapping[str, torch.Tensor] | None = None
+    class_index: int | None = None
+
+
+def with_classes(
+    bases: Sequence[Base | None] | None, classes: Sequence[int] | None, n: int
+) -> list[Base | None] | None:
+    """``n`` bases whose ``class_index`` is ``classes[i]`` (``classes``: ``None``, or n ints).
+
+    ``bases`` (``None`` or n entries) keep their shifts and noise maps.
+    """
+    if classes is None:
+        return list(bases) if bases is not None else None
+    if len(classes) != n or (bases is not None and len(bases) != n):
+        raise ValueError(f"{len(classes)} classes for {n} codes")
+    old = list(bases) if bases is not None else [None] * n
+    return [
+        Base(b.shifts, b.noise, int(c)) if b is not None else Base(class_index=int(c)) for b, c in zip(old, classes)
+    ]
 
 
 @dataclass
@@ -77,13 +101,16 @@ def render_batch(
     noise: str = "const",
     noise_generator: torch.Generator | None = None,
     bases: Sequence[Base | None] | None = None,
+    classes=None,
 ) -> torch.Tensor:
     """Render ``codes [B, ...]`` (in ``space``) each with its own shifts; returns ``[B, C, H, W]``.
 
     ``shifts[b]`` lists ``(direction, t)`` pairs for sample b; parameter directions must carry
     their ``delta`` (see ``materialize``). ``bases[b]`` (optional) is sample b's ``Base``: its
-    shifts go under sample b's edits and its noise maps replace the stored ones. Gradients flow
-    if the inputs require them.
+    shifts go under sample b's edits, its noise maps replace the stored ones and its class is
+    sample b's class. ``classes`` (class-conditional models; an int, or one per row) overrides
+    the bases' classes; without either the generator's bound classes apply. Gradients flow if
+    the inputs require them.
     """
     gen.check_space(space)
     dev = gen.device
@@ -92,11 +119,15 @@ def render_batch(
     shifts = list(shifts) if shifts is not None else [()] * B
     if len(shifts) != B:
         raise ValueError(f"{len(shifts)} shift lists for {B} codes")
+    if classes is None and bases is not None:
+        classes = _base_classes(gen, bases, B)
     if bases is not None and any(b is not None for b in bases):
         if len(bases) != B:
             raise ValueError(f"{len(bases)} bases for {B} codes")
         shifts = [tuple(b.shifts) + tuple(row) if b is not None else row for b, row in zip(bases, shifts)]
         noise = _base_noise(gen, bases, noise, dev)
+    # one class per row (None for unconditional models); explicit, so that deduplicated rows keep theirs
+    row_classes = gen.condition(B, classes=classes).classes
 
     latent_spaces = {d.space for row in shifts for d, _ in row if d.kind == "latent"}
     if "z" in latent_spaces and space != "z":
@@ -108,7 +139,7 @@ def render_batch(
     if "z" in latent_spaces:
         codes = codes + _latent_offsets(shifts, "z", codes)
     if target != space:
-        ws = gen.codes_to_ws(codes, space, psi=psi, cutoff=cutoff)  # [B, num_ws, w_dim]
+        ws = gen.codes_to_ws(codes, space, psi=psi, cutoff=cutoff, classes=row_classes)  # [B, num_ws, w_dim]
         codes = ws[:, 0] if target == "w" else ws
         code_space = target
     else:
@@ -127,15 +158,41 @@ def render_batch(
         and isinstance(noise, str)
         and not any(e.delta.requires_grad or e.t.requires_grad for e in edits)
     ):
-        # Grids repeat each code across many (direction, t): run the layers before the edit once per code.
+        # Grids repeat each code across many (direction, t): run the layers before the edit once per code
+        # (a code with another class is another row: the class is part of the key)
         flat = codes.reshape(B, -1)
+        if row_classes is not None:
+            flat = torch.cat([flat, row_classes.to(flat.dtype).unsqueeze(1)], dim=1)
         distinct, source = torch.unique(flat, dim=0, return_inverse=True)
         if distinct.shape[0] < B:
+            if row_classes is not None:
+                row_classes = distinct[:, -1].round().long()
+                distinct = distinct[:, :-1]
             codes = distinct.reshape(-1, *codes.shape[1:])
             edits = [ParamEdit(e.layer, e.delta, e.index, e.t, source) for e in edits]
     return gen.decode(
-        codes, code_space, psi=psi, cutoff=cutoff, noise=noise, edit=edits, noise_generator=noise_generator
+        codes,
+        code_space,
+        psi=psi,
+        cutoff=cutoff,
+        noise=noise,
+        edit=edits,
+        noise_generator=noise_generator,
+        classes=row_classes,
     )
+
+
+def _base_classes(gen: Generator, bases: Sequence[Base | None], B: int) -> list[int] | None:
+    """The bases' classes, one per row (rows without one take the generator's), or ``None`` when no base has one."""
+    if len(bases) != B:
+        raise ValueError(f"{len(bases)} bases for {B} codes")
+    cls = [b.class_index if b is not None else None for b in bases]
+    if all(c is None for c in cls):
+        return None
+    if any(c is None for c in cls):
+        default = gen.condition(B).classes.tolist()  # the view's classes (or the "choose a class" error)
+        cls = [d if c is None else c for c, d in zip(cls, default)]
+    return cls
 
 
 def _base_noise(gen: Generator, bases: Sequence[Base | None], noise, dev: torch.device):

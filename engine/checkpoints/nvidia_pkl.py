@@ -302,12 +302,47 @@ def _check_gain(value: Any, want: float, where: str, path: Path) -> None:
         )
 
 
+def _count_attr(rec: PersistentRecord, name: str, path: Path, default: int = 0) -> int:
+    """A non-negative int attribute of a record (``default`` when absent); anything else is refused."""
+    v = rec.attr(name, default)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 20:
+        raise CheckpointError(f"{path}: G_ema.{name} is {type(v).__name__} {str(v)[:40]!r}, not a small count")
+    return v
+
+
+def _label_embedding(mapping: PersistentRecord, c_dim: int, sd: dict[str, torch.Tensor], path: Path) -> int:
+    """Copy ``mapping.embed`` (conditional models) into ``sd``; returns the embedding width (0: none)."""
+    if c_dim == 0:
+        return 0
+    if _count_attr(mapping, "c_dim", path, c_dim) != c_dim:
+        raise CheckpointError(f"{path}: G_ema.mapping.c_dim differs from G_ema.c_dim {c_dim}")
+    embed = _need(mapping.module("embed"), "label embedding (mapping.embed) although c_dim > 0", path)
+    w = _tensor(embed, "weight", "mapping.embed", path)
+    if w.dim() != 2 or w.shape[1] != c_dim or w.shape[0] < 1:
+        raise CheckpointError(f"{path}: G_ema.mapping.embed weight {list(w.shape)} does not take {c_dim} labels")
+    b = _tensor(embed, "bias", "mapping.embed", path)
+    if b.shape != (w.shape[0],):
+        raise CheckpointError(f"{path}: G_ema.mapping.embed bias {list(b.shape)} does not fit its weight")
+    if embed.attr("activation", "linear") != "linear":
+        raise CheckpointError(
+            f"{path}: G_ema.mapping.embed uses activation {embed.attr('activation')!r}; expected linear"
+        )
+    for name, want in (("weight_gain", 1 / math.sqrt(c_dim)), ("bias_gain", 1.0)):
+        v = embed.attr(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise CheckpointError(f"{path}: G_ema.mapping.embed.{name} is a {type(v).__name__}, not a number")
+        _check_gain(v, want, "mapping.embed", path)
+    sd["mapping_net.embed.weight"], sd["mapping_net.embed.bias"] = w, b
+    return int(w.shape[0])
+
+
 def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config, dict[str, torch.Tensor], bool]:
     """``(config, our state dict, has_w_avg)`` from the ``G_ema`` record of a snapshot."""
     if G.class_name != "Generator":
         raise CheckpointError(f"{path}: G_ema is a {G.class_name}, not a StyleGAN2 Generator")
-    if int(G.attr("c_dim", 0) or 0) > 0:
-        raise CheckpointError(f"{path}: conditional generators (c_dim={G.attr('c_dim')}) are not supported")
+    c_dim = _count_attr(G, "c_dim", path)
     mapping = _need(G.module("mapping"), "mapping network", path)
     synthesis = _need(G.module("synthesis"), "synthesis network", path)
     if synthesis.class_name != "SynthesisNetwork" or mapping.class_name != "MappingNetwork":
@@ -334,7 +369,10 @@ def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config,
     if n_layers == 0 or lr_mul is None:
         raise CheckpointError(f"{path}: G_ema.mapping has no layers")
     w_avg = _tensor(mapping, "w_avg", "mapping", path) if mapping.param("w_avg") is not None else None
-    z_dim = int(sd["mapping_net.fcs.0.weight"].shape[1])
+    embed_dim = _label_embedding(mapping, c_dim, sd, path)
+    z_dim = int(sd["mapping_net.fcs.0.weight"].shape[1]) - embed_dim
+    if z_dim < 1 or _count_attr(mapping, "z_dim", path, z_dim) != z_dim:
+        raise CheckpointError(f"{path}: G_ema.mapping's first layer does not fit z_dim + the label embedding")
     w_dim = int(sd[f"mapping_net.fcs.{n_layers - 1}.weight"].shape[0])
     hidden = int(sd["mapping_net.fcs.0.weight"].shape[0]) if n_layers > 1 else None
 
@@ -414,6 +452,8 @@ def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config,
         img_channels=int(G.attr("img_channels", 3)),
         use_noise=noises.pop(),
         fp16_resolutions=tuple(fp16),
+        c_dim=c_dim,
+        embed_features=embed_dim or None,
     )
     if w_avg is not None:
         sd["w_avg"] = w_avg

@@ -30,8 +30,12 @@ VERSION = 1
 
 
 def job_key(gen, method: str, params: Any, *, world_size: int = 1) -> str:
-    """A 16-hex-digit key of (model identity, method, trajectory-defining params, world size)."""
-    return params_key(gen.identity or gen.name, method, key_fields(params), world_size)
+    """A 16-hex-digit key of (model identity, method, trajectory-defining params, world size), and of
+    the classes of a class-conditional view (a run on class 207 is not a run on class 1)."""
+    parts = [gen.identity or gen.name, method, key_fields(params), world_size]
+    if gen.classes_bound is not None:
+        parts.append({"classes": gen.classes_bound})
+    return params_key(*parts)
 
 
 def default_checkpoint_dir() -> Path:

@@ -268,7 +268,7 @@ def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
             "variances": var.tolist(),
             "total_variance": total,
             "samples": params.n_samples,
-            "pca_space": "w" if gen.num_ws > 0 else f"activation after main[:{params.activation}]",
+            "pca_space": "w" if gen.supports(MAPPING) else gen.activation_name(activation_depth(gen, params)),
         }
     )
     return dset

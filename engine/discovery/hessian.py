@@ -64,6 +64,9 @@ class LayerHessian:
         self.block = max(1, int(block))
         self.distributed = dist.is_available() and dist.is_initialized()
         rank, world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
+        # each latent keeps one class (class-conditional models) in G_theta(z) and every shifted render
+        classes = gen.condition(z.shape[0]).classes
+        self.classes = None if classes is None else classes[rank::world]
         self.z = z[rank::world].to(gen.device, self.weight.dtype)
         self.device = gen.device
         self.forwards = 0  # single-image generator forward passes (forward-mode ones included)
@@ -72,20 +75,32 @@ class LayerHessian:
             p.requires_grad_(False)
         with torch.no_grad():
             self.x0 = torch.cat(
-                [gen.decode(self.z[i : i + self.chunk], "z", psi=psi) for i in range(0, self.z.shape[0], self.chunk)]
+                [
+                    gen.decode(self.z[i : i + self.chunk], "z", psi=psi, classes=self._classes(i, self.chunk))
+                    for i in range(0, self.z.shape[0], self.chunk)
+                ]
             )
         self.forwards += self.z.shape[0]
 
-    def _render(self, z: torch.Tensor, delta: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Sample ``b = u * c + i`` renders latent ``z[i]`` (``c = len(z)``) with ``W + delta[index[b]]``."""
+    def _classes(self, start: int, n: int) -> torch.Tensor | None:
+        """The classes of latents ``z[start : start + n]`` (``None`` for unconditional models)."""
+        return None if self.classes is None else self.classes[start : start + n]
+
+    def _render(
+        self, z: torch.Tensor, delta: torch.Tensor, index: torch.Tensor, classes: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Sample ``b = u * c + i`` renders latent ``z[i]`` (``c = len(z)``, class ``classes[i]``) with ``W + delta[index[b]]``."""
         B = index.shape[0]
         ones = torch.ones(B, device=z.device)
         c = z.shape[0]
         if self.gen.supports_shared_prefix:
             # the layers before the edited one run once per latent, not once per (latent, direction)
             source = torch.arange(c, device=z.device).repeat(B // c)
-            return self.gen.decode(z, "z", psi=self.psi, edit=ParamEdit(self.layer, delta, index, ones, source))
-        return self.gen.decode(z.repeat(B // c, 1), "z", psi=self.psi, edit=ParamEdit(self.layer, delta, index, ones))
+            edit = ParamEdit(self.layer, delta, index, ones, source)
+            return self.gen.decode(z, "z", psi=self.psi, edit=edit, classes=classes)
+        reps = None if classes is None else classes.repeat(B // c)
+        edit = ParamEdit(self.layer, delta, index, ones)
+        return self.gen.decode(z.repeat(B // c, 1), "z", psi=self.psi, edit=edit, classes=reps)
 
     def matvec(self, V: torch.Tensor) -> torch.Tensor:
         """``H V`` for ``V [n, m]``, computed in the generator's precision; exact up to rounding."""
@@ -110,7 +125,7 @@ class LayerHessian:
             index = torch.arange(m, device=self.device).repeat_interleave(c)  # sample u * c + i
             delta = torch.zeros_like(Vs, requires_grad=True)
             with fwAD.dual_level():
-                img = self._render(zc, fwAD.make_dual(delta, Vs), index)
+                img = self._render(zc, fwAD.make_dual(delta, Vs), index, self._classes(i0, per))
                 feats, weights = self.distance.features_weights(img)
                 prim, cot = [], []
                 for f, w in zip(feats, weights):
@@ -128,7 +143,8 @@ class LayerHessian:
         total = 0.0
         for i0 in range(0, self.z.shape[0], self.chunk):
             zc, x0 = self.z[i0 : i0 + self.chunk], self.x0[i0 : i0 + self.chunk]
-            x1 = self._render(zc, a.unsqueeze(0), torch.zeros(zc.shape[0], dtype=torch.long, device=self.device))
+            index = torch.zeros(zc.shape[0], dtype=torch.long, device=self.device)
+            x1 = self._render(zc, a.unsqueeze(0), index, self._classes(i0, self.chunk))
             total = total + self.distance(x0, x1).sum() / self.N
         return total
 

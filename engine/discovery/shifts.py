@@ -72,21 +72,44 @@ class ShiftFamily(nn.Module):
             raise ValueError(f"direction index out of range [0, {self.K})")
 
 
-def base_codes(gen: Generator, z: torch.Tensor, space: str, psi: float) -> torch.Tensor:
+def latent_classes(gen: Generator, z: torch.Tensor) -> torch.Tensor | None:
+    """Long ``[B]``: the class of each latent of ``z`` on a class-conditional model (its view's
+    classes), or ``None``. A pair's two images must use the same class: callers resolve it once
+    and pass it to both halves."""
+    return gen.condition(z.shape[0]).classes
+
+
+def base_codes(
+    gen: Generator, z: torch.Tensor, space: str, psi: float, classes: torch.Tensor | None = None
+) -> torch.Tensor:
     """``z`` expressed in ``space`` (w / w+ after truncation, as edits are applied there)."""
-    return z if space == "z" else gen.encode(z, space, psi=psi)
+    return z if space == "z" else gen.encode(z, space, psi=psi, classes=classes)
+
+
+def _twice(classes: torch.Tensor | None) -> torch.Tensor | None:
+    return None if classes is None else torch.cat([classes, classes])
 
 
 def decode_pair(
-    gen: Generator, code: torch.Tensor, shifted: torch.Tensor, space: str, psi: float, *, mode: str = "one"
+    gen: Generator,
+    code: torch.Tensor,
+    shifted: torch.Tensor,
+    space: str,
+    psi: float,
+    *,
+    mode: str = "one",
+    classes: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images of ``code`` and ``shifted`` (``[B, ...]`` each); ``mode`` as in ``PAIR_MODES``."""
+    """Images of ``code`` and ``shifted`` (``[B, ...]`` each); ``mode`` as in ``PAIR_MODES``.
+
+    ``classes [B]``: row b of both halves uses class ``classes[b]`` (class-conditional models).
+    """
     B = code.shape[0]
     if mode == "two":
         with torch.no_grad():
-            x0 = gen.decode(code, space, psi=psi, noise="const")
-        return x0, gen.decode(shifted, space, psi=psi, noise="const")
-    imgs = gen.decode(torch.cat([code, shifted]), space, psi=psi, noise="const")
+            x0 = gen.decode(code, space, psi=psi, noise="const", classes=classes)
+        return x0, gen.decode(shifted, space, psi=psi, noise="const", classes=classes)
+    imgs = gen.decode(torch.cat([code, shifted]), space, psi=psi, noise="const", classes=_twice(classes))
     return imgs[:B], imgs[B:]
 
 
@@ -110,19 +133,22 @@ def param_pair(
     mapped once and both halves are decoded from the same w+.
     """
     space = "w+" if gen.num_ws > 0 else "z"
-    code = base_codes(gen, z, space, psi)
+    cls = latent_classes(gen, z)
+    code = base_codes(gen, z, space, psi, cls)
     B = z.shape[0]
+    kw = dict(psi=psi, noise="const")
     if mode == "two":
         with torch.no_grad():
-            x0 = gen.decode(code, space, psi=psi, noise="const")
-        return x0, gen.decode(code, space, psi=psi, noise="const", edit=ParamEdit(layer, deltas, k, t))
+            x0 = gen.decode(code, space, classes=cls, **kw)
+        return x0, gen.decode(code, space, classes=cls, edit=ParamEdit(layer, deltas, k, t), **kw)
     index, shifts = torch.cat([k, k]), torch.cat([torch.zeros_like(t), t])
     if gen.supports_shared_prefix:
+        # B codes (with their B classes); rows expand to 2B at the edited layer
         source = torch.arange(B, device=code.device).repeat(2)
-        imgs = gen.decode(code, space, psi=psi, noise="const", edit=ParamEdit(layer, deltas, index, shifts, source))
+        imgs = gen.decode(code, space, classes=cls, edit=ParamEdit(layer, deltas, index, shifts, source), **kw)
     else:
         imgs = gen.decode(
-            torch.cat([code, code]), space, psi=psi, noise="const", edit=ParamEdit(layer, deltas, index, shifts)
+            torch.cat([code, code]), space, classes=_twice(cls), edit=ParamEdit(layer, deltas, index, shifts), **kw
         )
     return imgs[:B], imgs[B:]
 
@@ -195,7 +221,8 @@ class LatentShifts(ShiftFamily):
 
     def pair(self, gen, z, k, eps):
         self.check_k(k)
-        code = base_codes(gen, z, self.space, self.psi)
+        cls = latent_classes(gen, z)
+        code = base_codes(gen, z, self.space, self.psi, cls)
         off = self.shifts(k, eps.to(code.dtype))
         if self.space == "w+":
             mask = (
@@ -204,7 +231,7 @@ class LatentShifts(ShiftFamily):
                 else torch.ones(k.shape[0], code.shape[1], device=code.device)
             )
             off = mask.unsqueeze(-1) * off.unsqueeze(1)  # [B, num_ws, w_dim]
-        return decode_pair(gen, code, code + off, self.space, self.psi, mode=self.resolved_pair_mode())
+        return decode_pair(gen, code, code + off, self.space, self.psi, mode=self.resolved_pair_mode(), classes=cls)
 
 
 class ParamShifts(ShiftFamily):

@@ -206,10 +206,14 @@ class Condition:
     ``transform``: ``[3, 3]`` float, the input transform of models that declare
     ``INPUT_TRANSFORM`` (StyleGAN3: the matrix NVIDIA's ``gen_images.py`` stores, i.e. the inverse
     of ``make_transform(translate, rotate)``), else ``None`` (identity).
+    ``truncation``: the truncation psi of the call, for models whose synthesis reads it (BigGAN:
+    its batch-norm statistics depend on it); ``None`` outside ``decode`` (the model's default).
+    Style models apply psi in ``mapping`` and ignore it here.
     """
 
     classes: torch.Tensor | None = None
     transform: torch.Tensor | None = None
+    truncation: float | None = None
 
 
 @dataclass(frozen=True)
@@ -240,7 +244,11 @@ class Generator(nn.Module):
     tensor: one class for every row, one per row, or a list that the rows repeat) in
     ``encode`` / ``decode``; ``conditioned(classes=..., transform=...)`` returns a view that
     shares the weights and uses those values whenever a call gives none (a discovery job on
-    "class 207" runs on such a view, and never changes the generator other threads use).
+    "class 207" runs on such a view, and never changes the generator other threads use). A
+    view's classes are a pool: row i of any batch gets ``classes[i % len(classes)]``, so a
+    job's batches of any size cycle through them. Code that renders pairs of the same latents
+    (``engine.discovery.shifts``, ``hessian``) resolves the classes of its latents once with
+    ``condition`` and passes them explicitly to both halves.
     """
 
     name: str = "generator"
@@ -257,6 +265,7 @@ class Generator(nn.Module):
     source: str = ""  # the path or built-in name it was loaded from
     bound_classes: torch.Tensor | None = None  # set on views made by conditioned()
     bound_transform: torch.Tensor | None = None
+    truncation_range: tuple[float, float] = (0.0, 2.0)  # psi values the model accepts (GUI range)
 
     # ---- capabilities ---------------------------------------------------------------------
     def supports(self, capability: str) -> bool:
@@ -293,14 +302,50 @@ class Generator(nn.Module):
     def default_activation_depth(self) -> int:
         return self.activation_depths[0]
 
+    def activation_name(self, depth: int) -> str:
+        """Where the activation ``early_activation(z, depth)`` is taken, for reports."""
+        return f"early activation at depth {depth}"
+
     def early_activation(self, z: torch.Tensor, depth: int, *, classes=None) -> torch.Tensor:
         """``[B, ...]`` the activation after ``depth`` early layers for latents ``z`` (``EARLY_ACTIVATION``)."""
         self.require(EARLY_ACTIVATION, "an early activation")
         raise NotImplementedError
 
     def class_names(self) -> list[str]:
-        """One display name per class (``[]`` for unconditional models)."""
+        """One display name per class (``[]`` for unconditional models); the index where none is known."""
         return [str(i) for i in range(self.num_classes)]
+
+    def find_class(self, token: str | int) -> int:
+        """The class index of ``token``: an index, or a class name (case-insensitive, exact).
+
+        Raises a one-line ``AtlasError`` for a model without classes, an index out of range, or
+        an unknown or ambiguous name.
+        """
+        if self.num_classes <= 0:
+            raise AtlasError(f"model '{self.name}' is not class-conditional; it takes no class")
+        text = str(token).strip()
+        if text.lstrip("-").isdigit():
+            c = int(text)
+            if not 0 <= c < self.num_classes:
+                raise AtlasError(
+                    f"class {c} is out of range: model '{self.name}' has classes 0..{self.num_classes - 1}"
+                )
+            return c
+        hits = [i for i, n in enumerate(self.class_names()) if n.lower() == text.lower()]
+        if not hits:
+            raise AtlasError(
+                f"'{text}' is not a class name of model '{self.name}' (give an index 0..{self.num_classes - 1})"
+            )
+        if len(hits) > 1:
+            raise AtlasError(
+                f"'{text}' names classes {', '.join(map(str, hits))} of model '{self.name}'; give the index"
+            )
+        return hits[0]
+
+    @property
+    def classes_bound(self) -> list[int] | None:
+        """The classes of a view made by ``conditioned`` (as plain ints), else ``None``."""
+        return None if self.bound_classes is None else [int(c) for c in self.bound_classes.tolist()]
 
     # ---- conditioning ---------------------------------------------------------------------
     def conditioned(self, classes=None, transform: torch.Tensor | None = None) -> Generator:
@@ -332,8 +377,20 @@ class Generator(nn.Module):
             )
         return c
 
-    def condition(self, batch: int, *, classes=None, transform: torch.Tensor | None = None) -> Condition:
-        """The ``Condition`` of a batch of ``batch`` rows: explicit values first, then the view's bound ones."""
+    def condition(
+        self,
+        batch: int,
+        *,
+        classes=None,
+        transform: torch.Tensor | None = None,
+        truncation: float | None = None,
+    ) -> Condition:
+        """The ``Condition`` of a batch of ``batch`` rows: explicit values first, then the view's bound ones.
+
+        Explicit ``classes``: one for every row, one per row, or a list whose length divides the
+        batch (the rows repeat it); anything else is refused. A view's bound classes cycle over
+        the rows (see the class docstring).
+        """
         c = None
         if classes is not None or self.num_classes > 0:
             c = self._class_tensor(classes) if classes is not None else self.bound_classes
@@ -347,6 +404,8 @@ class Generator(nn.Module):
                 c = c.expand(batch)
             elif batch % m == 0:
                 c = c.repeat(batch // m)
+            elif classes is None:  # a view's pool: rows cycle through it
+                c = c[torch.arange(batch) % m]
             else:
                 raise AtlasError(f"{m} classes do not fit a batch of {batch} rows (give 1, or one per row)")
             c = c.to(self.device)
@@ -354,7 +413,7 @@ class Generator(nn.Module):
         if tr is not None:
             self.require(INPUT_TRANSFORM, "an input transform (rotate / translate)")
             tr = torch.as_tensor(tr, dtype=torch.float32, device=self.device).reshape(3, 3)
-        return Condition(c, tr)
+        return Condition(c, tr, None if truncation is None else float(truncation))
 
     # ---- spaces -------------------------------------------------------------------------
     @property
@@ -380,11 +439,13 @@ class Generator(nn.Module):
         return torch.device("cpu")
 
     # ---- latents ------------------------------------------------------------------------
-    def seed_latents(self, seeds: Sequence[int]) -> torch.Tensor:
+    def seed_latents(self, seeds: Sequence[int], *, psi: float = 1.0) -> torch.Tensor:
         """``[len(seeds), z_dim]`` float32 on the CPU: ``RandomState(s).randn(z_dim)`` per seed.
 
         This is NVIDIA's ``generate.py`` recipe, so seed s shows the same image here as there,
-        and seed s is the same latent whatever other seeds are asked for with it.
+        and seed s is the same latent whatever other seeds are asked for with it. ``psi``: the
+        truncation the seeds will be rendered at; models that truncate in ``mapping`` ignore it,
+        models whose seeds are drawn truncated (BigGAN) use it.
         """
         rows = [np.random.RandomState(int(s) % (2**32)).randn(self.z_dim) for s in seeds]
         return torch.from_numpy(np.stack(rows).astype(np.float32)) if rows else torch.zeros(0, self.z_dim)
@@ -489,7 +550,7 @@ class Generator(nn.Module):
         self.check_space(space)
         if isinstance(noise, str) and noise not in NOISE_MODES:
             raise AtlasError(f"unknown noise mode '{noise}'; choose one of {', '.join(NOISE_MODES)}")
-        cond = self.condition(code.shape[0], classes=classes, transform=transform)
+        cond = self.condition(code.shape[0], classes=classes, transform=transform, truncation=psi)
         ws = self.codes_to_ws(code, space, psi=psi, cutoff=cutoff, classes=cond.classes)
         return self.synthesis(ws, noise=noise, edit=edit, noise_generator=noise_generator, cond=cond)
 
@@ -537,6 +598,7 @@ class Generator(nn.Module):
             "family": self.family,
             "spaces": list(self.spaces),
             "num_classes": self.num_classes,
+            **({"class_names": self.class_names()} if self.num_classes else {}),
             "capabilities": sorted(self.capabilities),
             "parameters": n_params,
             "editable_layers": [

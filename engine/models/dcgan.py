@@ -95,6 +95,9 @@ class DCGANGenerator(Generator):
     def default_activation_depth(self) -> int:
         return 3
 
+    def activation_name(self, depth: int) -> str:
+        return f"activation after main[:{depth}]"
+
     def early_activation(self, z: torch.Tensor, depth: int, *, classes=None) -> torch.Tensor:
         """Activation after ``main[:depth]`` (GANSpace takes an early one)."""
         return self.main[:depth](z.reshape(z.shape[0], self.z_dim, 1, 1))

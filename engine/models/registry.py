@@ -9,7 +9,9 @@ A checkpoint format registers how to recognise and load a file::
 
     register_format(CheckpointFormat("rosinality-stylegan2", (".pt", ".pth"), probe, load))
 
-``load_generator(spec)`` accepts a built-in name, a checkpoint path or an adapter ``.py`` file.
+A format whose checkpoints are folders (several files) sets ``folders=True``; its probe then also
+sees folder paths. ``load_generator(spec)`` accepts a built-in name, a checkpoint path, a model
+folder or an adapter ``.py`` file.
 """
 
 from __future__ import annotations
@@ -33,12 +35,16 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class CheckpointFormat:
-    """``probe(path) -> bool`` must be cheap and must not execute code from the file."""
+    """``probe(path) -> bool`` must be cheap and must not execute code from the file.
+
+    ``folders``: the format's checkpoints may also be given as a folder (``probe`` decides).
+    """
 
     name: str
     suffixes: tuple[str, ...]
     probe: Callable[[Path], bool]
     load: Callable[[Path], Generator]  # noqa: F821
+    folders: bool = False
 
 
 _MODELS: dict[str, ModelEntry] = {}
@@ -96,7 +102,17 @@ def load_generator(spec: str | Path | None = None, device: str | torch.device = 
         names = ", ".join(sorted(_MODELS)) or "none"
         raise AtlasError(f"'{spec}' is neither a built-in model ({names}) nor an existing file")
     if path.is_dir():
-        raise AtlasError(f"{path}: is a folder; give a checkpoint file (.pt, .pkl) or an adapter (.py)")
+        folder_formats = [f for f in _FORMATS if f.folders]
+        for fmt in folder_formats:
+            if fmt.probe(path):
+                gen = fmt.load(path)
+                gen.source = str(path)
+                return gen.to(dev).eval()
+        kinds = "; ".join(f.name for f in folder_formats) or "none"
+        raise AtlasError(
+            f"{path}: is a folder that holds no model this program reads (model folders: {kinds}); "
+            "give a checkpoint file (.pt, .pkl, .bin) or an adapter (.py)"
+        )
     if path.suffix == ".py":
         from engine.models.adapter import load_adapter
 

@@ -1,7 +1,10 @@
 """StyleGAN2 generator (Karras et al. 2020), our own implementation.
 
 Mapping network: z -> 2nd-moment normalisation -> ``mapping_layers`` equalized-lr fully connected
-layers (lr multiplier 0.01, leaky ReLU 0.2 times sqrt 2) -> w. Synthesis network: a learned 4x4
+layers (lr multiplier 0.01, leaky ReLU 0.2 times sqrt 2) -> w. Class-conditional models
+(``c_dim > 0``, NVIDIA's conditional StyleGAN2-ADA) embed the one-hot label with a linear
+equalized-lr layer (lr multiplier 1), normalise z and the embedding separately and feed their
+concatenation to the first layer; one ``w_avg`` serves every class. Synthesis network: a learned 4x4
 constant, then one block per resolution 4, 8, ..., R. Every 3x3 convolution is *modulated* (its
 input channels scaled by a per-sample style ``A(w)``) and *demodulated* (each output filter
 rescaled to unit norm), followed by per-pixel noise times a learned strength, a bias and a leaky
@@ -54,6 +57,7 @@ from torch import nn
 
 from engine.errors import AtlasError
 from engine.models.base import (
+    CLASSES,
     MAPPING,
     NOISE_INPUTS,
     NOISE_MODES,
@@ -99,6 +103,8 @@ class StyleGAN2Config:
     use_noise: bool = True
     w_avg_beta: float = 0.995
     fp16_resolutions: tuple[int, ...] = ()
+    c_dim: int = 0  # number of classes of a conditional model (one-hot labels); 0: unconditional
+    embed_features: int | None = None  # width of the label embedding; None = w_dim
 
     def __post_init__(self) -> None:
         R = self.resolution
@@ -115,6 +121,8 @@ class StyleGAN2Config:
             )
         if self.mapping_layers < 1:
             raise AtlasError("a StyleGAN2 mapping network needs at least one layer")
+        if self.c_dim < 0:
+            raise AtlasError(f"StyleGAN2 c_dim {self.c_dim} is negative")
         object.__setattr__(self, "fp16_resolutions", tuple(int(r) for r in self.fp16_resolutions))
 
     @property
@@ -128,6 +136,11 @@ class StyleGAN2Config:
     @property
     def hidden(self) -> int:
         return self.mapping_hidden or self.w_dim
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the label embedding (0 for unconditional models)."""
+        return (self.embed_features or self.w_dim) if self.c_dim > 0 else 0
 
     def to_dict(self) -> dict:
         """Plain JSON-able data (``channels`` keys become strings)."""
@@ -310,17 +323,29 @@ class EqualLinear(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    """``z [B, z_dim] -> w [B, w_dim]``: normalise, then ``num_layers`` leaky-ReLU EqualLinear layers."""
+    """``z [B, z_dim] (, labels [B, c_dim]) -> w [B, w_dim]``: normalise, then ``num_layers`` leaky-ReLU EqualLinear layers.
 
-    def __init__(self, z_dim: int, w_dim: int, num_layers: int, hidden: int, lr_mul: float) -> None:
+    With ``c_dim > 0`` the labels are embedded (``embed``: linear, lr multiplier 1, ``embed_dim``
+    outputs), normalised on their own and concatenated after the normalised z.
+    """
+
+    def __init__(
+        self, z_dim: int, w_dim: int, num_layers: int, hidden: int, lr_mul: float, c_dim: int = 0, embed_dim: int = 0
+    ) -> None:
         super().__init__()
-        dims = [z_dim] + [hidden] * (num_layers - 1) + [w_dim]
+        dims = [z_dim + embed_dim] + [hidden] * (num_layers - 1) + [w_dim]
+        self.c_dim = c_dim
+        if c_dim > 0:
+            self.embed = EqualLinear(c_dim, embed_dim)
         self.fcs = nn.ModuleList(
             EqualLinear(dims[i], dims[i + 1], lr_mul=lr_mul, activation="lrelu") for i in range(num_layers)
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = normalize_2nd_moment(z.to(self.fcs[0].weight.dtype))
+        if self.c_dim > 0:
+            y = normalize_2nd_moment(self.embed(labels.to(x.dtype)))
+            x = torch.cat([x, y], dim=1)
         for fc in self.fcs:
             x = fc(x)
         return x
@@ -503,8 +528,17 @@ class StyleGAN2Generator(Generator):
         self.num_ws = config.num_ws
         self.resolution = config.resolution
         self.img_channels = config.img_channels
+        self.num_classes = config.c_dim
+        if config.c_dim > 0:
+            self.capabilities = type(self).capabilities | {CLASSES}
         self.mapping_net = MappingNetwork(
-            config.z_dim, config.w_dim, config.mapping_layers, config.hidden, config.mapping_lr_mul
+            config.z_dim,
+            config.w_dim,
+            config.mapping_layers,
+            config.hidden,
+            config.mapping_lr_mul,
+            config.c_dim,
+            config.embed_dim,
         )
         self.synthesis_net = _Synthesis(config)
         self.register_buffer("w_avg", torch.zeros(config.w_dim))
@@ -574,10 +608,19 @@ class StyleGAN2Generator(Generator):
     def mapping(
         self, z: torch.Tensor, *, psi: float = 1.0, cutoff: int | None = None, classes: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``z [B, z_dim] -> ws [B, num_ws, w_dim]``; truncation ``w_avg.lerp(w, psi)`` on ws[:, :cutoff] (all if None)."""
+        """``z [B, z_dim] -> ws [B, num_ws, w_dim]``; truncation ``w_avg.lerp(w, psi)`` on ws[:, :cutoff] (all if None).
+
+        Conditional models embed ``classes`` (long ``[B]``; default: the view's bound classes)
+        as one-hot labels; the truncation centre is shared by all classes, as in NVIDIA's code.
+        """
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise AtlasError(f"model '{self.name}' expects z of shape [B, {self.z_dim}], got {list(z.shape)}")
-        w = self.mapping_net(z)
+        labels = None
+        if self.num_classes > 0:
+            if classes is None:
+                classes = self.condition(z.shape[0]).classes
+            labels = F.one_hot(classes.to(z.device, torch.long), self.num_classes)
+        w = self.mapping_net(z, labels)
         if self.training and self.config.w_avg_beta:
             with torch.no_grad():
                 self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, self.config.w_avg_beta))
@@ -591,10 +634,18 @@ class StyleGAN2Generator(Generator):
         return ws
 
     def mix(
-        self, z: torch.Tensor, z2: torch.Tensor, index: int, *, psi: float = 1.0, cutoff: int | None = None
+        self,
+        z: torch.Tensor,
+        z2: torch.Tensor,
+        index: int,
+        *,
+        psi: float = 1.0,
+        cutoff: int | None = None,
+        classes: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Style mixing: ``ws [B, num_ws, w_dim]`` taking layers ``[:index]`` from z and the rest from z2."""
-        return mix_styles(self.mapping(z, psi=psi, cutoff=cutoff), self.mapping(z2, psi=psi, cutoff=cutoff), index)
+        a = self.mapping(z, psi=psi, cutoff=cutoff, classes=classes)
+        return mix_styles(a, self.mapping(z2, psi=psi, cutoff=cutoff, classes=classes), index)
 
     # ---- synthesis -------------------------------------------------------------------------
     def synthesis(
@@ -702,6 +753,8 @@ class StyleGAN2Generator(Generator):
             d["channel_multiplier"] = mult if mult is not None else "none (widths differ from the reference table)"
         d["mapping_layers"] = c.mapping_layers
         d["mapping_lr_mul"] = c.mapping_lr_mul
+        if c.c_dim:
+            d["label_embedding"] = f"{c.c_dim} one-hot labels -> {c.embed_dim} features (NVIDIA conditional mapping)"
         d["conv_clamp"] = c.conv_clamp
         d["noise_inputs"] = c.use_noise
         d["fp16_blocks"] = (

@@ -46,3 +46,68 @@ def tiny_stylegan2(seed: int = 0, resolution: int = 16):
             g.w_avg.normal_()
     g.name, g.identity = f"tiny-stylegan2-{seed}", f"tiny-stylegan2-{resolution}-{seed}"
     return g.eval()
+
+
+TINY_CLASS_NAMES = ["tench", "goldfish", "golden retriever", "tabby cat", "volcano"]
+
+
+def tiny_biggan(seed: int = 0):
+    """A 16 px BigGAN-deep (z 8, ch 4, 5 named classes, attention, 11 BN levels) with random weights."""
+    from engine.models.biggan import BigGANConfig, BigGANGenerator, CondBatchNorm
+
+    cfg = BigGANConfig(
+        output_dim=16,
+        z_dim=8,
+        class_embed_dim=8,
+        channel_width=4,
+        num_classes=len(TINY_CLASS_NAMES),
+        layers=((True, 16, 8), (False, 8, 4), (True, 4, 2), (False, 2, 1)),
+        attention_layer_position=2,
+        eps=1e-4,
+        n_stats=11,
+    )
+    cfg.check("tiny")
+    g = torch.Generator().manual_seed(seed)
+    gen = BigGANGenerator(cfg, name=f"tiny-biggan-{seed}")
+    with torch.no_grad():
+        for name, p in gen.named_parameters():
+            if p.dim() == 4 or name == "gen_z_weight":
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+            elif name == "embeddings":
+                p.copy_(torch.randn(p.shape, generator=g))
+            elif name == "bn_weight":
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+            elif name.endswith("gamma"):
+                p.fill_(0.5)
+            else:  # biases, conditional BN scale / offset maps
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+        for m in [*gen.modules()]:
+            if isinstance(m, CondBatchNorm):
+                m.running_means.copy_(0.1 * torch.randn(m.running_means.shape, generator=g))
+                m.running_vars.copy_(0.5 + torch.rand(m.running_vars.shape, generator=g))
+        gen.bn_means.copy_(0.1 * torch.randn(gen.bn_means.shape, generator=g))
+        gen.bn_vars.copy_(0.5 + torch.rand(gen.bn_vars.shape, generator=g))
+    gen.class_labels = list(TINY_CLASS_NAMES)
+    gen.identity = f"tiny-biggan-{seed}"
+    gen.source = "tiny-biggan"
+    return gen.eval()
+
+
+def tiny_cond_stylegan2(seed: int = 0, resolution: int = 16, c_dim: int = 4):
+    """A tiny class-conditional StyleGAN2 (NVIDIA's conditional mapping, ``c_dim`` classes), random weights."""
+    from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+
+    cfg = StyleGAN2Config.standard(
+        resolution, channel_base=128, channel_max=16, z_dim=12, w_dim=10, mapping_layers=2, c_dim=c_dim
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        g = StyleGAN2Generator(cfg)
+        with torch.no_grad():
+            for p in g.parameters():
+                p.add_(torch.randn_like(p) * 0.1 * (p.std() if p.numel() > 1 else 1))
+            g.mapping_net.embed.weight.normal_(0, 3)  # classes that differ visibly
+            g.w_avg.normal_()
+    g.name, g.identity = f"tiny-cond-stylegan2-{seed}", f"tiny-cond-stylegan2-{resolution}-{seed}"
+    return g.eval()
