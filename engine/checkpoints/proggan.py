@@ -219,16 +219,16 @@ def load_proggan(path: str | Path) -> ProGANGenerator:
     return gen.eval()
 
 
-_NEEDLES = ((b"layer1.conv.weight", b"wscale.b"), (b"features.0.conv.weight", b"wscale.b"))
+_KEYS = (("layer1.conv.weight", "layer1.wscale.b"), ("features.0.conv.weight", "features.0.wscale.b"))
 
 
 def probe_proggan(path: Path) -> bool:
     """True for a torch file whose keys name ProGAN layers (scans names; loads no tensor)."""
     strings = pickle_strings(path)
     if strings is not None:
-        return any(all(n.decode() in strings for n in needles) for needles in _NEEDLES)
+        return any(all(k in strings for k in keys) for keys in _KEYS)
     # a legacy stream keeps every key in the pickles before the data; a damaged zip its data.pkl first
-    return any(head_contains(path, needles) for needles in _NEEDLES)
+    return any(head_contains(path, tuple(k.encode() for k in keys)) for keys in _KEYS)
 
 
 register_format(CheckpointFormat(FORMAT, (".pth", ".pt"), probe_proggan, load_proggan))
