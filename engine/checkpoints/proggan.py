@@ -100,6 +100,15 @@ def _layers(sd: dict[str, torch.Tensor], layout: str, path: Path) -> tuple[list[
     blocks: list[_Layer] = []
     name = "layer{}" if layout == NETDISSECT else "features.{}"
     first = 1 if layout == NETDISSECT else 0
+    pattern = re.compile(re.escape(name).replace(r"\{\}", r"(\d+)") + r"\.")
+    present = sorted({int(m.group(1)) for k in sd if (m := pattern.match(k))})
+    expect = list(range(first, first + len(present)))
+    if present != expect:
+        gap = next(i for i in expect if i not in present)
+        raise CheckpointError(
+            f"{path}: missing {name.format(gap)}.conv.weight (the file has {name.format('N')} for N in "
+            f"{', '.join(map(str, present[:12]))}{'...' if len(present) > 12 else ''})"
+        )
     i = first
     while f"{name.format(i)}.conv.weight" in sd:
         pre = name.format(i)

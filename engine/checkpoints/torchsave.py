@@ -13,7 +13,8 @@ The object pickle is read by ``SafeUnpickler``, whose ``find_class`` resolves on
 ``collections.OrderedDict``, the ``torch.*Storage`` type names and ``torch._utils``'
 ``_rebuild_tensor_v2`` / ``_rebuild_parameter``, each to an inert stand-in; any other global
 (``os.system``, ``builtins.eval``...) raises ``UnsafePickleError`` when its name is read, before
-anything could call it. Tensor records are checked against their storage's declared size, every
+anything could call it. The pickles are parsed by the pure-Python unpickler (see
+``SafeUnpickler``) from a memory map, so no read is larger than the file. Tensor records are checked against their storage's declared size, every
 storage against the bytes the file really has, and the tensors' total size against the storages'
 (so a file cannot ask for more memory than it holds). Storage bytes are memory-mapped
 copy-on-write, not copied: loading costs about one file's worth of memory.
@@ -180,8 +181,13 @@ ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
-class SafeUnpickler(pickle.Unpickler):
-    """Resolves only ``ALLOWED`` globals; storages become ``_Storage`` records (see module doc)."""
+class SafeUnpickler(pickle._Unpickler):
+    """Resolves only ``ALLOWED`` globals; storages become ``_Storage`` records (see module doc).
+
+    Built on the pure-Python unpickler: its memo is a dict, whereas the C unpickler grows an array
+    to the largest memo index a file names, so a 9-byte pickle (``LONG_BINPUT 2**31``) would make
+    it allocate and clear 16 GB.
+    """
 
     def __init__(self, file, path: Path, storages: dict[str, _Storage] | None) -> None:
         super().__init__(file)
