@@ -12,8 +12,8 @@ GANLatentDiscovery     ``features.{i}.conv.weight``, ``features.{i}.wscale.b``, 
                        ``features.{i}.wscale.scale``, ``output.*`` likewise    (a learned ``[1]`` tensor)
 =====================  ======================================================  ==========================
 
-Both compute ``conv(x, W) * s + b``; the loader folds ``s`` into the weight (in float64, then
-float32). GLD's stored scales differ from netdissect's constants, and netdissect's own
+Both compute ``conv(x, W) * s + b``; the loader folds ``s`` into the weight (``W * s`` in
+float32, as the references scale the output). GLD's stored scales differ from netdissect's constants, and netdissect's own
 ``from_pth_file`` silently drops them when it converts a GLD file (its images are then wrong by
 up to 0.4), so the layout decides: a file with ``wscale.scale`` uses its scales, every layer's.
 
@@ -196,26 +196,35 @@ def _scale(layer: _Layer, *, output: bool, path: Path) -> float:
 
 
 def _fold(dst: torch.nn.Module, layer: _Layer, scale: float, path: Path) -> None:
+    """Give ``dst`` (built on the meta device) ``weight = W * scale`` and the bias, then drop the
+    file's tensors of this layer, so that loading holds about one copy of the weights at a time."""
     for what, t in (("conv.weight", layer.weight), ("wscale.b", layer.bias)):
-        if not bool(torch.isfinite(t).all()):
+        if t.numel() and not math.isfinite(float(t.abs().max())):  # max propagates NaN
             raise CheckpointError(f"{path}: {layer.prefix}.{what} holds NaN or infinite values")
     with torch.no_grad():
-        dst.weight.copy_((layer.weight.double() * scale).float())
-        dst.bias.copy_(layer.bias.float())
+        weight = torch.empty(layer.weight.shape, dtype=torch.float32).copy_(layer.weight).mul_(scale)
+        bias = torch.empty(layer.bias.shape, dtype=torch.float32).copy_(layer.bias)
+    dst.weight, dst.bias = torch.nn.Parameter(weight), torch.nn.Parameter(bias)
+    layer.weight = layer.bias = layer.scale = None
 
 
 def load_proggan(path: str | Path) -> ProGANGenerator:
-    """A ``ProGANGenerator`` (eval mode, CPU) from a netdissect or GANLatentDiscovery ``.pth`` file."""
+    """A ``ProGANGenerator`` (eval mode, CPU) from a netdissect or GANLatentDiscovery ``.pth`` file.
+
+    Peak memory: the file's tensors (memory-mapped, or one copy where a legacy file's data is not
+    aligned) plus one layer; each layer's tensors are released once folded into the model.
+    """
     path = Path(path)
     sd = _state_dict(read_torch_file(path, what="ProGAN state dict"), path)
     layout = _layout(sd, path)
     blocks, out, named_res = _layers(sd, layout, path)
+    sd.clear()  # the layers hold the tensors now; each is dropped once folded
     cfg = _config(blocks, out, named_res, path)
     scales = [_scale(b, output=False, path=path) for b in blocks] + [_scale(out, output=True, path=path)]
-    gen = ProGANGenerator(cfg, name=path.stem)
+    with torch.device("meta"):  # no memory until each layer is folded in
+        gen = ProGANGenerator(cfg, name=path.stem)
     for name, layer, s in zip(gen.layer_names, [*blocks, out], scales, strict=True):
         _fold(getattr(gen, name), layer, s, path)
-    del sd, blocks, out  # drop the file's memory map before returning
     gen.format = f"{FORMAT} ({layout} layout)"
     gen.wscale_source = (
         "wscale.scale stored in the file, folded into the weights"
