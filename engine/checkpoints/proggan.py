@@ -20,7 +20,7 @@ up to 0.4), so the layout decides: a file with ``wscale.scale`` uses its scales,
 Resolution, latent size and widths come from the weight shapes; every key must be accounted for
 and every shape must fit the inferred network. A ``{"state_dict": ...}`` wrapper (netdissect
 accepts one) is unwrapped. Files are read by ``engine.checkpoints.torchsave`` (legacy stream or
-zip container, no code run, storages memory-mapped).
+zip container, no code run, memory bounded by the file's size).
 """
 
 from __future__ import annotations
@@ -211,8 +211,8 @@ def _fold(dst: torch.nn.Module, layer: _Layer, scale: float, path: Path) -> None
 def load_proggan(path: str | Path) -> ProGANGenerator:
     """A ``ProGANGenerator`` (eval mode, CPU) from a netdissect or GANLatentDiscovery ``.pth`` file.
 
-    Peak memory: the file's tensors (memory-mapped, or one copy where a legacy file's data is not
-    aligned) plus one layer; each layer's tensors are released once folded into the model.
+    Peak memory: the file's tensors plus one layer (each layer's tensors are released once folded
+    into the model, which is built on the meta device).
     """
     path = Path(path)
     sd = _state_dict(read_torch_file(path, what="ProGAN state dict"), path)

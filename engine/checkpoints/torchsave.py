@@ -16,8 +16,8 @@ The object pickle is read by ``SafeUnpickler``, whose ``find_class`` resolves on
 anything could call it. The pickles are parsed by the pure-Python unpickler (see
 ``SafeUnpickler``) from a memory map, so no read is larger than the file. Tensor records are checked against their storage's declared size, every
 storage against the bytes the file really has, and the tensors' total size against the storages'
-(so a file cannot ask for more memory than it holds). Storage bytes are memory-mapped
-copy-on-write, not copied: loading costs about one file's worth of memory.
+(so a file cannot ask for more memory than it holds). Each storage is read once into its own
+tensor: reading costs the storages' bytes, at most the file's size.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from engine.checkpoints.torchfile import short_reason
@@ -56,17 +55,6 @@ _STORAGE_DTYPES = {
     "CharStorage": torch.int8,
     "ByteStorage": torch.uint8,
     "BoolStorage": torch.bool,
-}
-_NUMPY = {
-    torch.float32: np.float32,
-    torch.float64: np.float64,
-    torch.float16: np.float16,
-    torch.int64: np.int64,
-    torch.int32: np.int32,
-    torch.int16: np.int16,
-    torch.int8: np.int8,
-    torch.uint8: np.uint8,
-    torch.bool: np.bool_,
 }
 
 
@@ -236,15 +224,17 @@ def _unpickle(f, path: Path, storages: dict[str, _Storage] | None) -> Any:
     return SafeUnpickler(f, path, storages).load()
 
 
-def _map_storage(mm: np.memmap, st: _Storage, offset: int) -> None:
-    """Point ``st.flat`` at its bytes in the mapped file (copied only when unaligned)."""
-    if st.dtype not in _NUMPY:
-        raise BadTorchData(f"storage {st.key} of type {st.dtype} (not supported here)")
-    elsize = torch.empty(0, dtype=st.dtype).element_size()
-    raw = mm[offset : offset + st.numel * elsize]
-    if offset % elsize:
-        raw = np.array(raw)  # unaligned data: one copy of this storage
-    st.flat = torch.from_numpy(raw.view(_NUMPY[st.dtype])) if st.numel else torch.empty(0, dtype=st.dtype)
+def _read_storages(path: Path, located: list[tuple[_Storage, int]]) -> None:
+    """Read each storage's bytes at its offset into a fresh tensor ``st.flat`` (offsets and sizes
+    already checked against the file; together they hold at most the file's size)."""
+    with open(path, "rb") as fh:
+        for st, offset in located:
+            flat = torch.empty(st.numel, dtype=st.dtype)
+            raw = flat.view(torch.uint8).numpy() if st.numel else None
+            fh.seek(offset)
+            if raw is not None and fh.readinto(memoryview(raw)) != raw.nbytes:
+                raise CheckpointError(f"{path}: truncated: storage {st.key} ends past the end of the file")
+            st.flat = flat
 
 
 def _read_legacy(path: Path, size: int) -> tuple[Any, dict[str, _Storage]]:
@@ -276,12 +266,13 @@ def _read_legacy(path: Path, size: int) -> tuple[Any, dict[str, _Storage]]:
                 f"{path}: truncated: storage {key} needs {st.numel * elsize} bytes at offset {offsets[-1]}, "
                 f"the file has {size} bytes"
             )
-    mm = np.memmap(path, dtype=np.uint8, mode="c")
-    for key, off in zip(keys, offsets, strict=True):
-        (n,) = struct.unpack("<q", bytes(mm[off - 8 : off]))
-        if n != storages[key].numel:
-            raise BadTorchData(f"storage {key} holds {n} elements, its record says {storages[key].numel}")
-        _map_storage(mm, storages[key], off)
+    with open(path, "rb") as fh:
+        for key, off in zip(keys, offsets, strict=True):
+            fh.seek(off - 8)
+            (n,) = struct.unpack("<q", fh.read(8))
+            if n != storages[key].numel:
+                raise BadTorchData(f"storage {key} holds {n} elements, its record says {storages[key].numel}")
+    _read_storages(path, [(storages[k], off) for k, off in zip(keys, offsets, strict=True)])
     return obj, storages
 
 
@@ -321,9 +312,10 @@ def _read_zip(path: Path, size: int) -> tuple[Any, dict[str, _Storage]]:
                         f"{path}: truncated or damaged: storage {key} needs {st.numel * elsize} bytes, "
                         f"its record has {info.file_size}"
                     )
-    mm = np.memmap(path, dtype=np.uint8, mode="c")
-    for key, st in storages.items():
-        _map_storage(mm, st, offsets[key])
+    total = sum(st.numel * torch.empty(0, dtype=st.dtype).element_size() for st in storages.values())
+    if total > size:
+        raise BadTorchData(f"storages of {total} bytes in all, more than the file's {size} (overlapping records)")
+    _read_storages(path, [(st, offsets[key]) for key, st in storages.items()])
     return obj, storages
 
 
@@ -363,7 +355,7 @@ def _tensor_budget(obj: Any, storages: dict[str, _Storage]) -> None:
 def read_torch_file(path: str | Path, *, what: str = "torch") -> Any:
     """The object saved in ``path`` by ``torch.save``, tensors included, without running code.
 
-    Tensors view a copy-on-write map of the file (CPU). Raises ``UnsafePickleError`` for a file
+    Tensors are CPU tensors viewing storages read from the file. Raises ``UnsafePickleError`` for a file
     that references any code, ``CheckpointError`` (naming the file, and ``what`` it should be)
     for anything damaged, truncated or malformed.
     """
