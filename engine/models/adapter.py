@@ -312,6 +312,10 @@ class AdapterGenerator(Generator):
         """The first activation module after the first latent layer (else the layer itself)."""
         return self._default_depth
 
+    def activation_name(self, depth: int) -> str:
+        name, occurrence = self._trace[depth - 1]
+        return f"the output of {name}" + (f" (its call {occurrence + 1})" if occurrence else "")
+
     def early_activation(self, z: torch.Tensor, depth: int, *, classes=None) -> torch.Tensor:
         self.require(EARLY_ACTIVATION, "an early activation")
         lo, hi = self.activation_depths

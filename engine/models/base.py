@@ -300,6 +300,10 @@ class Generator(nn.Module):
     def default_activation_depth(self) -> int:
         return self.activation_depths[0]
 
+    def activation_name(self, depth: int) -> str:
+        """What ``early_activation(z, depth)`` returns, in words (recorded by GANSpace)."""
+        return f"the early activation at depth {depth}"
+
     def early_activation(self, z: torch.Tensor, depth: int, *, classes=None) -> torch.Tensor:
         """``[B, ...]`` the activation after ``depth`` early layers for latents ``z`` (``EARLY_ACTIVATION``)."""
         self.require(EARLY_ACTIVATION, "an early activation")

@@ -174,6 +174,9 @@ class ProGANGenerator(Generator):
     def default_activation_depth(self) -> int:
         return 2  # layer2: the 4x4 features, the earliest activation past the z-linear layer1
 
+    def activation_name(self, depth: int) -> str:
+        return f"the output of layer{depth}"
+
     def early_activation(self, z: torch.Tensor, depth: int, *, classes=None) -> torch.Tensor:
         lo, hi = self.activation_depths
         if not lo <= depth <= hi:

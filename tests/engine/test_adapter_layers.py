@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from cli.main import main
+from engine.directions import DirectionSet
 from engine.discovery.hessian import LayerHessian
 from engine.discovery.registry import get_method
 from engine.distances import load_distance
@@ -176,8 +177,10 @@ def test_hessian_products_on_a_linear_layer_equal_finite_differences():
     assert float((fd - hv).norm() / hv.norm()) < 1e-5
 
 
-def test_discover_methods_run_on_the_mlp_adapter(tmp_path):
-    check_methods_run_and_sets_render(MLP, tmp_path)
+@pytest.mark.parametrize("model, activation", [(MLP, "the output of net.1"), (TINY, "the output of body.1")])
+def test_discover_methods_run_on_adapters(tmp_path, model, activation):
+    check_methods_run_and_sets_render(model, tmp_path)
+    assert DirectionSet.load(tmp_path / "ganspace.json").metrics["pca_space"] == activation
 
 
 @pytest.mark.parametrize("model", [TINY, MLP])

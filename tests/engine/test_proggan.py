@@ -204,6 +204,7 @@ def check_methods_run_and_sets_render(model: str, tmp_path) -> None:
 
 def test_discover_methods_run_on_proggan(tmp_path):
     check_methods_run_and_sets_render(str(GLD), tmp_path)
+    assert DirectionSet.load(tmp_path / "ganspace.json").metrics["pca_space"] == "the output of layer2"
 
 
 def test_info_prints_family_spaces_and_layers(capsys):
