@@ -56,6 +56,7 @@ def test_netdissect_activations_and_zdataset_latents():
     gen = load_generator(str(ND), device="cpu")
     e = expected(ND)
     z = torch.from_numpy(e["z"])
+    assert torch.equal(gen.seed_latents([0, 1, 2, 3]), z)  # seed s = RandomState(s).randn, as the fixtures
     with torch.no_grad():
         for k in range(1, 9):
             act = gen.early_activation(z, k).numpy()
