@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PySide6.QtCore import Qt
 
+from tests.conftest import require_fixtures
 from tests.desktop.test_editor import wait_preview
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "proggan"
@@ -42,8 +42,8 @@ def _discover_and_drag(qtbot, win, method: str, **params):
     return entry
 
 
-@pytest.mark.skipif(not GLD.is_file(), reason=f"ProGAN fixtures not found at {FIXTURES}")
 def test_editor_opens_a_proggan_checkpoint_and_edits_it(qtbot, make_window):
+    require_fixtures(FIXTURES)
     win = make_window()
     _load(qtbot, win, str(GLD), "proggan")
     assert win.ws.gen.resolution == 32 and "proggan_gld_res32" in win.windowTitle()

@@ -18,14 +18,18 @@ from engine.jobs import run_job
 from engine.models import load_generator
 from engine.models.base import EARLY_ACTIVATION, FIRST_LATENT_LAYER, SHARED_PREFIX, ParamEdit
 from engine.models.proggan import pixel_norm
+from tests.conftest import require_fixtures
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "proggan"
-pytestmark = pytest.mark.skipif(
-    not (FIXTURES / "manifest.json").is_file(), reason=f"ProGAN reference fixtures not found at {FIXTURES}"
-)
 ND = FIXTURES / "proggan_netdissect_res32.pth"
 GLD = FIXTURES / "proggan_gld_res32.pth"
 TOL = 1e-4  # the fixtures' README: other valid evaluation orders differ by up to 4.3e-6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def proggan_fixtures():
+    """The ProGAN fixtures: skip without them, fail under CI (see tests/conftest.py)."""
+    return require_fixtures(FIXTURES)
 
 
 @pytest.fixture(autouse=True)

@@ -19,14 +19,18 @@ from engine.checkpoints.torchsave import read_torch_file
 from engine.errors import AtlasError, CheckpointError, UnsafePickleError
 from engine.models import load_generator
 from engine.models.base import Generator
+from tests.conftest import require_fixtures
 from tests.engine.torchfile_fuzz import FakeStorage, FakeTensor, mutations, tensor, write_legacy
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "proggan"
-pytestmark = pytest.mark.skipif(
-    not (FIXTURES / "manifest.json").is_file(), reason=f"ProGAN reference fixtures not found at {FIXTURES}"
-)
 ND = FIXTURES / "proggan_netdissect_res32.pth"
 GLD = FIXTURES / "proggan_gld_res32.pth"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def proggan_fixtures():
+    """The ProGAN fixtures: skip without them, fail under CI (see tests/conftest.py)."""
+    return require_fixtures(FIXTURES)
 
 
 @pytest.fixture(autouse=True)
