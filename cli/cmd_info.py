@@ -1,4 +1,8 @@
-"""``main.py info CHECKPOINT``: print the architecture inferred from a checkpoint."""
+"""``main.py info CHECKPOINT``: print the architecture inferred from a checkpoint.
+
+Family, spaces, classes, capabilities (and, where a model can tell, why one is missing), the
+editable layers, and the weight-bearing layers that are not editable with the reason.
+"""
 
 from __future__ import annotations
 
@@ -25,17 +29,27 @@ def run(args) -> int:
         shown = [f"{i} {n}" for i, n in enumerate(names[:4])]
         tail = f", ..., {len(names) - 1} {names[-1]}" if len(names) > 4 else ""
         d["classes"] = f"{len(names)}: " + ", ".join(shown) + tail
+    special = ("editable_layers", "not_editable", "capability_notes")
     width = max(len(k) for k in d)
     for k, v in d.items():
-        if k == "editable_layers":
+        if k in special:
             continue
         if isinstance(v, dict):
             v = ", ".join(f"{a}: {b}" for a, b in v.items())
+        elif isinstance(v, (list, tuple)):
+            v = ", ".join(map(str, v)) or "none"
         print(f"{k:<{width}}  {v}")
-    print("editable layers:")
+    for cap, note in d.get("capability_notes", {}).items():
+        print(f"{'no ' + cap.replace('_', ' '):<{width}}  {note}")
+    print("editable layers:" if d["editable_layers"] else "editable layers: none")
     for layer in d["editable_layers"]:
         mark = "  (default)" if layer["name"] == d.get("default_edit_layer") else ""
         shape = "x".join(map(str, layer["shape"]))
+        res = f"{layer['resolution']:>4}px" if layer["resolution"] else "     -"
         reads = f"  reads ws[{layer['ws_index']}]" if "ws_index" in layer else ""
-        print(f"  {layer['name']:<28} {layer['kind']:<15} {shape:<18} {layer['resolution']:>4}px{reads}{mark}")
+        print(f"  {layer['name']:<28} {layer['kind']:<15} {shape:<18} {res}{reads}{mark}")
+    if d.get("not_editable"):
+        print("not editable:")
+        for layer in d["not_editable"]:
+            print(f"  {layer['name']:<28} {layer['type']:<15} {layer['reason']}")
     return 0

@@ -47,7 +47,9 @@ class Params:
         default=0,
         metadata={
             "help": "models without w: PCA of the early activation at this depth (0: the model's default; DCGAN: "
-            "after main[:N], default 3 = after the first ConvTranspose-BN-ReLU block)",
+            "after main[:N], default 3 = after the first ConvTranspose-BN-ReLU block; ProGAN: the output of "
+            "layerN, default 2; adapters: the N-th module call from the first latent layer on, default the "
+            "first activation)",
             "min": 0,
         },
     )

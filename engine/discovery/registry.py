@@ -50,7 +50,9 @@ class MethodSpec:
         """Why this method cannot run on ``gen`` (one line), or ``None`` when it can."""
         if self.requires and not any(gen.supports(c) for c in self.requires):
             need = " or ".join(c.replace("_", " ") for c in self.requires)
-            return f"{self.name} needs a model with {need}; model '{gen.name}' ({gen.family}) has none"
+            notes = [gen.capability_notes[c] for c in self.requires if c in gen.capability_notes]
+            why = f" ({notes[0]})" if notes else ""
+            return f"{self.name} needs a model with {need}; model '{gen.name}' ({gen.family}) has none{why}"
         if self.kind == "param" and not gen.editable_layers():
             return f"{self.name} edits weights; model '{gen.name}' ({gen.family}) has no editable layers"
         return None

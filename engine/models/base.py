@@ -25,8 +25,9 @@ batched forward serves every (direction, t) pair; see ``apply_conv_edit`` for pl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Union
 
 import numpy as np
@@ -43,9 +44,11 @@ NOISE_MODES = ("const", "random", "none")
 class LayerInfo:
     """A layer whose weight parameter-space methods may shift.
 
-    ``kind`` is ``"conv"``, ``"conv_transpose"``, ``"modconv"`` (StyleGAN2 modulated conv,
-    weight ``[C_out, C_in, k, k]``) or ``"torgb"`` (StyleGAN2 toRGB: modulated 1x1 conv without
-    demodulation, ``[img_channels, C_in, 1, 1]``); ``resolution`` is the layer's output resolution.
+    ``kind`` is ``"conv"``, ``"conv_transpose"``, ``"linear"`` (a fully connected layer, weight
+    ``[out_features, in_features]``), ``"modconv"`` (StyleGAN2 modulated conv, weight
+    ``[C_out, C_in, k, k]``) or ``"torgb"`` (StyleGAN2 toRGB: modulated 1x1 conv without
+    demodulation, ``[img_channels, C_in, 1, 1]``); ``resolution`` is the layer's output resolution
+    (0 when its output is not an image-shaped map, e.g. a linear layer's).
     """
 
     name: str
@@ -127,7 +130,7 @@ def apply_conv_edit(
     conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     source: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Add parameter edits to the output of a plain (or transposed) convolution.
+    """Add parameter edits to the output of a plain (or transposed) convolution or a linear layer.
 
     A convolution is linear in its weight, ``conv(x, W + t D) = conv(x, W) + t conv(x, D)``,
     so the unshifted output ``out`` is computed once for the whole batch and each distinct
@@ -263,6 +266,9 @@ class Generator(nn.Module):
     img_channels: int = 3
     default_edit_layer: str | None = None
     source: str = ""  # the path or built-in name it was loaded from
+    # why a capability is missing, where a model can tell (e.g. an adapter whose first layer does not
+    # receive z itself); shown by ``info`` and in the refusals of methods that need it
+    capability_notes: Mapping[str, str] = MappingProxyType({})
     bound_classes: torch.Tensor | None = None  # set on views made by conditioned()
     bound_transform: torch.Tensor | None = None
     truncation_range: tuple[float, float] = (0.0, 2.0)  # psi values the model accepts (GUI range)
@@ -274,9 +280,10 @@ class Generator(nn.Module):
     def require(self, capability: str, what: str) -> None:
         """Raise ``AtlasError`` (naming ``what`` needs it) unless the model declares ``capability``."""
         if not self.supports(capability):
+            note = self.capability_notes.get(capability)
             raise AtlasError(
                 f"{what} needs a model with {capability.replace('_', ' ')}; model '{self.name}' "
-                f"({self.family}) does not provide one"
+                f"({self.family}) does not provide one" + (f": {note}" if note else "")
             )
 
     @property
@@ -583,6 +590,10 @@ class Generator(nn.Module):
         """The weight tensor of an editable layer, in the shape ``LayerInfo.shape`` reports."""
         raise AtlasError(f"model '{self.name}' has no editable layers")
 
+    def uneditable_layers(self) -> list[tuple[str, str, str]]:
+        """``(name, type, why)`` for weight-bearing layers the parameter methods cannot edit."""
+        return []
+
     def describe(self) -> dict:
         """A plain-data description of the architecture for ``main.py info`` and the GUI."""
         n_params = sum(p.numel() for p in self.parameters())
@@ -606,6 +617,12 @@ class Generator(nn.Module):
                 for i in self.editable_layers()
             ],
             "default_edit_layer": self.default_edit_layer,
+            **(
+                {"not_editable": [{"name": n, "type": t, "reason": r} for n, t, r in self.uneditable_layers()]}
+                if self.uneditable_layers()
+                else {}
+            ),
+            **({"capability_notes": dict(self.capability_notes)} if self.capability_notes else {}),
         }
 
 

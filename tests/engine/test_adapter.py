@@ -8,7 +8,12 @@ from engine.models import load_generator
 def test_example_adapter_loads_as_a_generator():
     g = load_generator("resources/examples/tiny_adapter.py", device="cpu")
     assert g.name == "tiny-example" and g.z_dim == 32 and g.resolution == 16
-    assert [i.name for i in g.editable_layers()] == ["body.0", "body.2", "body.4"]
+    assert [(i.name, i.kind) for i in g.editable_layers()] == [
+        ("fc", "linear"),
+        ("body.0", "conv_transpose"),
+        ("body.2", "conv_transpose"),
+        ("body.4", "conv"),
+    ]
     with torch.no_grad():
         x = g(g.seed_latents([0, 1]))
     assert x.shape == (2, 3, 16, 16)
