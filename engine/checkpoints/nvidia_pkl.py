@@ -45,6 +45,7 @@ from engine.checkpoints.rosinality import MEAN_SAMPLES, MEAN_SEED, mean_w
 from engine.checkpoints.torchfile import short_reason
 from engine.errors import CheckpointError, UnsafePickleError
 from engine.hashing import file_sha256
+from engine.models.base import Generator
 from engine.models.registry import CheckpointFormat, register_format
 from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, fir_filter
 
@@ -185,6 +186,48 @@ def _np_scalar(dtype: Any, data: Any = None) -> Any:
     return np.frombuffer(bytes(data), dtype=dtype.dtype)[0].item()
 
 
+class _NDArray:
+    """A pickled numpy array as data: ``_reconstruct(ndarray, (0,), b"b")`` then BUILD with
+    ``(version, shape, dtype, is_fortran, raw bytes)``. Only plain numeric dtypes, and the shape
+    must account for exactly the bytes present (nothing is allocated beyond what the file holds).
+    The loaded value is ``.array`` (``None`` until BUILD fills it)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self) -> None:
+        self.array = None
+
+    def __setstate__(self, state: Any) -> None:
+        if getattr(self, "array", None) is not None:
+            raise BadPickleData("a numpy array built twice")
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise BadPickleData("a numpy array with a malformed state")
+        if len(state) == 5:
+            if state[0] != 1 or type(state[0]) is not int:
+                raise BadPickleData("a numpy array of an unknown pickle version")
+            state = state[1:]
+        shape, dtype, fortran, data = state
+        if (
+            not isinstance(shape, tuple)
+            or len(shape) > 32
+            or not all(type(s) is int and s >= 0 for s in shape)
+            or not isinstance(dtype, _DType)
+            or type(fortran) is not bool
+            or not isinstance(data, (bytes, bytearray))
+        ):
+            raise BadPickleData("a numpy array that is not plain numbers")
+        if math.prod(shape) * dtype.dtype.itemsize != len(data):
+            raise BadPickleData(f"a numpy array of shape {list(shape)} ({dtype.dtype}) stored in {len(data)} bytes")
+        flat = np.frombuffer(bytes(data), dtype=dtype.dtype)
+        self.array = flat.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _np_reconstruct(cls: Any, shape: Any, typecode: Any) -> _NDArray:
+    if cls is not _SealedNDArray or shape != (0,) or not isinstance(typecode, (bytes, bytearray)):
+        raise BadPickleData("a numpy array reconstructed from something other than ndarray")
+    return _SealedNDArray()
+
+
 class _Sealed(type):
     """Metaclass of the stand-in classes: a pickle's BUILD cannot set attributes on them."""
 
@@ -197,6 +240,10 @@ class _SealedEasyDict(_EasyDict, metaclass=_Sealed):
 
 
 class _SealedDType(_DType, metaclass=_Sealed):
+    __slots__ = ()
+
+
+class _SealedNDArray(_NDArray, metaclass=_Sealed):
     __slots__ = ()
 
 
@@ -227,6 +274,10 @@ ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy", "dtype"): _SealedDType,
     ("numpy.core.multiarray", "scalar"): _Inert(_np_scalar),
     ("numpy._core.multiarray", "scalar"): _Inert(_np_scalar),
+    # StyleGAN3 snapshots store a few sizes as small int64 arrays
+    ("numpy", "ndarray"): _SealedNDArray,
+    ("numpy.core.multiarray", "_reconstruct"): _Inert(_np_reconstruct),
+    ("numpy._core.multiarray", "_reconstruct"): _Inert(_np_reconstruct),
 }
 
 
@@ -460,8 +511,9 @@ def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config,
     return cfg, sd, w_avg is not None
 
 
-def load_nvidia_pkl(path: str | Path) -> StyleGAN2Generator:
-    """A ``StyleGAN2Generator`` (eval mode, CPU) from an NVIDIA snapshot's ``G_ema``, loaded safely."""
+def load_nvidia_pkl(path: str | Path) -> Generator:
+    """A generator (eval mode, CPU) from an NVIDIA snapshot's ``G_ema``, loaded safely: StyleGAN2
+    (stylegan2-ada-pytorch) here, StyleGAN3 (stylegan3) by ``nvidia_sg3``."""
     path = Path(path)
     snap = read_snapshot(path)
     if isinstance(snap, PersistentRecord):
@@ -471,6 +523,10 @@ def load_nvidia_pkl(path: str | Path) -> StyleGAN2Generator:
     else:
         keys = ", ".join(map(str, list(snap)[:8])) if isinstance(snap, dict) else type(snap).__name__
         raise CheckpointError(f"{path}: no G_ema generator in this NVIDIA snapshot (found {keys})")
+    from engine.checkpoints import nvidia_sg3
+
+    if nvidia_sg3.is_stylegan3(G):
+        return nvidia_sg3.load_stylegan3(G, path)
     cfg, sd, has_w_avg = convert_generator(G, path)
     gen = StyleGAN2Generator(cfg, name=path.stem)
     if not has_w_avg:
