@@ -6,7 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.common import add_class_arg, add_model_args, drive, load_model_from_args, parse_indices, parse_shifts
+from cli.common import (
+    add_class_arg,
+    add_model_args,
+    add_transform_args,
+    drive,
+    load_model_from_args,
+    parse_indices,
+    parse_shifts,
+    transform_from_args,
+)
 from engine.errors import AtlasError
 
 
@@ -72,6 +81,7 @@ def register(sub) -> None:
     )
     add_class_arg(p)
     p.add_argument("--noise", default="const", choices=["const", "random", "none"], help="noise inputs (StyleGAN2)")
+    add_transform_args(p)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", "-o", required=True, help="output .mp4 / .gif / .png, or a folder with --interpretable")
     p.set_defaults(func=run)
@@ -105,8 +115,9 @@ def run(args) -> int:
     dset = DirectionSet.load(args.directions)
     gen = load_model_from_args(args)
     _warn_model_mismatch(dset, gen)
+    transform = transform_from_args(args, gen)
     codes, space, bases = load_codes(args, gen, dset.classes)
-    kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, bases=bases)
+    kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, bases=bases, transform=transform)
 
     if args.interpretable:
         shifts = parse_shifts(args.shifts) if args.shifts else None

@@ -10,6 +10,7 @@ import torch
 from cli.common import (
     add_class_arg,
     add_model_args,
+    add_transform_args,
     drive,
     load_model_from_args,
     out_path,
@@ -17,6 +18,7 @@ from cli.common import (
     parse_seeds,
     parse_shifts,
     row_classes,
+    transform_from_args,
 )
 from engine.errors import AtlasError
 
@@ -54,6 +56,7 @@ def register(sub) -> None:
         "(default: z, or a --latent's own space)",
     )
     p.add_argument("--noise", default="const", choices=["const", "random", "none"], help="noise inputs (StyleGAN2)")
+    add_transform_args(p)
     p.add_argument("--directions", help="a direction set (.json)")
     p.add_argument("--index", default="0", help="direction indices for --directions: 3, 0,2,5, 0-7 or all")
     p.add_argument(
@@ -127,6 +130,7 @@ def run(args) -> int:
     gen = load_model_from_args(args)
     if args.space:
         gen.check_space(args.space)
+    transform = transform_from_args(args, gen)
     dset = None
     if args.directions:
         from engine.directions import DirectionSet
@@ -135,7 +139,7 @@ def run(args) -> int:
         _warn_model_mismatch(dset, gen)
     codes, space, bases = load_codes(args, gen, dset.classes if dset is not None else None)
     bases = bases or [None] * codes.shape[0]
-    kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, raw=raw)
+    kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, raw=raw, transform=transform)
     if dset is None:
         result = drive(render_items(gen, [Item(c, (), b) for c, b in zip(codes, bases)], **kw), "render")
         if raw:

@@ -123,6 +123,53 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: all but one)")
 
 
+def add_transform_args(p: argparse.ArgumentParser) -> None:
+    """``--rotate`` / ``--translate``: the input transform of models that have one (StyleGAN3)."""
+    p.add_argument(
+        "--rotate",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="StyleGAN3: rotate the image by DEG degrees (counter-clockwise), as NVIDIA's gen_images.py",
+    )
+    p.add_argument(
+        "--translate",
+        default=None,
+        metavar="X,Y",
+        help="StyleGAN3: translate the image by X,Y in units of the image size, as NVIDIA's gen_images.py",
+    )
+
+
+def transform_from_args(args, gen) -> Any:
+    """The ``[3, 3]`` input transform asked for by ``--rotate`` / ``--translate``, or ``None``.
+
+    Refused (``AtlasError``) on models without an input transform.
+    """
+    import math
+
+    from engine.models.base import INPUT_TRANSFORM, input_transform
+
+    rotate, translate = getattr(args, "rotate", None), getattr(args, "translate", None)
+    if rotate is None and translate is None:
+        return None
+    if not gen.supports(INPUT_TRANSFORM):
+        raise AtlasError(
+            f"--rotate/--translate: model '{gen.name}' ({gen.family}) has no input transform; "
+            "only StyleGAN3 models take them"
+        )
+    if rotate is not None and not math.isfinite(rotate):
+        raise AtlasError(f"--rotate {rotate}: expected a finite angle in degrees")
+    tx = ty = 0.0
+    if translate is not None:
+        try:
+            tx, ty = (float(v) for v in str(translate).split(","))
+        except ValueError:
+            raise AtlasError(f"--translate '{translate}': expected X,Y, e.g. 0.1,-0.05") from None
+        if not (math.isfinite(tx) and math.isfinite(ty)):
+            raise AtlasError(f"--translate '{translate}': expected finite numbers")
+    return input_transform(rotate or 0.0, (tx, ty))
+
+
 def load_model_from_args(args) -> Any:
     from engine.device import cap_threads
     from engine.models import load_generator

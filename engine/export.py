@@ -158,11 +158,13 @@ def render_morph(
     noise: str = "const",
     batch_size: int = 16,
     bases=None,
+    transform=None,
 ) -> Iterator[Progress]:
     """Job: the frames of a morph, yielded in chunks; returns nothing (see ``export_morph``).
 
     ``codes [M, ...]`` in ``space``; ``bases`` (optional, M of ``engine.render.Base`` or None):
-    the seeds' own tuned weights / noise maps (projected images). Each ``Progress.partial`` is a uint8 array
+    the seeds' own tuned weights / noise maps (projected images); ``transform``: the input
+    transform of every frame (models with one, see ``engine.models.base.input_transform``). Each ``Progress.partial`` is a uint8 array
     ``[n, H_out, W_out, 3]`` of the next frames (seeds tiled side by side, sides even).
     """
     from engine.render import render_batch, to_uint8
@@ -183,7 +185,16 @@ def render_morph(
             shifts = [row for row in chunk for _ in range(M)]
             batch_bases = list(bases) * len(chunk) if bases is not None else None
             imgs = to_uint8(
-                render_batch(gen, batch_codes, shifts, space=space, psi=psi, noise=noise, bases=batch_bases)
+                render_batch(
+                    gen,
+                    batch_codes,
+                    shifts,
+                    space=space,
+                    psi=psi,
+                    noise=noise,
+                    bases=batch_bases,
+                    transform=transform,
+                )
             )
             imgs = resize(imgs, size, smooth=opts.smooth).reshape(len(chunk), M, size, -1, 3)
             out = np.stack([make_even(tile_row(f, opts.pad)) for f in imgs])
@@ -202,6 +213,7 @@ def export_morph(
     noise: str = "const",
     batch_size: int = 16,
     bases=None,
+    transform=None,
 ) -> Iterator[Progress]:
     """Job: write a morph video (``.mp4`` or ``.gif`` by suffix); returns the path.
 
@@ -222,7 +234,16 @@ def export_morph(
     done = False
     try:
         job = render_morph(
-            gen, codes, directions, opts, space=space, psi=psi, noise=noise, batch_size=batch_size, bases=bases
+            gen,
+            codes,
+            directions,
+            opts,
+            space=space,
+            psi=psi,
+            noise=noise,
+            batch_size=batch_size,
+            bases=bases,
+            transform=transform,
         )
         for rec in job:
             if rec.partial is not None:
@@ -292,6 +313,7 @@ def export_grid(
     noise: str = "const",
     batch_size: int = 32,
     bases=None,
+    transform=None,
 ) -> Iterator[Progress]:
     """Job: a PNG grid, rows = (direction, seed), columns = shifts; returns the path.
 
@@ -306,7 +328,16 @@ def export_grid(
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise AtlasError(f"{path}: a grid image must end with one of {', '.join(IMAGE_SUFFIXES)}")
     grid = yield from render_grid(
-        gen, codes, list(directions), list(shifts), bases, space=space, psi=psi, noise=noise, batch_size=batch_size
+        gen,
+        codes,
+        list(directions),
+        list(shifts),
+        bases,
+        space=space,
+        psi=psi,
+        noise=noise,
+        batch_size=batch_size,
+        transform=transform,
     )
     grid = resize(grid, size, smooth=smooth)
     save_image(grid_image(grid), path)
@@ -339,6 +370,7 @@ def export_interpretable(
     noise: str = "const",
     batch_size: int = 16,
     bases=None,
+    transform=None,
 ) -> Iterator[Progress]:
     """Job: one file per direction marked interpretable, plus ``index.csv``; returns the paths.
 
@@ -381,10 +413,21 @@ def export_interpretable(
                 noise=noise,
                 batch_size=batch_size,
                 bases=bases,
+                transform=transform,
             )
         else:
             job = export_morph(
-                gen, codes, [d], path, opts, space=space, psi=psi, noise=noise, batch_size=batch_size, bases=bases
+                gen,
+                codes,
+                [d],
+                path,
+                opts,
+                space=space,
+                psi=psi,
+                noise=noise,
+                batch_size=batch_size,
+                bases=bases,
+                transform=transform,
             )
         yield from relabel(
             job,

@@ -102,6 +102,7 @@ def render_batch(
     noise_generator: torch.Generator | None = None,
     bases: Sequence[Base | None] | None = None,
     classes=None,
+    transform: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Render ``codes [B, ...]`` (in ``space``) each with its own shifts; returns ``[B, C, H, W]``.
 
@@ -109,8 +110,9 @@ def render_batch(
     their ``delta`` (see ``materialize``). ``bases[b]`` (optional) is sample b's ``Base``: its
     shifts go under sample b's edits, its noise maps replace the stored ones and its class is
     sample b's class. ``classes`` (class-conditional models; an int, or one per row) overrides
-    the bases' classes; without either the generator's bound classes apply. Gradients flow if
-    the inputs require them.
+    the bases' classes; without either the generator's bound classes apply. ``transform``
+    (``[3, 3]``, models with an input transform, see ``base.input_transform``) applies to every
+    row. Gradients flow if the inputs require them.
     """
     gen.check_space(space)
     dev = gen.device
@@ -179,6 +181,7 @@ def render_batch(
         edit=edits,
         noise_generator=noise_generator,
         classes=row_classes,
+        transform=transform,
     )
 
 
@@ -279,8 +282,11 @@ def render_items(
     noise: str = "const",
     batch_size: int = 32,
     raw: bool = False,
+    transform: torch.Tensor | None = None,
 ) -> Iterator[Progress]:
-    """Job: render ``items`` in batches. Returns uint8 ``[N, H, W, C]`` (float NCHW if ``raw``)."""
+    """Job: render ``items`` in batches. Returns uint8 ``[N, H, W, C]`` (float NCHW if ``raw``).
+
+    ``transform``: the input transform of every item (see ``render_batch``)."""
     out = []
     n = len(items)
     yield Progress(0, n, stage="render")
@@ -290,7 +296,15 @@ def render_items(
             codes = torch.stack([it.code for it in chunk])
             bases = [it.base for it in chunk] if any(it.base is not None for it in chunk) else None
             imgs = render_batch(
-                gen, codes, [it.shifts for it in chunk], space=space, psi=psi, cutoff=cutoff, noise=noise, bases=bases
+                gen,
+                codes,
+                [it.shifts for it in chunk],
+                space=space,
+                psi=psi,
+                cutoff=cutoff,
+                noise=noise,
+                bases=bases,
+                transform=transform,
             )
             out.append(imgs.float().cpu() if raw else to_uint8(imgs))
             yield Progress(min(n, start + len(chunk)), n, stage="render")

@@ -17,6 +17,7 @@ GLOBAL in the file                                           what we put in its 
 ``collections.OrderedDict``, ``builtins.set``                 themselves (containers of loaded data)
 ``dnnlib.util.EasyDict``                                     a plain ``dict`` subclass
 ``numpy.dtype``, ``numpy[._]core.multiarray.scalar``          numeric dtypes / scalars rebuilt from bytes
+``numpy.ndarray``, ``numpy[._]core.multiarray._reconstruct``  numeric arrays whose shape matches their bytes
 ===========================================================  ===========================================
 
 Any other global (``os.system``, ``builtins.eval``, ``subprocess.Popen``...) raises
@@ -203,7 +204,7 @@ class _NDArray:
         if not isinstance(state, tuple) or len(state) not in (4, 5):
             raise BadPickleData("a numpy array with a malformed state")
         if len(state) == 5:
-            if state[0] != 1 or type(state[0]) is not int:
+            if type(state[0]) is not int or state[0] != 1:
                 raise BadPickleData("a numpy array of an unknown pickle version")
             state = state[1:]
         shape, dtype, fortran, data = state

@@ -93,8 +93,9 @@ def style_matrix(gen, layer_range: tuple[int, int] | None, *, torgb: bool = Fals
     toRGB layers are left out unless ``torgb``.
     """
     rows = []
+    kinds = {info.name: info.kind for info in gen.editable_layers()}
     for name, ws_index, weight in gen.style_affines():
-        if not torgb and "rgb" in name.rsplit(".", 1)[-1].lower():
+        if not torgb and (kinds.get(name) == "torgb" or "rgb" in name.rsplit(".", 1)[-1].lower()):
             continue
         if layer_range is None or layer_range[0] <= ws_index < layer_range[1]:
             rows.append(weight.detach().double())

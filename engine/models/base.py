@@ -25,6 +25,7 @@ batched forward serves every (direction, t) pair; see ``apply_conv_edit`` for pl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -217,6 +218,21 @@ class Condition:
     classes: torch.Tensor | None = None
     transform: torch.Tensor | None = None
     truncation: float | None = None
+
+
+def input_transform(rotate: float = 0.0, translate: Sequence[float] = (0.0, 0.0)) -> torch.Tensor:
+    """``[3, 3]`` float32: the input transform that rotates the image by ``rotate`` degrees and
+    translates it by ``translate = (x, y)`` (in units of the image size).
+
+    The meaning of NVIDIA's ``gen_images.py``: ``m = make_transform(translate, rotate)``, and the
+    generator stores (and ``Condition.transform`` holds) its inverse, as ``gen_images`` copies
+    ``inv(m)`` into ``G.synthesis.input.transform``.
+    """
+    tx, ty = (float(v) for v in translate)
+    a = math.radians(float(rotate))
+    s, c = math.sin(a), math.cos(a)
+    m = np.array([[c, s, tx], [-s, c, ty], [0.0, 0.0, 1.0]])
+    return torch.from_numpy(np.linalg.inv(m).astype(np.float32))
 
 
 @dataclass(frozen=True)
