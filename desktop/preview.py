@@ -31,11 +31,13 @@ from PySide6.QtWidgets import (
 from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledRangeSlider
 from superqt.utils import qthrottled, signals_blocked
 
+from desktop.input_transform import TransformControls
 from desktop.rendering import PreviewRequest, PreviewResult, applicable, render_preview, seed_label
 from desktop.widgets import ImageCanvas, show_error
 from desktop.workers import LatestWins
 from desktop.workspace import SetEntry, Workspace
 from engine.errors import AtlasError
+from engine.models.base import INPUT_TRANSFORM
 
 THROTTLE_MS = 25
 MAX_SEEDS = 16
@@ -300,6 +302,10 @@ class PreviewPanel(QWidget):
         top.addWidget(self.layers, 1)
         top.addStretch(0)
         root.addLayout(top)
+        # --- input transform (models that have one: StyleGAN3), as NVIDIA's visualizer offers it
+        self.transform = TransformControls(self)
+        self.transform.changed.connect(self.request_render)
+        root.addWidget(self.transform)
 
         # --- the image
         self.canvas = ImageCanvas(self)
@@ -400,6 +406,7 @@ class PreviewPanel(QWidget):
         if conditional:
             self.class_picker.set_classes(gen.class_names())
             self.class_picker.set_class(self.ws.class_index)
+        self.transform.setVisible(gen is not None and gen.supports(INPUT_TRANSFORM))
         if gen is not None and gen.num_ws:
             with signals_blocked(self.layers):
                 self.layers.setRange(0, gen.num_ws)
@@ -510,6 +517,7 @@ class PreviewPanel(QWidget):
             layers=self.layer_range(),
             shifts=tuple(shifts),
             class_index=self.ws.class_index if self.ws.gen is not None and self.ws.gen.num_classes else None,
+            transform=self.transform.value() if not self.transform.isHidden() else None,
         )
 
     def request_render(self, *_args) -> None:
@@ -529,6 +537,8 @@ class PreviewPanel(QWidget):
             names = self.class_picker._names
             name = names[req.class_index] if req.class_index < len(names) else str(req.class_index)
             extra += f" · class {class_label(req.class_index, name)}"
+        if req.transform is not None and self.transform.describe():
+            extra += " · " + self.transform.describe()
         self.canvas.caption = f"seed {seeds}{extra} · {n_edits} edit{'s' if n_edits != 1 else ''}" + (
             " · BEFORE" if self.before.isChecked() else ""
         )

@@ -18,6 +18,7 @@ from engine.errors import AtlasError
 from engine.export import resize
 from engine.jobs import run_job
 from engine.latents import Latent
+from engine.models.base import input_transform
 from engine.render import Base, compose_grid, materialize, render_batch, render_grid, to_uint8
 
 Seed = int | Latent  # an integer seed, or a projected image (``engine.latents.Latent``)
@@ -77,6 +78,8 @@ class PreviewRequest:
     ``shifts``: ``(direction set, index, t)``, all applied to every seed (parameter directions
     are expanded on the worker thread). ``class_index``: the class of the integer seeds on a
     class-conditional model (the class picker), else ``None``.
+    ``transform``: ``(rotate degrees, translate x, translate y)`` for models with an input
+    transform (StyleGAN3; ``engine.models.base.input_transform``), or ``None``.
     """
 
     seeds: tuple[Seed, ...]
@@ -87,6 +90,7 @@ class PreviewRequest:
     noise: str = "const"
     with_before: bool = True
     class_index: int | None = None
+    transform: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -153,7 +157,14 @@ def render_preview(gen, req: PreviewRequest) -> PreviewResult:
         rows = [shifts] * n + ([[]] * n if twice else [])
         if bases is not None and twice:
             bases = bases * 2
-        imgs = to_uint8(render_batch(gen, batch, rows, space=req.space, psi=req.psi, noise=req.noise, bases=bases))
+        transform = None
+        if req.transform is not None:
+            rotate, tx, ty = req.transform
+            transform = input_transform(rotate, (tx, ty))
+        imgs = render_batch(
+            gen, batch, rows, space=req.space, psi=req.psi, noise=req.noise, bases=bases, transform=transform
+        )
+        imgs = to_uint8(imgs)
     after = tile(imgs[:n])
     before = tile(imgs[n:]) if req.with_before and edited else after
     return PreviewResult(after, before, time.perf_counter() - t0, tuple(imgs.shape[1:3]))

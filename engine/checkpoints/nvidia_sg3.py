@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.checkpoints.nvidia_pkl import PersistentRecord, _NDArray, _need, _tensor
-from engine.errors import CheckpointError
+from engine.checkpoints.nvidia_pkl import PersistentRecord, _NDArray, _need
+from engine.errors import AtlasError, CheckpointError
 from engine.hashing import file_sha256
 from engine.models.stylegan3 import MAX_SIZE, LayerSpec, StyleGAN3Config, StyleGAN3Generator
 
@@ -124,11 +124,25 @@ class _Reader:
         return tuple(v)
 
 
+def _tensor(rec: PersistentRecord, name: str, where: str, path: Path, ndim: int | None = None) -> torch.Tensor:
+    """A floating-point tensor of a record, as stored (no copy: ``load_stylegan3`` copies it into
+    the model's own parameters, so no tensor object from the file is kept)."""
+    t = rec.param(name)
+    if not isinstance(t, torch.Tensor):
+        raise CheckpointError(f"{path}: G_ema.{where} has no tensor '{name}'")
+    if not t.is_floating_point() or (ndim is not None and t.dim() != ndim):
+        raise CheckpointError(
+            f"{path}: G_ema.{where}.{name} is a {t.dim()}-d {str(t.dtype).removeprefix('torch.')} tensor "
+            f"{list(t.shape)[:8]}, not the floating-point {'' if ndim is None else f'{ndim}-d '}tensor expected"
+        )
+    return t
+
+
 def _linear(rec: PersistentRecord, where: str, path: Path, sd: dict, key: str) -> tuple[torch.Tensor, float]:
     """Copy a FullyConnectedLayer's weight/bias into ``sd[key.*]``; returns (weight, lr multiplier)."""
     r = _Reader(rec, where, path)
-    w = _tensor(rec, "weight", where, path)
-    b = _tensor(rec, "bias", where, path)
+    w = _tensor(rec, "weight", where, path, 2)
+    b = _tensor(rec, "bias", where, path, 1)
     if w.dim() != 2 or b.shape != (w.shape[0],):
         raise CheckpointError(f"{path}: G_ema.{where} has weight {list(w.shape)} and bias {list(b.shape)}")
     lr_mul = r.number("bias_gain", 1e-6, 1e6, 1.0)
@@ -154,7 +168,7 @@ def _filter(rec: PersistentRecord, name: str, taps: int, radial: bool, where: st
         raise CheckpointError(f"{path}: G_ema.{where}.{name} is {got}, expected a float filter of shape {list(want)}")
     if not torch.isfinite(f).all():
         raise CheckpointError(f"{path}: G_ema.{where}.{name} holds non-finite values")
-    return f.detach().clone().float()
+    return f
 
 
 def convert_stylegan3(G: PersistentRecord, path: Path) -> tuple[StyleGAN3Config, dict[str, torch.Tensor]]:
@@ -262,11 +276,12 @@ def convert_stylegan3(G: PersistentRecord, path: Path) -> tuple[StyleGAN3Config,
             magnitude_ema_beta=r.number("magnitude_ema_beta", 0.0, 1.0, 0.999),
         )
         pre = f"synthesis_net.{name}"
-        sd[f"{pre}.weight"] = _tensor(lay, "weight", where, path)
-        sd[f"{pre}.bias"] = _tensor(lay, "bias", where, path)
-        sd[f"{pre}.magnitude_ema"] = _tensor(lay, "magnitude_ema", where, path).reshape([])
-        if not float(sd[f"{pre}.magnitude_ema"]) > 0:
-            raise CheckpointError(f"{path}: G_ema.{where}.magnitude_ema is not positive")
+        sd[f"{pre}.weight"] = _tensor(lay, "weight", where, path, 4)
+        sd[f"{pre}.bias"] = _tensor(lay, "bias", where, path, 1)
+        ema = _tensor(lay, "magnitude_ema", where, path)
+        if ema.numel() != 1 or not 0 < float(ema.reshape(-1)[0]) < math.inf:
+            raise CheckpointError(f"{path}: G_ema.{where}.magnitude_ema is not one positive number")
+        sd[f"{pre}.magnitude_ema"] = ema.reshape([])
         _linear(_need(lay.module("affine"), f"{where}.affine", path), f"{where}.affine", path, sd, f"{pre}.affine")
         filters = {
             "up_filter": _filter(lay, "up_filter", up_taps, False, where, path),
@@ -303,13 +318,25 @@ def convert_stylegan3(G: PersistentRecord, path: Path) -> tuple[StyleGAN3Config,
 
 def load_stylegan3(G: PersistentRecord, path: Path) -> StyleGAN3Generator:
     """A ``StyleGAN3Generator`` (eval mode, CPU) from a snapshot's ``G_ema`` record."""
-    cfg, sd = convert_stylegan3(G, path)
-    # (built on the CPU: a meta-device build would import torch._dynamo, seconds on first use)
-    gen = StyleGAN3Generator(cfg, name=path.stem, design_filters=False)
-    # assign: the model takes the converted tensors themselves (no second copy); the filters of
-    # one-tap layers are None in both
     try:
-        gen.load_state_dict(sd, strict=True, assign=True)
+        return _load(G, path)
+    except AtlasError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever else a malformed record trips is the file's fault
+        raise CheckpointError(
+            f"{path}: G_ema is not a StyleGAN3 generator we can read ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
+
+
+def _load(G: PersistentRecord, path: Path) -> StyleGAN3Generator:
+    cfg, sd = convert_stylegan3(G, path)
+    # Built on the CPU (a meta-device build would import torch._dynamo: seconds on first use), then
+    # every tensor is copied into the model's own parameters: one copy of the weights besides the
+    # records, and no tensor object from the file is kept. One-tap filters are None in both.
+    gen = StyleGAN3Generator(cfg, name=path.stem, design_filters=False)
+    try:
+        with torch.no_grad():
+            gen.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
         lines = str(exc).strip().splitlines()
         raise CheckpointError(
