@@ -57,9 +57,8 @@ class _Reader:
         text = repr(shown)
         if len(text) > 40:
             text = text[:37] + "..."
-        return CheckpointError(
-            f"{self.path}: G_ema.{self.where}.{name} is {type(value).__name__} {text}, expected {want}"
-        )
+        kind = "an array" if isinstance(value, _NDArray) else type(value).__name__
+        return CheckpointError(f"{self.path}: G_ema.{self.where}.{name} is {kind} {text}, expected {want}")
 
     def get(self, name: str, default: Any = _MISSING) -> Any:
         v = self.rec.attr(name, _MISSING)

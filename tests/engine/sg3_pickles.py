@@ -8,7 +8,6 @@ our ``StyleGAN3Generator``s into such records (a snapshot of any size, for the m
 
 from __future__ import annotations
 
-import copy
 import io
 import pickle
 import sys
@@ -87,10 +86,6 @@ def write_snapshot(obj, path: Path, *, module_src: str = "# the reference networ
         _Writer(buf, fn, module_src).dump(_plain(obj))
     Path(path).write_bytes(buf.getvalue())
     return Path(path)
-
-
-def clone_records(obj):
-    return copy.deepcopy(obj)
 
 
 def _array(values) -> _NDArray:
