@@ -45,6 +45,7 @@ class TransformControls(QWidget):
         self.rotate.setSingleStep(1.0)
         self.rotate.setValue(0.0)
         self.rotate.setToolTip("rotation in degrees, counter-clockwise")
+        self.rotate.setMinimumWidth(180)
         self.rotate.valueChanged.connect(self._moved)
         lay.addWidget(self.rotate, 1)
         self.reset_btn = QToolButton(self)

@@ -363,10 +363,10 @@ def _fir(x: torch.Tensor, f: torch.Tensor | None, gain: float, step: int) -> tor
     if f.dim() == 1:
         g = f * math.sqrt(gain)
         k = g.shape[0]
-        x = F.conv2d(x, g.reshape(1, 1, 1, k).expand(C, 1, 1, k), stride=(1, step), groups=C)
-        return F.conv2d(x, g.reshape(1, 1, k, 1).expand(C, 1, k, 1), stride=(step, 1), groups=C)
+        x = F.conv2d(x, g.reshape(1, 1, 1, k).expand(C, 1, 1, k).contiguous(), stride=(1, step), groups=C)
+        return F.conv2d(x, g.reshape(1, 1, k, 1).expand(C, 1, k, 1).contiguous(), stride=(step, 1), groups=C)
     k = f.shape[0]
-    return F.conv2d(x, (f * gain).reshape(1, 1, k, k).expand(C, 1, k, k), stride=step, groups=C)
+    return F.conv2d(x, (f * gain).reshape(1, 1, k, k).expand(C, 1, k, k).contiguous(), stride=step, groups=C)
 
 
 def _upfir(x: torch.Tensor, f: torch.Tensor | None, up: int, padding, gain: float) -> torch.Tensor:
@@ -384,10 +384,10 @@ def _upfir(x: torch.Tensor, f: torch.Tensor | None, up: int, padding, gain: floa
     px0, px1, py0, py1 = padding
     out_w = x.shape[3] * up + px0 + px1 - k + 1
     out_h = x.shape[2] * up + py0 + py1 - k + 1
-    x = F.conv_transpose2d(x, g.reshape(1, 1, 1, k).expand(C, 1, 1, k), stride=(1, up), groups=C)
+    x = F.conv_transpose2d(x, g.reshape(1, 1, 1, k).expand(C, 1, 1, k).contiguous(), stride=(1, up), groups=C)
     s = k - 1 - px0  # output sample i is sample i + s of the full transposed convolution
     x = F.pad(x, [-s, out_w + s - x.shape[3], 0, 0])
-    x = F.conv_transpose2d(x, g.reshape(1, 1, k, 1).expand(C, 1, k, 1), stride=(up, 1), groups=C)
+    x = F.conv_transpose2d(x, g.reshape(1, 1, k, 1).expand(C, 1, k, 1).contiguous(), stride=(up, 1), groups=C)
     s = k - 1 - py0
     return F.pad(x, [0, 0, -s, out_h + s - x.shape[2]])
 
