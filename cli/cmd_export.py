@@ -114,8 +114,8 @@ def run(args) -> int:
     opts.check()
     dset = DirectionSet.load(args.directions)
     gen = load_model_from_args(args)
-    _warn_model_mismatch(dset, gen)
     transform = transform_from_args(args, gen)
+    _warn_model_mismatch(dset, gen)
     codes, space, bases = load_codes(args, gen, dset.classes)
     kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, bases=bases, transform=transform)
 

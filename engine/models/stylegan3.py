@@ -379,7 +379,7 @@ def _upfir(x: torch.Tensor, f: torch.Tensor | None, up: int, padding, gain: floa
     nothing is computed on (or stored for) the inserted zeros.
     """
     C = x.shape[1]
-    g = (torch.ones(1) if f is None else f).to(x.dtype) * math.sqrt(gain)
+    g = (torch.ones(1, device=x.device) if f is None else f).to(x.dtype) * math.sqrt(gain)
     k = g.shape[0]
     px0, px1, py0, py1 = padding
     out_w = x.shape[3] * up + px0 + px1 - k + 1

@@ -259,3 +259,39 @@ def test_hostile_module_src_is_never_executed(tmp_path):
     e = expected("sg3t_res32")
     with torch.no_grad():
         assert max_err(g.decode(torch.from_numpy(e["z"])), e["img_psi1"]) < ATOL
+
+
+def test_export_takes_the_transform(tmp_path, capsys, shared_fixtures):
+    """``export`` grids (engine and CLI) use one transform for every cell; SG2 refuses the flags."""
+    import imageio.v2 as iio
+
+    from engine.directions import DirectionSet, model_ref
+    from engine.export import export_grid
+    from engine.jobs import run_job
+    from engine.render import grid_image, materialize, render_grid
+
+    g = load("sg3t_res32")
+    v = torch.nn.functional.normalize(torch.randn(2, g.w_dim, generator=torch.Generator().manual_seed(0)), dim=1)
+    dset = DirectionSet.latent("test", model_ref(g), v, space="w", range_=(-4.0, 4.0))
+    dset.save(tmp_path / "w.json")
+    T = input_transform(30.0, (0.0, 0.1))
+    z = g.seed_latents([0])
+    dirs = [materialize(dset, 0)]
+    shifts = [-4.0, 0.0, 4.0]
+    path = run_job(export_grid(g, z, dirs, shifts, tmp_path / "grid.png", transform=T))
+    want = grid_image(run_job(render_grid(g, z, dirs, shifts, transform=T)))
+    assert np.array_equal(iio.imread(path)[..., :3], want)
+    plain = grid_image(run_job(render_grid(g, z, dirs, shifts)))
+    assert not np.array_equal(plain, want)
+
+    model = str(FIXTURES / "sg3t_res32.pkl")
+    common = ["export", "--model", model, "--directions", str(dset.path), "--index", "0", "--shifts", "-4:4:3"]
+    out = tmp_path / "cli.png"
+    assert main([*common, "--rotate", "30", "--translate", "0,0.1", "--out", str(out), "--threads", "1"]) == 0
+    assert np.array_equal(iio.imread(out)[..., :3], want)
+    sg2 = str(shared_fixtures / "nvada_skip_res32.pkl")
+    bad = ["export", "--model", sg2, "--directions", str(dset.path), "--out", str(tmp_path / "x.png")]
+    capsys.readouterr()
+    assert main([*bad, "--translate", "0.1,0"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no input transform" in err[0]
