@@ -164,8 +164,9 @@ def render_morph(
 
     ``codes [M, ...]`` in ``space``; ``bases`` (optional, M of ``engine.render.Base`` or None):
     the seeds' own tuned weights / noise maps (projected images); ``transform``: the input
-    transform of every frame (models with one, see ``engine.models.base.input_transform``). Each ``Progress.partial`` is a uint8 array
-    ``[n, H_out, W_out, 3]`` of the next frames (seeds tiled side by side, sides even).
+    transform of every frame (models with one, see ``engine.models.base.input_transform``).
+    Each ``Progress.partial`` is a uint8 array ``[n, H_out, W_out, 3]`` of the next frames (seeds
+    tiled side by side, sides even).
     """
     from engine.render import render_batch, to_uint8
 

@@ -668,6 +668,16 @@ class StyleGAN3Generator(Generator):
     def layer_weight(self, name: str) -> torch.Tensor:
         return self.layer_module(name).weight
 
+    def uneditable_layers(self) -> list[tuple[str, str, str]]:
+        return [
+            (
+                "synthesis.input",
+                "Fourier features",
+                "fixed sinusoids mixed by one C x C matrix, unmodulated; its affine makes the rotation / "
+                "translation (edit those with --rotate / --translate)",
+            )
+        ]
+
     def style_affines(self) -> list[tuple[str, int, torch.Tensor]]:
         """``(layer name, ws index, A [C_in, w_dim])`` of every modulated layer (L0 .. toRGB), in ws order.
 
