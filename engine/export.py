@@ -48,15 +48,22 @@ def save_image(image: np.ndarray, path: str | Path) -> Path:
 
 
 def seed_mosaic(images: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:
-    """``[N, H, W, 3]`` -> one image with ``columns`` columns (default: about square)."""
+    """``[N, H, W, 3]`` -> one image with ``columns`` columns (default: about square).
+
+    ``pad`` px of white go *between* tiles only: one image comes back exactly ``[H, W, 3]``, the
+    generator's pixels and nothing else (a frame would change what projecting the file fits).
+    """
     from engine.render import compose_grid
 
     n = images.shape[0]
+    if n == 1:
+        return np.ascontiguousarray(images[0])
     cols = columns or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     cells = np.full((rows * cols, *images.shape[1:]), 255, np.uint8)
     cells[:n] = images
-    return compose_grid(cells.reshape(rows, cols, *images.shape[1:]), pad=pad)
+    out = compose_grid(cells.reshape(rows, cols, *images.shape[1:]), pad=pad)
+    return out[pad : out.shape[0] - pad, pad : out.shape[1] - pad] if pad > 0 else out
 
 
 # ---- pixels ------------------------------------------------------------------------------

@@ -10,15 +10,31 @@ from PIL import Image
 
 from cli.main import main
 from engine.directions import DirectionSet
+from engine.render import to_uint8
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_render_seed_mosaic_png(tmp_path):
+def test_render_seed_mosaic_png(tmp_path, digiface):
     out = tmp_path / "grid.png"
     assert main(["render", "--seeds", "0-3", "--out", str(out)]) == 0
-    im = Image.open(out)
-    assert im.size == (2 * 66 + 2, 2 * 66 + 2)
+    im = np.asarray(Image.open(out))
+    assert im.shape[:2] == (2 * 64 + 2, 2 * 64 + 2)  # padding between the tiles only, no outer frame
+    with torch.no_grad():
+        raw = to_uint8(digiface(digiface.seed_latents([0, 1, 2, 3])))
+    assert np.array_equal(im[:64, :64], raw[0]) and np.array_equal(im[66:, 66:], raw[3])
+    assert (im[64:66] == 255).all() and (im[:, 64:66] == 255).all()
+
+
+def test_render_one_seed_is_exactly_the_generator_image(tmp_path, digiface):
+    """``render --seeds 3 --out face.png`` writes the R x R render itself: no frame, no padding."""
+    out = tmp_path / "face.png"
+    assert main(["render", "--seeds", "3", "--out", str(out)]) == 0
+    im = np.asarray(Image.open(out))
+    with torch.no_grad():
+        raw = to_uint8(digiface(digiface.seed_latents([3])))[0]
+    assert im.shape == (64, 64, 3)
+    assert np.array_equal(im, raw)
 
 
 def test_render_npy_is_the_raw_generator_output(tmp_path, digiface):
