@@ -18,6 +18,7 @@ on a list of bases.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -76,15 +77,49 @@ class Item:
     base: Base | None = None
 
 
+class _DeltaCache:
+    """Expanded parameter deltas of one direction set, shared by the threads that render it.
+
+    The preview, the grid and export jobs expand the same directions from different worker
+    threads: each delta is computed once (a per-direction lock; tens of MB for dense bases) and
+    every thread gets the same ``Direction`` object, so batches deduplicate it by identity.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.directions: dict[int, Direction] = {}
+        self.pending: dict[int, threading.Lock] = {}
+
+    def get(self, dirset: DirectionSet, k: int) -> Direction:
+        with self.lock:
+            if k in self.directions:
+                return self.directions[k]
+            key_lock = self.pending.setdefault(k, threading.Lock())
+        with key_lock:
+            with self.lock:
+                if k in self.directions:
+                    return self.directions[k]
+            d = dirset.directions[k]
+            full = Direction(**{**d.__dict__, "delta": direction_delta(d, dirset.bases)})
+            with self.lock:
+                self.directions[k] = full
+                self.pending.pop(k, None)
+            return full
+
+
+_CACHES_LOCK = threading.Lock()
+
+
 def materialize(dirset: DirectionSet, k: int) -> Direction:
-    """Direction ``k`` with its parameter delta filled in (cached on the set)."""
+    """Direction ``k`` with its parameter delta filled in (computed once per set, thread-safe)."""
     d = dirset.directions[k]
-    if d.kind == "param" and d.delta is None:
-        cache = dirset.__dict__.setdefault("_delta_cache", {})
-        if k not in cache:
-            cache[k] = Direction(**{**d.__dict__, "delta": direction_delta(d, dirset.bases)})
-        return cache[k]
-    return d
+    if d.kind != "param" or d.delta is not None:
+        return d
+    cache = dirset.__dict__.get("_delta_cache")
+    if cache is None:
+        with _CACHES_LOCK:
+            cache = dirset.__dict__.setdefault("_delta_cache", _DeltaCache())
+    return cache.get(dirset, k)
 
 
 _SPACE_ORDER = {"z": 0, "w": 1, "w+": 2}

@@ -54,6 +54,9 @@ class LayerHessian:
         chunk: int = 256,
         block: int = 32,
     ) -> None:
+        # products differentiate through the generator: on a copy sharing its weights, so the
+        # generator other threads render from (the editor's preview) is never touched
+        gen = gen.detached()
         self.gen, self.layer, self.distance = gen, layer, distance
         self.weight = gen.layer_weight(layer)
         self.shape = tuple(self.weight.shape)
@@ -71,7 +74,7 @@ class LayerHessian:
         self.device = gen.device
         self.forwards = 0  # single-image generator forward passes (forward-mode ones included)
         self.backwards = 0  # single-image generator backward passes
-        for p in list(gen.parameters()) + list(distance.parameters()):
+        for p in distance.parameters():  # the job's own distance network
             p.requires_grad_(False)
         with torch.no_grad():
             self.x0 = torch.cat(

@@ -23,7 +23,6 @@ draws its own batches, gradients are averaged, RCA is pooled over the ranks' sam
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +39,7 @@ from engine.jobs import Progress
 from engine.models.base import Generator
 
 RECONSTRUCTORS = ("auto", "lenet", "resnet18")
+PARTIAL_EVERY = 10  # steps between partial results (the browser follows the directions as they train)
 
 
 # ---- networks -----------------------------------------------------------------------------
@@ -198,19 +198,6 @@ class _Joint(nn.Module):
         return self.reconstructor(x0, x1)
 
 
-@contextlib.contextmanager
-def frozen(module: nn.Module):
-    """Turn off ``requires_grad`` of ``module``'s parameters for the duration (restored after)."""
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield module
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
 @torch.no_grad()
 def evaluate_rca(
     gen: Generator, family: ShiftFamily, R: Reconstructor, cfg: TrainConfig, *, device: torch.device
@@ -250,16 +237,21 @@ def train_reconstructor(
     *,
     device: torch.device | str = "cpu",
     state: dict | None = None,
-    partial: Callable[[ShiftFamily, float], Any] | None = None,
+    partial: Callable[[ShiftFamily, float | None], Any] | None = None,
     stage: str = "train",
 ) -> Iterator[Progress]:
     """Job: train R (and the family's parameters, if it has any) on ``family``'s shifts of ``gen``.
 
     ``state`` continues a run from a state this job yielded earlier (same family type and
-    config). ``partial(family, rca)`` builds the partial result shown while training.
+    config). ``partial(family, rca)`` builds the partial result shown while training: before the
+    first step, every ``PARTIAL_EVERY`` steps and at every RCA measurement (``rca`` is the latest
+    one, ``None`` before the first).
     Returns a ``ReconResult``.
     """
     device = torch.device(device)
+    # gradients flow through G to the family's parameters, never into G's own: train on a copy
+    # sharing its weights, so the generator other threads render from keeps its flags and grads
+    gen = gen.detached()
     info = dist_info()
     K = family.K
     if K < 2:
@@ -322,49 +314,52 @@ def train_reconstructor(
     window: list[tuple[float, float, float, float]] = []
     last_rca: float | None = history["rca"][-1][1] if history["rca"] else None
     rca_dirs = None
-    with frozen(gen):
-        while step < cfg.steps:
-            g = stream_generator("train", cfg.seed, info.rank, step)
-            z, k, eps = (
-                t.to(device) for t in sample_shift_batch(g, cfg.batch_size, gen.z_dim, K, cfg.eps_max, cfg.eps_min)
-            )
-            logits, eps_hat = model(z, k, eps)
-            ce = F.cross_entropy(logits, k)
-            mae = (eps_hat - eps).abs().mean()
-            loss = ce + cfg.lam * mae
-            opt_R.zero_grad(set_to_none=True)
-            if opt_F is not None:
-                opt_F.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_R.step()
-            if opt_F is not None:
-                opt_F.step()
-            step += 1
-            vals = (
-                float(loss.detach()),
-                float(ce.detach()),
-                float(mae.detach()),
-                float((logits.detach().argmax(dim=1) == k).float().mean()),
-            )
-            window.append(vals)
-            if step % 10 == 0 or step == cfg.steps:
-                history["step"].append(step)
-                history["loss"].append(sum(w[0] for w in window) / len(window))
-                history["acc"].append(sum(w[3] for w in window) / len(window))
-                window = []
-            metrics = dict(zip(("loss", "ce", "mae", "acc"), vals, strict=True))
-            part = None
-            if step % cfg.rca_every == 0 or step == cfg.steps:
-                last_rca, rca_dirs = evaluate_rca(gen, family, R, cfg, device=device)
-                history["rca"].append([step, last_rca])
-                if partial is not None:
-                    part = partial(family, last_rca)
-            if last_rca is not None:
-                metrics["rca"] = last_rca
-            want_state = info.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.steps)
-            yield Progress(
-                step, cfg.steps, stage=stage, metrics=metrics, partial=part, state=snapshot() if want_state else None
-            )
+    if partial is not None and step < cfg.steps:
+        # the directions exist before the first step: show them at once, RCA comes later
+        yield Progress(step, cfg.steps, stage=stage, partial=partial(family, last_rca))
+    while step < cfg.steps:
+        g = stream_generator("train", cfg.seed, info.rank, step)
+        z, k, eps = (
+            t.to(device) for t in sample_shift_batch(g, cfg.batch_size, gen.z_dim, K, cfg.eps_max, cfg.eps_min)
+        )
+        logits, eps_hat = model(z, k, eps)
+        ce = F.cross_entropy(logits, k)
+        mae = (eps_hat - eps).abs().mean()
+        loss = ce + cfg.lam * mae
+        opt_R.zero_grad(set_to_none=True)
+        if opt_F is not None:
+            opt_F.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_R.step()
+        if opt_F is not None:
+            opt_F.step()
+        step += 1
+        vals = (
+            float(loss.detach()),
+            float(ce.detach()),
+            float(mae.detach()),
+            float((logits.detach().argmax(dim=1) == k).float().mean()),
+        )
+        window.append(vals)
+        if step % 10 == 0 or step == cfg.steps:
+            history["step"].append(step)
+            history["loss"].append(sum(w[0] for w in window) / len(window))
+            history["acc"].append(sum(w[3] for w in window) / len(window))
+            window = []
+        metrics = dict(zip(("loss", "ce", "mae", "acc"), vals, strict=True))
+        measure = step % cfg.rca_every == 0 or step == cfg.steps
+        if measure:
+            last_rca, rca_dirs = evaluate_rca(gen, family, R, cfg, device=device)
+            history["rca"].append([step, last_rca])
+        part = None
+        if partial is not None and (measure or step % PARTIAL_EVERY == 0):
+            part = partial(family, last_rca)
+        if last_rca is not None:
+            metrics["rca"] = last_rca
+        want_state = info.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.steps)
+        yield Progress(
+            step, cfg.steps, stage=stage, metrics=metrics, partial=part, state=snapshot() if want_state else None
+        )
     if rca_dirs is None:  # resumed a finished run, or zero steps: measure now
         last_rca, rca_dirs = evaluate_rca(gen, family, R, cfg, device=device)
     family.eval()

@@ -383,6 +383,30 @@ class Generator(nn.Module):
             view.bound_transform = torch.as_tensor(transform, dtype=torch.float32).reshape(3, 3)
         return view
 
+    def detached(self) -> Generator:
+        """A structural copy whose parameters share this generator's storage (no weights are
+        copied) but never require grad.
+
+        A job that differentiates through the generator (reconstructor training, Hessian products,
+        projection) runs on such a copy: neither the ``requires_grad`` flags nor the ``.grad`` of
+        the generator that other threads render from ever change. Buffers and tensor attributes
+        are shared too; the copy is as cheap as the module tree.
+        """
+        import copy
+
+        memo: dict[int, object] = {}
+        for m in self.modules():
+            for p in m._parameters.values():
+                if p is not None and id(p) not in memo:
+                    memo[id(p)] = nn.Parameter(p.detach(), requires_grad=False)
+            for b in m._buffers.values():
+                if b is not None:
+                    memo[id(b)] = b
+            for v in vars(m).values():
+                if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter):
+                    memo[id(v)] = v
+        return copy.deepcopy(self, memo)
+
     def _class_tensor(self, classes) -> torch.Tensor:
         if self.num_classes <= 0:
             raise AtlasError(f"model '{self.name}' is not class-conditional; it takes no class")

@@ -148,3 +148,47 @@ def test_sweep_and_path_close_their_loops():
     assert p[0] == [] and len(p) == 16
     peak = max(p, key=lambda row: sum(t for _, t in row))
     assert sorted(t for _, t in peak) == [1.0, 1.0]
+
+
+def test_materialize_from_many_threads_expands_each_delta_once(tiny_dcgan, monkeypatch):
+    """The preview and the grid expand the same set's directions from two worker threads: each
+    delta is computed once and every thread gets the same Direction (no lost or doubled work)."""
+    import threading
+    import time
+
+    import engine.render as render_mod
+    from engine.directions import ParamBasis
+
+    W = tiny_dcgan.layer_weight("main.3").detach()
+    U, S, Vh = torch.linalg.svd(W.reshape(W.shape[0], -1), full_matrices=False)
+    basis = ParamBasis("main.3", "svd", tuple(W.shape), float(W.norm()), {"U": U, "S": S, "V": Vh.T})
+    ds = DirectionSet(
+        "m", {}, [Direction("param", layer="main.3", basis="b", vector=torch.eye(len(S))[k]) for k in range(3)]
+    )
+    ds.bases = {"b": basis}
+    calls = []
+    real = render_mod.direction_delta
+
+    def slow_delta(d, bases):
+        calls.append(threading.get_ident())
+        time.sleep(0.05)  # a dense basis takes this long and more: the window two threads race in
+        return real(d, bases)
+
+    monkeypatch.setattr(render_mod, "direction_delta", slow_delta)
+    start = threading.Barrier(8)
+    got: list = [None] * 8
+
+    def worker(i):
+        start.wait()
+        got[i] = [materialize(ds, k) for k in ((0, 1, 2) if i % 2 else (2, 1, 0))]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 3  # one expansion per direction, however many threads asked at once
+    for k in range(3):
+        firsts = {id(g[k] if i % 2 else g[2 - k]) for i, g in enumerate(got)}
+        assert len(firsts) == 1
+    assert materialize(ds, 1).delta.shape == W.shape
