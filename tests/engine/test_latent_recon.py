@@ -244,3 +244,18 @@ def test_latent_recon_on_stylegan2_trains_in_w():
         torch.testing.assert_close(x1, gen.decode(w, "w"), atol=1e-5, rtol=1e-5)
     dset = run_job(SPEC.run(gen, p))
     assert dset[0].space == "w" and dset[0].vector.shape == (gen.w_dim,)
+
+
+def test_partial_sets_come_before_the_first_rca():
+    """The directions exist from step 0: the job shows them at once and as they train, long
+    before the first RCA measurement (500 steps by default)."""
+    gen = tiny_dcgan(nz=8, seed=0)
+    params = SPEC.make_params(k=3, steps=25, rca_every=500, rca_samples=8, batch_size=4)
+    partials = [(rec.step, rec.partial) for rec in SPEC.run(gen, params) if rec.partial is not None]
+    steps = [s for s, _ in partials]
+    assert steps[:3] == [0, 10, 20] and steps[-1] == 25  # and the RCA at the end of the run
+    first = partials[0][1]
+    assert isinstance(first, DirectionSet) and len(first) == 3 and "rca" not in first.metrics
+    assert "rca" in partials[-1][1].metrics
+    moved = torch.stack([d.vector for d in partials[2][1].directions]) - torch.stack([d.vector for d in first])
+    assert moved.abs().max() > 0  # the partial at step 20 shows the trained directions, not the start
