@@ -13,6 +13,7 @@ from cli.common import (
     drive,
     load_model_from_args,
     parse_indices,
+    parse_seeds,
     parse_shifts,
     transform_from_args,
 )
@@ -72,6 +73,11 @@ def register(sub) -> None:
     )
     p.add_argument("--nearest", action="store_true", help="upscale with nearest neighbour instead of smooth (Lanczos)")
     p.add_argument(
+        "--labels",
+        action="store_true",
+        help="grids: write each row's direction (#index name) and seed on the left and each column's shift t on top",
+    )
+    p.add_argument(
         "--truncation",
         "--psi",
         dest="psi",
@@ -94,6 +100,7 @@ def run(args) -> int:
         IMAGE_SUFFIXES,
         VIDEO_SUFFIXES,
         MorphOptions,
+        direction_title,
         export_grid,
         export_interpretable,
         export_morph,
@@ -118,11 +125,13 @@ def run(args) -> int:
     _warn_model_mismatch(dset, gen)
     codes, space, bases = load_codes(args, gen, dset.classes)
     kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, bases=bases, transform=transform)
+    grid_kw = dict(labels=True, seed_names=_seed_names(args, codes.shape[0])) if args.labels else {}
 
     if args.interpretable:
         shifts = parse_shifts(args.shifts) if args.shifts else None
         paths = drive(
-            export_interpretable(gen, dset, codes, out, fmt=args.format, opts=opts, shifts=shifts, **kw), "export batch"
+            export_interpretable(gen, dset, codes, out, fmt=args.format, opts=opts, shifts=shifts, **kw, **grid_kw),
+            "export batch",
         )
         print(f"wrote {len(paths)} files and index.csv to {out}")
         return 0
@@ -136,10 +145,21 @@ def run(args) -> int:
             lo = min(d.range[0] for d in dirs)
             hi = max(d.range[1] for d in dirs)
             shifts = np.linspace(lo, hi, 7)
-        drive(export_grid(gen, codes, dirs, shifts, out, size=args.size, smooth=not args.nearest, **kw), "export grid")
+        if grid_kw:
+            grid_kw["names"] = [direction_title(k, d) for k, d in zip(idx, dirs)]
+        job = export_grid(gen, codes, dirs, shifts, out, size=args.size, smooth=not args.nearest, **kw, **grid_kw)
+        drive(job, "export grid")
         print(f"wrote {out} ({len(dirs)} directions x {len(shifts)} shifts x {codes.shape[0]} seeds)")
         return 0
     drive(export_morph(gen, codes, dirs, out, opts, **kw), "export video")
     what = f"direction {idx[0]}" if len(idx) == 1 else f"path through directions {','.join(map(str, idx))}"
     print(f"wrote {out} ({opts.frames} frames at {opts.fps:g} fps, {what}, {codes.shape[0]} seed(s))")
     return 0
+
+
+def _seed_names(args, n: int) -> list[str]:
+    """Grid row labels of the seeds: ``seed 3``, or the projected image's file name."""
+    if args.latent:
+        stem = Path(args.latent).stem
+        return [stem] if n == 1 else [f"{stem} [{i}]" for i in range(n)]
+    return [f"seed {s}" for s in parse_seeds(args.seeds)]

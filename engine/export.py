@@ -31,6 +31,7 @@ from engine.errors import AtlasError
 from engine.jobs import Progress, relabel
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
+GRID_PAD = 2  # px of white between (and around) the cells of a direction grid
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -322,11 +323,16 @@ def export_grid(
     batch_size: int = 32,
     bases=None,
     transform=None,
+    labels: bool = False,
+    names: Sequence[str] | None = None,
+    seed_names: Sequence[str] | None = None,
 ) -> Iterator[Progress]:
     """Job: a PNG grid, rows = (direction, seed), columns = shifts; returns the path.
 
     ``size`` is each cell's height in px (``None``: the generator's resolution); ``bases``: the
-    seeds' ``engine.render.Base`` (projected images), see ``render_morph``.
+    seeds' ``engine.render.Base`` (projected images), see ``render_morph``. ``labels`` writes
+    each row's direction (``names``, default: the directions' names) and seed (``seed_names``,
+    default ``seed 0`` ...) on the left and each column's shift t on top (``label_grid``).
     """
     from engine.render import grid_image, render_grid
 
@@ -348,14 +354,74 @@ def export_grid(
         transform=transform,
     )
     grid = resize(grid, size, smooth=smooth)
-    save_image(grid_image(grid), path)
+    image = grid_image(grid, pad=GRID_PAD)
+    if labels:
+        M = grid.shape[2]
+        names = (
+            list(names)
+            if names is not None
+            else [d.annotation.name or f"direction {i}" for i, d in enumerate(directions)]
+        )
+        seeds = list(seed_names) if seed_names is not None else [f"seed {m}" for m in range(M)]
+        rows = [f"{name}\n{seed}" if M > 1 else name for name in names for seed in seeds]
+        image = label_grid(image, grid.shape[3:5], rows, [_shift_text(t) for t in shifts], pad=GRID_PAD)
+    save_image(image, path)
     return path
+
+
+def _shift_text(t: float) -> str:
+    return "0" if float(t) == 0 else f"{float(t):+.3g}"
+
+
+def label_grid(
+    image: np.ndarray,
+    cell: tuple[int, int],
+    rows: Sequence[str],
+    columns: Sequence[str],
+    *,
+    pad: int = GRID_PAD,
+    corner: str = "t",
+) -> np.ndarray:
+    """A grid image (``compose_grid`` layout: ``pad`` px around ``cell = (H, W)`` tiles) with a
+    label column on the left (one text per row, may hold a line break) and a header row on top
+    (one text per column, centred over it). Text is dark grey on white, sized to the cells."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    H, W = cell
+    size = int(min(28, max(10, round(0.15 * min(H, 2 * W)))))
+    font = ImageFont.load_default(size=size)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    margin = max(4, size // 2)
+
+    def extent(text: str) -> tuple[int, int]:
+        x0, y0, x1, y1 = probe.multiline_textbbox((0, 0), text, font=font, spacing=2)
+        return x1 - x0, y1 - y0
+
+    left = max([extent(t)[0] for t in rows] + [extent(corner)[0]]) + 2 * margin
+    top = max([extent(t)[1] for t in columns] + [extent(corner)[1]]) + 2 * margin
+    out = Image.new("RGB", (image.shape[1] + left, image.shape[0] + top), (255, 255, 255))
+    out.paste(Image.fromarray(np.ascontiguousarray(image)), (left, top))
+    draw = ImageDraw.Draw(out)
+    ink = (40, 40, 40)
+    draw.text((margin, top // 2), corner, font=font, fill=ink, anchor="lm")
+    for c, text in enumerate(columns):
+        x = left + pad + c * (W + pad) + W // 2
+        draw.text((x, top // 2), text, font=font, fill=ink, anchor="mm")
+    for r, text in enumerate(rows):
+        y = top + pad + r * (H + pad) + H // 2
+        draw.multiline_text((left - margin, y), text, font=font, fill=ink, anchor="rm", align="right", spacing=2)
+    return np.asarray(out)
 
 
 # ---- batches -----------------------------------------------------------------------------
 def interpretable_indices(dset: DirectionSet) -> list[int]:
     """Indices of the directions a person marked interpretable (``yes``)."""
     return [k for k, d in enumerate(dset.directions) if d.annotation.interpretable == "yes"]
+
+
+def direction_title(k: int, d: Direction) -> str:
+    """How a grid label names direction ``k`` of a set: ``#3 smile`` (``#3`` when unnamed)."""
+    return f"#{k} {d.annotation.name}".strip()
 
 
 def slug(text: str, fallback: str = "") -> str:
@@ -379,11 +445,14 @@ def export_interpretable(
     batch_size: int = 16,
     bases=None,
     transform=None,
+    labels: bool = False,
+    seed_names: Sequence[str] | None = None,
 ) -> Iterator[Progress]:
     """Job: one file per direction marked interpretable, plus ``index.csv``; returns the paths.
 
     ``fmt`` is ``mp4``, ``gif`` (morphs with ``opts``) or ``png`` (a grid over ``shifts``, default
-    7 steps across each direction's range). Files are named ``KKK-name.ext``.
+    7 steps across each direction's range; ``labels``: see ``export_grid``). Files are named
+    ``KKK-name.ext``.
     """
     from engine.render import materialize
 
@@ -422,6 +491,9 @@ def export_interpretable(
                 batch_size=batch_size,
                 bases=bases,
                 transform=transform,
+                labels=labels,
+                names=[direction_title(k, d)],
+                seed_names=seed_names,
             )
         else:
             job = export_morph(

@@ -178,3 +178,45 @@ def test_export_cli(gen, dset, tmp_path, monkeypatch, capsys):
     ]
     assert main(["export", "-d", set_path, "--index", "9", "--out", str(tmp_path / "x.mp4")]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_grid_labels(gen, dset, tmp_path):
+    """``labels=True`` puts the direction names and seeds left of the rows and the shifts t above
+    the columns; the cells themselves are the unlabelled grid, pixel for pixel."""
+    kw = dict(size=32, smooth=False)
+    codes = gen.seed_latents([0, 1])
+    plain = iio.imread(run_job(export_grid(gen, codes, [dset[0], dset[1]], [-2, 0, 2], tmp_path / "p.png", **kw)))
+    job = export_grid(
+        gen,
+        codes,
+        [dset[0], dset[1]],
+        [-2, 0, 2],
+        tmp_path / "l.png",
+        labels=True,
+        names=["#0", "#1 smile / wide"],
+        seed_names=["seed 0", "seed 1"],
+        **kw,
+    )
+    img = iio.imread(run_job(job))
+    top, left = img.shape[0] - plain.shape[0], img.shape[1] - plain.shape[1]
+    assert top > 8 and left > 40  # room for the texts
+    assert np.array_equal(img[top:, left:], plain)
+    ink = img.min(axis=2) < 128
+    for r in range(4):  # every row (direction x seed) has its label beside it
+        assert ink[top + 2 + r * 34 : top + 2 + r * 34 + 32, :left].any()
+    for c in range(3):  # every column has its t above it
+        assert ink[:top, left + 2 + c * 34 : left + 2 + c * 34 + 32].any()
+    assert not ink[:top, left + 34 * 3 + 2 :].any()
+
+
+def test_export_cli_grid_labels(gen, dset, tmp_path, monkeypatch):
+    import cli.cmd_export as cmd
+    from cli.main import main
+
+    monkeypatch.setattr(cmd, "load_model_from_args", lambda args: gen)
+    args = ["export", "-d", str(dset.path), "--index", "1", "--shifts", "-2:2:3", "--size", "16"]
+    assert main([*args, "--out", str(tmp_path / "plain.png")]) == 0
+    assert main([*args, "--labels", "--out", str(tmp_path / "labelled.png")]) == 0
+    plain, labelled = iio.imread(tmp_path / "plain.png"), iio.imread(tmp_path / "labelled.png")
+    assert labelled.shape[0] > plain.shape[0] and labelled.shape[1] > plain.shape[1]
+    assert np.array_equal(labelled[-plain.shape[0] :, -plain.shape[1] :], plain)
