@@ -64,7 +64,7 @@ def _as_array(v) -> np.ndarray | None:
         return np.asarray(v, dtype=float)
     if hasattr(v, "detach"):
         v = v.detach().cpu().numpy()
-    if isinstance(v, np.ndarray) and v.ndim == 1 and v.size > 1:
+    if isinstance(v, np.ndarray) and v.ndim == 1 and v.size >= 1:
         return v.astype(float)
     return None
 

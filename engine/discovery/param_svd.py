@@ -63,5 +63,5 @@ def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
         infos=infos,
     )
     dset.metrics["singular_values"] = S.tolist()
-    yield Progress(1, 1, stage="svd", metrics={"top_singular_value": float(S[0])}, partial=dset)
+    yield Progress(1, 1, stage="svd", metrics={"singular_values": S[: params.k].float().cpu().numpy()}, partial=dset)
     return dset

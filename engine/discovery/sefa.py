@@ -157,5 +157,5 @@ def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
     for d, v in zip(dset.directions, vals[:k].tolist(), strict=True):
         d.info["energy_fraction"] = v / total if total > 0 else 0.0
     dset.metrics.update({"eigenvalues": vals[:k].tolist(), "matrix_shape": list(A.shape), "normalized_rows": normalize})
-    yield Progress(1, 1, stage="factorise", metrics={"top_eigenvalue": float(vals[0])})
+    yield Progress(1, 1, stage="factorise", metrics={"eigenvalues": vals[:k].float().cpu().numpy()})
     return dset

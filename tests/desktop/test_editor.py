@@ -184,6 +184,11 @@ def test_sefa_from_the_panel(qtbot, make_window):
     scores = [d.score for d in entry.dset.directions]
     assert scores == sorted(scores, reverse=True)
     assert (entry.uid, 0) in win.browser._items
+    # the spectrum is drawn as bars, one per direction; no one-point line chart
+    plots = win.discovery.plots
+    assert list(plots.bars) == ["eigenvalues"] and not plots.curves
+    bars = plots.bars["eigenvalues"].opts
+    assert list(bars["height"]) == pytest.approx(scores, rel=1e-5) and len(bars["x"]) == len(scores)
 
 
 def test_cancel_a_running_discovery(qtbot, make_window):
