@@ -252,7 +252,12 @@ class MainWindow(QMainWindow):
         undo = self.ws.undo_stack.createUndoAction(self, "&Undo")
         undo.setShortcut(QKeySequence.StandardKey.Undo)
         redo = self.ws.undo_stack.createRedoAction(self, "&Redo")
-        redo.setShortcuts([QKeySequence.StandardKey.Redo, QKeySequence("Ctrl+Shift+Z")])
+        # the platform's redo keys, plus Ctrl+Shift+Z where the platform lacks it: a key bound twice
+        # is an "ambiguous shortcut" that Qt ignores (Linux lists Ctrl+Shift+Z itself)
+        keys = QKeySequence.keyBindings(QKeySequence.StandardKey.Redo)
+        if QKeySequence("Ctrl+Shift+Z") not in keys:
+            keys.append(QKeySequence("Ctrl+Shift+Z"))
+        redo.setShortcuts(keys)
         m.addAction(undo)
         m.addAction(redo)
         self.undo_action, self.redo_action = undo, redo

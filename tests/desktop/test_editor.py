@@ -453,3 +453,42 @@ def test_param_svd_from_the_panel_into_preview_and_grid(qtbot, make_window):
     assert not np.array_equal(win.preview.image(), plain)
     win.show_dock("grid")
     qtbot.waitUntil(lambda: 3 in win.grid.model.cache, timeout=15000)
+
+
+def _window_shortcuts(win) -> list[tuple[str, str]]:
+    """``(key, owner)`` of every window-wide shortcut: menu actions and QShortcut objects."""
+    from PySide6.QtGui import QAction, QShortcut
+
+    keys = []
+    for a in win.findChildren(QAction):
+        if a.shortcutContext() in (Qt.ShortcutContext.WindowShortcut, Qt.ShortcutContext.ApplicationShortcut):
+            keys += [(k.toString(), a.text()) for k in a.shortcuts() if not k.isEmpty()]
+    for s in win.findChildren(QShortcut):
+        if s.context() in (Qt.ShortcutContext.WindowShortcut, Qt.ShortcutContext.ApplicationShortcut):
+            keys += [(k.toString(), "QShortcut") for k in s.keys() if not k.isEmpty()]
+    return keys
+
+
+def test_no_key_is_bound_twice_and_ctrl_shift_z_redoes(qtbot, make_window, dirset):
+    """A key sequence registered twice is ambiguous and Qt ignores it: Ctrl+Shift+Z was bound by
+    StandardKey.Redo (on Linux) and again literally, and did nothing."""
+    from collections import Counter
+
+    from PySide6.QtGui import QKeySequence
+
+    win = make_window([dirset.path])
+    entry = open_set(qtbot, win, dirset)
+    counts = Counter(k for k, _ in _window_shortcuts(win))
+    assert [k for k, n in counts.items() if n > 1] == []
+    # every key the platform binds to redo (the first of them is Ctrl+Shift+Z on Linux desktops,
+    # Ctrl+Y here), and Ctrl+Shift+Z, each exactly once
+    platform = [k.toString() for k in QKeySequence.keyBindings(QKeySequence.StandardKey.Redo)]
+    redo = [k.toString() for k in win.redo_action.shortcuts()]
+    assert set(redo) == set(platform) | {"Ctrl+Shift+Z"} and len(redo) == len(set(redo))
+    win.activateWindow()
+    win.ws.annotate(entry, 1, "rating", 3)
+    qtbot.keyClick(win.preview.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert entry.direction(1).annotation.rating is None
+    shift = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+    qtbot.keyClick(win.preview.canvas, Qt.Key.Key_Z, shift)
+    assert entry.direction(1).annotation.rating == 3
