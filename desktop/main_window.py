@@ -302,10 +302,11 @@ class MainWindow(QMainWindow):
         self.status_label.setText(f"loading {spec or 'the built-in model'}…")
         self.preview.canvas.placeholder = f"Loading {spec or 'the built-in model'}…"
         self.preview.canvas.update()
-        self.model_spec = spec
+        self._loading_spec = spec
         self.loader.submit(spec, self.settings.device)
 
     def _model_loaded(self, _stamp: int, gen) -> None:
+        self.model_spec = getattr(self, "_loading_spec", self.model_spec)
         self.ws.set_generator(gen)
         wanted, self._initial_class = self._initial_class, None
         if wanted is not None:
@@ -322,9 +323,18 @@ class MainWindow(QMainWindow):
             self.open_set(path)
 
     def _model_failed(self, _stamp: int, exc: Exception) -> None:
-        self.status_label.setText("no model loaded")
-        self.preview.canvas.placeholder = "No model loaded: File ▸ Open model…"
+        tried = getattr(self, "_loading_spec", "") or "the built-in model"
+        gen = self.ws.gen
+        if gen is not None:  # the model that was loaded before still works: say so
+            self._update_title()
+            self.status_label.setText(f"{gen.name} is still loaded (could not open {Path(tried).name})")
+            self.status_label.setToolTip(f"could not open {tried}: {exc}")
+            self.preview.canvas.placeholder = "Rendering…"
+        else:
+            self.status_label.setText("no model loaded")
+            self.preview.canvas.placeholder = "No model loaded: File ▸ Open model…"
         self.preview.canvas.update()
+        self._pending_sets = []  # they were waiting for the model that failed
         show_error(self, exc)
 
     def refresh_library(self) -> None:

@@ -492,3 +492,22 @@ def test_no_key_is_bound_twice_and_ctrl_shift_z_redoes(qtbot, make_window, dirse
     shift = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
     qtbot.keyClick(win.preview.canvas, Qt.Key.Key_Z, shift)
     assert entry.direction(1).annotation.rating == 3
+
+
+def test_a_failed_model_open_keeps_the_previous_model(qtbot, make_window, dirset, tmp_path):
+    """After a model fails to open, the status bar says the previous model is still loaded (it
+    is: the preview still renders it), not "no model loaded"."""
+    from PySide6.QtWidgets import QMessageBox
+
+    win = make_window([dirset.path])
+    open_set(qtbot, win, dirset)
+    wait_preview(qtbot, win)
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    win.load_model(str(bad))
+    qtbot.waitUntil(lambda: any(b.objectName() == "errorDialog" for b in win.findChildren(QMessageBox)), timeout=10000)
+    text = win.status_label.text()
+    assert "no model" not in text and "tiny-dcgan" in text and "still loaded" in text and "broken.pt" in text
+    assert win.ws.gen.name == "tiny-dcgan" and win.model_spec != str(bad)
+    win.preview.set_seeds([5])  # and it still renders
+    qtbot.waitUntil(lambda: win.preview.result is not None and "5" in win.preview.canvas.caption, timeout=10000)
