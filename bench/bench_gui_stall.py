@@ -74,10 +74,9 @@ def main() -> int:
     settings = Settings()
     threads = configure_threads(settings)
     gen = load_generator(args.model, device=settings.device)
-    from desktop.workers import job_pool, prewarm
+    from desktop.workers import prewarm
 
-    prewarm()  # as desktop.app.run does at start-up
-    job_pool().waitForDone()
+    prewarm().join()  # as desktop.app.run does at start-up
     win = MainWindow(settings, gen=gen, scan=False)
     win.resize(1400, 900)
     win.show()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
 
 from PySide6.QtCore import QThreadPool
@@ -117,4 +119,27 @@ def run(
                 win.ws.select(win.ws.entries[-1], select)
 
         win.ws.setsChanged.connect(pick)
-    return app.exec()
+    rc = app.exec()
+    exit_now(rc)
+    return rc
+
+
+def exit_now(rc: int) -> None:
+    """End the process as soon as the event loop has ended.
+
+    Nothing is left to save by then: annotations are written as they change, and the window's
+    ``closeEvent`` stored the layout, cancelled running jobs and waited for them (a cancelled
+    discovery's partial set is on disk). What remains is the interpreter's teardown, which
+    garbage-collects the module graphs of torch and Qt and took seconds after the window had
+    gone. The exit handlers still run and the output is flushed; ``GAN_ATLAS_SLOW_EXIT=1``
+    keeps the normal teardown (``bench/bench_exit.py`` compares the two).
+    """
+    if os.environ.get("GAN_ATLAS_SLOW_EXIT"):
+        return
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(rc)

@@ -252,13 +252,14 @@ def _import_torch_compiler() -> None:
         pass
 
 
-def prewarm() -> FunctionWorker:
+def prewarm() -> threading.Thread:
     """Import torch's compiler stack (``torch._dynamo``) in the background, right after start-up.
 
     Creating the first torch optimiser imports it lazily: seconds of module code run while holding
     the interpreter lock, which would freeze the UI for up to a second when the user starts the
     first training-based discovery. Paying it at start-up, while the model loads, hides it.
+    A daemon thread, not a pool worker: closing the window never waits for an import to finish.
     """
-    worker = create_worker(_import_torch_compiler, _start_thread=False, _ignore_errors=True)
-    job_pool().start(worker)
-    return worker
+    thread = threading.Thread(target=_import_torch_compiler, name="prewarm", daemon=True)
+    thread.start()
+    return thread

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import imageio.v2 as iio
 import numpy as np
@@ -12,6 +13,8 @@ from PySide6.QtCore import QPoint, Qt
 from desktop.workspace import Workspace
 from engine.directions import DirectionSet
 from tests.desktop import slow_method
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def wait_preview(qtbot, win):
@@ -511,3 +514,50 @@ def test_a_failed_model_open_keeps_the_previous_model(qtbot, make_window, dirset
     assert win.ws.gen.name == "tiny-dcgan" and win.model_spec != str(bad)
     win.preview.set_seeds([5])  # and it still renders
     qtbot.waitUntil(lambda: win.preview.result is not None and "5" in win.preview.canvas.caption, timeout=10000)
+
+
+def test_closing_the_window_does_not_wait_for_the_start_up_warm_up(qtbot, make_window, monkeypatch):
+    """The start-up import of torch's compiler stack takes seconds on a busy machine; closing the
+    window right after start-up used to wait for it (it ran in the job pool that closing joins)."""
+    import threading
+    import time
+
+    import desktop.workers as workers
+
+    release, done = threading.Event(), []
+
+    def slow_import():
+        release.wait(20)
+        done.append(True)
+
+    monkeypatch.setattr(workers, "_import_torch_compiler", slow_import)
+    win = make_window()
+    warm = workers.prewarm()
+    time.sleep(0.05)
+    win.close()
+    assert not done  # the window closed while the warm-up was still running
+    release.set()
+    if hasattr(warm, "join"):
+        warm.join(5)
+
+
+def test_the_process_ends_at_once_with_its_exit_handlers_run(tmp_path):
+    """``desktop.app.exit_now`` skips the interpreter's seconds-long teardown but still runs the
+    exit handlers and flushes the output (``bench/bench_exit.py`` measures the difference)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "ends.py"
+    script.write_text(
+        "import atexit, sys\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from desktop.app import exit_now\n"
+        f"atexit.register(lambda: open({str(tmp_path / 'handler-ran')!r}, 'w').close())\n"
+        "print('unflushed output', end='')\n"
+        "exit_now(3)\n"
+        "print('never')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GAN_ATLAS_SLOW_EXIT"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 3 and proc.stdout == "unflushed output"
+    assert (tmp_path / "handler-ran").exists()
