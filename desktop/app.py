@@ -60,8 +60,25 @@ QToolButton#pinButton:checked { background: #2f81f7; color: white; border-color:
 """
 
 
+def collect_garbage_on_ui_thread(app: QApplication) -> None:
+    """Run Python's cyclic garbage collector only on the UI thread (pyqtgraph's ``GarbageCollector``:
+    automatic collection off, a timer collects by the usual thresholds).
+
+    A collection starts in whichever thread happens to allocate; started in a worker (a job
+    importing torch's compiler stack allocates a lot) it destroys unreachable Qt objects, such as
+    a closed panel's plots, on that thread. Qt objects must die on their own thread: the worker,
+    inside ``QObject::~QObject`` and holding a Qt lock, waited for the interpreter lock that the UI
+    thread held while it waited for that Qt lock, and the editor froze for good.
+    """
+    if getattr(app, "_atlas_gc", None) is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        app._atlas_gc = GarbageCollector(interval=0.5)
+
+
 def make_app(argv: list[str] | None = None) -> QApplication:
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
+    collect_garbage_on_ui_thread(app)
     app.setApplicationName("GAN Atlas")
     app.setOrganizationName("gan-atlas")
     app.setStyle("Fusion")

@@ -136,6 +136,7 @@ class DirectionBrowser(QWidget):
         self._items: dict[tuple[int, int], list[QStandardItem]] = {}
         self._set_items: dict[int, QStandardItem] = {}
         self._auto_expanded: set[int] = set()
+        self._known: set[int] = set()  # entries the tree has shown (a new running one is revealed)
         self._syncing = False
 
         lay = QVBoxLayout(self)
@@ -218,6 +219,16 @@ class DirectionBrowser(QWidget):
         self.rebuild()
 
     def rebuild(self) -> None:
+        """Rebuild the tree from the workspace, keeping which sets are unfolded and the scroll
+        position; a discovery that has just started is unfolded and scrolled into view."""
+        expanded = {
+            uid: self.view.isExpanded(self.proxy.mapFromSource(item.index()))
+            for uid, item in self._set_items.items()
+            if item.model() is self.model
+        }
+        scroll = self.view.verticalScrollBar().value()
+        new_running = [e for e in self.ws.entries if e.running and e.uid not in self._known]
+        self._known = {e.uid for e in self.ws.entries}
         self._syncing = True
         self.model.removeRows(0, self.model.rowCount())
         self._items.clear()
@@ -270,14 +281,22 @@ class DirectionBrowser(QWidget):
         self._refresh_tags()
         self._syncing = False
         self.view.expandToDepth(0)
-        self._auto_expanded.clear()
-        self._expand_current_set()
+        for uid, item in self._set_items.items():
+            if expanded.get(uid):
+                self.view.expand(self.proxy.mapFromSource(item.index()))
+        self._auto_expanded &= set(expanded)
+        self._expand_current_set(fresh=set(self._set_items) - set(expanded))
         for i in range(self.proxy.rowCount()):
             idx = self.proxy.index(i, 0)
             self.view.setFirstColumnSpanned(i, QModelIndex(), True)
             for j in range(self.proxy.rowCount(idx)):
                 self.view.setFirstColumnSpanned(j, idx, True)
-        self._follow_current()
+        self._follow_current(scroll=False)
+        self.view.verticalScrollBar().setValue(scroll)
+        for e in new_running:  # a discovery has just started: show its set and first directions
+            item = self._set_items.get(e.uid)
+            if item is not None:
+                self.view.scrollTo(self.proxy.mapFromSource(item.index()), QAbstractItemView.ScrollHint.PositionAtTop)
 
     def _row(self, kind: str, label: str, name: str = "", *, tooltip: str = "") -> list[QStandardItem]:
         items = [QStandardItem(label), QStandardItem(name)] + [QStandardItem("") for _ in COLUMNS[2:]]
@@ -383,15 +402,18 @@ class DirectionBrowser(QWidget):
         self._refresh_tags()
         self.proxy.refilter()
 
-    def _expand_current_set(self) -> None:
+    def _expand_current_set(self, fresh: set[int] | None = None) -> None:
         """Unfold the current set and running discoveries; fold again the sets this unfolded
-        earlier that are neither (sets the user unfolded stay as they are)."""
+        earlier that are neither (sets the user unfolded or folded stay as they are). On a
+        rebuild, ``fresh`` names the sets not shown before: only those may be unfolded."""
         cur = self.ws.current
         for e in self.ws.entries:
             item = self._set_items.get(e.uid)
             if item is None:
                 continue
             idx = self.proxy.mapFromSource(item.index())
+            if fresh is not None and e.uid not in fresh:
+                continue
             if e.running or (cur is not None and cur[0] is e) or len(self.ws.entries) == 1:
                 if not self.view.isExpanded(idx):
                     self._auto_expanded.add(e.uid)
@@ -400,8 +422,9 @@ class DirectionBrowser(QWidget):
                 self._auto_expanded.discard(e.uid)
                 self.view.collapse(idx)
 
-    def _follow_current(self) -> None:
-        self._expand_current_set()
+    def _follow_current(self, scroll: bool = True) -> None:
+        if scroll:
+            self._expand_current_set()
         cur = self.ws.current
         if cur is None:
             return
@@ -415,7 +438,8 @@ class DirectionBrowser(QWidget):
         self.view.selectionModel().setCurrentIndex(
             idx, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
         )
-        self.view.scrollTo(idx)
+        if scroll:
+            self.view.scrollTo(idx)
         self._syncing = False
 
     # ---- view -> workspace -----------------------------------------------------------------------

@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.widgets import show_error
-from desktop.workers import JobRunner
+from desktop.workers import BackgroundCall, JobRunner
 from desktop.workspace import SetEntry, Workspace
 from engine.directions import DirectionSet
 from engine.discovery.registry import MethodSpec, methods
@@ -353,6 +353,11 @@ class MetricPlots(pg.GraphicsLayoutWidget):
         return False
 
 
+def save_set(dset: DirectionSet, path: Path) -> Path:
+    """Write a discovery's result (runs on a worker: atomic, fsynced, possibly tens of MB)."""
+    return dset.save(path)
+
+
 def _fmt_seconds(s: float | None) -> str:
     if s is None:
         return "…"
@@ -382,6 +387,7 @@ class DiscoveryPanel(QWidget):
         self.spec: MethodSpec | None = None
         self.params = None
         self.started_at = ""
+        self.saving = 0  # results being written on a worker
         # plots redraw at most 5x and partial sets reach the browser at most 2x a second, however
         # often the job reports: the UI thread stays free for the preview
         self._pending_partial: tuple[DirectionSet, str] | None = None
@@ -493,11 +499,11 @@ class DiscoveryPanel(QWidget):
         lay.addWidget(self.form)
         lay.addStretch(1)
         self.form_area.setWidget(holder)
-        self.start_btn.setEnabled(not self.runner.running and self.ws.gen is not None)
+        self.start_btn.setEnabled(not self.runner.running and not self.saving and self.ws.gen is not None)
 
     # ---- running ---------------------------------------------------------------------------------
     def start(self) -> None:
-        if self.runner.running or self.form is None:
+        if self.runner.running or self.form is None or self.saving:
             return
         gen = self.ws.conditioned_gen()  # class-conditional models: a view on the class shown (recorded in the set)
         if gen is None:
@@ -582,13 +588,32 @@ class DiscoveryPanel(QWidget):
         while self.plots.redraw():
             pass
 
-    def _save(self, dset: DirectionSet, suffix: str = "") -> Path:
+    def _set_path(self, suffix: str = "") -> Path:
+        """``<library>/<model>/<method>-<time><suffix>.json``: where this run's result is saved."""
         gen = self.ws.gen
         folder = Path(self.library()) / slug(gen.name if gen is not None else "model", "model")
-        path = folder / f"{self.spec.name}-{self.started_at}{suffix}.json"
+        return folder / f"{self.spec.name}-{self.started_at}{suffix}.json"
+
+    def _save_later(self, dset: DirectionSet, suffix: str, done, failed) -> BackgroundCall:
+        """Save ``dset`` on a worker (tens of MB with fsync for dense parameter sets), then call
+        ``done(path)`` or ``failed(exc)`` on the UI thread."""
         if not dset.params and self.params is not None:
             dset.params = dataclasses.asdict(self.params)
-        return dset.save(path)
+        self.saving += 1
+
+        def finish(callback, value) -> None:
+            self.saving -= 1
+            callback(value)
+            self._on_stopped()
+
+        return BackgroundCall(
+            save_set,
+            dset,
+            self._set_path(suffix),
+            done=lambda path: finish(done, path),
+            failed=lambda exc: finish(failed, exc),
+            parent=self,
+        )
 
     def _on_finished(self, result) -> None:
         self._flush()
@@ -597,22 +622,25 @@ class DiscoveryPanel(QWidget):
                 AtlasError(f"method {self.spec.name} returned {type(result).__name__}, not a direction set")
             )
             return
-        try:
-            path = self._save(result)
-        except (OSError, AtlasError) as exc:
+        entry, name = self.entry, self.spec.name
+        self.status.setText(f"{name}: done, {len(result)} directions; saving…")
+
+        def publish(path: Path | None) -> None:
+            if entry is not None and entry in self.ws.entries:
+                self.ws.finish(entry, result)
+                shown = entry
+            else:
+                shown = self.ws.add_set(result)
+            self.bar.setRange(0, 1)
+            self.bar.setValue(1)
+            self.status.setText(f"{name}: done, {len(result)} directions" + (f", saved to {path}" if path else ""))
+            self.setFinished.emit(shown)
+
+        def not_saved(exc: Exception) -> None:
             show_error(self, AtlasError(f"the result could not be saved: {exc}"))
-            path = None
-        if self.entry is not None and self.entry in self.ws.entries:
-            self.ws.finish(self.entry, result)
-            entry = self.entry
-        else:
-            entry = self.ws.add_set(result)
-        self.bar.setRange(0, 1)
-        self.bar.setValue(1)
-        self.status.setText(
-            f"{self.spec.name}: done, {len(result)} directions" + (f", saved to {path}" if path else "")
-        )
-        self.setFinished.emit(entry)
+            publish(None)
+
+        self._save_later(result, "", publish, not_saved)
 
     def _on_failed(self, exc: Exception) -> None:
         self._flush()
@@ -626,20 +654,29 @@ class DiscoveryPanel(QWidget):
         self._flush()
         entry = self.entry
         step = f"{self.last.step}/{self.last.total}" if self.last else "the start"
-        if entry is not None and entry in self.ws.entries:
-            try:
-                self._save(entry.dset, "-partial")
-                self.ws.finish(entry, None, status=f"cancelled at step {step}")
-                self.status.setText(f"cancelled at step {step}; the partial result is saved as {entry.dset.path.name}")
-            except (OSError, AtlasError):
-                self.ws.remove_set(entry)
-                self.status.setText(f"cancelled at step {step}")
-        else:
-            self.status.setText(f"cancelled at step {step}")
         self.bar.setRange(0, 1)
         self.bar.setValue(0)
+        if entry is None or entry not in self.ws.entries:
+            self.status.setText(f"cancelled at step {step}, before the method produced any directions: nothing to keep")
+            return
+        self.status.setText(f"cancelled at step {step}; saving the partial result…")
+
+        def kept(path: Path) -> None:
+            self.ws.finish(entry, None, status=f"cancelled at step {step}")
+            self.status.setText(f"cancelled at step {step}; the partial result is kept in {path}")
+            self.status.setToolTip(str(path))
+
+        def lost(exc: Exception) -> None:
+            self.ws.finish(entry, None, status=f"cancelled at step {step}, not saved")
+            self.status.setText(f"cancelled at step {step}; the partial result could not be saved: {exc}")
+            show_error(self, AtlasError(f"the partial result could not be saved: {exc}"))
+
+        self._save_later(entry.dset, "-partial", kept, lost)
 
     def _on_stopped(self) -> None:
-        self.start_btn.setEnabled(self.ws.gen is not None and self.form is not None)
+        if self.runner.running:
+            return
+        # a new run waits until this one's result is on disk (it names its files by the same fields)
+        self.start_btn.setEnabled(self.ws.gen is not None and self.form is not None and not self.saving)
         self.cancel_btn.setEnabled(False)
-        self.method.setEnabled(True)
+        self.method.setEnabled(not self.saving)

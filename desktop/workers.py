@@ -165,6 +165,53 @@ class JobRunner(QObject):
         self.stopped.emit()
 
 
+class BackgroundCall(QObject):
+    """``fn(*args)`` once on a worker thread: ``done(result)`` or ``failed(exception)`` follows on
+    the UI thread.
+
+    For file work the UI thread must not wait on (saving a set with fsync, hashing a ``.latent``,
+    decoding a photo). ``fn`` is a plain module-level function of plain arguments, so the call can
+    move to a worker process unchanged. Runs on Qt's global pool, which the closing window waits
+    for: a save that has started always completes.
+    """
+
+    _active: set[BackgroundCall] = set()  # keeps parentless calls alive until they have reported
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        done: Callable[[Any], None] | None = None,
+        failed: Callable[[Exception], None] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._done, self._failed = done, failed
+        self.finished = False
+        worker = create_worker(fn, *args, _start_thread=False, _ignore_errors=True)
+        # bound methods of this QObject (made on the UI thread): Qt calls them on the UI thread
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        if parent is None:  # else the parent keeps it; if the parent goes first, nothing is reported
+            BackgroundCall._active.add(self)
+        worker.start()
+
+    def _on_returned(self, value: Any) -> None:
+        if self._done is not None:
+            self._done(value)
+
+    def _on_errored(self, exc: Exception) -> None:
+        if self._failed is not None:
+            self._failed(exc)
+
+    def _on_finished(self) -> None:
+        self.finished = True
+        self._worker = None
+        BackgroundCall._active.discard(self)
+
+
 def _stamped(fn: Callable[..., Any], stamp: int, args: tuple) -> tuple[int, bool, Any]:
     try:
         return stamp, True, fn(*args)

@@ -21,6 +21,20 @@ def _fresh_settings(tmp_path, monkeypatch):
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _gc_on_the_ui_thread(qapp):
+    """As the editor does (``desktop.app.collect_garbage_on_ui_thread``): a collection started by a
+    worker thread would destroy the earlier tests' Qt objects there, and can deadlock."""
+    import gc
+
+    from desktop.app import collect_garbage_on_ui_thread
+
+    collect_garbage_on_ui_thread(qapp)
+    yield
+    qapp._atlas_gc.timer.stop()
+    gc.enable()
+
+
 @pytest.fixture(scope="session")
 def tiny_gen():
     """A random-weight DCGAN with 16 x 16 images: fast on any CPU."""

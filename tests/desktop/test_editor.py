@@ -209,7 +209,9 @@ def test_cancel_a_running_discovery(qtbot, make_window):
     assert "cancelled" in panel.status.text()
     assert panel.last.step < 400
     entry = panel.entry
-    assert not entry.running and entry.dset.path.name.endswith("-partial.json")
+    qtbot.waitUntil(lambda: not entry.running, timeout=20000)  # saved on a worker, then finished
+    assert entry.dset.path.name.endswith("-partial.json") and entry.dset.path.is_file()
+    assert str(entry.dset.path) in panel.status.text()  # says where
     assert panel.start_btn.isEnabled() and not panel.cancel_btn.isEnabled()
 
 
@@ -561,3 +563,99 @@ def test_the_process_ends_at_once_with_its_exit_handlers_run(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 3 and proc.stdout == "unflushed output"
     assert (tmp_path / "handler-ran").exists()
+
+
+def test_latent_recon_from_the_panel_shows_its_directions_at_once_and_keeps_them_on_cancel(qtbot, make_window):
+    """latent-recon measures RCA every 500 steps: its directions must reach the browser from the
+    first steps, and Cancel before the first RCA must keep them as -partial.json and say where."""
+    win = make_window()
+    panel = win.discovery
+    panel.select_method("latent-recon")
+    for key, value in dict(k=4, batch_size=4, steps=5000, rca_samples=16).items():
+        panel.form.set_value(key, value)
+    panel.start_btn.click()
+    qtbot.waitUntil(lambda: panel.last is not None and panel.last.step >= 12, timeout=60000)
+    qtbot.waitUntil(lambda: panel.entry is not None, timeout=5000)
+    entry = panel.entry
+    assert entry.running and len(entry.dset) == 4 and (entry.uid, 3) in win.browser._items
+    assert panel.last.step < 500 and "rca" not in entry.dset.metrics  # long before the first RCA
+    with qtbot.waitSignal(panel.runner.stopped, timeout=20000):
+        panel.cancel_btn.click()
+    qtbot.waitUntil(lambda: not entry.running, timeout=20000)
+    path = entry.dset.path
+    assert path is not None and path.name.startswith("latent-recon-") and path.name.endswith("-partial.json")
+    assert path.is_file() and path.is_relative_to(win.settings.library)
+    assert f"kept in {path}" in panel.status.text()
+    again = DirectionSet.load(path)
+    assert len(again) == 4 and again.method == "latent-recon"
+
+
+def test_cancel_before_the_first_result_says_nothing_is_kept(qtbot, make_window, monkeypatch):
+    win = make_window()
+    panel = win.discovery
+    panel.select_method(slow_method.NAME)
+    panel.form.set_value("steps", 50)
+    panel.form.set_value("delay", 0.02)
+    monkeypatch.setattr(panel.runner, "start", lambda make_job: panel.runner.cancelled.emit())
+    panel.start_btn.click()
+    assert "nothing to keep" in panel.status.text() and panel.entry is None
+
+
+def test_a_new_discovery_row_stays_in_view(qtbot, make_window, tiny_gen, tmp_path):
+    """A running discovery's set is appended below the open sets; when it arrives, the browser
+    shows it instead of unfolding the current (long) set over it again."""
+    from tests.desktop.conftest import make_set
+
+    big = make_set(tiny_gen, tmp_path / "big.json", k=60)
+    win = make_window([big.path])
+    entry = open_set(qtbot, win, big)
+    view = win.browser.view
+    qtbot.waitUntil(lambda: win.ws.current == (entry, 0))
+    assert view.isExpanded(win.browser.proxy.mapFromSource(win.browser._set_items[entry.uid].index()))
+    panel = win.discovery
+    panel.select_method(slow_method.NAME)
+    panel.form.set_value("steps", 400)
+    panel.form.set_value("delay", 0.02)
+    panel.start_btn.click()
+    qtbot.waitUntil(lambda: panel.entry is not None and panel.last.step >= 3, timeout=20000)
+
+    def row_visible(uid: int, k: int | None = None) -> bool:
+        item = win.browser._set_items[uid] if k is None else win.browser._items[(uid, k)][0]
+        rect = view.visualRect(win.browser.proxy.mapFromSource(item.index()))
+        return rect.isValid() and view.viewport().rect().contains(rect.center())
+
+    assert row_visible(panel.entry.uid) and row_visible(panel.entry.uid, 0)
+    qtbot.wait(700)  # more partial results arrive (replaced in place)
+    assert row_visible(panel.entry.uid)
+    with qtbot.waitSignal(panel.runner.stopped, timeout=20000):
+        panel.cancel_btn.click()
+
+
+def test_garbage_is_collected_on_the_ui_thread_only(qtbot):
+    """A worker that allocates must not run the cyclic garbage collector: it would destroy
+    unreachable Qt objects (closed panels' plots) on the worker, which froze the editor."""
+    import threading
+
+    from desktop.app import make_app
+
+    make_app()
+    where: list[bool] = []
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            where.append(threading.current_thread() is threading.main_thread())
+
+    def churn() -> None:  # container allocations: they trigger automatic collections
+        for _ in range(5):
+            junk = [[] for _ in range(50000)]
+            del junk
+
+    Cycle()
+    worker = threading.Thread(target=churn)
+    worker.start()
+    worker.join()
+    qtbot.waitUntil(lambda: bool(where), timeout=10000)
+    assert where == [True]
