@@ -36,7 +36,7 @@ from desktop.projection_dialog import ProjectionDialog
 from desktop.settings import Settings
 from desktop.tagging import AnnotationEditor
 from desktop.widgets import show_error
-from desktop.workers import LatestWins, job_pool
+from desktop.workers import BackgroundCall, LatestWins, job_pool
 from desktop.workspace import SetEntry, Workspace
 from engine.device import DEVICE_CHOICES, cap_threads, default_threads
 from engine.directions import DirectionSet
@@ -79,6 +79,13 @@ SHORTCUTS = [
         ],
     ),
 ]
+
+
+def read_latent(path: str, gen):
+    """A ``.latent`` file checked against ``gen`` (worker thread: it hashes the tuned weights)."""
+    from engine.latents import load_latent
+
+    return load_latent(path, gen)
 
 
 def _load_model(spec: str, device: str):
@@ -514,19 +521,22 @@ class MainWindow(QMainWindow):
         if path:
             self.open_latent(path)
 
-    def open_latent(self, path: str) -> None:
-        """Load a ``.latent`` file (from ``main.py project`` or the dialog) as a seed."""
-        from engine.latents import load_latent
-
+    def open_latent(self, path: str) -> BackgroundCall | None:
+        """Load a ``.latent`` file (from ``main.py project`` or the dialog) as a seed; the file is
+        read and hashed on a worker, then the seed appears in the preview."""
         if self.ws.gen is None:
             show_error(self, AtlasError("no model is loaded yet"))
-            return
-        try:
-            lat = load_latent(path, self.ws.gen)
-        except AtlasError as exc:
-            show_error(self, exc)
-            return
-        self.add_projected(lat)
+            return None
+        gen = self.ws.gen
+        self.statusBar().showMessage(f"reading {Path(path).name}…", 5000)
+
+        def loaded(lat) -> None:
+            if self.ws.gen is gen:  # not if another model was loaded meanwhile
+                self.add_projected(lat)
+
+        return BackgroundCall(
+            read_latent, path, gen, done=loaded, failed=lambda exc: show_error(self, exc), parent=self
+        )
 
     def add_projected(self, lat) -> str | None:
         """Make a projected image the seed ``@name`` and show it in the preview."""

@@ -35,12 +35,29 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.widgets import ImageCanvas, show_error
-from desktop.workers import JobRunner
+from desktop.workers import BackgroundCall, JobRunner, LatestWins
 from engine.errors import AtlasError
 from engine.jobs import Eta, Progress
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.webp *.tif *.tiff *.gif);;All files (*)"
 DISTANCES = ("lpips-vgg", "lpips-alex", "lpips-squeeze", "pixel")
+
+
+def load_photo(path: str, resolution: int, channels: int) -> tuple[str, object, dict]:
+    """``(path, uint8 [R, R, 3], description)``: the photo as the model will see it (worker thread:
+    decoding, cropping and resizing a large photo takes a while)."""
+    from engine.projection import load_image
+    from engine.render import to_uint8
+
+    target, info = load_image(path, resolution, channels)
+    return path, to_uint8(target)[0], info
+
+
+def write_latent(lat, path: str | Path) -> Path:
+    """Save a projected latent (worker thread: hashing and fsync)."""
+    from engine.latents import save_latent
+
+    return save_latent(lat, path)
 
 
 def _captioned(canvas: ImageCanvas, title: str, parent: QWidget) -> QWidget:
@@ -58,6 +75,8 @@ class ProjectionDialog(QDialog):
     """Project a photo into ``gen``; ``projected(Latent)`` when the user picks "Use as seed"."""
 
     projected = Signal(object)
+    photoShown = Signal(bool)  # the photo (or why it cannot be read) is shown
+    saved = Signal(object)  # Path of a written .latent
 
     def __init__(
         self, gen, parent: QWidget | None = None, *, image: str | None = None, folder: Path | None = None
@@ -67,6 +86,9 @@ class ProjectionDialog(QDialog):
         self.folder = Path(folder) if folder else Path.home()
         self.latent = None
         self.runner = JobRunner(self)
+        self.photo_loader = LatestWins(load_photo, self)
+        self.photo_loader.result.connect(self._photo_loaded)
+        self.photo_loader.failed.connect(self._photo_failed)
         self._eta = Eta()
         self.setWindowTitle(f"Open image — project a photo into {gen.name}")
         self.setObjectName("projectionDialog")
@@ -104,6 +126,12 @@ class ProjectionDialog(QDialog):
             "labelled pixel distance is used) or pixel MSE"
         )
         form.addRow("Distance", self.distance)
+        self.distance_note = QLabel(self)
+        self.distance_note.setObjectName("distanceNote")
+        self.distance_note.setWordWrap(True)
+        self.distance_note.setStyleSheet("color: #d29922;")
+        self.distance_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow("", self.distance_note)
         tune_row = QHBoxLayout()
         self.tune = QCheckBox("Tune the weights to the photo (pivotal tuning)", self)
         self.tune.setToolTip(
@@ -120,6 +148,9 @@ class ProjectionDialog(QDialog):
         tune_row.addWidget(self.tune_steps)
         tune_row.addStretch(1)
         form.addRow("", tune_row)
+        self.distance.currentTextChanged.connect(self.update_distance_note)
+        self.tune.toggled.connect(self.update_distance_note)
+        self.update_distance_note()
         root.addLayout(form)
 
         pair = QHBoxLayout()
@@ -185,27 +216,47 @@ class ProjectionDialog(QDialog):
             self.path.setText(path)
             self.show_photo()
 
-    def show_photo(self) -> bool:
-        """Show the photo as the model will see it; ``False`` (and a message) if it cannot be read."""
-        from engine.projection import load_image
-        from engine.render import to_uint8
-
+    def show_photo(self) -> None:
+        """Show the photo as the model will see it (read on a worker; ``photoShown`` follows)."""
         text = self.path.text().strip()
         if not text:
             self.photo.set_image(None)
-            return False
-        try:
-            target, info = load_image(text, self.gen.resolution, self.gen.img_channels)
-        except AtlasError as exc:
-            self.photo.set_image(None)
-            self.status.setText(str(exc))
-            return False
-        self.photo.set_image(to_uint8(target)[0])
-        W, H = info["size"]
-        self.status.setText(
-            f"{Path(text).name}: {W}×{H} px, centred square cut out and resized to {self.gen.resolution} px"
-        )
-        return True
+            return
+        self.photo_loader.submit(text, self.gen.resolution, self.gen.img_channels)
+
+    def _photo_loaded(self, _stamp: int, value) -> None:
+        path, image, info = value
+        self.photo.set_image(image)
+        if not self.runner.running:
+            W, H = info["size"]
+            self.status.setText(
+                f"{Path(path).name}: {W}×{H} px, centred square cut out and resized to {self.gen.resolution} px"
+            )
+        self.photoShown.emit(True)
+
+    def _photo_failed(self, _stamp: int, exc: Exception) -> None:
+        self.photo.set_image(None)
+        self.status.setText(str(exc))
+        self.photoShown.emit(False)
+
+    def update_distance_note(self, *_args) -> str:
+        """Say before the fit starts when it will use pixel MSE (LPIPS backbone file missing)."""
+        from engine.projection import distance_fallback
+
+        notes = [distance_fallback(self.distance.currentText())]
+        tune_distance = self._tune_distance()
+        if self.tune.isChecked() and tune_distance != self.distance.currentText():
+            tuning = distance_fallback(tune_distance)
+            notes.append(f"Tuning: {tuning}" if tuning else "")
+        text = " ".join(n for n in notes if n)
+        self.distance_note.setText(text)
+        self.distance_note.setVisible(bool(text))
+        return text
+
+    def _tune_distance(self) -> str:
+        """Pivotal tuning's distance: the fit's, with LPIPS-AlexNet in place of VGG (as PTI)."""
+        distance = self.distance.currentText()
+        return distance if distance != "lpips-vgg" else "lpips-alex"
 
     def params(self):
         """``(ProjectParams, TuneParams or None, distance)`` from the widgets."""
@@ -225,17 +276,16 @@ class ProjectionDialog(QDialog):
         if not path:
             show_error(self, AtlasError("choose a photo first"))
             return
-        if not self.show_photo():
-            show_error(self, AtlasError(self.status.text()))
-            return
+        self.show_photo()  # the photo is read again on a worker; the job reads it on its own
         params, tune, distance = self.params()
         gen = self.gen
-        tune_distance = distance if distance != "lpips-vgg" else "lpips-alex"
+        tune_distance = self._tune_distance()
+        fallback = self.update_distance_note()
         self.latent = None
         self._eta = Eta()
         self.bar.setRange(0, params.steps + (tune.steps if tune else 0))
         self.bar.setValue(0)
-        self.status.setText("projecting…")
+        self.status.setText("projecting…" + (" with pixel MSE: the LPIPS backbone file is missing" if fallback else ""))
         for w in (
             self.start_btn,
             self.save_btn,
@@ -273,10 +323,8 @@ class ProjectionDialog(QDialog):
         self.status.setText(" · ".join(bits))
 
     def _done(self, lat) -> None:
-        from engine.projection import render_latent
-
+        # the job's last progress record carried the final render: it is on the canvas already
         self.latent = lat
-        self.recon.set_image(render_latent(self.gen, lat)[0])
         self.status.setText(self.summary(lat))
         self.bar.setValue(self.bar.maximum())
 
@@ -315,18 +363,21 @@ class ProjectionDialog(QDialog):
         stem = Path(self.path.text().strip() or "photo").stem
         return self.folder / f"{stem}.latent"
 
-    def save(self, path: str | Path) -> Path | None:
-        from engine.latents import save_latent
-
+    def save(self, path: str | Path) -> BackgroundCall | None:
+        """Write the latent to ``path`` on a worker; ``saved(path)`` follows (or an error dialog)."""
         if self.latent is None:
             return None
-        try:
-            out = save_latent(self.latent, path)
-        except (AtlasError, OSError) as exc:
+        self.status.setText(f"saving {path}…")
+
+        def written(out: Path) -> None:
+            self.status.setText(f"saved {out}; render or export it with --latent {out.name}, or use it as a seed")
+            self.saved.emit(out)
+
+        def not_written(exc: Exception) -> None:
+            self.status.setText(f"not saved: {exc}")
             show_error(self, exc if isinstance(exc, AtlasError) else AtlasError(f"{path}: cannot write ({exc})"))
-            return None
-        self.status.setText(f"saved {out}; render or export it with --latent {out.name}, or use it as a seed")
-        return out
+
+        return BackgroundCall(write_latent, self.latent, path, done=written, failed=not_written, parent=self)
 
     def save_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(

@@ -131,6 +131,29 @@ class PixelDistance:
         return (a - b).square().flatten(1).mean(1)
 
 
+def distance_fallback(distance: str | None) -> str:
+    """Why a fit with ``distance`` would use the pixel distance instead ("" when it would not).
+
+    Cheap (it looks for the LPIPS backbone file, loads nothing): interfaces say it before a fit
+    starts. The reason names the missing file and folder (``engine.distances``).
+    """
+    if distance is None or distance == "pixel" or not isinstance(distance, str):
+        return ""
+    from engine.distances import backbone
+
+    net = distance.split("-", 1)[1] if distance.startswith("lpips-") else "alex"
+    try:
+        b = backbone(net)
+    except AtlasError as exc:
+        return f"{exc}: the fit will use pixel MSE (not perceptual)"
+    if b.present:
+        return ""
+    return (
+        f"{distance} needs the LPIPS backbone file {b.filename} in {b.folder}, which is missing: the fit "
+        f"will use pixel MSE (not perceptual). `python main.py weights download --net {b.net}` fetches it."
+    )
+
+
 def resolve_distance(distance: str | Distance | None = "lpips-vgg", device: torch.device | str = "cpu"):
     """The distance to fit with: a callable ``(a, b) -> [B]`` with a ``name`` attribute.
 
