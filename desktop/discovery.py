@@ -268,6 +268,42 @@ class ParamsForm(QWidget):
         for pf in self.fields:
             pf.reset()
 
+    def state(self) -> dict:
+        """What the widgets show, as plain JSON values (the text of choices and text fields)."""
+        out = {}
+        for pf in self.fields:
+            w = pf.widget
+            if isinstance(w, QComboBox):
+                out[pf.name] = w.currentText()
+            elif isinstance(w, QCheckBox):
+                out[pf.name] = w.isChecked()
+            elif isinstance(w, QSpinBox):
+                out[pf.name] = int(w.value())
+            else:
+                out[pf.name] = w.text()
+        return out
+
+    def restore(self, state: dict) -> None:
+        """Show a ``state()`` again; values that no longer fit (a layer the model lacks, a choice
+        that is gone, a wrong type) keep their defaults."""
+        for pf in self.fields:
+            if pf.name not in state:
+                continue
+            value, w = state[pf.name], pf.widget
+            if isinstance(w, QComboBox) and isinstance(value, str):
+                i = w.findText(value)
+                if i >= 0:
+                    w.setCurrentIndex(i)
+                elif w.isEditable() and not pf.editable_choice:
+                    w.setEditText(value)
+            elif isinstance(w, QCheckBox) and isinstance(value, bool):
+                w.setChecked(value)
+            elif isinstance(w, QSpinBox) and isinstance(value, int) and not isinstance(value, bool):
+                if w.minimum() <= value <= w.maximum():
+                    w.setValue(value)
+            elif isinstance(w, QLineEdit) and isinstance(value, str):
+                w.setText(value)
+
     def set_value(self, name: str, value) -> None:
         """Set one field's widget (for scripting and tests)."""
         pf = next(p for p in self.fields if p.name == name)
@@ -370,10 +406,11 @@ class DiscoveryPanel(QWidget):
 
     setFinished = Signal(object)  # SetEntry of the saved result
 
-    def __init__(self, ws: Workspace, library: callable, parent: QWidget | None = None) -> None:
+    def __init__(self, ws: Workspace, library: callable, parent: QWidget | None = None, settings=None) -> None:
         super().__init__(parent)
         self.ws = ws
         self.library = library  # () -> Path: where finished sets are saved
+        self.settings = settings  # desktop.settings.Settings: each method's parameters are remembered
         self.runner = JobRunner(self)
         self.runner.progress.connect(self._on_progress)
         self.runner.finished.connect(self._on_finished)
@@ -456,6 +493,9 @@ class DiscoveryPanel(QWidget):
 
         ws.modelChanged.connect(self.refresh_methods)
         self.refresh_methods()
+        last = self.settings.get("discovery/method") if self.settings is not None else None
+        if isinstance(last, str) and self.method.findData(last) >= 0:
+            self.method.setCurrentIndex(self.method.findData(last))
 
     # ---- methods and form ------------------------------------------------------------------------
     def refresh_methods(self) -> None:
@@ -481,7 +521,15 @@ class DiscoveryPanel(QWidget):
             raise AtlasError(f"no discovery method '{name}' is registered")
         self.method.setCurrentIndex(i)
 
+    def remember(self) -> None:
+        """Store the current method and its form (they come back after a restart)."""
+        if self.settings is None or self.form is None:
+            return
+        self.settings.set("discovery/method", self.form.spec.name)
+        self.settings.set(f"discovery/params/{self.form.spec.name}", self.form.state())
+
     def _method_changed(self, *_args) -> None:
+        self.remember()  # the form being replaced
         name = self.method.currentData()
         if not name:
             self.summary.setText("No discovery method is installed.")
@@ -493,6 +541,10 @@ class DiscoveryPanel(QWidget):
         needs = " or ".join(c.replace("_", " ") for c in spec.requires)
         self.summary.setText(f"{spec.summary}" + (f" — needs {needs}" if needs else ""))
         self.form = ParamsForm(spec, self.ws.gen, self)
+        if self.settings is not None:
+            stored = self.settings.get(f"discovery/params/{spec.name}")
+            if isinstance(stored, dict):
+                self.form.restore(stored)
         holder = QWidget()
         lay = QVBoxLayout(holder)
         lay.setContentsMargins(4, 4, 4, 4)
@@ -515,6 +567,7 @@ class DiscoveryPanel(QWidget):
             show_error(self, exc)
             return
         spec = self.form.spec
+        self.remember()
         self.spec, self.params = spec, params
         self.started_at = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         self.entry = None

@@ -165,7 +165,7 @@ class MainWindow(QMainWindow):
         self.browser = DirectionBrowser(self.ws, self)
         self.editor = AnnotationEditor(self.ws, self)
         self.grid = GridInspector(self.ws, self)
-        self.discovery = DiscoveryPanel(self.ws, lambda: self.settings.library, self)
+        self.discovery = DiscoveryPanel(self.ws, lambda: self.settings.library, self, settings=self.settings)
         self.analysis = AnalysisPanel(self)
         self.docks = {}
         for key, title, widget, area in (
@@ -664,6 +664,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802
         self.settings.save_bytes("window/geometry", self.saveGeometry())
         self.settings.save_bytes("window/state", self.saveState())
+        self.discovery.remember()
         if self.discovery.running:
             self.discovery.cancel()
         self.analysis.runner.cancel()

@@ -659,3 +659,33 @@ def test_garbage_is_collected_on_the_ui_thread_only(qtbot):
     worker.join()
     qtbot.waitUntil(lambda: bool(where), timeout=10000)
     assert where == [True]
+
+
+def test_discovery_parameters_survive_a_restart(qtbot, make_window):
+    win = make_window()
+    panel = win.discovery
+    panel.select_method(slow_method.NAME)
+    panel.form.set_value("k", 3)
+    panel.form.set_value("steps", 33)
+    panel.form.set_value("delay", 0.25)
+    panel.form.set_value("normalise", False)
+    panel.form.set_value("mode", "identity")
+    panel.select_method("sefa")
+    panel.form.set_value("k", 7)
+    panel.select_method(slow_method.NAME)  # back: the values typed before are still there
+    assert panel.form.values()["steps"] == 33
+    win.close()
+
+    panel = make_window().discovery
+    assert panel.method.currentData() == slow_method.NAME  # the last method used
+    assert panel.form.values() == {"k": 3, "steps": 33, "delay": 0.25, "normalise": False, "mode": "identity"}
+    panel.select_method("sefa")
+    assert panel.form.values()["k"] == 7
+    panel.form.reset()  # Defaults still gives the paper's settings
+    assert panel.form.values()["k"] == get_sefa_default_k()
+
+
+def get_sefa_default_k() -> int:
+    from engine.discovery import get_method
+
+    return get_method("sefa").params().k
