@@ -35,6 +35,7 @@ from desktop.workspace import SetEntry
 from engine.errors import AtlasError
 from engine.export import (
     MorphOptions,
+    direction_title,
     export_grid,
     export_interpretable,
     export_morph,
@@ -61,7 +62,7 @@ class ExportContext:
     space: str = "z"
     layers: tuple[int, int] | None = None
     image: np.ndarray | None = None  # the preview's image, [H, W, 3]
-    folder: Path = Path.home()
+    folder: Path = Path.home()  # where the file names start (the last export's folder, or the library)
     images: dict = field(default_factory=dict)  # the workspace's projected images, by name
 
 
@@ -103,6 +104,7 @@ class ExportDialog(QDialog):
         self.runner.cancelled.connect(self._cancelled)
         self.runner.stopped.connect(self._stopped)
         self.result = None
+        self.last_folder: Path | None = None  # where the last export of this dialog went
         self.resize(560, 420)
         root = QVBoxLayout(self)
         self.tabs = QTabWidget(self)
@@ -153,6 +155,9 @@ class ExportDialog(QDialog):
         f.addRow("Cell size", self.grid_size)
         self.grid_smooth = QCheckBox("smooth upscaling")
         f.addRow("", self.grid_smooth)
+        self.grid_labels = QCheckBox("labels: direction names and seeds beside the rows, shifts t above the columns")
+        self.grid_labels.setObjectName("gridLabels")
+        f.addRow("", self.grid_labels)
         self.tabs.addTab(w, "Grid")
 
         # video
@@ -290,6 +295,7 @@ class ExportDialog(QDialog):
             space = seeds_space(seeds)
             T, steps = self.grid_T.value(), self.grid_steps.value()
             out, size, smooth = self.grid_out.text(), self.grid_size.value(), self.grid_smooth.isChecked()
+            labels = self.grid_labels.isChecked()
 
             def grid_job():
                 dirs = _directions(c, ks)
@@ -307,6 +313,9 @@ class ExportDialog(QDialog):
                     space=space,
                     psi=c.psi,
                     bases=bases,
+                    labels=labels,
+                    names=[direction_title(k, c.entry.direction(k)) for k in ks],
+                    seed_names=[f"seed {s}" if isinstance(s, int) else seed_label(s) for s in seeds],
                 )
 
             return grid_job
@@ -355,6 +364,7 @@ class ExportDialog(QDialog):
         if job is None:
             self.status.setText(f"saved {self.image_out.text()}")
             self.result = Path(self.image_out.text())
+            self.last_folder = self.result.parent
             return
         self.result = None
         self.bar.setRange(0, 0)
@@ -377,8 +387,10 @@ class ExportDialog(QDialog):
         self.result = result
         if isinstance(result, list):
             self.status.setText(f"wrote {len(result)} files and index.csv to {self.batch_out.text()}")
+            self.last_folder = Path(self.batch_out.text())
         else:
             self.status.setText(f"wrote {result}")
+            self.last_folder = Path(result).parent
         self.bar.setRange(0, 1)
         self.bar.setValue(1)
 

@@ -479,7 +479,7 @@ class MainWindow(QMainWindow):
         current = cur[1] if cur and cur[0] is entry else None
         pinned = [k for e, k in self.ws.pinned if e is entry]
         req = self.preview.current_request()
-        folder = Path(self.settings.get("export/folder", str(Path.home())))
+        folder = Path(self.settings.get("export/folder") or self.settings.library)
         ctx = ExportContext(
             self.ws.conditioned_gen(),  # seeds of class-conditional models export on the class shown
             entry,
@@ -494,7 +494,7 @@ class MainWindow(QMainWindow):
             images=dict(self.ws.images),
         )
         dlg = ExportDialog(ctx, tab, self)
-        dlg.finished.connect(lambda _r: self.settings.set("export/folder", str(Path(dlg.video_out.text()).parent)))
+        dlg.finished.connect(lambda _r: dlg.last_folder and self.settings.set("export/folder", str(dlg.last_folder)))
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.open()
         self.last_export_dialog = dlg

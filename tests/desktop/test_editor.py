@@ -689,3 +689,29 @@ def get_sefa_default_k() -> int:
     from engine.discovery import get_method
 
     return get_method("sefa").params().k
+
+
+def test_export_dialog_starts_in_the_last_export_folder_or_the_library(qtbot, make_window, dirset, tmp_path):
+    win = make_window([dirset.path])
+    open_set(qtbot, win, dirset)
+    dlg = win.export_dialog("grid")
+    assert Path(dlg.grid_out.text()).parent == win.settings.library  # not the home folder
+    assert Path(dlg.video_out.text()).parent == win.settings.library
+    out = tmp_path / "exports" / "labelled.png"
+    dlg.grid_out.setText(str(out))
+    dlg.grid_which.setText("0,1")
+    dlg.grid_steps.setValue(3)
+    dlg.grid_size.setValue(16)
+    dlg.grid_labels.setChecked(True)
+    with qtbot.waitSignal(dlg.runner.stopped, timeout=30000):
+        dlg.export_btn.click()
+    img = iio.imread(out)
+    plain = (2 * 18 + 2, 3 * 18 + 2)  # rows = 2 directions x the preview's one seed, columns = 3 shifts
+    assert img.shape[0] > plain[0] and img.shape[1] > plain[1] + 20  # room for the labels
+    dlg.close_btn.click()
+    dlg2 = win.export_dialog("image")
+    assert Path(dlg2.image_out.text()).parent == out.parent and Path(dlg2.grid_out.text()).parent == out.parent
+    dlg2.close_btn.click()
+    win.close()
+    again = make_window().export_dialog("image")  # after a restart too
+    assert Path(again.image_out.text()).parent == out.parent
