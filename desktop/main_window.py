@@ -157,6 +157,7 @@ class MainWindow(QMainWindow):
         self.scan = scan
         self._pending_sets: list[str] = [str(p) for p in open_sets]
         self._loaders: set = set()
+        self._restoring_pins = False
         self.model_spec = model
         self._initial_class = class_name
 
@@ -236,6 +237,7 @@ class MainWindow(QMainWindow):
         ws.setUpdated.connect(lambda _e: self._analysis_target())
         ws.classChanged.connect(self._analysis_target)
         ws.setsChanged.connect(self._remember_sets)
+        ws.activeChanged.connect(self._remember_pins)
 
     def _menus(self) -> None:
         mb = self.menuBar()
@@ -401,11 +403,53 @@ class MainWindow(QMainWindow):
             return None
         if remember and dset.path is not None:
             self.settings.add_recent("sets", str(dset.path))
+        self._restore_pins(entry)
         if entry.foreign:
             self.statusBar().showMessage(f"{entry.title}: {entry.foreign}", 8000)
         if self.ws.current is None and len(dset):
             self.ws.select(entry, 0)
         return entry
+
+    # ---- pins (remembered per set file, with their shifts) ----------------------------------
+    PINS_KEY = "preview/pins"
+
+    def _remember_pins(self) -> None:
+        """Store the pinned directions of every open set file (and their shifts); the pins of
+        sets not open now are kept as they were."""
+        if self._restoring_pins:
+            return
+        stored = self.settings.get(self.PINS_KEY, {})
+        stored = stored if isinstance(stored, dict) else {}
+        for e in self.ws.entries:
+            if e.dset.path is None or e.running:
+                continue
+            key = str(Path(e.dset.path).resolve())
+            pins = [[k, self.ws.shift(e, k)] for pe, k in self.ws.pinned if pe is e]
+            if pins:
+                stored[key] = pins
+            else:
+                stored.pop(key, None)
+        self.settings.set(self.PINS_KEY, stored)
+
+    def _restore_pins(self, entry: SetEntry) -> None:
+        if entry.dset.path is None:
+            return
+        stored = self.settings.get(self.PINS_KEY, {})
+        pins = stored.get(str(Path(entry.dset.path).resolve())) if isinstance(stored, dict) else None
+        if not isinstance(pins, list):
+            return
+        self._restoring_pins = True
+        try:
+            for item in pins:
+                if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)):
+                    continue
+                k, t = item
+                if 0 <= k < len(entry.dset) and not self.ws.is_pinned(entry, k):
+                    self.ws.pin(entry, k)
+                    if isinstance(t, (int, float)) and t:
+                        self.ws.set_shift(entry, k, float(t))
+        finally:
+            self._restoring_pins = False
 
     def _set_failed(self, exc: Exception) -> None:
         show_error(self, exc)
@@ -665,6 +709,7 @@ class MainWindow(QMainWindow):
         self.settings.save_bytes("window/geometry", self.saveGeometry())
         self.settings.save_bytes("window/state", self.saveState())
         self.discovery.remember()
+        self._remember_pins()  # with the shifts they have now
         if self.discovery.running:
             self.discovery.cancel()
         self.analysis.runner.cancel()

@@ -715,3 +715,21 @@ def test_export_dialog_starts_in_the_last_export_folder_or_the_library(qtbot, ma
     win.close()
     again = make_window().export_dialog("image")  # after a restart too
     assert Path(again.image_out.text()).parent == out.parent
+
+
+def test_pins_and_their_shifts_survive_a_restart(qtbot, make_window, dirset):
+    win = make_window([dirset.path])
+    entry = open_set(qtbot, win, dirset)
+    win.ws.pin(entry, 1)
+    win.ws.pin(entry, 3)
+    win.ws.set_shift(entry, 3, 2.5)
+    win.ws.pin(entry, 4)
+    win.ws.pin(entry, 4, False)
+    win.close()
+
+    win2 = make_window([dirset.path])
+    entry2 = open_set(qtbot, win2, dirset)
+    qtbot.waitUntil(lambda: len(win2.ws.pinned) == 2, timeout=5000)
+    assert [k for e, k in win2.ws.pinned if e is entry2] == [1, 3]
+    assert win2.ws.shift(entry2, 3) == 2.5 and win2.ws.shift(entry2, 1) == 0.0
+    assert len(win2.preview.sliders()) >= 2
