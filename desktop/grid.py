@@ -25,7 +25,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -54,6 +54,7 @@ PAGE = 8
 CACHE_ROWS = 160
 LABEL_WIDTH = 170
 GAP = 2
+PINNED_TAG = "pinned"
 KEYS_HINT = "↑/↓ direction · ←/→ shift · 1–5 rate · I/U/X yes/unsure/no · N name · P pin · Enter preview"
 
 
@@ -294,9 +295,18 @@ class GridDelegate(QStyledItemDelegate):
         fm = p.fontMetrics()
         y = r.y() + 6 + fm.ascent()
         name = a.name or "unnamed"
-        p.drawText(x, y, fm.elidedText(f"#{row}  {name}", Qt.TextElideMode.ElideRight, r.width() - 14))
+        pinned = self.grid.ws.is_pinned(entry, row)
+        room = r.right() - 6 - x  # the name ends before the "pinned" tag, never under it
+        if pinned:
+            f.setBold(False)
+            room -= QFontMetrics(f).horizontalAdvance(PINNED_TAG) + 8
+        p.drawText(x, y, fm.elidedText(f"#{row}  {name}", Qt.TextElideMode.ElideRight, max(0, room)))
         f.setBold(False)
         p.setFont(f)
+        if pinned:
+            p.setPen(pal.color(pal.ColorRole.Link))
+            p.drawText(r.right() - 6 - p.fontMetrics().horizontalAdvance(PINNED_TAG), y, PINNED_TAG)
+            p.setPen(text)
         y += fm.height() + 2
         if a.rating:
             p.setPen(QColor("#e3b341"))
@@ -308,9 +318,6 @@ class GridDelegate(QStyledItemDelegate):
         if d.score is not None:
             p.setPen(pal.color(pal.ColorRole.PlaceholderText))
             p.drawText(x, y + fm.height() + 2, f"score {d.score:.4g}")
-        if self.grid.ws.is_pinned(entry, row):
-            p.setPen(pal.color(pal.ColorRole.Link))
-            p.drawText(r.right() - fm.horizontalAdvance("pinned") - 6, r.y() + 6 + fm.ascent(), "pinned")
 
     def createEditor(self, parent, option, index):  # noqa: N802
         ed = QLineEdit(parent)

@@ -733,3 +733,47 @@ def test_pins_and_their_shifts_survive_a_restart(qtbot, make_window, dirset):
     assert [k for e, k in win2.ws.pinned if e is entry2] == [1, 3]
     assert win2.ws.shift(entry2, 3) == 2.5 and win2.ws.shift(entry2, 1) == 0.0
     assert len(win2.preview.sliders()) >= 2
+
+
+def test_grid_row_header_texts_never_overlap(qtbot, make_window, dirset):
+    """"pinned" used to be drawn over the end of a long direction name."""
+    from PySide6.QtCore import QRect
+    from PySide6.QtGui import QFontMetrics, QImage, QPainter
+
+    from desktop.grid import LABEL_WIDTH
+
+    win = make_window([dirset.path])
+    entry = open_set(qtbot, win, dirset)
+    win.show_dock("grid")
+    win.ws.annotate(entry, 2, "name", "warm light from the upper left, with a long shadow")
+    win.ws.annotate(entry, 2, "rating", 4)
+    win.ws.annotate(entry, 2, "interpretable", "yes")
+    win.ws.pin(entry, 2)
+    delegate = win.grid.delegate
+
+    class Recording:
+        """A QPainter that records the box of every text it draws."""
+
+        def __init__(self, painter: QPainter) -> None:
+            self.painter, self.boxes = painter, []
+
+        def __getattr__(self, name):
+            return getattr(self.painter, name)
+
+        def drawText(self, x, y, text):  # noqa: N802
+            fm = QFontMetrics(self.painter.font())
+            self.boxes.append((text, QRect(x, y - fm.ascent(), fm.horizontalAdvance(text), fm.height())))
+            self.painter.drawText(x, y, text)
+
+    image = QImage(LABEL_WIDTH, 120, QImage.Format.Format_RGB32)
+    painter = QPainter(image)
+    rec = Recording(painter)
+    rect = QRect(0, 0, LABEL_WIDTH, 120)
+    delegate._paint_label(rec, rect, 2, win.grid.view.palette(), False)
+    painter.end()
+    texts = [t for t, _ in rec.boxes]
+    assert "pinned" in texts and any(t.startswith("#2") for t in texts)
+    for i, (a, ra) in enumerate(rec.boxes):
+        assert rect.contains(ra), a
+        for b, rb in rec.boxes[i + 1 :]:
+            assert not ra.intersects(rb), (a, b)
