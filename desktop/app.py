@@ -57,6 +57,10 @@ QProgressBar::chunk { background: #2f81f7; }
 QToolTip { border: 1px solid #444c56; }
 QToolButton#pinButton { padding: 2px 8px; border: 1px solid #444c56; border-radius: 3px; }
 QToolButton#pinButton:checked { background: #2f81f7; color: white; border-color: #2f81f7; }
+QToolButton#resetShift { padding: 2px 8px; border: 1px solid #444c56; border-radius: 3px; background: #2d333b; }
+QToolButton#resetShift:hover { border-color: #8b949e; }
+QToolButton#resetShift:pressed { background: #444c56; }
+QFrame#sliderRow { border-bottom: 1px solid #30363d; }
 """
 
 

@@ -40,6 +40,7 @@ from engine.errors import AtlasError
 from engine.models.base import INPUT_TRANSFORM
 
 THROTTLE_MS = 25
+VISIBLE_ROWS = 4  # slider rows the Edits area shows at once (more scroll)
 MAX_SEEDS = 16
 
 
@@ -158,15 +159,19 @@ class ClassPicker(QComboBox):
 
 
 class SliderRow(QFrame):
-    """One active direction: pin, colour, name, shift slider."""
+    """One active direction on two lines: pin, colour, name and set; the shift slider across the
+    whole width with its value, and a Reset button (this shift to 0)."""
 
     def __init__(self, ws: Workspace, entry: SetEntry, k: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ws, self.entry, self.k = ws, entry, k
+        self.setObjectName("sliderRow")
         d = entry.direction(k)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(4, 2, 4, 2)
-        lay.setSpacing(6)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(2)
+        head = QHBoxLayout()
+        head.setSpacing(6)
         self.pin = QToolButton(self)
         self.pin.setCheckable(True)
         self.pin.setChecked(ws.is_pinned(entry, k))
@@ -174,13 +179,16 @@ class SliderRow(QFrame):
         self.pin.setToolTip("pin: keep this slider when another direction is selected (several pinned sliders combine)")
         self.pin.setObjectName("pinButton")
         self.pin.toggled.connect(lambda on: ws.pin(entry, k, on))
-        lay.addWidget(self.pin)
+        head.addWidget(self.pin)
         self.swatch = QLabel(self)
-        self.swatch.setFixedSize(6, 22)
-        lay.addWidget(self.swatch)
-        self.label = QElidingLabel(self)
-        self.label.setFixedWidth(190)
-        lay.addWidget(self.label)
+        self.swatch.setFixedSize(6, 18)
+        head.addWidget(self.swatch)
+        self.label = QElidingLabel(self)  # elides only past the panel's whole width
+        self.label.setObjectName("sliderName")
+        head.addWidget(self.label, 1)
+        lay.addLayout(head)
+        line = QHBoxLayout()
+        line.setSpacing(6)
         self.slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal, self)
         lo, hi = d.range
         span = max(abs(lo), abs(hi)) or 1.0
@@ -190,13 +198,14 @@ class SliderRow(QFrame):
         self.slider.setValue(ws.shift(entry, k))
         self.slider.setObjectName("shiftSlider")
         self.slider.valueChanged.connect(self._moved)
-        lay.addWidget(self.slider, 1)
+        line.addWidget(self.slider, 1)
         self.zero = QToolButton(self)
-        self.zero.setText("0")
+        self.zero.setText("Reset")
+        self.zero.setObjectName("resetShift")
         self.zero.setToolTip("set this shift to 0")
-        self.zero.setAutoRaise(True)
         self.zero.clicked.connect(lambda: self.slider.setValue(0.0))
-        lay.addWidget(self.zero)
+        line.addWidget(self.zero)
+        lay.addLayout(line)
         self.refresh()
 
     @qthrottled(timeout=THROTTLE_MS, leading=True)
@@ -295,13 +304,26 @@ class PreviewPanel(QWidget):
         )
         self.space.currentTextChanged.connect(self._space_changed)
         top.addWidget(self.space)
-        self.layers = QLabeledRangeSlider(Qt.Orientation.Horizontal, self)
+        top.addStretch(1)
+        root.addLayout(top)
+
+        # the w+ layer range gets a row of its own: showing it must not widen the preview (the
+        # main window would take the width from every dock, and save that narrower layout)
+        self.layers_row = QWidget(self)
+        row = QHBoxLayout(self.layers_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(6)
+        self.layers_label = QLabel("Layers", self.layers_row)
+        row.addWidget(self.layers_label)
+        self.layers = QLabeledRangeSlider(Qt.Orientation.Horizontal, self.layers_row)
         self.layers.setToolTip("w+ layers [start, stop) that w / w+ edits act on")
+        self.layers_label.setToolTip(self.layers.toolTip())
         self.layers.setMinimumWidth(160)
         self.layers.valuesChanged.connect(self._layers_changed)
-        top.addWidget(self.layers, 1)
-        top.addStretch(0)
-        root.addLayout(top)
+        row.addWidget(self.layers, 1)
+        self.layers_row.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.layers_row.setVisible(False)
+        root.addWidget(self.layers_row)
         # --- input transform (models that have one: StyleGAN3), as NVIDIA's visualizer offers it
         self.transform = TransformControls(self)
         self.transform.changed.connect(self.request_render)
@@ -320,7 +342,7 @@ class PreviewPanel(QWidget):
         self.before.setObjectName("beforeButton")
         self.before.toggled.connect(self._show)
         bar.addWidget(self.before)
-        self.reset_btn = QPushButton("Reset", self)
+        self.reset_btn = QPushButton("Reset all", self)
         self.reset_btn.setToolTip("set every shift to 0 (Ctrl+0)")
         self.reset_btn.clicked.connect(self.ws.reset_shifts)
         bar.addWidget(self.reset_btn)
@@ -352,9 +374,10 @@ class PreviewPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.rows_box)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setMinimumHeight(70)
-        scroll.setMaximumHeight(190)
-        scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        scroll.setFixedHeight(0)
+        self.rows_scroll = scroll
         root.addWidget(scroll)
 
         QShortcut(
@@ -425,7 +448,7 @@ class PreviewPanel(QWidget):
         self.request_render()
 
     def _space_changed(self, _text: str) -> None:
-        self.layers.setVisible(self.space.currentText() == "w+")
+        self.layers_row.setVisible(self.space.currentText() == "w+")
         self._update_applicability()
         self.request_render()
 
@@ -477,12 +500,20 @@ class PreviewPanel(QWidget):
                 row = SliderRow(self.ws, e, k, self.rows_box)
                 self.rows_layout.insertWidget(i, row)
                 self._rows.append(row)
+            self._fit_rows()
             self.hint.setVisible(not self.ws.pinned)
             self._update_applicability()
         else:
             for r in self._rows:
                 r.refresh()
         self.request_render()
+
+    def _fit_rows(self) -> None:
+        """Make the Edits area exactly as tall as its first ``VISIBLE_ROWS`` rows: every row shown
+        is whole (more rows scroll), and the image keeps the rest of the height."""
+        shown = self._rows[:VISIBLE_ROWS]
+        height = sum(r.sizeHint().height() for r in shown) + self.rows_layout.spacing() * max(0, len(shown) - 1)
+        self.rows_scroll.setFixedHeight(height)
 
     def _shifts_changed(self) -> None:
         for r in self._rows:

@@ -648,16 +648,16 @@ def test_garbage_is_collected_on_the_ui_thread_only(qtbot):
         def __del__(self) -> None:
             where.append(threading.current_thread() is threading.main_thread())
 
-    def churn() -> None:  # container allocations: they trigger automatic collections
-        for _ in range(5):
-            junk = [[] for _ in range(50000)]
-            del junk
+    kept: list = []
+
+    def churn() -> None:  # container allocations kept alive: they trigger automatic collections
+        kept.extend([] for _ in range(20000))
 
     Cycle()
     worker = threading.Thread(target=churn)
     worker.start()
     worker.join()
-    qtbot.waitUntil(lambda: bool(where), timeout=10000)
+    qtbot.waitUntil(lambda: bool(where), timeout=10000)  # the UI thread's timer collects
     assert where == [True]
 
 
@@ -736,7 +736,7 @@ def test_pins_and_their_shifts_survive_a_restart(qtbot, make_window, dirset):
 
 
 def test_grid_row_header_texts_never_overlap(qtbot, make_window, dirset):
-    """"pinned" used to be drawn over the end of a long direction name."""
+    """ "pinned" used to be drawn over the end of a long direction name."""
     from PySide6.QtCore import QRect
     from PySide6.QtGui import QFontMetrics, QImage, QPainter
 
@@ -777,3 +777,28 @@ def test_grid_row_header_texts_never_overlap(qtbot, make_window, dirset):
         assert rect.contains(ra), a
         for b, rb in rec.boxes[i + 1 :]:
             assert not ra.intersects(rb), (a, b)
+
+
+def test_switching_to_w_plus_keeps_the_dock_layout(qtbot, make_window, tmp_path):
+    """Showing the w+ layer range used to widen the preview's minimum size, so every dock
+    shrank, and the narrower layout was saved with the window."""
+    from engine.models import load_generator
+
+    gen = load_generator("procedural-stylegan2-32", device="cpu")
+    win = make_window(gen=gen)
+    win.show_dock("grid")
+    qtbot.wait(300)  # the default dock sizes apply once the window is shown
+
+    def widths():
+        return {k: d.width() for k, d in win.docks.items() if d.isVisible()}, win.preview.minimumSizeHint().width()
+
+    before, min_before = widths()
+    win.preview.space.setCurrentText("w+")
+    qtbot.waitUntil(lambda: win.preview.layers.isVisible(), timeout=5000)
+    qtbot.wait(300)
+    after, min_after = widths()
+    assert min_after <= min_before  # the layer range takes a row of its own, not width
+    assert after == before
+    win.preview.space.setCurrentText("z")
+    qtbot.wait(300)
+    assert widths()[0] == before
