@@ -54,7 +54,7 @@ def prepare(model: str, folder: Path) -> tuple[Path, list]:
         a.name, a.rating, a.interpretable, a.color = name, rating, interp, color
     path = dset.save(folder / "library" / slug(gen.name, "model") / "sefa-k32.json")
     T = max(abs(x) for x in dset.directions[0].range)
-    return path, [[3, round(0.7 * T, 2)], [0, round(-0.4 * T, 2)], [9, round(0.5 * T, 2)]]
+    return path, [[3, round(0.7 * T, 2)], [0, round(-0.4 * T, 2)], [6, round(0.5 * T, 2)]]
 
 
 def main() -> int:
