@@ -21,7 +21,7 @@ def test_render_seeds_png_in_w_with_truncation_and_without_noise(tmp_path):
         main(["render", "--model", ROS, "--seeds", "0-3", "--truncation", "0.7", "--space", "w", "--out", str(out)])
         == 0
     )
-    assert Image.open(out).size == (2 * 34 + 2, 2 * 34 + 2)
+    assert Image.open(out).size == (2 * 32 + 2, 2 * 32 + 2)  # 2 px between the tiles, no frame
     raw = tmp_path / "x.npy"
     assert (
         main(["render", "--model", ROS, "--seeds", "0-3", "--truncation", "0.7", "--space", "w", "--out", str(raw)])
