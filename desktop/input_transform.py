@@ -49,9 +49,9 @@ class TransformControls(QWidget):
         self.rotate.valueChanged.connect(self._moved)
         lay.addWidget(self.rotate, 1)
         self.reset_btn = QToolButton(self)
-        self.reset_btn.setText("0")
+        self.reset_btn.setText("Reset")
+        self.reset_btn.setObjectName("resetShift")  # styled as a button, like the sliders' Reset
         self.reset_btn.setToolTip("no translation, no rotation")
-        self.reset_btn.setAutoRaise(True)
         self.reset_btn.clicked.connect(self.reset)
         lay.addWidget(self.reset_btn)
 
