@@ -1,0 +1,210 @@
+"""Hostile checkpoint files, as issue 11 describes them, for the tests and ``bench/bench_hostile_files.py``.
+
+Each function writes one file and returns its path. None of them imports ``engine``: they build
+the bytes the way an attacker would, with ``pickle``, ``zipfile`` and ``torch.save``.
+
+* ``stride0_rosinality``: a few-KB rosinality ``.pt`` whose tensors are stride-0 views of one
+  element declaring full-size shapes (torch's weights-only loader accepts them);
+* ``memo_bomb_pickle``: a 9-byte ``.pkl``: ``LONG_BINPUT`` with a huge memo index;
+* ``flip_memo_index``: a real NVIDIA snapshot with one bit of an unused ``LONG_BINPUT`` index set;
+* ``zip_bomb_dcgan``: a DCGAN ``.pt`` whose weight records are deflated zeros;
+* ``slow_probe_pt``: a ``.pt`` whose deflated ``data.pkl`` is 64 MB of ``NONE POP`` opcodes;
+* ``huge_legacy_storage``: a legacy (non-zip) ``torch.save`` stream declaring a huge storage.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+import pickletools
+import struct
+import zipfile
+from pathlib import Path
+
+import torch
+
+# ---- writing torch zip archives by hand ----------------------------------------------------------
+
+
+class StorageRef:
+    """A storage record ``data/<key>`` of a torch zip archive (pickled as a persistent id)."""
+
+    def __init__(self, key: str, numel: int, storage_cls=torch.FloatStorage) -> None:
+        self.key, self.numel, self.storage_cls = key, numel, storage_cls
+
+
+class TensorRef:
+    """A tensor over a ``StorageRef`` with any size / stride / offset (even ones torch never writes)."""
+
+    def __init__(self, storage: StorageRef, size, stride=None, offset: int = 0) -> None:
+        size = tuple(size)
+        if stride is None:
+            stride, acc = [], 1
+            for s in reversed(size):
+                stride.insert(0, acc)
+                acc *= s
+        self.storage, self.size, self.stride, self.offset = storage, size, tuple(stride), offset
+
+    def __reduce__(self):
+        return (
+            torch._utils._rebuild_tensor_v2,
+            (self.storage, self.offset, self.size, self.stride, False, collections.OrderedDict()),
+        )
+
+
+class _TorchPickler(pickle.Pickler):
+    legacy = False  # legacy streams add a view record to each storage id
+
+    def persistent_id(self, obj):
+        if isinstance(obj, StorageRef):
+            return ("storage", obj.storage_cls, obj.key, "cpu", obj.numel) + ((None,) if self.legacy else ())
+        return None
+
+
+class _LegacyPickler(_TorchPickler):
+    legacy = True
+
+
+def torch_zip(path, obj, records: dict[str, int | bytes], *, compress: bool = False, level: int = 9) -> Path:
+    """Write a torch zip archive: ``data.pkl`` pickling ``obj`` (with ``TensorRef`` leaves) and one
+    record per storage key (``bytes``, or an ``int``: that many zero bytes, streamed)."""
+    path = Path(path)
+    buf = io.BytesIO()
+    _TorchPickler(buf, protocol=2).dump(obj)
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    root = path.stem
+    with zipfile.ZipFile(path, "w", compression=method, compresslevel=level if compress else None) as zf:
+        zf.writestr(f"{root}/data.pkl", buf.getvalue())
+        zf.writestr(f"{root}/byteorder", b"little")
+        for key, content in records.items():
+            with zf.open(f"{root}/data/{key}", "w", force_zip64=True) as f:
+                if isinstance(content, bytes):
+                    f.write(content)
+                else:
+                    chunk = bytes(1 << 24)
+                    left = content
+                    while left > 0:
+                        f.write(chunk[: min(left, len(chunk))])
+                        left -= len(chunk)
+        zf.writestr(f"{root}/version", b"3\n")
+    return path
+
+
+# ---- the hostile files -------------------------------------------------------------------------
+
+
+def rosinality_shapes(resolution: int, style_dim: int, channels: int, n_mlp: int = 8) -> dict[str, tuple]:
+    """Key -> shape of a rosinality ``g_ema`` with every width ``channels`` (no blur kernels)."""
+    S, C = style_dim, channels
+    shapes: dict[str, tuple] = {}
+    for i in range(1, n_mlp + 1):
+        shapes[f"style.{i}.weight"], shapes[f"style.{i}.bias"] = (S, S), (S,)
+    shapes["input.input"] = (1, C, 4, 4)
+
+    def conv(name):
+        shapes[f"{name}.conv.weight"] = (1, C, C, 3, 3)
+        shapes[f"{name}.conv.modulation.weight"], shapes[f"{name}.conv.modulation.bias"] = (C, S), (C,)
+        shapes[f"{name}.noise.weight"], shapes[f"{name}.activate.bias"] = (1,), (C,)
+
+    def rgb(name):
+        shapes[f"{name}.conv.weight"], shapes[f"{name}.bias"] = (1, 3, C, 1, 1), (1, 3, 1, 1)
+        shapes[f"{name}.conv.modulation.weight"], shapes[f"{name}.conv.modulation.bias"] = (C, S), (C,)
+
+    conv("conv1")
+    rgb("to_rgb1")
+    n_blocks = resolution.bit_length() - 3  # blocks after 4x4
+    for j in range(n_blocks):
+        conv(f"convs.{2 * j}")
+        conv(f"convs.{2 * j + 1}")
+        rgb(f"to_rgbs.{j}")
+    r = 4
+    for i in range(2 * n_blocks + 1):
+        shapes[f"noises.noise_{i}"] = (1, 1, r, r)
+        if i % 2 == 0:
+            r *= 2
+    return shapes
+
+
+def stride0_rosinality(path, *, resolution: int = 64, style_dim: int = 2048, channels: int = 3072) -> Path:
+    """A rosinality ``.pt`` of a few KB whose every tensor is one float broadcast (stride 0) to full size.
+
+    At the defaults the declared generator holds about 1.2 G floats (4.9 GB).
+    """
+    one = torch.zeros(1)
+    sd = {k: one.expand(s) for k, s in rosinality_shapes(resolution, style_dim, channels).items()}
+    torch.save({"g_ema": sd, "latent_avg": one.expand(style_dim)}, path)
+    return Path(path)
+
+
+def memo_bomb_pickle(path, index: int = 225_000_000) -> Path:
+    """9 bytes: PROTO 2, NONE, LONG_BINPUT ``index``, STOP (the C unpickler sizes its memo to 2 x index)."""
+    path = Path(path)
+    path.write_bytes(b"\x80\x02N" + b"r" + struct.pack("<I", index) + b".")
+    return path
+
+
+def flip_memo_index(src, dst, bit: int = 27) -> Path:
+    """Copy the NVIDIA snapshot ``src`` with one bit set in the index of a ``LONG_BINPUT`` never read back."""
+    data = bytearray(Path(src).read_bytes())
+    ops = list(pickletools.genops(bytes(data)))
+    read_back = {arg for op, arg, _ in ops if op.name in ("BINGET", "LONG_BINGET", "GET")}
+    for op, arg, pos in ops:
+        if op.name == "LONG_BINPUT" and arg not in read_back and not (arg >> bit) & 1:
+            struct.pack_into("<I", data, pos + 1, arg | (1 << bit))
+            Path(dst).write_bytes(bytes(data))
+            return Path(dst)
+    raise ValueError(f"{src}: no unused LONG_BINPUT to flip")
+
+
+def dcgan_shapes(nz: int, ngf: int, n_up: int = 4, nc: int = 3) -> dict[str, tuple]:
+    """Key -> shape of the DCGAN tutorial's ``netG`` state dict."""
+    widths = [ngf * 2 ** (n_up - 1 - i) for i in range(n_up)]
+    shapes: dict[str, tuple] = {}
+    cin, i = nz, 0
+    for w in widths:
+        shapes[f"main.{i}.weight"] = (cin, w, 4, 4)
+        for k in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"main.{i + 1}.{k}"] = (w,)
+        shapes[f"main.{i + 1}.num_batches_tracked"] = ()
+        cin, i = w, i + 3
+    shapes[f"main.{i}.weight"] = (cin, nc, 4, 4)
+    return shapes
+
+
+def zip_bomb_dcgan(path, *, nz: int = 100, ngf: int = 1024, level: int = 9) -> Path:
+    """A DCGAN-tutorial ``.pt`` whose records are deflated zeros (ngf 1024: 2.9 GB inflated, about 3 MB)."""
+    obj, records = {}, {}
+    for n, (key, shape) in enumerate(dcgan_shapes(nz, ngf).items()):
+        numel = 1
+        for s in shape:
+            numel *= s
+        cls = torch.LongStorage if key.endswith("num_batches_tracked") else torch.FloatStorage
+        ref = StorageRef(str(n), numel, cls)
+        obj[key] = TensorRef(ref, shape)
+        records[str(n)] = numel * 8 if cls is torch.LongStorage else numel * 4
+    return torch_zip(path, {"netG_state_dict": obj}, records, compress=True, level=level)
+
+
+def slow_probe_pt(path, *, pickle_bytes: int = (64 << 20) - 64) -> Path:
+    """A ``.pt`` of about 62 KB whose deflated ``data.pkl`` holds ``pickle_bytes`` of NONE, POP opcodes."""
+    path = Path(path)
+    body = b"\x80\x02" + b"N0" * ((pickle_bytes - 4) // 2) + b"N."
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr(f"{path.stem}/data.pkl", body)
+        zf.writestr(f"{path.stem}/version", b"3\n")
+    return path
+
+
+def huge_legacy_storage(path, *, numel: int = 1 << 29) -> Path:
+    """A legacy (non-zip) ``torch.save`` stream whose one tensor declares a storage of ``numel`` floats."""
+    buf = io.BytesIO()
+    for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
+        pickle.dump(header, buf, protocol=2)
+    ref = StorageRef("0", numel)
+    _LegacyPickler(buf, protocol=2).dump({"g_ema": {"style.1.weight": TensorRef(ref, (numel,))}})
+    pickle.dump(["0"], buf, protocol=2)
+    buf.write(struct.pack("<q", numel))
+    buf.write(bytes(64))
+    Path(path).write_bytes(buf.getvalue())
+    return Path(path)
