@@ -7,6 +7,8 @@ a run of the unfixed code does not take the machine down); such a case reports `
 
     .venv/bin/python bench/bench_hostile_files.py [--rss-limit 2500] [--timeout 120]
 
+``--repo ../main`` loads with another checkout's engine (the figures before a change).
+
 Per case: the file size, the outcome (the error's first words), seconds, and the peak RSS above
 the child's RSS just before the load (torch and the engine imported). Real fixtures are loaded
 too, as the reference for what a normal load costs.
@@ -30,7 +32,7 @@ from tests import hostile_files as hostile  # noqa: E402
 FIXTURES = REPO.parent / "shared" / "fixtures"
 
 CHILD = r"""
-import json, sys, time
+import json, os, sys, time
 import torch
 torch.set_num_threads(1)
 import engine.models
@@ -41,6 +43,11 @@ def status(key):
         if line.startswith(key):
             return int(line.split()[1])
 
+try:  # reset the high-water mark, so that VmHWM below is this load's peak, not the imports'
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+except OSError:
+    pass
 print(json.dumps({"base_kb": status("VmRSS:")}), flush=True)
 t0 = time.perf_counter()
 try:
@@ -51,6 +58,7 @@ except AtlasError as exc:
 except BaseException as exc:
     outcome = f"{type(exc).__name__}: {exc}"
 print(json.dumps({"seconds": time.perf_counter() - t0, "hwm_kb": status("VmHWM:"), "outcome": outcome}), flush=True)
+os._exit(0)  # no interpreter teardown: its allocations are not the load's
 """
 
 
@@ -64,9 +72,9 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def measure(path: Path, rss_limit_mb: float, timeout: float) -> dict:
+def measure(path: Path, rss_limit_mb: float, timeout: float, repo: Path = REPO) -> dict:
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        [sys.executable, "-c", CHILD, str(path)], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     base = json.loads(proc.stdout.readline())["base_kb"]
     t0, peak, killed = time.perf_counter(), base, None
@@ -94,6 +102,7 @@ def main() -> None:
     ap.add_argument("--rss-limit", type=float, default=2500.0, help="MB above which a child is killed")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--only", default="", help="comma-separated case names")
+    ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose engine loads the files (e.g. ../main)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -103,6 +112,10 @@ def main() -> None:
             "zip_bomb_dcgan": lambda: hostile.zip_bomb_dcgan(tmp / "zipbomb.pt"),
             "slow_probe_pt": lambda: hostile.slow_probe_pt(tmp / "slow.pt"),
             "huge_legacy_storage": lambda: hostile.huge_legacy_storage(tmp / "legacy.pt"),
+            "many_ops_pkl": lambda: hostile.many_ops_pickle(tmp / "ops.pkl", 999_000),
+            "too_many_ops_pkl": lambda: hostile.many_ops_pickle(tmp / "ops2.pkl", 4_000_000),
+            "many_ops_pt": lambda: hostile.many_ops_torch_zip(tmp / "ops.pt", 199_000),
+            "too_many_ops_pt": lambda: hostile.many_ops_torch_zip(tmp / "ops2.pt", 4_000_000),
         }
         if (FIXTURES / "nvada_orig_res16.pkl").is_file():
             cases["flipped_nvidia_pkl"] = lambda: hostile.flip_memo_index(
@@ -118,7 +131,7 @@ def main() -> None:
             if only and name not in only:
                 continue
             path = make()
-            res = measure(path, args.rss_limit, args.timeout)
+            res = measure(path, args.rss_limit, args.timeout, args.repo.resolve())
             size = path.stat().st_size
             print(
                 f"{name:28s} {size:>10,d} {res['seconds']:8.2f} {res['peak_mb']:8.1f}  {res['outcome'][:90]}",

@@ -9,6 +9,8 @@ the bytes the way an attacker would, with ``pickle``, ``zipfile`` and ``torch.sa
 * ``flip_memo_index``: a real NVIDIA snapshot with one bit of an unused ``LONG_BINPUT`` index set;
 * ``zip_bomb_dcgan``: a DCGAN ``.pt`` whose weight records are deflated zeros;
 * ``slow_probe_pt``: a ``.pt`` whose deflated ``data.pkl`` is 64 MB of ``NONE POP`` opcodes;
+* ``many_ops_pickle``: a pickle of a given number of opcodes that builds nothing;
+* ``many_ops_torch_zip``: the same as a torch archive that passes the rosinality probe;
 * ``huge_legacy_storage``: a legacy (non-zip) ``torch.save`` stream declaring a huge storage.
 """
 
@@ -194,6 +196,20 @@ def slow_probe_pt(path, *, pickle_bytes: int = (64 << 20) - 64) -> Path:
         zf.writestr(f"{path.stem}/data.pkl", body)
         zf.writestr(f"{path.stem}/version", b"3\n")
     return path
+
+
+def many_ops_pickle(path, ops: int) -> Path:
+    """A pickle of ``ops`` opcodes (NONE, POP pairs) that builds nothing: the cost of walking opcodes."""
+    path = Path(path)
+    path.write_bytes(b"\x80\x02" + b"N0" * ((ops - 3) // 2) + b"N.")
+    return path
+
+
+def many_ops_torch_zip(path, items: int) -> Path:
+    """A torch archive naming rosinality keys whose ``data.pkl`` also holds a list of ``items`` Nones
+    (about one opcode each): the cost of torch's own unpickler on a long pickle."""
+    obj = {"g_ema": {"style.1.weight": None, "input.input": None}, "padding": [None] * items}
+    return torch_zip(path, obj, {})
 
 
 def huge_legacy_storage(path, *, numel: int = 1 << 29) -> Path:

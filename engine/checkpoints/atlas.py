@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoints.torchfile import load_weights_only, pickle_strings
-from engine.errors import CheckpointError
+from engine.checkpoints.torchfile import check_model_size, load_checked, load_error, pickle_strings, short_reason, show
+from engine.errors import AtlasError, CheckpointError
 from engine.hashing import file_sha256
 from engine.models.registry import CheckpointFormat, register_format
 from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
@@ -55,26 +55,31 @@ def save_stylegan2(
 def load_stylegan2(path: str | Path) -> StyleGAN2Generator:
     """A ``StyleGAN2Generator`` (eval mode, CPU) from a file written by ``save_stylegan2``."""
     path = Path(path)
-    blob = load_weights_only(path, what="GAN Atlas StyleGAN2")
+    blob, stats = load_checked(path, what="GAN Atlas StyleGAN2")
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")
     if blob.get("version") != VERSION:
         raise CheckpointError(
-            f"{path}: {FORMAT} version {blob.get('version')} is not supported (this program reads {VERSION})"
+            f"{path}: {FORMAT} version {show(blob.get('version'))} is not supported (this program reads {VERSION})"
         )
     try:
         cfg = StyleGAN2Config.from_dict(blob["config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: damaged configuration ({exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, AtlasError) as exc:
+        raise CheckpointError(f"{path}: damaged configuration ({short_reason(exc)})") from None
+    state = blob.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise CheckpointError(f"{path}: 'state_dict' is not a dict of named tensors")
+    check_model_size(cfg.state_numel(), stats, path, f"{cfg.resolution}px generator")
+    w_avg_source, meta = blob.get("w_avg_source", "stored in the checkpoint"), blob.get("meta") or {}
+    if not isinstance(w_avg_source, str) or not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: damaged description ('w_avg_source' must be text, 'meta' a dict)")
     gen = StyleGAN2Generator(cfg, name=path.stem)
     try:
-        gen.load_state_dict(blob["state_dict"], strict=True)
+        gen.load_state_dict(state, strict=True)
     except (KeyError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"{path}: weights do not fit the stored configuration ({str(exc).splitlines()[0]})"
-        ) from None
-    gen.w_avg_source = str(blob.get("w_avg_source", "stored in the checkpoint"))
-    gen.meta = dict(blob.get("meta") or {})
+        raise CheckpointError(f"{path}: weights do not fit the stored configuration ({load_error(exc)})") from None
+    gen.w_avg_source = w_avg_source[:200]
+    gen.meta = dict(meta)
     gen.format = FORMAT
     gen.identity = file_sha256(path)
     gen.source = str(path)

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import _compat_pickle
 import collections
+import contextvars
 import io
 import math
 import pickle
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +43,26 @@ import numpy as np
 import torch
 
 from engine.checkpoints.rosinality import MEAN_SAMPLES, MEAN_SEED, mean_w
-from engine.checkpoints.torchfile import short_reason
-from engine.errors import CheckpointError, UnsafePickleError
+from engine.checkpoints.torchfile import (
+    LEGACY_MAGIC,
+    TensorStats,
+    check_model_size,
+    load_error,
+    scan_pickle,
+    short_reason,
+    show,
+)
+from engine.errors import AtlasError, CheckpointError, UnsafePickleError
 from engine.hashing import file_sha256
 from engine.models.base import Generator
 from engine.models.registry import CheckpointFormat, register_format
-from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, fir_filter
+from engine.models.stylegan2 import (
+    MAX_MAPPING_LAYERS,
+    MAX_RESOLUTION,
+    StyleGAN2Config,
+    StyleGAN2Generator,
+    fir_filter,
+)
 
 FORMAT = "nvidia-stylegan2-ada-pytorch"
 
@@ -76,7 +90,7 @@ class PersistentRecord:
         return f"PersistentRecord({self.class_name})"
 
     def _table(self, key: str) -> dict:
-        t = self.state.get(key) or {}
+        t = self.state.get(key)
         return t if isinstance(t, dict) else {}
 
     def param(self, name: str) -> torch.Tensor | None:
@@ -106,19 +120,113 @@ class _FlatStorage:
         self.flat = flat
 
 
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32,
+    "DoubleStorage": torch.float64,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+}
+_LEGACY_PROTOCOL = 1001
+
+
+class _StorageType:
+    """``torch.<X>Storage`` named in a storage payload: only its dtype is used."""
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+
+
+class _PersistentId:
+    __slots__ = ("pid",)
+
+    def __init__(self, pid: Any) -> None:
+        self.pid = pid
+
+
+class _PayloadUnpickler(pickle.Unpickler):
+    """Reads the small pickles of a storage payload: storage type names and one persistent id."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(_STORAGE_DTYPES[name])
+        raise BadPickleData(f"a storage payload referencing {module[:40]}.{name[:40]}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        return _PersistentId(pid)
+
+
 def _load_from_bytes(payload: Any) -> _FlatStorage:
+    """One storage from the bytes ``torch.save(storage, _use_new_zipfile_serialization=False)`` wrote.
+
+    The stream is five pickles (magic number, protocol version, system info, the storage's
+    persistent id, the storage keys), an int64 element count and the raw little-endian bytes.
+    Each pickle is scanned (``scan_pickle``) before it is read, and the declared element count
+    must match the bytes present exactly: nothing is allocated beyond what the file holds.
+    """
     if not isinstance(payload, (bytes, bytearray)):
         raise BadPickleData("a storage payload that is not bytes")
-    obj = torch.load(io.BytesIO(bytes(payload)), map_location="cpu", weights_only=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # TypedStorage deprecation notices
-        if isinstance(obj, torch.storage.TypedStorage):
-            flat = torch.empty(0, dtype=obj.dtype).set_(obj)
-        elif isinstance(obj, torch.UntypedStorage):
-            flat = torch.empty(0, dtype=torch.uint8).set_(obj)
-        else:
-            raise BadPickleData(f"a storage payload holding {type(obj).__name__}")
+    data = bytes(payload)
+    values, pos = [], 0
+    for _ in range(5):
+        try:
+            end = scan_pickle(data, pos, where="storage payload", max_ops=256).end
+        except CheckpointError:
+            raise BadPickleData("a malformed storage payload") from None
+        f = io.BytesIO(data)
+        f.seek(pos)
+        values.append(_PayloadUnpickler(f).load())
+        pos = end
+    magic, protocol, info, pid, keys = values
+    pid = pid.pid if isinstance(pid, _PersistentId) else None
+    if (
+        type(magic) is not int
+        or magic != LEGACY_MAGIC
+        or type(protocol) is not int
+        or protocol != _LEGACY_PROTOCOL
+        or not isinstance(info, dict)
+        or info.get("little_endian") is not True
+    ):
+        raise BadPickleData("a storage payload without the torch.save header of a little-endian machine")
+    if (
+        not isinstance(pid, tuple)
+        or len(pid) != 6
+        or pid[0] != "storage"
+        or not isinstance(pid[1], _StorageType)
+        or type(pid[4]) is not int
+        or pid[5] is not None
+        or keys != [pid[2]]
+    ):
+        raise BadPickleData("a storage payload that does not describe one storage")
+    dtype, numel = pid[1].dtype, pid[4]
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    if len(data) - pos < 8 or int.from_bytes(data[pos : pos + 8], "little", signed=True) != numel:
+        raise BadPickleData("a storage payload whose element count differs from its header")
+    if numel < 0 or len(data) - pos - 8 != numel * itemsize:
+        raise BadPickleData(f"a storage of {numel} elements stored in {len(data) - pos - 8} bytes")
+    flat = torch.frombuffer(bytearray(data[pos + 8 :]), dtype=dtype) if numel else torch.empty(0, dtype=dtype)
     return _FlatStorage(flat)
+
+
+# Materialised tensors may not add up to more than the file's bytes (a pickle may point many
+# tensors at one storage): read_snapshot sets the budget, every rebuilt tensor draws on it.
+_BUDGET: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("nvidia_pkl_budget", default=None)
+
+
+def _spend(nbytes: int) -> None:
+    budget = _BUDGET.get()
+    if budget is None:
+        return
+    budget[0] -= nbytes
+    if budget[0] < 0:
+        raise BadPickleData("tensors that add up to more bytes than the file has")
 
 
 def _rebuild_tensor_v2(
@@ -139,8 +247,12 @@ def _rebuild_tensor_v2(
     n = storage.flat.numel()
     if len(size) != len(stride) or offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
         raise BadPickleData("a tensor with a malformed shape")
-    if math.prod(size) and offset + sum((s - 1) * st for s, st in zip(size, stride, strict=True)) >= n:
+    numel = math.prod(size)
+    if numel and offset + sum((s - 1) * st for s, st in zip(size, stride, strict=True)) >= n:
         raise BadPickleData("a tensor reaching past its storage")
+    if numel > n - offset:
+        raise BadPickleData(f"a tensor of shape {list(size)[:8]} with more elements than its storage ({n})")
+    _spend(numel * storage.flat.element_size())
     return storage.flat.as_strided(size, stride, offset).clone()
 
 
@@ -314,21 +426,31 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def read_snapshot(path: str | Path) -> Any:
-    """Unpickle ``path`` with ``RestrictedUnpickler``; errors are ``CheckpointError`` naming the file."""
+    """Unpickle ``path`` with ``RestrictedUnpickler``; errors are ``CheckpointError`` naming the file.
+
+    The opcodes are scanned first (``scan_pickle``: an operation budget, memo indices in
+    sequence, lengths within the file), and the tensors rebuilt may not add up to more bytes
+    than the file has, so a small file cannot make the unpickler allocate much more than itself.
+    """
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            return RestrictedUnpickler(f, path).load()
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the file ({short_reason(exc)})") from None
+    scan_pickle(data, where=str(path))
+    token = _BUDGET.set([len(data)])
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), path).load()
     except UnsafePickleError:
         raise
     except BadPickleData as exc:
         raise CheckpointError(f"{path}: not an NVIDIA StyleGAN2 snapshot: it holds {exc}") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read the file ({short_reason(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - any other parse failure is the file's fault
         raise CheckpointError(
             f"{path}: not a readable NVIDIA pickle, damaged or truncated? ({short_reason(exc)})"
         ) from None
+    finally:
+        _BUDGET.reset(token)
 
 
 # ---- from records to our model -------------------------------------------------------------
@@ -340,18 +462,58 @@ def _need(rec: PersistentRecord | None, what: str, path: Path) -> PersistentReco
     return rec
 
 
-def _tensor(rec: PersistentRecord, name: str, where: str, path: Path) -> torch.Tensor:
+def _tensor(
+    rec: PersistentRecord, name: str, where: str, path: Path, ndim: int | tuple[int, ...] | None = None
+) -> torch.Tensor:
     t = rec.param(name)
     if not isinstance(t, torch.Tensor):
         raise CheckpointError(f"{path}: G_ema.{where} has no tensor '{name}'")
+    ndims = (ndim,) if isinstance(ndim, int) else ndim
+    if not t.is_floating_point() or (ndims is not None and t.dim() not in ndims):
+        raise CheckpointError(
+            f"{path}: G_ema.{where}.{name} is a {t.dim()}-d {str(t.dtype).removeprefix('torch.')} tensor "
+            f"{list(t.shape)[:8]}, not the floating-point weight expected"
+        )
     return t.detach().clone()  # a fresh tensor: nothing a pickle BUILD may have attached comes along
 
 
-def _check_gain(value: Any, want: float, where: str, path: Path) -> None:
-    if value is not None and not math.isclose(float(value), want, rel_tol=1e-6):
-        raise CheckpointError(
-            f"{path}: G_ema.{where} uses gain {float(value):.6g}, expected {want:.6g}; unsupported variant"
-        )
+# Typed reads of record attributes: a snapshot's values are data from the file, checked before use.
+
+
+def _attr_int(rec: PersistentRecord, name: str, default: int, where: str, path: Path, lo: int, hi: int) -> int:
+    v = rec.attr(name, default)
+    v = default if v is None else v
+    if type(v) is not int or not lo <= v <= hi:
+        raise CheckpointError(f"{path}: G_ema{where}.{name} is {show(v)}, not an integer {lo}..{hi}")
+    return v
+
+
+def _attr_float(rec: PersistentRecord, name: str, default: float | None, where: str, path: Path) -> float | None:
+    v = rec.attr(name, default)
+    if v is None:
+        return None
+    if type(v) not in (int, float) or not math.isfinite(v):
+        raise CheckpointError(f"{path}: G_ema{where}.{name} is {show(v)}, not a finite number")
+    return float(v)
+
+
+def _attr_str(rec: PersistentRecord, name: str, default: str, where: str, path: Path) -> str:
+    v = rec.attr(name, default)
+    if not isinstance(v, str) or len(v) > 64:
+        raise CheckpointError(f"{path}: G_ema{where}.{name} is {show(v)}, not a name")
+    return v
+
+
+def _attr_bool(rec: PersistentRecord, name: str, default: bool, where: str, path: Path) -> bool:
+    v = rec.attr(name, default)
+    if type(v) is not bool and not (type(v) is int and v in (0, 1)):
+        raise CheckpointError(f"{path}: G_ema{where}.{name} is {show(v)}, not true or false")
+    return bool(v)
+
+
+def _check_gain(value: float | None, want: float, where: str, path: Path) -> None:
+    if value is not None and not math.isclose(value, want, rel_tol=1e-6):
+        raise CheckpointError(f"{path}: G_ema.{where} uses gain {value:.6g}, expected {want:.6g}; unsupported variant")
 
 
 def _count_attr(rec: PersistentRecord, name: str, path: Path, default: int = 0) -> int:
@@ -360,7 +522,7 @@ def _count_attr(rec: PersistentRecord, name: str, path: Path, default: int = 0) 
     if v is None:
         return default
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 20:
-        raise CheckpointError(f"{path}: G_ema.{name} is {type(v).__name__} {str(v)[:40]!r}, not a small count")
+        raise CheckpointError(f"{path}: G_ema.{name} is {type(v).__name__} {show(v)}, not a small count")
     return v
 
 
@@ -377,15 +539,11 @@ def _label_embedding(mapping: PersistentRecord, c_dim: int, sd: dict[str, torch.
     b = _tensor(embed, "bias", "mapping.embed", path)
     if b.shape != (w.shape[0],):
         raise CheckpointError(f"{path}: G_ema.mapping.embed bias {list(b.shape)} does not fit its weight")
-    if embed.attr("activation", "linear") != "linear":
-        raise CheckpointError(
-            f"{path}: G_ema.mapping.embed uses activation {embed.attr('activation')!r}; expected linear"
-        )
+    activation = _attr_str(embed, "activation", "linear", ".mapping.embed", path)
+    if activation != "linear":
+        raise CheckpointError(f"{path}: G_ema.mapping.embed uses activation {activation!r}; expected linear")
     for name, want in (("weight_gain", 1 / math.sqrt(c_dim)), ("bias_gain", 1.0)):
-        v = embed.attr(name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise CheckpointError(f"{path}: G_ema.mapping.embed.{name} is a {type(v).__name__}, not a number")
-        _check_gain(v, want, "mapping.embed", path)
+        _check_gain(_attr_float(embed, name, None, ".mapping.embed", path), want, "mapping.embed", path)
     sd["mapping_net.embed.weight"], sd["mapping_net.embed.bias"] = w, b
     return int(w.shape[0])
 
@@ -393,34 +551,36 @@ def _label_embedding(mapping: PersistentRecord, c_dim: int, sd: dict[str, torch.
 def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config, dict[str, torch.Tensor], bool]:
     """``(config, our state dict, has_w_avg)`` from the ``G_ema`` record of a snapshot."""
     if G.class_name != "Generator":
-        raise CheckpointError(f"{path}: G_ema is a {G.class_name}, not a StyleGAN2 Generator")
+        raise CheckpointError(f"{path}: G_ema is a {show(G.class_name)}, not a StyleGAN2 Generator")
     c_dim = _count_attr(G, "c_dim", path)
     mapping = _need(G.module("mapping"), "mapping network", path)
     synthesis = _need(G.module("synthesis"), "synthesis network", path)
     if synthesis.class_name != "SynthesisNetwork" or mapping.class_name != "MappingNetwork":
         raise CheckpointError(
-            f"{path}: G_ema is not a StyleGAN2 generator ({synthesis.class_name}, {mapping.class_name}); "
+            f"{path}: G_ema is not a StyleGAN2 generator ({show(synthesis.class_name)}, {show(mapping.class_name)}); "
             "StyleGAN3 and other variants are not supported"
         )
     sd: dict[str, torch.Tensor] = {}
 
     # mapping network
-    n_layers = int(mapping.attr("num_layers", 0) or 0)
+    n_layers = _attr_int(mapping, "num_layers", 0, ".mapping", path, 0, MAX_MAPPING_LAYERS)
     lr_mul = None
     for i in range(n_layers):
         fc = _need(mapping.module(f"fc{i}"), f"mapping.fc{i}", path)
-        w = _tensor(fc, "weight", f"mapping.fc{i}", path)
+        w = _tensor(fc, "weight", f"mapping.fc{i}", path, ndim=2)
         sd[f"mapping_net.fcs.{i}.weight"] = w
-        sd[f"mapping_net.fcs.{i}.bias"] = _tensor(fc, "bias", f"mapping.fc{i}", path)
-        if fc.attr("activation", "lrelu") != "lrelu":
-            raise CheckpointError(
-                f"{path}: mapping.fc{i} uses activation {fc.attr('activation')!r}; only lrelu is supported"
-            )
-        lr_mul = float(fc.attr("bias_gain", 0.01))
-        _check_gain(fc.attr("weight_gain"), lr_mul / math.sqrt(w.shape[1]), f"mapping.fc{i}", path)
+        sd[f"mapping_net.fcs.{i}.bias"] = _tensor(fc, "bias", f"mapping.fc{i}", path, ndim=1)
+        activation = _attr_str(fc, "activation", "lrelu", f".mapping.fc{i}", path)
+        if activation != "lrelu":
+            raise CheckpointError(f"{path}: mapping.fc{i} uses activation {activation!r}; only lrelu is supported")
+        lr_mul = _attr_float(fc, "bias_gain", 0.01, f".mapping.fc{i}", path)
+        if w.shape[1] < 1 or lr_mul <= 0:
+            raise CheckpointError(f"{path}: G_ema.mapping.fc{i} has no inputs or a gain <= 0")
+        gain = _attr_float(fc, "weight_gain", None, f".mapping.fc{i}", path)
+        _check_gain(gain, lr_mul / math.sqrt(w.shape[1]), f"mapping.fc{i}", path)
     if n_layers == 0 or lr_mul is None:
         raise CheckpointError(f"{path}: G_ema.mapping has no layers")
-    w_avg = _tensor(mapping, "w_avg", "mapping", path) if mapping.param("w_avg") is not None else None
+    w_avg = _tensor(mapping, "w_avg", "mapping", path, ndim=1) if mapping.param("w_avg") is not None else None
     embed_dim = _label_embedding(mapping, c_dim, sd, path)
     z_dim = int(sd["mapping_net.fcs.0.weight"].shape[1]) - embed_dim
     if z_dim < 1 or _count_attr(mapping, "z_dim", path, z_dim) != z_dim:
@@ -429,7 +589,8 @@ def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config,
     hidden = int(sd["mapping_net.fcs.0.weight"].shape[0]) if n_layers > 1 else None
 
     # synthesis network
-    R = int(synthesis.attr("img_resolution", G.attr("img_resolution", 0)) or 0)
+    R = _attr_int(G, "img_resolution", 0, "", path, 0, MAX_RESOLUTION)
+    R = _attr_int(synthesis, "img_resolution", R, ".synthesis", path, 0, MAX_RESOLUTION)
     if R < 4 or R & (R - 1):
         raise CheckpointError(f"{path}: G_ema has image resolution {R}, not a power of two >= 4")
     resolutions = [2**i for i in range(2, int(math.log2(R)) + 1)]
@@ -438,75 +599,84 @@ def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config,
     filt = fir_filter()
     for r in resolutions:
         blk = _need(synthesis.module(f"b{r}"), f"synthesis.b{r}", path)
-        archs.add(blk.attr("architecture", "skip"))
-        if blk.attr("use_fp16", False):
+        archs.add(_attr_str(blk, "architecture", "skip", f".synthesis.b{r}", path))
+        if _attr_bool(blk, "use_fp16", False, f".synthesis.b{r}", path):
             fp16.append(r)
         pre = f"synthesis_net.b{r}"
         f = blk.param("resample_filter")
-        if f is not None and (f.shape != filt.shape or not torch.allclose(f.float(), filt, atol=1e-6)):
+        if f is not None and (
+            not isinstance(f, torch.Tensor)
+            or f.shape != filt.shape
+            or not f.is_floating_point()
+            or not torch.allclose(f.float(), filt, atol=1e-6)
+        ):
             raise CheckpointError(f"{path}: synthesis.b{r} resamples with a filter other than [1,3,3,1]; unsupported")
         if r == 4:
-            const = _tensor(blk, "const", "synthesis.b4", path)
-            sd[f"{pre}.const"] = const
+            sd[f"{pre}.const"] = _tensor(blk, "const", "synthesis.b4", path, ndim=3)
         for short in ("conv1",) if r == 4 else ("conv0", "conv1"):
             lay = _need(blk.module(short), f"synthesis.b{r}.{short}", path)
             where = f"synthesis.b{r}.{short}"
-            if lay.attr("activation", "lrelu") != "lrelu":
-                raise CheckpointError(
-                    f"{path}: {where} uses activation {lay.attr('activation')!r}; only lrelu is supported"
-                )
-            weight = _tensor(lay, "weight", where, path)
+            activation = _attr_str(lay, "activation", "lrelu", f".{where}", path)
+            if activation != "lrelu":
+                raise CheckpointError(f"{path}: {where} uses activation {activation!r}; only lrelu is supported")
+            weight = _tensor(lay, "weight", where, path, ndim=4)
             if weight.shape[-1] != 3:
                 raise CheckpointError(
                     f"{path}: {where} has {weight.shape[-1]}x{weight.shape[-1]} kernels; only 3x3 is supported"
                 )
             sd[f"{pre}.{short}.weight"] = weight
-            sd[f"{pre}.{short}.bias"] = _tensor(lay, "bias", where, path)
+            sd[f"{pre}.{short}.bias"] = _tensor(lay, "bias", where, path, ndim=1)
             aff = _need(lay.module("affine"), f"{where}.affine", path)
-            sd[f"{pre}.{short}.affine.weight"] = _tensor(aff, "weight", f"{where}.affine", path)
-            sd[f"{pre}.{short}.affine.bias"] = _tensor(aff, "bias", f"{where}.affine", path)
-            _check_gain(aff.attr("bias_gain"), 1.0, f"{where}.affine", path)
-            use_noise = bool(lay.attr("use_noise", True))
+            sd[f"{pre}.{short}.affine.weight"] = _tensor(aff, "weight", f"{where}.affine", path, ndim=2)
+            sd[f"{pre}.{short}.affine.bias"] = _tensor(aff, "bias", f"{where}.affine", path, ndim=1)
+            _check_gain(_attr_float(aff, "bias_gain", None, f".{where}.affine", path), 1.0, f"{where}.affine", path)
+            use_noise = _attr_bool(lay, "use_noise", True, f".{where}", path)
             noises.add(use_noise)
             if use_noise:
-                sd[f"{pre}.{short}.noise_strength"] = _tensor(lay, "noise_strength", where, path).reshape([])
-                sd[f"{pre}.{short}.noise_const"] = _tensor(lay, "noise_const", where, path)
-            clamps.add(lay.attr("conv_clamp"))
+                strength = _tensor(lay, "noise_strength", where, path, ndim=(0, 1))
+                if strength.numel() != 1:
+                    raise CheckpointError(f"{path}: G_ema.{where}.noise_strength is not one number")
+                sd[f"{pre}.{short}.noise_strength"] = strength.reshape([])
+                sd[f"{pre}.{short}.noise_const"] = _tensor(lay, "noise_const", where, path, ndim=2)
+            clamps.add(_attr_float(lay, "conv_clamp", None, f".{where}", path))
         channels[r] = int(sd[f"{pre}.conv1.weight"].shape[0])
         rgb = blk.module("torgb")
         if rgb is not None:
             where = f"synthesis.b{r}.torgb"
-            sd[f"{pre}.torgb.weight"] = _tensor(rgb, "weight", where, path)
-            sd[f"{pre}.torgb.bias"] = _tensor(rgb, "bias", where, path)
+            sd[f"{pre}.torgb.weight"] = _tensor(rgb, "weight", where, path, ndim=4)
+            sd[f"{pre}.torgb.bias"] = _tensor(rgb, "bias", where, path, ndim=1)
             aff = _need(rgb.module("affine"), f"{where}.affine", path)
-            sd[f"{pre}.torgb.affine.weight"] = _tensor(aff, "weight", f"{where}.affine", path)
-            sd[f"{pre}.torgb.affine.bias"] = _tensor(aff, "bias", f"{where}.affine", path)
-            clamps.add(rgb.attr("conv_clamp"))
+            sd[f"{pre}.torgb.affine.weight"] = _tensor(aff, "weight", f"{where}.affine", path, ndim=2)
+            sd[f"{pre}.torgb.affine.bias"] = _tensor(aff, "bias", f"{where}.affine", path, ndim=1)
+            clamps.add(_attr_float(rgb, "conv_clamp", None, f".{where}", path))
         skip = blk.module("skip")
         if skip is not None:
-            sd[f"{pre}.skip.weight"] = _tensor(skip, "weight", f"synthesis.b{r}.skip", path)
+            sd[f"{pre}.skip.weight"] = _tensor(skip, "weight", f"synthesis.b{r}.skip", path, ndim=4)
     if len(archs) != 1 or len(clamps) != 1 or len(noises) != 1:
         raise CheckpointError(
             f"{path}: G_ema mixes architectures {sorted(archs)} / conv_clamp values "
             f"{sorted(map(str, clamps))} across blocks; unsupported"
         )
     clamp = clamps.pop()
-    cfg = StyleGAN2Config(
-        resolution=R,
-        channels=channels,
-        z_dim=z_dim,
-        w_dim=w_dim,
-        mapping_layers=n_layers,
-        mapping_hidden=hidden,
-        mapping_lr_mul=lr_mul,
-        architecture=str(archs.pop()),
-        conv_clamp=None if clamp is None else float(clamp),
-        img_channels=int(G.attr("img_channels", 3)),
-        use_noise=noises.pop(),
-        fp16_resolutions=tuple(fp16),
-        c_dim=c_dim,
-        embed_features=embed_dim or None,
-    )
+    try:
+        cfg = StyleGAN2Config(
+            resolution=R,
+            channels=channels,
+            z_dim=z_dim,
+            w_dim=w_dim,
+            mapping_layers=n_layers,
+            mapping_hidden=hidden,
+            mapping_lr_mul=lr_mul,
+            architecture=archs.pop(),
+            conv_clamp=clamp,
+            img_channels=_attr_int(G, "img_channels", 3, "", path, 1, 16),
+            use_noise=noises.pop(),
+            fp16_resolutions=tuple(fp16),
+            c_dim=c_dim,
+            embed_features=embed_dim or None,
+        )
+    except AtlasError as exc:
+        raise CheckpointError(f"{path}: G_ema describes no valid StyleGAN2 generator ({exc})") from None
     if w_avg is not None:
         sd["w_avg"] = w_avg
     return cfg, sd, w_avg is not None
@@ -522,23 +692,24 @@ def load_nvidia_pkl(path: str | Path) -> Generator:
     elif isinstance(snap, dict) and isinstance(snap.get("G_ema"), PersistentRecord):
         G = snap["G_ema"]
     else:
-        keys = ", ".join(map(str, list(snap)[:8])) if isinstance(snap, dict) else type(snap).__name__
+        keys = ", ".join(show(k) for k in list(snap)[:8]) if isinstance(snap, dict) else type(snap).__name__
         raise CheckpointError(f"{path}: no G_ema generator in this NVIDIA snapshot (found {keys})")
     from engine.checkpoints import nvidia_sg3
 
     if nvidia_sg3.is_stylegan3(G):
         return nvidia_sg3.load_stylegan3(G, path)
     cfg, sd, has_w_avg = convert_generator(G, path)
+    stored = TensorStats(len(sd), sum(t.numel() for t in sd.values()), sum(t.nbytes for t in sd.values()))
+    check_model_size(cfg.state_numel(), stored, path, f"{cfg.resolution}px generator")
     gen = StyleGAN2Generator(cfg, name=path.stem)
     if not has_w_avg:
         sd["w_avg"] = torch.zeros(cfg.w_dim)
     try:
         gen.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
-        lines = str(exc).strip().splitlines()
         raise CheckpointError(
             f"{path}: G_ema does not fit the inferred {cfg.resolution}px {cfg.architecture} architecture "
-            f"({' '.join(lines[1:3]) if len(lines) > 1 else lines[0]})"
+            f"({load_error(exc)})"
         ) from None
     gen.eval()
     if has_w_avg:

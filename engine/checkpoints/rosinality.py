@@ -16,16 +16,25 @@ of ``mapping(z)`` over ``MEAN_SAMPLES`` latents from a fixed seed, and ``describ
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 import torch
 
-from engine.checkpoints.torchfile import head_contains, load_weights_only, pickle_strings
-from engine.errors import CheckpointError
+from engine.checkpoints.torchfile import (
+    check_model_size,
+    head_contains,
+    load_checked,
+    load_error,
+    pickle_strings,
+    short_reason,
+    state_tensor,
+)
+from engine.errors import AtlasError, CheckpointError
 from engine.hashing import file_sha256
 from engine.models.registry import CheckpointFormat, register_format
-from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, fir_filter
+from engine.models.stylegan2 import MAX_RESOLUTION, StyleGAN2Config, StyleGAN2Generator, fir_filter
 
 FORMAT = "rosinality-stylegan2"
 MEAN_SAMPLES = 10000
@@ -33,16 +42,30 @@ MEAN_SEED = 0
 
 
 def infer_config(sd: dict[str, torch.Tensor], path: Path) -> StyleGAN2Config:
-    """The configuration of a rosinality ``g_ema`` state dict, from its key names and shapes."""
+    """The configuration of a rosinality ``g_ema`` state dict, from its key names and shapes.
+
+    Every tensor the conversion reads is checked for its type and number of dimensions first.
+    """
     need = ("style.1.weight", "input.input", "conv1.conv.weight", "to_rgb1.conv.weight")
     missing = [k for k in need if k not in sd]
     if missing:
         raise CheckpointError(f"{path}: g_ema is not a rosinality StyleGAN2 generator (missing {', '.join(missing)})")
+    bad = next((k for k in sd if not isinstance(k, str)), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: g_ema has a key of type {type(bad).__name__}; a state dict's keys are names")
+    for k in sd:
+        want = _NDIM.get(".".join(k.split(".")[-2:]))
+        if want is None:
+            want = next((n for pattern, n in _NDIM_PATTERNS if pattern.fullmatch(k)), None)
+        if want is not None:
+            state_tensor(sd, k, want, path, "g_ema.")
     n_mlp = 0
     while f"style.{n_mlp + 1}.weight" in sd:
         n_mlp += 1
     style_dim = int(sd["style.1.weight"].shape[1])
     n_rgbs = len({m.group(1) for k in sd if (m := re.match(r"to_rgbs\.(\d+)\.", k))})
+    if n_rgbs > MAX_RESOLUTION.bit_length() - 3:
+        raise CheckpointError(f"{path}: g_ema has {n_rgbs} to_rgbs layers: over {MAX_RESOLUTION}px, refused")
     resolution = 2 ** (2 + n_rgbs)
     channels = {4: int(sd["input.input"].shape[1])}
     for j in range(n_rgbs):
@@ -50,17 +73,39 @@ def infer_config(sd: dict[str, torch.Tensor], path: Path) -> StyleGAN2Config:
         if key not in sd:
             raise CheckpointError(f"{path}: g_ema has to_rgbs.{j} but no {key}")
         channels[2 ** (j + 3)] = int(sd[key].shape[1])
-    return StyleGAN2Config(
-        resolution=resolution,
-        channels=channels,
-        z_dim=style_dim,
-        w_dim=style_dim,
-        mapping_layers=n_mlp,
-        mapping_lr_mul=0.01,
-        architecture="skip",
-        img_channels=int(sd["to_rgb1.conv.weight"].shape[1]),
-        use_noise="conv1.noise.weight" in sd,
-    )
+    try:
+        return StyleGAN2Config(
+            resolution=resolution,
+            channels=channels,
+            z_dim=style_dim,
+            w_dim=style_dim,
+            mapping_layers=n_mlp,
+            mapping_lr_mul=0.01,
+            architecture="skip",
+            img_channels=int(sd["to_rgb1.conv.weight"].shape[1]),
+            use_noise="conv1.noise.weight" in sd,
+        )
+    except AtlasError as exc:
+        raise CheckpointError(f"{path}: g_ema's shapes describe no valid generator ({exc})") from None
+
+
+# dimensions of the tensors the conversion reads, by the last two parts of their names
+_NDIM = {
+    "conv.weight": 5,
+    "modulation.weight": 2,
+    "modulation.bias": 1,
+    "noise.weight": 1,
+    "activate.bias": 1,
+    "blur.kernel": 2,
+    "upsample.kernel": 2,
+    "input.input": 4,
+}
+_NDIM_PATTERNS = (
+    (re.compile(r"style\.\d+\.weight"), 2),
+    (re.compile(r"style\.\d+\.bias"), 1),
+    (re.compile(r"to_rgbs?\d*(\.\d+)?\.bias"), 4),
+    (re.compile(r"noises\.noise_\d+"), 4),
+)
 
 
 def convert_state_dict(sd: dict[str, torch.Tensor], cfg: StyleGAN2Config) -> dict[str, torch.Tensor]:
@@ -101,41 +146,48 @@ def _check_filters(sd: dict[str, torch.Tensor], path: Path) -> None:
     want = fir_filter() * 4
     for k, v in sd.items():
         if k.endswith(".blur.kernel") or k.endswith(".upsample.kernel"):
-            if v.shape != want.shape or not torch.allclose(v.float(), want, atol=1e-6):
+            if v.shape != want.shape or not torch.allclose(v.float(), want, atol=1e-6, equal_nan=False):
                 raise CheckpointError(f"{path}: {k} is not the [1,3,3,1] filter this loader supports")
 
 
 def load_rosinality(path: str | Path) -> StyleGAN2Generator:
     """A ``StyleGAN2Generator`` (eval mode, CPU) from a rosinality ``.pt`` file's ``g_ema``."""
     path = Path(path)
-    ckpt = load_weights_only(path, what="rosinality StyleGAN2")
+    ckpt, stats = load_checked(path, what="rosinality StyleGAN2")
     if not isinstance(ckpt, dict) or "g_ema" not in ckpt:
-        keys = ", ".join(map(str, list(ckpt)[:8])) if isinstance(ckpt, dict) else type(ckpt).__name__
+        keys = ", ".join(str(k)[:40] for k in list(ckpt)[:8]) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: no 'g_ema' generator in this rosinality checkpoint (found {keys})")
     sd = ckpt["g_ema"]
     if not isinstance(sd, dict):
-        raise CheckpointError(f"{path}: 'g_ema' is not a state dict")
+        raise CheckpointError(f"{path}: 'g_ema' is a {type(sd).__name__}, not a state dict")
     cfg = infer_config(sd, path)
+    check_model_size(cfg.state_numel(), stats, path, f"{cfg.resolution}px generator")
     _check_filters(sd, path)
+    size = _args_size(ckpt.get("args"), path)
+    if size is not None and size != cfg.resolution:
+        raise CheckpointError(f"{path}: args.size is {size} but g_ema's weights are for {cfg.resolution}px")
+    latent_avg = ckpt.get("latent_avg")
+    if latent_avg is not None:
+        latent_avg = state_tensor(ckpt, "latent_avg", (1, 2), path)
+        if latent_avg.numel() != cfg.w_dim or not torch.isfinite(latent_avg).all():
+            raise CheckpointError(
+                f"{path}: latent_avg of shape {list(latent_avg.shape)} is not {cfg.w_dim} finite numbers"
+            )
     try:
         state = convert_state_dict(sd, cfg)
     except KeyError as exc:
         raise CheckpointError(
             f"{path}: g_ema lacks {exc.args[0]} (expected for a {cfg.resolution}px generator)"
         ) from None
+    except (IndexError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: g_ema has a tensor of the wrong shape ({short_reason(exc)})") from None
     gen = StyleGAN2Generator(cfg, name=path.stem)
-    latent_avg = ckpt.get("latent_avg")
-    if latent_avg is not None:
-        state["w_avg"] = torch.as_tensor(latent_avg).reshape(-1)
-    else:
-        state["w_avg"] = torch.zeros(cfg.w_dim)
+    state["w_avg"] = latent_avg.reshape(-1) if latent_avg is not None else torch.zeros(cfg.w_dim)
     try:
         gen.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
         raise CheckpointError(
-            f"{path}: g_ema does not fit the inferred {cfg.resolution}px architecture "
-            f"({' '.join(first[1:3]) if len(first) > 1 else first[0]})"
+            f"{path}: g_ema does not fit the inferred {cfg.resolution}px architecture ({load_error(exc)})"
         ) from None
     gen.eval()
     if latent_avg is not None:
@@ -147,13 +199,20 @@ def load_rosinality(path: str | Path) -> StyleGAN2Generator:
             f"computed: mean of mapping(z) over {MEAN_SAMPLES} z (seed {MEAN_SEED}); the checkpoint has no latent_avg"
         )
     args = ckpt.get("args")
-    size = getattr(args, "size", None)
-    if size is not None and int(size) != cfg.resolution:
-        raise CheckpointError(f"{path}: args.size is {size} but g_ema's weights are for {cfg.resolution}px")
     gen.format = FORMAT + (" (train.py layout)" if "g" in ckpt or args is not None else " (convert_weight.py layout)")
     gen.identity = file_sha256(path)
     gen.source = str(path)
     return gen
+
+
+def _args_size(args: object, path: Path) -> int | None:
+    """``args.size`` of a train.py checkpoint (an ``argparse.Namespace``), checked to be an integer."""
+    if not isinstance(args, argparse.Namespace):
+        return None
+    size = getattr(args, "size", None)
+    if size is not None and type(size) is not int:
+        raise CheckpointError(f"{path}: args.size is {str(size)[:40]!r} ({type(size).__name__}), not an integer")
+    return size
 
 
 @torch.no_grad()
@@ -168,17 +227,12 @@ def mean_w(gen: StyleGAN2Generator, n: int, seed: int, chunk: int = 2000) -> tor
 
 
 def probe_rosinality(path: Path) -> bool:
-    """True for a torch file holding a rosinality ``g_ema`` (scans key names; loads nothing)."""
+    """True for a torch file holding a rosinality ``g_ema`` (reads key names once; loads nothing)."""
     strings = pickle_strings(path)
     if strings is not None:
         return "g_ema" in strings and "style.1.weight" in strings and "input.input" in strings
-    if head_contains(path, (b"PK\x03\x04", b"data.pkl", b"g_ema", b"style.1.weight")):
-        return True  # a damaged zip of ours: let the loader say what is wrong with it
-    try:
-        ckpt = load_weights_only(path, what="rosinality StyleGAN2")
-    except CheckpointError:
-        return False
-    return isinstance(ckpt, dict) and isinstance(ckpt.get("g_ema"), dict) and "style.1.weight" in ckpt["g_ema"]
+    # a damaged archive of ours (its directory lost): let the loader say what is wrong with it
+    return head_contains(path, (b"PK\x03\x04", b"data.pkl", b"g_ema", b"style.1.weight"))
 
 
 register_format(CheckpointFormat(FORMAT, (".pt", ".pth"), probe_rosinality, load_rosinality))

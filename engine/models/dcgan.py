@@ -9,11 +9,13 @@ checkpoints (and the digiface weights) load unchanged. BatchNorm always runs in 
 from __future__ import annotations
 
 import importlib.resources
+import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from engine.checkpoints.torchfile import check_model_size, load_checked, load_error, pickle_strings, show, state_tensor
 from engine.errors import CheckpointError
 from engine.hashing import file_sha256
 from engine.models.base import (
@@ -126,26 +128,57 @@ class DCGANGenerator(Generator):
         return x
 
 
+MAX_UPSAMPLINGS = 8  # 1024 px
+
+
+def state_numel(nz: int, ngf: int, nc: int, n_up: int) -> int:
+    """Number of values in the state dict of ``DCGANGenerator(nz, ngf, nc, n_up)``, without building it."""
+    widths = [ngf * 2 ** (n_up - 1 - i) for i in range(n_up)]
+    convs = nz * widths[0] + sum(a * b for a, b in zip(widths[:-1], widths[1:])) + widths[-1] * nc
+    return 16 * convs + sum(4 * w + 1 for w in widths)
+
+
 def load_dcgan_checkpoint(path: str | Path, *, name: str | None = None, key: str = "netG_state_dict") -> DCGANGenerator:
-    """Load a DCGAN-tutorial generator state dict (``{key: state_dict}`` or a bare state dict)."""
+    """Load a DCGAN-tutorial generator state dict (``{key: state_dict}`` or a bare state dict).
+
+    The architecture (nz, ngf, nc, number of up-samplings) comes from the shapes; it is checked
+    against the file's size before the model is built.
+    """
     path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc.__class__.__name__}: {exc})") from None
+    ckpt, stats = load_checked(path, what="DCGAN")
     state = ckpt.get(key, ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or "main.0.weight" not in state:
         raise CheckpointError(f"{path}: no DCGAN generator weights (expected '{key}' with keys main.N.*)")
-    w0 = state["main.0.weight"]
-    convs = sorted(int(k.split(".")[1]) for k in state if k.endswith(".weight") and state[k].dim() == 4)
-    nz, ngf8 = w0.shape[0], w0.shape[1]
+    for k, v in state.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            raise CheckpointError(
+                f"{path}: the DCGAN state dict holds {show(k)}: {type(v).__name__}; expected names of tensors"
+            )
+    convs = sorted(
+        int(m.group(1)) for k, v in state.items() if (m := re.fullmatch(r"main\.(\d+)\.weight", k)) and v.dim() == 4
+    )
     n_up = len(convs) - 1
-    nc = state[f"main.{convs[-1]}.weight"].shape[1]
-    gen = DCGANGenerator(nz=nz, ngf=ngf8 // 2 ** (n_up - 1), nc=nc, n_up=n_up)
+    if not 1 <= n_up <= MAX_UPSAMPLINGS:
+        raise CheckpointError(
+            f"{path}: a DCGAN generator has 2 to {MAX_UPSAMPLINGS + 1} transposed convolutions, this one {len(convs)}"
+        )
+    w0 = state_tensor(state, "main.0.weight", 4, path)
+    nz, ngf8 = int(w0.shape[0]), int(w0.shape[1])
+    ngf = ngf8 // 2 ** (n_up - 1)
+    nc = int(state_tensor(state, f"main.{convs[-1]}.weight", 4, path).shape[1])
+    if min(nz, ngf, nc) < 1 or ngf * 2 ** (n_up - 1) != ngf8 or nc > 16:
+        raise CheckpointError(
+            f"{path}: main.0.weight {list(w0.shape)} and main.{convs[-1]}.weight describe no DCGAN "
+            f"(latent {nz}, width {ngf8}, {nc} image channels, {n_up} up-samplings)"
+        )
+    check_model_size(state_numel(nz, ngf, nc, n_up), stats, path, f"{4 * 2**n_up}px DCGAN")
+    gen = DCGANGenerator(nz=nz, ngf=ngf, nc=nc, n_up=n_up)
     try:
         gen.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: DCGAN weights do not fit the inferred architecture: {exc}") from None
+        raise CheckpointError(
+            f"{path}: DCGAN weights do not fit the inferred architecture ({load_error(exc)})"
+        ) from None
     gen.name = name or path.stem
     gen.identity = file_sha256(path)
     gen.source = str(path)
@@ -177,17 +210,8 @@ def digiface_dcgan_64() -> DCGANGenerator:
 
 
 def _probe_dcgan(path: Path) -> bool:
-    from engine.checkpoints.torchfile import pickle_strings
-
-    strings = pickle_strings(path)  # key names of a torch zip, without loading its tensors
-    if strings is not None:
-        return "main.0.weight" in strings
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
-    except Exception:  # noqa: BLE001
-        return False
-    state = ckpt.get("netG_state_dict", ckpt) if isinstance(ckpt, dict) else None
-    return isinstance(state, dict) and "main.0.weight" in state
+    strings = pickle_strings(path)  # key names of a torch file, read once, without loading its tensors
+    return strings is not None and "main.0.weight" in strings
 
 
 register_format(CheckpointFormat("dcgan-tutorial", (".pt", ".pth", ".tar"), _probe_dcgan, load_dcgan_checkpoint))

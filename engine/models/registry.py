@@ -123,6 +123,12 @@ def load_generator(spec: str | Path | None = None, device: str | torch.device = 
             gen = fmt.load(path)
             gen.source = str(path)
             return gen.to(dev).eval()
+    if candidates:
+        from engine.checkpoints.torchfile import refusal  # lazy: the checkpoint modules import this one
+
+        why = refusal(path)  # e.g. a torch archive with compressed records: say so, not "unrecognised"
+        if why is not None:
+            raise CheckpointError(f"{path}: {why}")
     known = "; ".join(f"{f.name} ({', '.join(f.suffixes)})" for f in _FORMATS)
     if not candidates:
         raise CheckpointError(

@@ -78,6 +78,13 @@ ARCHITECTURES = ("skip", "orig", "resnet")
 SQRT2 = math.sqrt(2.0)
 SQRT_HALF = math.sqrt(0.5)
 
+# ceilings for configurations read from files (the largest published StyleGAN2 is 1024 px, 512 wide)
+MAX_RESOLUTION = 4096
+MAX_WIDTH = 8192
+MAX_MAPPING_LAYERS = 64
+MAX_IMG_CHANNELS = 16
+MAX_CLASSES = 1 << 20
+
 # rosinality's width table at channel_multiplier 1 (the multiplier scales resolutions >= 64)
 ROSINALITY_WIDTHS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
 
@@ -124,6 +131,58 @@ class StyleGAN2Config:
         if self.c_dim < 0:
             raise AtlasError(f"StyleGAN2 c_dim {self.c_dim} is negative")
         object.__setattr__(self, "fp16_resolutions", tuple(int(r) for r in self.fp16_resolutions))
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        """Types and ceilings: a configuration read from a file cannot ask for an absurd network."""
+        ints = {
+            "resolution": (self.resolution, MAX_RESOLUTION),
+            "z_dim": (self.z_dim, MAX_WIDTH),
+            "w_dim": (self.w_dim, MAX_WIDTH),
+            "mapping_layers": (self.mapping_layers, MAX_MAPPING_LAYERS),
+            "mapping_hidden": (self.hidden, MAX_WIDTH),
+            "img_channels": (self.img_channels, MAX_IMG_CHANNELS),
+            "label embedding": (self.embed_dim or 1, MAX_WIDTH),
+            **{f"channels[{r}]": (c, MAX_WIDTH) for r, c in self.channels.items()},
+        }
+        for name, (value, ceiling) in ints.items():
+            if type(value) is not int or not 1 <= value <= ceiling:
+                raise AtlasError(f"StyleGAN2 {name} must be an integer 1..{ceiling}, got {value!r}"[:200])
+        for name, value in (("mapping_lr_mul", self.mapping_lr_mul), ("w_avg_beta", self.w_avg_beta)):
+            if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+                raise AtlasError(f"StyleGAN2 {name} must be a finite number >= 0, got {value!r}"[:200])
+        if self.conv_clamp is not None and (
+            type(self.conv_clamp) not in (int, float) or not math.isfinite(self.conv_clamp) or self.conv_clamp <= 0
+        ):
+            raise AtlasError(f"StyleGAN2 conv_clamp must be a positive number or None, got {self.conv_clamp!r}"[:200])
+        if type(self.c_dim) is not int or not 0 <= self.c_dim <= MAX_CLASSES:
+            raise AtlasError(f"StyleGAN2 c_dim must be an integer 0..{MAX_CLASSES}, got {self.c_dim!r}"[:200])
+        if type(self.use_noise) is not bool:
+            raise AtlasError(f"StyleGAN2 use_noise must be true or false, got {self.use_noise!r}"[:200])
+
+    def state_numel(self) -> int:
+        """Number of values in the state dict of a ``StyleGAN2Generator`` of this configuration
+        (counted without building it: loaders compare it with what a file holds)."""
+        e = self.embed_dim
+        dims = [self.z_dim + e] + [self.hidden] * (self.mapping_layers - 1) + [self.w_dim]
+        n = sum(a * b + b for a, b in zip(dims[:-1], dims[1:])) + self.w_dim  # mapping + w_avg
+        n += self.c_dim * e + e  # label embedding (conditional models)
+
+        def conv(cin: int, c: int, r: int) -> int:  # affine, weight, bias, noise strength and map
+            return self.w_dim * cin + cin + c * cin * 9 + c + (1 + r * r if self.use_noise else 0)
+
+        for r in self.block_resolutions:
+            c = self.channels[r]
+            if r == 4:
+                n += c * 16 + conv(c, c, r)
+            else:
+                cin = self.channels[r // 2]
+                n += conv(cin, c, r) + conv(c, c, r)
+                if self.architecture == "resnet":
+                    n += c * cin
+            if self.architecture == "skip" or r == self.resolution:
+                n += self.w_dim * c + c + self.img_channels * c + self.img_channels
+        return n
 
     @property
     def block_resolutions(self) -> list[int]:
