@@ -93,6 +93,37 @@ def torch_zip(path, obj, records: dict[str, int | bytes], *, compress: bool = Fa
     return path
 
 
+# ---- NVIDIA-style pickles by hand ------------------------------------------------------------------
+
+
+class NvStorage:
+    """Pickles as ``torch.storage._load_from_bytes(<legacy torch.save of the storage>)``, as NVIDIA
+    snapshots store every storage. One object pickled many times is one memo entry."""
+
+    def __init__(self, values: torch.Tensor) -> None:
+        import warnings
+
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.save(values.contiguous().storage(), buf, _use_new_zipfile_serialization=False)
+        self.payload = buf.getvalue()
+
+    def __reduce__(self):
+        return (torch.storage._load_from_bytes, (self.payload,))
+
+
+class NvTensor:
+    """Pickles as ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)``."""
+
+    def __init__(self, storage: NvStorage, size, stride, offset: int = 0) -> None:
+        self.storage, self.size, self.stride, self.offset = storage, tuple(size), tuple(stride), offset
+
+    def __reduce__(self):
+        args = (self.storage, self.offset, self.size, self.stride, False, collections.OrderedDict())
+        return (torch._utils._rebuild_tensor_v2, args)
+
+
 # ---- the hostile files -------------------------------------------------------------------------
 
 
@@ -126,6 +157,23 @@ def rosinality_shapes(resolution: int, style_dim: int, channels: int, n_mlp: int
         if i % 2 == 0:
             r *= 2
     return shapes
+
+
+def rosinality_state(
+    resolution: int = 8, style_dim: int = 8, channels: int = 4, n_mlp: int = 2, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """A small valid rosinality ``g_ema`` state dict with random weights (and the [1,3,3,1] kernels)."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {
+        k: torch.randn(s, generator=g) * 0.5
+        for k, s in rosinality_shapes(resolution, style_dim, channels, n_mlp).items()
+    }
+    taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    kernel = torch.outer(taps, taps) / 64 * 4
+    for j in range(resolution.bit_length() - 3):
+        sd[f"convs.{2 * j}.conv.blur.kernel"] = kernel.clone()
+        sd[f"to_rgbs.{j}.upsample.kernel"] = kernel.clone()
+    return sd
 
 
 def stride0_rosinality(path, *, resolution: int = 64, style_dim: int = 2048, channels: int = 3072) -> Path:
