@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,7 @@ from typing import Any
 import torch
 
 from engine.errors import DirectionSetError
+from engine.fields import MAX_TEXT, Fields, float_tensor, plain_name, show
 from engine.files import atomic_write, remove_own_file
 
 FORMAT = "gan-atlas-directions"
@@ -61,18 +63,22 @@ class Annotation:
 
     @classmethod
     def from_json(cls, d: dict, where: str) -> Annotation:
-        if not isinstance(d, dict):
-            raise DirectionSetError(f"{where}: annotation must be an object")
+        f = Fields(d, f"{where}: annotation", DirectionSetError)
         a = cls(
-            name=str(d.get("name", "")),
-            interpretable=d.get("interpretable"),
-            rating=d.get("rating"),
-            notes=str(d.get("notes", "")),
-            color=str(d.get("color", "")),
-            tags=[str(t) for t in d.get("tags", [])],
+            name=f.text("name"),
+            interpretable=f.optional_text("interpretable", choices=INTERPRETABLE),
+            rating=f.optional_integer("rating", lo=1, hi=5),
+            notes=f.text("notes", limit=MAX_TEXT),
+            color=f.text("color", limit=7),
+            tags=f.text_list("tags"),
         )
+        if a.color and not _COLOR.fullmatch(a.color):
+            raise f.fail("color", 'must be "#rrggbb" or empty')
         a.validate(where)
         return a
+
+
+_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
 @dataclass
@@ -253,106 +259,104 @@ class DirectionSet:
     # ---- loading --------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path) -> DirectionSet:
-        """Read a direction set; any problem is a ``DirectionSetError`` naming the file."""
+        """Read a direction set; any problem is a ``DirectionSetError`` naming the file.
+
+        Every manifest field is checked against the tensors before use (``_from_manifest``):
+        what loads can be rendered on a model it fits (``engine.analysis.sampling.check_fits``).
+        """
         path = manifest_path(Path(path))
-        if not path.is_file():
-            raise DirectionSetError(f"{path}: no such direction set file")
         try:
-            man = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DirectionSetError(f"{path}: not a direction set (damaged or not JSON: {exc})") from None
+            if not path.is_file():
+                raise DirectionSetError(f"{path}: no such direction set file")
+            if path.stat().st_size > MAX_MANIFEST_BYTES:
+                raise DirectionSetError(f"{path}: over {MAX_MANIFEST_BYTES >> 20} MB: not a direction set manifest")
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DirectionSetError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise DirectionSetError(f"{path}: not a direction set (damaged or not JSON: not UTF-8 text)") from None
+        try:
+            man = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            reason = str(exc)[:120] if isinstance(exc, ValueError) else "nested too deeply"
+            raise DirectionSetError(f"{path}: not a direction set (damaged or not JSON: {reason})") from None
         if not isinstance(man, dict) or man.get("format") != FORMAT:
             raise DirectionSetError(f'{path}: not a GAN Atlas direction set (no \'"format": "{FORMAT}"\')')
         version = man.get("version")
-        if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        if type(version) is not int or version > FORMAT_VERSION or version < 1:
             raise DirectionSetError(
-                f"{path}: direction set format version {version!r} is not supported (this program reads 1..{FORMAT_VERSION})"
+                f"{path}: direction set format version {show(version)} is not supported (this program reads 1..{FORMAT_VERSION})"
             )
-        try:
-            return cls._from_manifest(path, man)
-        except DirectionSetError:
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise DirectionSetError(f"{path}: malformed direction set ({exc.__class__.__name__}: {exc})") from None
+        return cls._from_manifest(path, man)
 
     @classmethod
     def _from_manifest(cls, path: Path, man: dict) -> DirectionSet:
-        tinfo = man.get("tensors") or {}
-        fname = tinfo.get("file")
-        if not isinstance(fname, str) or not fname or "/" in fname or "\\" in fname:
-            raise DirectionSetError(f"{path}: manifest names no tensor file")
+        top = Fields(man, str(path), DirectionSetError)
+        tinfo = Fields(top.obj_field("tensors"), f"{path}: tensors", DirectionSetError)
+        fname = tinfo.obj.get("file")
+        if not plain_name(fname):
+            raise DirectionSetError(f"{path}: manifest names no tensor file in its folder (got {show(fname)})")
+        want = tinfo.sha256("sha256")
         tpath = path.with_name(fname)
-        if not tpath.is_file():
-            raise DirectionSetError(f"{path}: its tensor file {tpath.name} is missing (copy it beside the .json)")
-        blob = tpath.read_bytes()
-        want = tinfo.get("sha256")
+        try:
+            if not tpath.is_file():
+                raise DirectionSetError(f"{path}: its tensor file {tpath.name} is missing (copy it beside the .json)")
+            blob = tpath.read_bytes()
+        except OSError as exc:
+            raise DirectionSetError(f"{tpath}: cannot read the tensor file ({exc.strerror or exc})") from None
         if want and hashlib.sha256(blob).hexdigest() != want:
             raise DirectionSetError(f"{tpath}: tensor file does not match its manifest {path.name} (sha256 differs)")
         from safetensors.torch import load as st_load
 
         try:
-            tensors = st_load(blob)
+            raw = st_load(blob)
         except Exception as exc:  # noqa: BLE001 - any parse failure is a damaged file
-            raise DirectionSetError(f"{tpath}: damaged tensor file ({exc})") from None
-        bases = {}
-        for name, b in (man.get("bases") or {}).items():
-            prefix = f"basis.{name}."
-            bt = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            if not bt:
-                raise DirectionSetError(f"{tpath}: missing tensors of parameter basis '{name}'")
-            bases[name] = ParamBasis(b["layer"], b["kind"], tuple(b["shape"]), float(b["weight_norm"]), bt)
-        dirs = []
-        for i, d in enumerate(man["directions"]):
-            where = f"{path}: direction {i}"
-            kind = d["kind"]
-            if kind not in ("latent", "param"):
-                raise DirectionSetError(f"{where}: kind must be 'latent' or 'param', got {kind!r}")
-            vec, delta = tensors.get(f"dir.{i}.vector"), tensors.get(f"dir.{i}.delta")
-            if kind == "latent":
-                if vec is None:
-                    raise DirectionSetError(f"{where}: its vector is missing from {tpath.name}")
-                if d.get("space") not in LATENT_SPACES:
-                    raise DirectionSetError(f"{where}: space must be one of {LATENT_SPACES}, got {d.get('space')!r}")
-            else:
-                if not d.get("layer"):
-                    raise DirectionSetError(f"{where}: parameter direction names no layer")
-                if delta is None and (d.get("basis") not in bases or vec is None):
-                    raise DirectionSetError(f"{where}: neither a delta nor basis coefficients are stored")
-            rng = d.get("range") or [-3.0, 3.0]
-            dirs.append(
-                Direction(
-                    kind=kind,
-                    vector=vec,
-                    space=d.get("space") or "z",
-                    layers=tuple(d["layers"]) if d.get("layers") else None,
-                    layer=d.get("layer"),
-                    delta=delta,
-                    basis=d.get("basis"),
-                    score=None if d.get("score") is None else float(d["score"]),
-                    range=(float(rng[0]), float(rng[1])),
-                    annotation=Annotation.from_json(d.get("annotation") or {}, where),
-                    info=dict(d.get("info") or {}),
-                )
+            raise DirectionSetError(f"{tpath}: damaged tensor file ({str(exc)[:160]})") from None
+        tensors = {k: float_tensor(v, f"{tpath}: tensor {show(k)}", DirectionSetError) for k, v in raw.items()}
+        used: set[str] = set()
+
+        def take(key: str) -> torch.Tensor | None:
+            if key in tensors:
+                used.add(key)
+            return tensors.get(key)
+
+        bases = {
+            name: _read_basis(name, spec, take, f"{path}: basis {show(name)}")
+            for name, spec in top.obj_field("bases").items()
+        }
+        dirs = [
+            _read_direction(d, i, bases, take, f"{path}: direction {i}")
+            for i, d in enumerate(top.list_field("directions", required=True))
+        ]
+        extra = sorted(set(tensors) - used)
+        if extra:
+            raise DirectionSetError(
+                f"{tpath}: holds tensors its manifest does not describe ({', '.join(map(show, extra[:3]))})"
             )
-        model = dict(man.get("model") or {})
-        found_on = model.get("classes")
+        model = Fields(top.obj_field("model"), f"{path}: model", DirectionSetError)
+        for key in ("name", "identity", "source"):
+            model.optional_text(key, limit=4096)
+        for key in ("resolution", "z_dim", "num_classes"):
+            model.optional_integer(key, lo=1, hi=1 << 20)
+        found_on = model.obj.get("classes")
         if found_on is not None and (
             not isinstance(found_on, list)
-            or not found_on
-            or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in found_on)
+            or not 0 < len(found_on) <= 1 << 20
+            or any(type(c) is not int or not 0 <= c < 1 << 20 for c in found_on)
         ):
-            raise DirectionSetError(f"{path}: model.classes must be a list of class indices, got {found_on!r}")
+            raise DirectionSetError(f"{path}: model.classes must be a list of class indices, got {show(found_on)}")
+        _check_consistent(dirs, model.obj.get("z_dim"), path)
         return cls(
-            method=str(man["method"]),
-            model=model,
+            method=top.text("method", None, limit=200),
+            model=dict(model.obj),
             directions=dirs,
-            params=dict(man.get("params") or {}),
+            params=dict(top.obj_field("params")),
             bases=bases,
-            metrics=dict(man.get("metrics") or {}),
-            created=str(man.get("created", "")),
-            notes=str(man.get("notes", "")),
+            metrics=dict(top.obj_field("metrics")),
+            created=top.text("created", limit=100),
+            notes=top.text("notes", limit=MAX_TEXT),
             path=path,
-            tensor_sha256=tinfo.get("sha256"),
+            tensor_sha256=want,
         )
 
     # ---- building -------------------------------------------------------------------------
@@ -383,6 +387,127 @@ class DirectionSet:
             for v, s in zip(vectors, scores)
         ]
         return cls(method=method, model=model, directions=dirs, params=params or {})
+
+
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_W_LAYERS = 4096
+
+
+def _read_basis(name: str, spec: Any, take, where: str) -> ParamBasis:
+    """A ``ParamBasis`` from its manifest entry and tensors ``basis.<name>.*``, shapes cross-checked."""
+    f = Fields(spec, where, DirectionSetError)
+    kind = f.text("kind", None, choices=("svd", "dense"))
+    shape = f.list_field("shape", limit=8, required=True)
+    if not shape or not all(type(s) is int and 1 <= s <= 1 << 24 for s in shape):
+        raise f.fail("shape", "must be a list of 1 to 8 positive sizes")
+    keys = ("U", "S", "V") if kind == "svd" else ("vectors",)
+    tensors = {k: take(f"basis.{name}.{k}") for k in keys}
+    missing = [k for k, t in tensors.items() if t is None]
+    if missing:
+        raise DirectionSetError(f"{where}: its tensors {', '.join(missing)} are missing")
+    rows, cols = shape[0], math.prod(shape[1:])
+    if kind == "svd":
+        U, S, V = tensors["U"], tensors["S"], tensors["V"]
+        r = S.shape[0] if S.dim() == 1 else -1
+        ok = U.dim() == 2 and V.dim() == 2 and U.shape == (rows, r) and V.shape == (cols, r)
+    else:
+        vec = tensors["vectors"]
+        ok = vec.dim() == len(shape) + 1 and tuple(vec.shape[1:]) == tuple(shape)
+    if not ok:
+        sizes = ", ".join(f"{k} {list(t.shape)}" for k, t in tensors.items())
+        raise DirectionSetError(f"{where}: tensors {sizes} do not form a {kind} basis of shape {shape}")
+    return ParamBasis(
+        f.text("layer", None), kind, tuple(shape), f.number("weight_norm", lo=0.0), {k: t for k, t in tensors.items()}
+    )
+
+
+def _read_direction(d: Any, i: int, bases: dict[str, ParamBasis], take, where: str) -> Direction:
+    """Direction ``i`` from its manifest entry and tensors ``dir.<i>.*``, checked against each other."""
+    f = Fields(d, where, DirectionSetError)
+    kind = f.text("kind", None, choices=("latent", "param"))
+    vec, delta = take(f"dir.{i}.vector"), take(f"dir.{i}.delta")
+    layers = layer = basis = None
+    if kind == "latent":
+        space = f.text("space", None, choices=LATENT_SPACES)
+        if vec is None:
+            raise DirectionSetError(f"{where}: its vector is missing from the tensor file")
+        if delta is not None or f.has("basis") or f.has("layer"):
+            raise DirectionSetError(f"{where}: a latent direction with a weight delta, basis or layer")
+        if vec.dim() != 1 and not (space == "w+" and vec.dim() == 2):
+            raise DirectionSetError(f"{where}: a {space} direction of shape {list(vec.shape)} (one vector expected)")
+        if f.has("layers"):
+            layers = f.list_field("layers", limit=2)
+            rows = vec.shape[0] if vec.dim() == 2 else MAX_W_LAYERS
+            if (
+                space != "w+"
+                or len(layers) != 2
+                or not all(type(x) is int for x in layers)
+                or not 0 <= layers[0] < layers[1] <= rows
+            ):
+                raise f.fail("layers", f"must be [start, stop) with 0 <= start < stop <= {rows}, for w+ only")
+            layers = (layers[0], layers[1])
+    else:
+        space = "z"
+        layer = f.text("layer", None, limit=200)
+        basis = f.optional_text("basis", limit=200)
+        if f.has("layers"):
+            raise DirectionSetError(f"{where}: a parameter direction with w+ layers")
+        if basis is not None:
+            b = bases.get(basis)
+            if b is None or vec is None:
+                raise DirectionSetError(f"{where}: basis {show(basis)} or its coefficients are missing")
+            if b.layer != layer or vec.dim() != 1 or vec.shape[0] != b.rank:
+                raise DirectionSetError(
+                    f"{where}: coefficients {list(vec.shape)} on layer {show(layer)} do not fit basis {show(basis)} "
+                    f"(rank {b.rank}, layer {show(b.layer)})"
+                )
+            if delta is not None and tuple(delta.shape) != b.shape:
+                raise DirectionSetError(f"{where}: its delta {list(delta.shape)} differs from the basis shape")
+        elif delta is None or vec is not None:
+            raise DirectionSetError(f"{where}: needs either a delta or basis coefficients")
+    rng = f.list_field("range", limit=2) or [-3.0, 3.0]
+    if (
+        len(rng) != 2
+        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in rng)
+        or not -1e6 <= rng[0] < rng[1] <= 1e6
+    ):
+        raise f.fail("range", "must be [low, high] with finite low < high")
+    return Direction(
+        kind=kind,
+        vector=vec,
+        space=space,
+        layers=layers,
+        layer=layer,
+        delta=delta,
+        basis=basis,
+        score=_score(f),
+        range=(float(rng[0]), float(rng[1])),
+        annotation=Annotation.from_json(d.get("annotation") or {}, where),
+        info=dict(f.obj_field("info")),
+    )
+
+
+def _score(f: Fields) -> float | None:
+    # display-only: a method's NaN or infinite score is kept, not refused
+    v = f.obj.get("score")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        raise f.fail("score", "must be a number or null")
+    return None if v is None else float(v)
+
+
+def _check_consistent(dirs: list[Direction], z_dim: Any, path: Path) -> None:
+    """Latent directions of one space agree on their size (and z ones with the model's recorded z_dim)."""
+    sizes: dict[str, tuple[int, int]] = {}
+    if type(z_dim) is int:
+        sizes["z"] = (z_dim, -1)
+    for k, d in enumerate(dirs):
+        if d.kind != "latent":
+            continue
+        n = d.vector.shape[-1]
+        first = sizes.setdefault("w" if d.space in ("w", "w+") else d.space, (n, k))
+        if first[0] != n:
+            other = f"direction {first[1]}" if first[1] >= 0 else "the model's z_dim"
+            raise DirectionSetError(f"{path}: direction {k} has {n} components but {other} has {first[0]}")
 
 
 def direction_delta(d: Direction, bases: dict[str, ParamBasis]) -> torch.Tensor:

@@ -32,6 +32,7 @@ import torch
 
 from engine.directions import Direction
 from engine.errors import AtlasError
+from engine.fields import Fields, float_tensor, plain_name, show
 from engine.files import atomic_write as _atomic_write
 from engine.files import remove_own_file
 
@@ -188,6 +189,7 @@ def save_latent(lat: Latent, path: str | Path) -> Path:
         manifest["tuning"] = {"file": new_tuned.name, "sha256": sha, "layers": list(lat.tuning)}
     tensors = {"code": lat.code.detach().float().cpu().contiguous()}
     tensors.update({f"noise/{k}": v.detach().float().cpu().contiguous() for k, v in lat.noise.items()})
+    manifest["tensors_sha256"] = tensors_digest(tensors)
     blob = save(tensors, metadata={_META_KEY: json.dumps(manifest, default=_plain)})
     _atomic_write(path, blob)
     if old_name != (new_tuned.name if new_tuned is not None else None):
@@ -199,70 +201,128 @@ def save_latent(lat: Latent, path: str | Path) -> Path:
 
 
 def read_latent(path: str | Path) -> Latent:
-    """Read a ``.latent`` file (and its tuned weights) without checking it against a model."""
+    """Read a ``.latent`` file (and its tuned weights) without checking it against a model.
+
+    Every manifest field and tensor is checked first: types, shapes (one code row per noise map),
+    float values that are finite, and the tensors' checksum (files written before it existed
+    have none and are checked structurally only).
+    """
     from safetensors.torch import load
 
     path = Path(path)
-    if not path.is_file():
-        raise LatentFileError(f"{path}: no such latent file" if not path.exists() else f"{path}: not a file")
-    data = path.read_bytes()
     try:
-        tensors = load(data)
+        if not path.is_file():
+            raise LatentFileError(f"{path}: no such latent file" if not path.exists() else f"{path}: not a file")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LatentFileError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        raw = load(data)
         manifest = json.loads(_header_metadata(data)[_META_KEY])
-    except Exception as exc:  # noqa: BLE001 - whatever is wrong, it is the file's fault
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong, it is the file's fault (RecursionError too)
         raise LatentFileError(
-            f"{path}: not a readable {SUFFIX} file, damaged or of another kind ({exc.__class__.__name__}: {exc})"
+            f"{path}: not a readable {SUFFIX} file, damaged or of another kind ({exc.__class__.__name__}: {str(exc)[:120]})"
         ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise LatentFileError(
-            f"{path}: not a GAN Atlas latent file (format {manifest.get('format')!r})"
+            f"{path}: not a GAN Atlas latent file (format {show(manifest.get('format'))})"
             if isinstance(manifest, dict)
             else f"{path}: damaged manifest"
         )
+    m = Fields(manifest, f"{path}: manifest", LatentFileError)
     version = manifest.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if type(version) is not int or version > FORMAT_VERSION:
         raise LatentFileError(
-            f"{path}: written by a newer GAN Atlas (format version {version}; this one reads up to {FORMAT_VERSION})"
+            f"{path}: written by a newer GAN Atlas (format version {show(version)}; this one reads up to {FORMAT_VERSION})"
         )
-    space = manifest.get("space")
-    if space not in ("z", "w", "w+") or "code" not in tensors:
-        raise LatentFileError(f"{path}: damaged manifest (space {space!r}, tensors {sorted(tensors)})")
-    tuning: dict[str, torch.Tensor] = {}
-    tinfo = manifest.get("tuning")
-    if tinfo:
-        name = str(tinfo.get("file", ""))
-        tpath = path.with_name(name)
-        if not name or "/" in name or "\\" in name or not tpath.is_file():
-            raise LatentFileError(
-                f"{path}: its tuned weights {name or '(unnamed)'} are missing; they must lie beside it in {path.parent}"
-            )
-        blob = tpath.read_bytes()
-        if hashlib.sha256(blob).hexdigest() != tinfo.get("sha256"):
-            raise LatentFileError(f"{tpath}: tuned weights do not match {path.name} (sha256 differs)")
-        try:
-            tuning = dict(load(blob))
-        except Exception as exc:  # noqa: BLE001
-            raise LatentFileError(f"{tpath}: unreadable tuned weights ({exc})") from None
-    noise = {k[len("noise/") :]: v for k, v in tensors.items() if k.startswith("noise/")}
+    m.integer("version", lo=1, hi=FORMAT_VERSION)
+    space = m.text("space", None, choices=("z", "w", "w+"))
+    want = m.sha256("tensors_sha256")
+    if want is not None and tensors_digest(raw) != want:
+        raise LatentFileError(f"{path}: its tensors do not match their checksum (damaged file)")
+    extra = [k for k in raw if k != "code" and not (k.startswith("noise/") and 0 < len(k) - 6 <= 200)]
+    if "code" not in raw or extra:
+        raise LatentFileError(f"{path}: damaged manifest (tensors {', '.join(show(k) for k in sorted(raw)[:4])})")
+    code = float_tensor(raw["code"], f"{path}: code", LatentFileError)
+    if code.dim() != (3 if space == "w+" else 2) or not 1 <= code.shape[0] <= MAX_ROWS:
+        raise LatentFileError(f"{path}: a {space} code of shape {list(code.shape)} (expected N x ...)")
+    n = code.shape[0]
+    noise = {}
+    for k, v in raw.items():
+        if k.startswith("noise/"):
+            maps = float_tensor(v, f"{path}: noise map {show(k[6:])}", LatentFileError)
+            if maps.dim() != 3 or maps.shape[0] != n or maps.shape[1] != maps.shape[2]:
+                raise LatentFileError(f"{path}: noise map {show(k[6:])} of shape {list(maps.shape)} is not {n} x R x R")
+            noise[k[6:]] = maps
+    model = Fields(m.obj_field("model"), f"{path}: model", LatentFileError)
+    for key in ("name", "identity", "source"):
+        model.optional_text(key, limit=4096)
+    model.optional_integer("resolution", lo=1, hi=1 << 20)
+    tuning = _read_tuning(path, m) if m.has("tuning") else {}
     classes = manifest.get("classes")
     if classes is not None and (
         not isinstance(classes, list)
-        or len(classes) != int(tensors["code"].shape[0])
-        or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in classes)
+        or len(classes) != n
+        or any(type(c) is not int or not 0 <= c < 1 << 20 for c in classes)
     ):
-        raise LatentFileError(f"{path}: damaged manifest (classes {classes!r}: one class index per code row expected)")
+        raise LatentFileError(
+            f"{path}: damaged manifest (classes {show(classes)}: one class index per code row expected)"
+        )
     return Latent(
-        code=tensors["code"],
+        code=code,
         space=space,
-        model=dict(manifest.get("model") or {}),
-        image=dict(manifest.get("image") or {}),
-        metrics=dict(manifest.get("metrics") or {}),
-        params=dict(manifest.get("params") or {}),
+        model=dict(model.obj),
+        image=dict(m.obj_field("image")),
+        metrics=dict(m.obj_field("metrics")),
+        params=dict(m.obj_field("params")),
         noise=noise,
         tuning=tuning,
         path=path,
         classes=classes,
     )
+
+
+MAX_ROWS = 10_000
+
+
+def _read_tuning(path: Path, m: Fields) -> dict[str, torch.Tensor]:
+    """The tuned weight deltas beside ``path``, checked against the manifest's name, hash and layers."""
+    from safetensors.torch import load
+
+    t = Fields(m.obj_field("tuning"), f"{path}: tuning", LatentFileError)
+    name = t.obj.get("file")
+    if not plain_name(name):
+        raise LatentFileError(f"{path}: its tuned weights must lie beside it in {path.parent} (got {show(name)})")
+    sha = t.sha256("sha256")
+    layers = t.text_list("layers", limit=10_000, each=200)
+    tpath = path.with_name(name)
+    try:
+        if not tpath.is_file():
+            raise LatentFileError(
+                f"{path}: its tuned weights {name} are missing; they must lie beside it in {path.parent}"
+            )
+        blob = tpath.read_bytes()
+    except OSError as exc:
+        raise LatentFileError(f"{tpath}: cannot read the tuned weights ({exc.strerror or exc})") from None
+    if sha is None or hashlib.sha256(blob).hexdigest() != sha:
+        raise LatentFileError(f"{tpath}: tuned weights do not match {path.name} (sha256 differs)")
+    try:
+        raw = load(blob)
+    except Exception as exc:  # noqa: BLE001
+        raise LatentFileError(f"{tpath}: unreadable tuned weights ({str(exc)[:120]})") from None
+    if sorted(raw) != sorted(layers):
+        raise LatentFileError(f"{tpath}: holds other layers than {path.name} lists")
+    return {k: float_tensor(v, f"{tpath}: tuned weights of {show(k)}", LatentFileError) for k, v in raw.items()}
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors' names, dtypes, shapes and bytes (in name order): a ``.latent``'s checksum."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{list(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def load_latent(path: str | Path, gen=None, *, strict: bool = True) -> Latent:
