@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from engine.errors import DirectionSetError
-from engine.fields import MAX_TEXT, Fields, float_tensor, plain_name, show
+from engine.fields import MAX_TEXT, Fields, as_float, float_tensor, plain_name, show
 from engine.files import atomic_write, remove_own_file
 
 FORMAT = "gan-atlas-directions"
@@ -465,12 +465,8 @@ def _read_direction(d: Any, i: int, bases: dict[str, ParamBasis], take, where: s
                 raise DirectionSetError(f"{where}: its delta {list(delta.shape)} differs from the basis shape")
         elif delta is None or vec is not None:
             raise DirectionSetError(f"{where}: needs either a delta or basis coefficients")
-    rng = f.list_field("range", limit=2) or [-3.0, 3.0]
-    if (
-        len(rng) != 2
-        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in rng)
-        or not -1e6 <= rng[0] < rng[1] <= 1e6
-    ):
+    rng = [as_float(x) for x in f.list_field("range", limit=2)] or [-3.0, 3.0]
+    if len(rng) != 2 or None in rng or not -1e6 <= rng[0] < rng[1] <= 1e6:
         raise f.fail("range", "must be [low, high] with finite low < high")
     return Direction(
         kind=kind,
@@ -490,9 +486,12 @@ def _read_direction(d: Any, i: int, bases: dict[str, ParamBasis], take, where: s
 def _score(f: Fields) -> float | None:
     # display-only: a method's NaN or infinite score is kept, not refused
     v = f.obj.get("score")
-    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+    if v is None:
+        return None
+    x = as_float(v)
+    if x is None:
         raise f.fail("score", "must be a number or null")
-    return None if v is None else float(v)
+    return x
 
 
 def _check_consistent(dirs: list[Direction], z_dim: Any, path: Path) -> None:

@@ -34,6 +34,16 @@ def show(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def as_float(v: Any) -> float | None:
+    """``v`` as a float if it is a JSON number a float can hold (not a bool, not a 400-digit int), else ``None``."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        return float(v)
+    except OverflowError:
+        return None
+
+
 def plain_name(name: Any) -> bool:
     """True for a file name that stays in its folder: no separators, not ``.``/``..``, <= 255 bytes."""
     return (
@@ -77,9 +87,10 @@ class Fields:
         v = self.obj.get(key, default)
         if v is None:
             raise self.fail(key, "is required")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and lo <= v <= hi):
+        x = as_float(v)
+        if x is None or not (math.isfinite(x) and lo <= x <= hi):
             raise self.fail(key, f"must be a finite number in [{lo:g}, {hi:g}]")
-        return float(v)
+        return x
 
     def optional_number(self, key: str, *, lo: float = -1e12, hi: float = 1e12) -> float | None:
         return self.number(key, lo=lo, hi=hi) if self.has(key) else None

@@ -124,6 +124,62 @@ class NvTensor:
         return (torch._utils._rebuild_tensor_v2, args)
 
 
+class NvRecord:
+    """Pickles as an NVIDIA ``torch_utils.persistence`` module record: ``_reconstruct_persistent_obj(meta)``
+    with ``meta = {"type": "class", "module_src", "class_name", "state"}``; ``state`` is the module's
+    ``__dict__`` (attributes, ``_parameters``, ``_buffers``, ``_modules``). Write with ``nvidia_pickle``."""
+
+    def __init__(self, class_name: str, attrs=None, params=None, buffers=None, modules=None) -> None:
+        self.class_name = class_name
+        self.attrs, self.params = dict(attrs or {}), dict(params or {})
+        self.buffers, self.modules = dict(buffers or {}), dict(modules or {})
+
+    def __reduce__(self):
+        state = {"training": False, **self.attrs}
+        state["_parameters"] = collections.OrderedDict(
+            (k, torch.nn.Parameter(v.detach().clone(), requires_grad=False)) for k, v in self.params.items()
+        )
+        state["_buffers"] = collections.OrderedDict((k, v.detach().clone()) for k, v in self.buffers.items())
+        state["_modules"] = collections.OrderedDict(self.modules)
+        meta = {"type": "class", "module_src": "# networks.py (not stored here)", "class_name": self.class_name}
+        meta["state"] = state
+        return (_persistence_function(), (meta,))
+
+
+def _persistence_function():
+    import sys
+
+    mod = sys.modules.get("torch_utils.persistence")
+    if mod is None or not hasattr(mod, "_reconstruct_persistent_obj"):
+        raise RuntimeError("call nvidia_pickle(), which provides torch_utils.persistence while pickling")
+    return mod._reconstruct_persistent_obj
+
+
+def nvidia_pickle(obj, protocol: int = 4) -> bytes:
+    """``pickle.dumps(obj)`` with a stand-in ``torch_utils.persistence`` module present (for ``NvRecord``)."""
+    import sys
+    import types
+
+    def _reconstruct_persistent_obj(meta):  # never called: the name is all that is pickled
+        raise RuntimeError("a pickling stand-in")
+
+    pkg, mod = types.ModuleType("torch_utils"), types.ModuleType("torch_utils.persistence")
+    _reconstruct_persistent_obj.__module__ = mod.__name__
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+    mod._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    pkg.persistence = mod
+    saved = {k: sys.modules.get(k) for k in (pkg.__name__, mod.__name__)}
+    sys.modules.update({pkg.__name__: pkg, mod.__name__: mod})
+    try:
+        return pickle.dumps(obj, protocol=protocol)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
 # ---- the hostile files -------------------------------------------------------------------------
 
 

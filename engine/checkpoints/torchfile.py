@@ -149,7 +149,7 @@ def _inspect(path: Path, size: int) -> TorchFileInfo:
             return _inspect_legacy(path, size)
     except CheckpointError as exc:
         return TorchFileInfo(size, "other", None, str(exc).split(": ", 1)[-1])
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+    except Exception as exc:  # noqa: BLE001 - zipfile raises many kinds (NotImplementedError for odd versions)
         return TorchFileInfo(size, "other", None, f"damaged or truncated ({short_reason(exc)})")
     return TorchFileInfo(size, "other", None, None)
 

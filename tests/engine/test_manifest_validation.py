@@ -151,6 +151,9 @@ def test_tensors_the_manifest_does_not_describe(tmp_path):
         (lambda m: m["directions"][0].update(score="high"), "score must be a number"),
         (lambda m: m["bases"]["svd"].update(weight_norm=-1), "weight_norm must be a finite number"),
         (lambda m: m.update(method=None), "method is required"),
+        (lambda m: m["directions"][0].update(score=10**400), "score must be a number"),
+        (lambda m: m["directions"][0].update(range=[0, 10**400]), "range must be"),
+        (lambda m: m["bases"]["svd"].update(weight_norm=10**400), "weight_norm must be a finite number"),
     ],
 )
 def test_manifest_fields_of_the_wrong_type(tmp_path, edit, match):
