@@ -442,9 +442,9 @@ def _read_direction(d: Any, i: int, bases: dict[str, ParamBasis], take, where: s
                 space != "w+"
                 or len(layers) != 2
                 or not all(type(x) is int for x in layers)
-                or not 0 <= layers[0] < layers[1] <= rows
+                or not 0 <= layers[0] <= layers[1] <= rows
             ):
-                raise f.fail("layers", f"must be [start, stop) with 0 <= start < stop <= {rows}, for w+ only")
+                raise f.fail("layers", f"must be [start, stop) with 0 <= start <= stop <= {rows}, for w+ only")
             layers = (layers[0], layers[1])
     else:
         space = "z"

@@ -263,7 +263,7 @@ def _wplus_offsets(shifts, ws: torch.Tensor, num_ws: int) -> torch.Tensor:
             if d.kind == "latent" and d.space == "w+":
                 lo, hi = d.layers if d.layers is not None else (0, num_ws)
                 v = d.vector.to(ws.device, ws.dtype)
-                if not 0 <= lo < hi <= num_ws or (v.dim() == 2 and v.shape[0] != num_ws):
+                if not 0 <= lo <= hi <= num_ws or (v.dim() == 2 and v.shape[0] != num_ws):
                     raise AtlasError(
                         f"a w+ direction on layers {lo}..{hi - 1} of shape {list(v.shape)} does not fit "
                         f"this model's {num_ws} w+ layers"

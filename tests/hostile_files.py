@@ -10,6 +10,7 @@ the bytes the way an attacker would, with ``pickle``, ``zipfile`` and ``torch.sa
 * ``zip_bomb_dcgan``: a DCGAN ``.pt`` whose weight records are deflated zeros;
 * ``slow_probe_pt``: a ``.pt`` whose deflated ``data.pkl`` is 64 MB of ``NONE POP`` opcodes;
 * ``many_ops_pickle``: a pickle of a given number of opcodes that builds nothing;
+* ``many_dicts_pickle``: as many opcodes, keeping an empty dict per two;
 * ``many_ops_torch_zip``: the same as a torch archive that passes the rosinality probe;
 * ``huge_legacy_storage``: a legacy (non-zip) ``torch.save`` stream declaring a huge storage.
 """
@@ -306,6 +307,14 @@ def many_ops_pickle(path, ops: int) -> Path:
     """A pickle of ``ops`` opcodes (NONE, POP pairs) that builds nothing: the cost of walking opcodes."""
     path = Path(path)
     path.write_bytes(b"\x80\x02" + b"N0" * ((ops - 3) // 2) + b"N.")
+    return path
+
+
+def many_dicts_pickle(path, ops: int) -> Path:
+    """A pickle of ``ops`` opcodes that keeps an empty dict per two of them (a list of dicts):
+    what unpickling can allocate per byte of file."""
+    path = Path(path)
+    path.write_bytes(b"\x80\x02]" + b"}a" * ((ops - 3) // 2) + b".")
     return path
 
 

@@ -111,7 +111,7 @@ def test_w_plus_layers_beyond_the_vector(tmp_path):
         t["dir.1.vector"] = torch.randn(4, 16)
 
     path = _edit_set(_set(tmp_path), lambda m: m["directions"][1].update(layers=[2, 9]), two_d)
-    _set_refused(path, r"direction 1: layers must be \[start, stop\) with 0 <= start < stop <= 4")
+    _set_refused(path, r"direction 1: layers must be \[start, stop\) with 0 <= start <= stop <= 4")
 
 
 def test_a_two_dimensional_z_direction(tmp_path):
