@@ -223,12 +223,20 @@ def nvidia_seed(folder: Path) -> Path:
 
 
 def fixture_seed(relative: str) -> Callable[[Path], Path]:
-    """A seed that is a copy of a file of ``../shared/fixtures`` (for the slower, more faithful runs)."""
+    """A seed that is a copy of a file or folder of ``../shared/fixtures`` (slower, more faithful)."""
 
     def seed(folder: Path) -> Path:
-        return Path(shutil.copy(FIXTURES / relative, folder / Path(relative).name))
+        src, dst = FIXTURES / relative, folder / Path(relative).name
+        if src.is_dir():
+            return Path(shutil.copytree(src, dst))
+        return Path(shutil.copy(src, dst))
 
     return seed
+
+
+def inside(name: str) -> Callable[[Path], Path]:
+    """``target=``: mutate the file ``name`` of a model folder."""
+    return lambda folder: folder / name
 
 
 FORMATS = [
@@ -256,7 +264,8 @@ FORMATS = [
     FuzzFormat("DCGAN .pt", dcgan_seed, load_model, hot=zip_member_ranges),
 ]
 
-# The real reference files, for scripts/fuzz_files.py --fixtures (each load takes longer).
+# The real reference files (each load takes longer): the suite runs a few dozen cases of each,
+# scripts/fuzz_files.py --fixture-cases thousands.
 FIXTURE_FORMATS = [
     FuzzFormat("NVIDIA .pkl (nvada_orig_res16 fixture)", fixture_seed("nvada_orig_res16.pkl"), load_model),
     FuzzFormat(
@@ -264,5 +273,31 @@ FIXTURE_FORMATS = [
         fixture_seed("rosinality_s32_narrow.pt"),
         load_model,
         hot=zip_member_ranges,
+    ),
+    FuzzFormat("StyleGAN3-T .pkl (sg3t_res32 fixture)", fixture_seed("stylegan3/sg3t_res32.pkl"), load_model),
+    FuzzFormat("StyleGAN3-R .pkl (sg3r_res32 fixture)", fixture_seed("stylegan3/sg3r_res32.pkl"), load_model),
+    FuzzFormat(
+        "conditional StyleGAN2 .pkl (sg2ada_cond_res32 fixture)",
+        fixture_seed("stylegan3/sg2ada_cond_res32.pkl"),
+        load_model,
+    ),
+    FuzzFormat("ProGAN .pth (proggan_gld_res32 fixture)", fixture_seed("proggan/proggan_gld_res32.pth"), load_model),
+    FuzzFormat(
+        "ProGAN .pth (proggan_netdissect_res32 fixture)",
+        fixture_seed("proggan/proggan_netdissect_res32.pth"),
+        load_model,
+    ),
+    FuzzFormat(
+        "BigGAN folder: pytorch_model.bin (biggan_res32 fixture)",
+        fixture_seed("biggan/biggan_res32"),
+        load_model,
+        target=inside("pytorch_model.bin"),
+    ),
+    FuzzFormat(
+        "BigGAN folder: config.json (biggan_res32 fixture)",
+        fixture_seed("biggan/biggan_res32"),
+        load_model,
+        target=inside("config.json"),
+        mutator=json_mutate,
     ),
 ]

@@ -12,6 +12,7 @@ the bytes the way an attacker would, with ``pickle``, ``zipfile`` and ``torch.sa
 * ``many_ops_pickle``: a pickle of a given number of opcodes that builds nothing;
 * ``many_dicts_pickle``: as many opcodes, keeping an empty dict per two;
 * ``many_ops_torch_zip``: the same as a torch archive that passes the rosinality probe;
+* ``legacy_memo_bomb``: a legacy ``torch.save`` stream whose object pickle ends on a huge memo index;
 * ``huge_legacy_storage``: a legacy (non-zip) ``torch.save`` stream declaring a huge storage.
 """
 
@@ -323,6 +324,19 @@ def many_ops_torch_zip(path, items: int) -> Path:
     (about one opcode each): the cost of torch's own unpickler on a long pickle."""
     obj = {"g_ema": {"style.1.weight": None, "input.input": None}, "padding": [None] * items}
     return torch_zip(path, obj, {})
+
+
+def legacy_memo_bomb(path, keys=("g_ema",), index: int = 225_000_000) -> Path:
+    """A legacy ``torch.save`` stream whose object pickle (a dict of ``keys``) ends by storing itself
+    at memo index ``index``: a valid pickle that the C unpickler answers with a 2 x index memo."""
+    buf = io.BytesIO()
+    for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
+        pickle.dump(header, buf, protocol=2)
+    body = pickle.dumps(dict.fromkeys(keys), protocol=2)
+    buf.write(body[:-1] + b"r" + struct.pack("<I", index) + b".")
+    pickle.dump([], buf, protocol=2)
+    Path(path).write_bytes(buf.getvalue())
+    return Path(path)
 
 
 def huge_legacy_storage(path, *, numel: int = 1 << 29) -> Path:

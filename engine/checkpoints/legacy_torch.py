@@ -24,7 +24,6 @@ from __future__ import annotations
 import collections
 import math
 import pickle
-import pickletools
 import struct
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.checkpoints.torchfile import scan_pickle
 from engine.errors import CheckpointError, UnsafePickleError
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -214,11 +214,10 @@ def is_legacy_container(path: str | Path) -> bool:
 def _load_one(f, path: Path, storages: dict[str, StorageRef] | None = None) -> Any:
     """Unpickle the next pickle of the stream (opcodes counted first, nothing run)."""
     start = f.tell()
-    ops = 0
-    for _op, _arg, _pos in pickletools.genops(f):
-        ops += 1
-        if ops > MAX_PICKLE_OPS:
-            raise _Bad(f"a pickle of more than {MAX_PICKLE_OPS} operations")
+    try:  # opcode budget, and memo indices in sequence (the C unpickler sizes its memo by the largest)
+        scan_pickle(f, where=str(path), max_ops=MAX_PICKLE_OPS)
+    except CheckpointError as exc:
+        raise _Bad(f"a pickle refused unread ({str(exc).split(': ', 1)[-1].removeprefix('refused: ')})") from None
     f.seek(start)
     obj = _Unpickler(f, path, storages).load()
     return obj

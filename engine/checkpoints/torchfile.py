@@ -27,7 +27,7 @@ import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -59,16 +59,21 @@ class PickleScan:
 
 
 def scan_pickle(
-    data: bytes, start: int = 0, *, where: str, max_ops: int = MAX_PICKLE_OPS, strings: bool = False
+    data: bytes | BinaryIO, start: int = 0, *, where: str, max_ops: int = MAX_PICKLE_OPS, strings: bool = False
 ) -> PickleScan:
     """Walk the opcodes of the pickle at ``data[start:]`` up to its STOP, executing nothing.
 
-    Raises ``CheckpointError`` (``where: refused: ...``) for a malformed pickle, more than
-    ``max_ops`` opcodes, a memo index beyond the next free one (pickle writers number their memo
-    entries in sequence), a read of a memo entry never written, or a frame longer than the data.
+    ``data`` is bytes, or a binary file positioned at the pickle (``start`` is then ignored and the
+    file is left after the STOP). Raises ``CheckpointError`` (``where: refused: ...``) for a
+    malformed pickle, more than ``max_ops`` opcodes, a memo index beyond the next free one (pickle
+    writers number their memo entries in sequence; the C unpickler sizes its memo to twice the
+    largest index), a read of a memo entry never written, or a frame longer than the data.
     """
-    f = io.BytesIO(data)
-    f.seek(start)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        f, total = io.BytesIO(data), len(data)
+        f.seek(start)
+    else:
+        f, total = data, None
     memo = ops = 0
     found: set[str] = set()
     try:
@@ -87,7 +92,7 @@ def scan_pickle(
                 if not 0 <= arg < memo:
                     raise CheckpointError(f"{where}: refused: pickle reads memo entry {arg}, never written")
             elif name == "FRAME":
-                if arg > len(data) - f.tell():
+                if total is not None and arg > total - f.tell():
                     raise CheckpointError(f"{where}: refused: a pickle frame longer than the file")
             elif strings and isinstance(arg, str):
                 found.add(arg)
