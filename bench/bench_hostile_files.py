@@ -97,6 +97,14 @@ def measure(path: Path, rss_limit_mb: float, timeout: float, repo: Path = REPO) 
     return {"seconds": res["seconds"], "peak_mb": (max(peak, res["hwm_kb"]) - base) / 1024, "outcome": res["outcome"]}
 
 
+def _biggan_bomb(tmp: Path) -> Path:
+    """A BigGAN folder: the fixture's config.json beside a legacy pytorch_model.bin ending on a huge memo index."""
+    folder = tmp / "biggan"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((FIXTURES / "biggan" / "biggan_res32" / "config.json").read_bytes())
+    return hostile.legacy_memo_bomb(folder / "pytorch_model.bin", ("embeddings.weight",))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rss-limit", type=float, default=2500.0, help="MB above which a child is killed")
@@ -122,6 +130,7 @@ def main() -> None:
             cases["flipped_nvidia_pkl"] = lambda: hostile.flip_memo_index(
                 FIXTURES / "nvada_orig_res16.pkl", tmp / "flipped.pkl"
             )
+            cases["biggan_bin_memo_bomb"] = lambda: _biggan_bomb(tmp)
             for name in ("nvada_skip_res64_fp16.pkl", "rosinality_s64_train.pt"):
                 cases[f"fixture:{name}"] = lambda name=name: FIXTURES / name
         only = {c for c in args.only.split(",") if c}

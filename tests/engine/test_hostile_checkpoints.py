@@ -307,3 +307,19 @@ def test_nvidia_weight_of_the_wrong_rank_and_type(tmp_path):
     G.module("synthesis").module("b4").state["_parameters"] = torch.zeros(3)  # not a table
     with pytest.raises(CheckpointError, match="has no tensor 'const'"):
         nvidia_pkl.convert_generator(G, path)
+
+
+def test_info_answers_every_hostile_file_in_one_line(tmp_path, capsys):
+    from cli.main import main
+
+    files = [
+        hostile.stride0_rosinality(tmp_path / "s0.pt", resolution=16, style_dim=64, channels=64),
+        hostile.memo_bomb_pickle(tmp_path / "memo.pkl"),
+        hostile.zip_bomb_dcgan(tmp_path / "bomb.pt", ngf=16),
+        hostile.legacy_memo_bomb(tmp_path / "legacy.pt", ("g_ema", "style.1.weight", "input.input")),
+        hostile.many_ops_torch_zip(tmp_path / "ops.pt", 250_000),
+    ]
+    for path in files:
+        assert main(["info", str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and path.name in err[0], err
