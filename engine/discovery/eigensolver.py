@@ -112,15 +112,21 @@ def lobpcg(
             break
         AW = matvec(W)
         nmv += W.shape[1]
-        Q = torch.cat([b for b in (X, W, P) if b is not None], 1)
-        AQ = torch.cat([b for b in (AX, AW, AP) if b is not None], 1)
-        T = _sym(Q.T @ AQ)
-        vals, vecs = torch.linalg.eigh(T)
+        # Rayleigh-Ritz on span[X, W, P] block by block: the [n, 3m] concatenation is never built
+        blocks = [(X, AX), (W, AW)] + ([(P, AP)] if P is not None else [])
+        T = torch.cat([torch.cat([Bi.T @ ABj for _, ABj in blocks], 1) for Bi, _ in blocks], 0)
+        vals, vecs = torch.linalg.eigh(_sym(T))
         order = vals.argsort(descending=True)[:m]
         theta, Y = vals[order], vecs[:, order].to(X.dtype)
-        X, AX = Q @ Y, AQ @ Y
+        sizes = [B.shape[1] for B, _ in blocks]
+        Ys = Y.split(sizes)
         # new search directions: the parts of the new Ritz vectors that came from W and P
-        P, AP = Q[:, m:] @ Y[m:], AQ[:, m:] @ Y[m:]
+        P_new = sum(B @ Yb for (B, _), Yb in zip(blocks[1:], Ys[1:]))
+        AP_new = sum(AB @ Yb for (_, AB), Yb in zip(blocks[1:], Ys[1:]))
+        X = X @ Ys[0] + P_new
+        AX = AX @ Ys[0] + AP_new
+        del blocks, W, AW
+        P, AP = P_new, AP_new
         coef = X.T @ P
         P, AP = P - X @ coef, AP - AX @ coef
         P, AP = _svqb(P, AP)
@@ -134,5 +140,5 @@ def _sym(T: torch.Tensor) -> torch.Tensor:
 
 
 def _residuals(X: torch.Tensor, AX: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    r = (AX.double() - X.double() * theta[None, :]).norm(dim=0)
+    r = (AX - X * theta.to(X.dtype)[None, :]).norm(dim=0).double()  # in the blocks' precision: no [n, m] copies
     return r / theta.abs().max().clamp_min(1e-300)

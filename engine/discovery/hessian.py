@@ -14,10 +14,13 @@ Every ``d2`` here is ``sum_l <omega_l, (psi_l(x) - psi_l(y))^2>`` with ``omega_l
 which is zero at ``a = 0`` (the paper's point that the value and gradient vanish there). So a
 Hessian-vector product is one forward-mode pass (``J v``: the weight tangent pushed through the
 generator and the distance's feature network), a multiplication by ``Omega``, and one reverse
-pass (``J^T``). A block ``V = [v_1..v_m]`` is done in one batched forward: sample ``(i, u)`` of
-the batch renders ``z_i`` with the layer weight ``W + delta[u]`` through ``ParamEdit`` (delta = 0,
-tangent ``v_u``), and the reverse pass delivers each ``sum_i J_i^T (.)`` as the gradient with
-respect to ``delta[u]``.
+pass (``J^T``). A block ``V = [v_1..v_m]`` is done together (``torch.func``): the shift is zero,
+so every direction sees the same primal values; for a chunk of latents the primal forward runs
+once (``vjp``, which keeps what the reverse pass needs), the m tangents are pushed through the
+edited layer and everything after it together (``jvp`` under ``vmap`` over the directions: the
+unbatched primal is computed once per latent, and no convolution of an all-zero shift runs per
+direction), and the m reverse passes run together (``vmap`` of the saved ``vjp`` function),
+each delivering ``sum_i J_i^T (.)`` as a gradient with respect to the layer shift.
 
 The test suite checks these products against an explicitly built Hessian of the literal ``f``
 (double backward through ``lpips``) and against finite differences of gradients.
@@ -26,8 +29,8 @@ The test suite checks these products against an explicitly built Hessian of the 
 from __future__ import annotations
 
 import torch
-import torch.autograd.forward_ad as fwAD
 import torch.distributed as dist
+from torch.func import jvp, vjp, vmap
 
 from engine.distances import Distance
 from engine.models.base import Generator, ParamEdit
@@ -37,10 +40,12 @@ class LayerHessian:
     """``H`` above for ``gen``'s layer ``layer`` over latents ``z [N, z_dim]``.
 
     ``matvec(V [n, m]) -> H V [n, m]``; ``gradient(a [*shape]) -> nabla f(a)``. ``chunk`` bounds
-    the number of images in one batched pass (memory), ``block`` the directions in one pass. ``forwards`` / ``backwards`` count
-    generator passes over single images (a forward-mode pass counts as a forward), the units the
-    benchmark compares. The unshifted images ``G_theta(z)`` are rendered once. Under ``torch.distributed`` each rank takes every world-size-th latent and
-    the products are summed across ranks.
+    the (latent, direction) rows of one batched pass (memory), ``block`` the directions in one
+    pass. ``forwards`` / ``backwards`` count generator passes over single images, the units
+    ``bench/bench_spectrum.py`` compares: a primal pass over a latent is one forward, each
+    direction's tangent pushed through it one more forward, each direction's reverse pass one
+    backward. The unshifted images ``G_theta(z)`` are rendered once. Under ``torch.distributed``
+    each rank takes every world-size-th latent and the products are summed across ranks.
     """
 
     def __init__(
@@ -72,7 +77,7 @@ class LayerHessian:
         self.classes = None if classes is None else classes[rank::world]
         self.z = z[rank::world].to(gen.device, self.weight.dtype)
         self.device = gen.device
-        self.forwards = 0  # single-image generator forward passes (forward-mode ones included)
+        self.forwards = 0  # single-image generator forward passes (primal and tangent ones)
         self.backwards = 0  # single-image generator backward passes
         for p in distance.parameters():  # the job's own distance network
             p.requires_grad_(False)
@@ -83,6 +88,8 @@ class LayerHessian:
                     for i in range(0, self.z.shape[0], self.chunk)
                 ]
             )
+            # omega_l: constants of the distance (they depend on the feature shapes only)
+            self.omega = [w.detach() for w in distance.features_weights(self.x0[:1])[1]]
         self.forwards += self.z.shape[0]
 
     def _classes(self, start: int, n: int) -> torch.Tensor | None:
@@ -105,41 +112,46 @@ class LayerHessian:
         edit = ParamEdit(self.layer, delta, index, ones)
         return self.gen.decode(z.repeat(B // c, 1), "z", psi=self.psi, edit=edit, classes=reps)
 
+    def _features(self, z: torch.Tensor, classes: torch.Tensor | None):
+        """``a -> psi(G_{theta + a}(z))`` (a tuple of feature maps) for the latents ``z [c, z_dim]``."""
+        c = z.shape[0]
+
+        def features(a: torch.Tensor):
+            edit = ParamEdit.single(self.layer, a, c)
+            img = self.gen.decode(z, "z", psi=self.psi, edit=edit, classes=classes)
+            return tuple(self.distance.features_weights(img)[0])
+
+        return features
+
     def matvec(self, V: torch.Tensor) -> torch.Tensor:
         """``H V`` for ``V [n, m]``, computed in the generator's precision; exact up to rounding."""
         m = V.shape[1]
         Vs = V.T.reshape(m, *self.shape).to(self.device, self.weight.dtype)
-        out = torch.empty_like(Vs)
-        # a pass serves at most `block` directions: edited layers convolve each direction's rows separately
+        out = torch.zeros_like(Vs)
         block = max(1, min(m, self.block))
-        for u0 in range(0, m, block):
-            out[u0 : u0 + block] = self._block_product(Vs[u0 : u0 + block])
+        per = max(1, self.chunk // block)  # latents per pass
+        for i0 in range(0, self.z.shape[0], per):
+            zc = self.z[i0 : i0 + per]
+            features = self._features(zc, self._classes(i0, per))
+            zero = torch.zeros(self.shape, device=self.device, dtype=self.weight.dtype)
+            # the primal forward once per latent chunk; the saved values serve every direction's J^T
+            _, pullback = vjp(features, zero)
+            self.forwards += zc.shape[0]
+            for u0 in range(0, m, block):
+                out[u0 : u0 + block] += self._block_product(features, pullback, zero, Vs[u0 : u0 + block], zc.shape[0])
         if self.distributed:
             dist.all_reduce(out)
         return out.reshape(m, self.n).T.to(V.dtype)
 
-    def _block_product(self, Vs: torch.Tensor) -> torch.Tensor:
+    def _block_product(self, features, pullback, zero: torch.Tensor, Vs: torch.Tensor, c: int) -> torch.Tensor:
+        """``sum_i 2/N J_i^T Omega J_i v_u`` over the chunk's latents for each ``v_u`` of ``Vs [m, *shape]``."""
         m = Vs.shape[0]
-        out = torch.zeros_like(Vs)
-        per = max(1, self.chunk // m)  # latents per pass
-        for i0 in range(0, self.z.shape[0], per):
-            zc = self.z[i0 : i0 + per]
-            c = zc.shape[0]
-            index = torch.arange(m, device=self.device).repeat_interleave(c)  # sample u * c + i
-            delta = torch.zeros_like(Vs, requires_grad=True)
-            with fwAD.dual_level():
-                img = self._render(zc, fwAD.make_dual(delta, Vs), index, self._classes(i0, per))
-                feats, weights = self.distance.features_weights(img)
-                prim, cot = [], []
-                for f, w in zip(feats, weights):
-                    p, tangent = fwAD.unpack_dual(f)
-                    prim.append(p)
-                    cot.append((2.0 / self.N) * w.detach() * tangent.detach())
-            (grad,) = torch.autograd.grad(prim, delta, grad_outputs=cot)
-            out += grad
-            self.forwards += m * c
-            self.backwards += m * c
-        return out
+        tangents = vmap(lambda v: jvp(features, (zero,), (v,))[1])(Vs)  # each [m, c, C_l, H_l, W_l]
+        cot = tuple((2.0 / self.N) * w * t for w, t in zip(self.omega, tangents))
+        (grad,) = vmap(pullback)(cot)
+        self.forwards += c + m * c  # jvp's own primal, and one tangent per (latent, direction)
+        self.backwards += m * c
+        return grad
 
     def value(self, a: torch.Tensor) -> torch.Tensor:
         """``f(a)`` (a scalar tensor, differentiable in ``a [*shape]``)."""
