@@ -6,7 +6,10 @@ nothing here touches Qt, and nothing it returns is a tensor.
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -136,8 +139,69 @@ def tile(images: np.ndarray, pad: int = 6, background: int = 24) -> np.ndarray:
     return compose_grid(cells.reshape(rows, cols, *images.shape[1:]), pad=pad if n > 1 else 0, background=background)
 
 
-def render_preview(gen, req: PreviewRequest) -> PreviewResult:
-    """Render the preview (and its unedited 'before') in one batch."""
+class BeforeCache:
+    """The unedited images of recent seeds, so that moving a slider renders only the edited image.
+
+    Keyed per generator object (weakly: a closed model's entries go with it) by everything the
+    unedited image depends on: the seed (a projected image by identity), space, psi, noise mode,
+    the class and input transform (the request's and the generator view's own), and the
+    generator's parameter versions (an in-place weight change invalidates it). Least recently
+    used entries beyond ``size`` per generator are dropped. Thread-safe.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._maps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    @staticmethod
+    def key(gen, seed: Seed, req: PreviewRequest) -> tuple:
+        cond = (_plain(req.class_index), _plain(req.transform))  # the class picker, StyleGAN3's transform
+        bound = (_plain(gen.bound_classes), _plain(gen.bound_transform))
+        version = sum(p._version for p in gen.parameters())
+        return (seed, req.space, float(req.psi), req.noise, cond, bound, version)
+
+    def get(self, gen, key: tuple) -> np.ndarray | None:
+        with self._lock:
+            entries = self._maps.get(gen)
+            if entries is None or key not in entries:
+                return None
+            entries.move_to_end(key)
+            return entries[key]
+
+    def put(self, gen, key: tuple, image: np.ndarray) -> None:
+        with self._lock:
+            entries = self._maps.setdefault(gen, OrderedDict())
+            entries[key] = np.array(image)  # a copy: not a view into a whole batch
+            entries.move_to_end(key)
+            while len(entries) > self.size:
+                entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._maps = weakref.WeakKeyDictionary()
+
+
+def _plain(value) -> object:
+    """A hashable, value-compared form of a class / transform value (tensors by their numbers)."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        return tuple(value.detach().cpu().reshape(-1).tolist())
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+BEFORE_CACHE = BeforeCache()
+
+
+def render_preview(gen, req: PreviewRequest, cache: BeforeCache | None = BEFORE_CACHE) -> PreviewResult:
+    """Render the preview and its unedited 'before'.
+
+    The 'before' images come from ``cache`` where it has them (so a slider move renders one image
+    per seed); seeds it lacks are rendered in the same batch as the edited images and stored.
+    """
     t0 = time.perf_counter()
     if not req.seeds:
         raise AtlasError("no seed given")
@@ -148,15 +212,18 @@ def render_preview(gen, req: PreviewRequest) -> PreviewResult:
         if not applicable(d, req.space):
             continue
         shifts.append((restrict(d, req.space, req.layers, gen.num_ws), float(t)))
+    edited = bool(shifts)
+    n = len(req.seeds)
+    keys = [BeforeCache.key(gen, s, req) for s in req.seeds] if cache is not None else [None] * n
+    cached = [cache.get(gen, key) if cache is not None else None for key in keys]
+    want_before = req.with_before and edited
+    missing = [i for i in range(n) if cached[i] is None] if want_before else []
     with torch.no_grad():
         codes, bases = seed_codes(gen, req.seeds, req.space, req.psi, req.class_index)
-        n = codes.shape[0]
-        edited = bool(shifts)
-        twice = req.with_before and edited
-        batch = torch.cat([codes, codes]) if twice else codes
-        rows = [shifts] * n + ([[]] * n if twice else [])
-        if bases is not None and twice:
-            bases = bases * 2
+        batch = torch.cat([codes, codes[missing]]) if missing else codes
+        rows = [shifts] * n + [[]] * len(missing)
+        if bases is not None and missing:
+            bases = bases + [bases[i] for i in missing]
         transform = None
         if req.transform is not None:
             rotate, tx, ty = req.transform
@@ -165,8 +232,19 @@ def render_preview(gen, req: PreviewRequest) -> PreviewResult:
             gen, batch, rows, space=req.space, psi=req.psi, noise=req.noise, bases=bases, transform=transform
         )
         imgs = to_uint8(imgs)
+    if cache is not None:
+        if not edited:  # these are the 'before' images
+            for i in range(n):
+                cache.put(gen, keys[i], imgs[i])
+        for j, i in enumerate(missing):
+            cached[i] = imgs[n + j]
+            cache.put(gen, keys[i], imgs[n + j])
     after = tile(imgs[:n])
-    before = tile(imgs[n:]) if req.with_before and edited else after
+    if want_before:
+        before_imgs = np.stack([cached[i] if cached[i] is not None else imgs[n + missing.index(i)] for i in range(n)])
+        before = tile(before_imgs)
+    else:
+        before = after
     return PreviewResult(after, before, time.perf_counter() - t0, tuple(imgs.shape[1:3]))
 
 

@@ -166,6 +166,23 @@ def apply_conv_edit(
     return out
 
 
+def uniform_shift(edits: list[ParamEdit]) -> torch.Tensor | None:
+    """The weight shift ``sum_e t_e delta_e`` when every sample has the same one, else ``None``.
+
+    Only for gradient-free edits: a layer whose samples all share one shift (a preview, the
+    naive loop) convolves once with the shifted weight instead of adding ``t conv(x, delta)``.
+    """
+    total = None
+    for e in edits:
+        if e.delta.requires_grad or e.t.requires_grad or e.index.numel() == 0:
+            return None
+        if bool((e.index != e.index[0]).any()) or bool((e.t != e.t[0]).any()):
+            return None
+        shift = e.t[0].to(e.delta.dtype) * e.delta[e.index[0]]
+        total = shift if total is None else total + shift
+    return total
+
+
 def per_sample_shift(
     edits: list[ParamEdit], batch: int, shape: Sequence[int], like: torch.Tensor
 ) -> torch.Tensor | None:

@@ -32,6 +32,7 @@ from engine.models.base import (
     conv_transpose_fn,
     edits_for,
     shared_source,
+    uniform_shift,
 )
 from engine.models.registry import CheckpointFormat, register_format, register_model
 
@@ -121,7 +122,13 @@ class DCGANGenerator(Generator):
         for i, m in enumerate(self.main):
             mine = edits_for(edits, f"main.{i}") if edits else []
             if mine:
-                x = apply_conv_edit(x, m(x), mine, conv_transpose_fn(m.stride[0], m.padding[0]), source)
+                conv = conv_transpose_fn(m.stride[0], m.padding[0])
+                shift = uniform_shift(mine)
+                if shift is not None:  # one shifted weight serves every sample
+                    x = conv(x, m.weight + shift.to(m.weight.dtype))
+                    x = x[source] if source is not None else x
+                else:
+                    x = apply_conv_edit(x, m(x), mine, conv, source)
                 source = None
             else:
                 x = m(x)

@@ -72,6 +72,7 @@ from engine.models.base import (
     edits_for,
     per_sample_shift,
     shared_source,
+    uniform_shift,
 )
 
 ARCHITECTURES = ("skip", "orig", "resnet")
@@ -353,6 +354,85 @@ def modulated_conv2d(
     return x
 
 
+def modulated_conv2d_edited(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    edits: list[ParamEdit],
+    *,
+    source: torch.Tensor | None = None,
+    demodulate: bool = True,
+    up: bool = False,
+    resample_filter: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``modulated_conv2d`` for a batch of parameter edits, by linearity in the weight.
+
+    ``x [N, I, H, W]`` and ``styles [N, I]`` hold N distinct rows; ``source [B]`` (or ``None``:
+    B = N) says which row each output sample continues; sample b uses the weight
+    ``weight + sum_e edits[e].t[b] * edits[e].delta[index[b]]``. Modulation is applied to the
+    input once per distinct row, ``conv(x s, weight)`` runs once per distinct row, and
+    ``conv(x s, delta_u)`` once per distinct (row, delta) pair whatever the number of shifts t
+    (rows with t = 0 skip it); demodulation coefficients come from the squared weights of each
+    distinct (delta, t) combination. The same function as the per-sample grouped convolution,
+    at the cost of about (1 + #deltas) shared convolutions. Returns ``[B, O, H', W']``.
+    """
+    N, Cin = styles.shape
+    Cout, _, kh, kw = weight.shape
+    pad = kh // 2
+    rows_all = source if source is not None else torch.arange(N, device=x.device)
+    B = rows_all.shape[0]
+
+    def conv(inp: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if up:
+            return F.conv_transpose2d(inp, w.transpose(0, 1), stride=2)
+        return F.conv2d(inp, w, padding=pad)
+
+    shift = uniform_shift(edits)
+    if shift is not None:  # every sample has the same weight: the plain unfused modulated conv
+        out = modulated_conv2d(
+            x,
+            weight + shift.to(weight.dtype),
+            styles,
+            demodulate=demodulate,
+            up=up,
+            resample_filter=resample_filter,
+            fused=False,
+        )
+        return out[source] if source is not None else out
+    xs = x * styles.reshape(N, Cin, 1, 1)
+    out = conv(xs, weight)[rows_all]
+    extra = torch.zeros_like(out)
+    for e in edits:
+        t = e.t.to(out.dtype)
+        for u in torch.unique(e.index).tolist():
+            rows = ((e.index == u) & (t != 0)).nonzero(as_tuple=True)[0]
+            if rows.numel() == 0:
+                continue
+            inputs, which = torch.unique(rows_all[rows], return_inverse=True)
+            d_out = conv(xs[inputs], e.delta[u].to(x.dtype))[which]
+            extra = extra.index_add(0, rows, d_out * t[rows].reshape(-1, 1, 1, 1))
+    out = out + extra
+    if demodulate:
+        # each row's weight is fixed by its (index, t) per edit: one sum_k W^2 per distinct combination
+        key = torch.stack([torch.stack([e.index.to(out.dtype), e.t.to(out.dtype)], 1) for e in edits], 1)
+        combos, group = torch.unique(key.reshape(B, -1), dim=0, return_inverse=True)
+        s2 = styles.square()[rows_all]  # [B, I]
+        order = group.argsort()
+        pieces = []
+        for g, rows in enumerate(order.split(torch.bincount(group, minlength=combos.shape[0]).tolist())):
+            w = weight
+            for j, e in enumerate(edits):
+                w = w + combos[g, 2 * j + 1] * e.delta[int(combos[g, 2 * j])].to(weight.dtype)
+            pieces.append(s2[rows] @ w.square().sum(dim=[2, 3]).t())
+        dcoefs = (torch.cat(pieces)[order.argsort()] + 1e-8).rsqrt()  # out of place: vmap-safe
+        out = out * dcoefs.reshape(B, Cout, 1, 1)
+    if up:
+        k = resample_filter.shape[-1]
+        p = (k - 2) - (kh - 1)
+        out = blur(out, resample_filter, ((p + 1) // 2 + 1, p // 2 + 1), gain=4.0)
+    return out
+
+
 class EqualLinear(nn.Module):
     """Fully connected layer with equalized learning rate: ``y = x (W g)^T + b lr_mul``, g = lr_mul/sqrt(in)."""
 
@@ -449,12 +529,23 @@ class SynthesisLayer(nn.Module):
         fused: bool = True,
         gain: float = 1.0,
         noise_generator: torch.Generator | None = None,
+        edits: list[ParamEdit] | None = None,
+        source: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``noise``: a mode (``const`` / ``random`` / ``none``) or this layer's maps ``[B, 1, R, R]``."""
+        """``noise``: a mode (``const`` / ``random`` / ``none``) or this layer's maps ``[B, 1, R, R]``.
+
+        ``edits`` (gradient-free parameter edits of this layer; ``x`` and ``w`` may then hold the
+        distinct rows that ``source`` expands): see ``modulated_conv2d_edited``.
+        """
         styles = self.affine(w) * self.weight_gain  # [B, I]
-        x = modulated_conv2d(
-            x, self.weight, styles, up=self.up, shift=shift, resample_filter=self.resample_filter, fused=fused
-        )
+        if edits:
+            x = modulated_conv2d_edited(
+                x, self.weight, styles, edits, source=source, up=self.up, resample_filter=self.resample_filter
+            )
+        else:
+            x = modulated_conv2d(
+                x, self.weight, styles, up=self.up, shift=shift, resample_filter=self.resample_filter, fused=fused
+            )
         if isinstance(noise, torch.Tensor):
             if self.use_noise:
                 x = x + noise.to(x.dtype) * self.noise_strength
@@ -480,10 +571,20 @@ class ToRGBLayer(nn.Module):
         self.weight_gain = 1.0 / math.sqrt(in_channels)
 
     def forward(
-        self, x: torch.Tensor, w: torch.Tensor, *, shift: torch.Tensor | None = None, fused: bool = True
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        *,
+        shift: torch.Tensor | None = None,
+        fused: bool = True,
+        edits: list[ParamEdit] | None = None,
+        source: torch.Tensor | None = None,
     ) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, shift=shift, fused=fused)
+        if edits:
+            x = modulated_conv2d_edited(x, self.weight, styles, edits, source=source, demodulate=False)
+        else:
+            x = modulated_conv2d(x, self.weight, styles, demodulate=False, shift=shift, fused=fused)
         x = x + self.bias.reshape(1, -1, 1, 1)
         if self.conv_clamp is not None:
             x = x.clamp(-self.conv_clamp, self.conv_clamp)
@@ -751,31 +852,51 @@ class StyleGAN2Generator(Generator):
         else:
             fused = self.fused_modconv
 
+        # gradient-free edits take the linear path (modulated_conv2d_edited); edits whose delta or t
+        # carry gradients use per-sample weights in one grouped convolution
+        linear = not any(e.delta.requires_grad or e.t.requires_grad for e in edits)
+        ws_rows = ws  # the rows of x; after the expansion to the batch, ws itself
+        pending = None  # the source still to apply to x (between the first edited block and layer)
+
         def run(block: SynthesisBlock, short: str, inp: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+            nonlocal pending
             name = f"synthesis.b{block.resolution}.{short}"
             layer, idx, _ = self._layers[name]
             mine = edits_for(edits, name) if edits else []
-            shift = per_sample_shift(mine, ws.shape[0], layer.weight.shape, layer.weight) if mine else None
+            src = None
+            if pending is not None:
+                if mine and linear:
+                    src = pending  # the layer convolves the distinct rows and expands them itself
+                else:
+                    inp = inp[pending]
+                w_in = ws_rows[:, idx] if src is not None else ws[:, idx]
+                pending = None
+            else:
+                w_in = ws[:, idx]
+            if mine and linear:
+                kw = {"edits": mine, "source": src}
+            else:
+                kw = {"shift": per_sample_shift(mine, ws.shape[0], layer.weight.shape, layer.weight) if mine else None}
             if short == "torgb":
-                return layer(inp, ws[:, idx], shift=shift, fused=fused)
+                return layer(inp, w_in, fused=fused, **kw)
             mode = maps[name] if maps is not None and name in maps else noise
-            return layer(
-                inp, ws[:, idx], noise=mode, shift=shift, fused=fused, gain=gain, noise_generator=noise_generator
-            )
+            return layer(inp, w_in, noise=mode, fused=fused, gain=gain, noise_generator=noise_generator, **kw)
 
         x = img = None
         for block in self.synthesis_net.blocks():
             if source is not None and f"b{block.resolution}" in edited:
+                # rows expand to the batch here: ws and the image at once, x at the first edited layer
                 ws = ws[source]
-                x = x[source] if x is not None else None
                 img = img[source] if img is not None else None
-                source = None
+                pending, source = source, None
             if block.is_first:
-                x = block.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
+                x = block.const.unsqueeze(0).repeat(ws_rows.shape[0] if pending is not None else ws.shape[0], 1, 1, 1)
                 x = run(block, "conv1", x)
             elif block.architecture == "resnet":
+                src = pending
                 y = block.skip(x)
                 x = run(block, "conv0", x)
+                y = y[src] if src is not None else y
                 x = run(block, "conv1", x, gain=SQRT_HALF)
                 x = y + x
             else:

@@ -244,3 +244,30 @@ def test_shared_prefix_grid_equals_full_batch(layer):
         full = g.decode(codes, edit=ParamEdit(layer, delta, index, t))
         shared = g.decode(z, edit=ParamEdit(layer, delta, index, t, torch.tensor([0, 1] * 4)))
     assert torch.allclose(grid, full, atol=1e-5) and torch.allclose(shared, full, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["synthesis.b8.conv0", "synthesis.b4.conv1", "synthesis.b16.torgb"])
+def test_linear_edit_path_equals_per_sample_weights_and_patching(layer):
+    """Gradient-free edits convolve each distinct input once per delta (linearity); the result equals
+    per-sample grouped weights (the path taken when delta carries a gradient) and patched weights,
+    with two edits of one layer, shifts t = 0, and rows expanded from shared codes."""
+    g = tiny(arch="resnet", clamp=1.0)
+    W = g.layer_weight(layer)
+    gen = torch.Generator().manual_seed(1)
+    d1 = torch.randn(2, *W.shape, generator=gen) * 0.3
+    d2 = torch.randn(1, *W.shape, generator=gen) * 0.3
+    source = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    e1 = ParamEdit(
+        layer, d1, torch.tensor([0, 0, 1, 1, 0, 1, 1, 0]), torch.tensor([0.5, 0.0, -1.0, 0.5, 2.0, 0.0, 1.0, 0.5])
+    )
+    e2 = ParamEdit(layer, d2, torch.zeros(8, dtype=torch.long), torch.tensor([0.0, 0.3, 0.3, -0.7, 0.0, 0.0, 0.3, 0.0]))
+    ws = g.mapping(torch.randn(3, 12))
+    with torch.no_grad():
+        linear = g.synthesis(ws, edit=[ParamEdit(e.layer, e.delta, e.index, e.t, source) for e in (e1, e2)])
+    grad_edits = [ParamEdit(e.layer, e.delta.clone().requires_grad_(True), e.index, e.t) for e in (e1, e2)]
+    grouped = g.synthesis(ws[source], edit=grad_edits).detach()
+    assert torch.allclose(linear, grouped, atol=2e-5), (linear - grouped).abs().max()
+    for b in range(8):
+        shift = float(e1.t[b]) * d1[e1.index[b]] + float(e2.t[b]) * d2[0]
+        ref = _patched(g, layer, shift, 1.0, ws[source[b] : source[b] + 1])
+        assert torch.allclose(linear[b : b + 1], ref, atol=2e-5), b
