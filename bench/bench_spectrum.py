@@ -151,7 +151,9 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--guard", type=int, default=4)
     ap.add_argument("--samples", type=int, default=64)
-    ap.add_argument("--tol", type=float, default=1e-3, help="our solver's own stopping tolerance (param-spectrum's default)")
+    ap.add_argument(
+        "--tol", type=float, default=1e-3, help="our solver's own stopping tolerance (param-spectrum's default)"
+    )
     ap.add_argument("--chunk", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--memory-k", type=int, default=16)

@@ -74,25 +74,36 @@ def _head(width_in: int, width_hidden: int, out: int) -> nn.Sequential:
 
 
 class LeNetReconstructor(Reconstructor):
-    """A LeNet-5-sized CNN (6-16-120 channels, 84 hidden units, times ``width``) with two heads.
+    """LeNet-5 geometry (6-16-120 channels, 84 hidden units, times ``width``) with two heads.
 
-    Convolutions are padded so that any image side >= 4 works; features are averaged over space.
+    As in Voynov & Babenko's LeNet: unpadded 5x5 convolutions, 2x2 max-pooling after the first
+    two, BatchNorm and ReLU after each, the third conv's map averaged over space. At 32 px (the
+    paper's MNIST) the third conv sees the whole 5x5 map and outputs 1x1, so the features keep
+    *where* the pair differs; padded convolutions (7x7 or 8x8 maps averaged) throw that away and
+    cost 4x more. Images smaller than ``MIN_SIDE`` are resized up to it (bilinear). The body runs
+    in channels-last layout: on the CPU the backward pass of its thin first convolution (the
+    gradient the direction matrix needs) is about twice as fast (``bench/bench_reconstructor.py``).
     """
+
+    MIN_SIDE = 32
 
     def __init__(self, K: int, channels: int = 3, width: int = 1, max_input: int = 256) -> None:
         super().__init__(K, max_input)
         c1, c2, c3, h = 6 * width, 16 * width, 120 * width, 84 * width
 
         def block(cin, cout, pool):
-            layers = [nn.Conv2d(cin, cout, 5, padding=2), nn.BatchNorm2d(cout), nn.ReLU()]
+            layers = [nn.Conv2d(cin, cout, 5), nn.BatchNorm2d(cout), nn.ReLU()]
             return layers + ([nn.MaxPool2d(2)] if pool else [])
 
         self.body = nn.Sequential(*block(2 * channels, c1, True), *block(c1, c2, True), *block(c2, c3, False))
+        self.body.to(memory_format=torch.channels_last)
         self.logits = _head(c3, h, K)
         self.shift = _head(c3, h, 1)
 
     def features(self, x):
-        return self.body(x).mean(dim=(-2, -1))
+        if min(x.shape[-2:]) < self.MIN_SIDE:
+            x = F.interpolate(x, size=(self.MIN_SIDE, self.MIN_SIDE), mode="bilinear", align_corners=False)
+        return self.body(x.contiguous(memory_format=torch.channels_last)).mean(dim=(-2, -1))
 
 
 class ResNetReconstructor(Reconstructor):
