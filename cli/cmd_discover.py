@@ -15,19 +15,24 @@ import time
 from cli.common import add_class_arg, add_model_args, drive, out_path, parse_classes
 from engine.errors import AtlasError
 
+DESCRIPTION = "Run a discovery method on a generator and save the K directions it finds."
+
 
 def register(sub) -> None:
-    from engine.discovery import methods
+    # The method list needs the engine (torch); it is read only when this command's help is shown
+    # or the command runs, so `main.py --help` and the other commands start without importing it.
+    p = sub.add_parser("discover", help="run a discovery method and save its direction set", description=DESCRIPTION)
+    plain_help = p.format_help
 
-    names = sorted(m.name for m in methods())
-    p = sub.add_parser(
-        "discover",
-        help="run a discovery method and save its direction set",
-        description="Run a discovery method on a generator and save the K directions it finds. "
-        "Methods: " + ", ".join(f"{m.name} ({m.summary})" for m in methods()),
-    )
+    def format_help() -> str:
+        from engine.discovery import methods
+
+        p.description = DESCRIPTION + " Methods: " + ", ".join(f"{m.name} ({m.summary})" for m in methods())
+        return plain_help()
+
+    p.format_help = format_help
     add_model_args(p)
-    p.add_argument("--method", required=True, choices=names, help="discovery method")
+    p.add_argument("--method", required=True, help="discovery method (see the list above)")
     add_class_arg(
         p,
         "class-conditional models: the class the directions are found on (N), or several (N0,N1,...) that "

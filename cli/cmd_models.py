@@ -9,13 +9,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from engine.models import builtin_models, checkpoint_formats
+    from engine.model_list import BUILTIN_MODELS, CHECKPOINT_FORMATS  # plain data: no torch import
 
     print("Built-in models:")
-    for m in builtin_models():
-        print(f"  {m.name:<24} {m.description}")
+    for name, description in BUILTIN_MODELS:
+        print(f"  {name:<24} {description}")
     print("Checkpoint formats (pass the file, or a model folder, to --model):")
-    for f in checkpoint_formats():
-        print(f"  {f.name:<28} {', '.join(f.suffixes)}{', or a folder' if f.folders else ''}")
+    for name, suffixes, folders in CHECKPOINT_FORMATS:
+        print(f"  {name:<28} {', '.join(suffixes)}{', or a folder' if folders else ''}")
     print(f"  {'adapter':<28} .py (a file defining load_generator(); see README)")
     return 0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from cli.common import (
     add_class_arg,
@@ -21,6 +21,9 @@ from cli.common import (
     transform_from_args,
 )
 from engine.errors import AtlasError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def register(sub) -> None:
@@ -76,6 +79,8 @@ def load_codes(args, gen, default_classes: list[int] | None = None) -> tuple[tor
     ``default_classes`` (the classes a direction set was found on) cycled over the rows; a
     projected image (``--latent``) keeps the class it was fitted on unless ``--class`` is given.
     """
+    import torch
+
     from engine.render import with_classes
 
     text = getattr(args, "classes", None)

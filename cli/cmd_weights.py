@@ -28,7 +28,7 @@ def register(sub) -> None:
 
 
 def run_status(args) -> int:
-    from engine.distances import backbone_status, hub_checkpoint_dir
+    from engine.backbones import backbone_status, hub_checkpoint_dir  # no torch import
 
     print(f"torch hub cache: {hub_checkpoint_dir()}  (set TORCH_HOME to move it)")
     for b, present in backbone_status():

@@ -28,63 +28,19 @@ from __future__ import annotations
 
 import os
 import urllib.error
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.backbones import LPIPS_NETS, Backbone, backbone, backbone_status, hub_checkpoint_dir
 from engine.errors import AtlasError
 
-LPIPS_NETS = ("alex", "vgg", "squeeze")
 DISTANCES = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "pixel")
 DEFAULT_DISTANCE = "lpips-alex"
 
 PIXEL_LABEL = "pixel: mean squared pixel difference (NOT perceptual; LPIPS backbone weights were not used)"
-
-
-@dataclass(frozen=True)
-class Backbone:
-    """The torchvision ImageNet weights file an LPIPS network needs."""
-
-    net: str
-    url: str
-
-    @property
-    def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
-
-    @property
-    def folder(self) -> Path:
-        return hub_checkpoint_dir()
-
-    @property
-    def path(self) -> Path:
-        return self.folder / self.filename
-
-    @property
-    def present(self) -> bool:
-        return self.path.is_file()
-
-
-def hub_checkpoint_dir() -> Path:
-    """``<torch hub dir>/checkpoints`` (``$TORCH_HOME/hub/checkpoints``), where torchvision keeps weights."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def backbone(net: str) -> Backbone:
-    """The weights file of LPIPS backbone ``net`` (``alex``, ``vgg`` or ``squeeze``)."""
-    from torchvision.models import AlexNet_Weights, SqueezeNet1_1_Weights, VGG16_Weights
-
-    urls = {
-        "alex": AlexNet_Weights.IMAGENET1K_V1.url,
-        "vgg": VGG16_Weights.IMAGENET1K_V1.url,
-        "squeeze": SqueezeNet1_1_Weights.IMAGENET1K_V1.url,
-    }
-    if net not in urls:
-        raise AtlasError(f"unknown LPIPS network '{net}'; choose one of {', '.join(LPIPS_NETS)}")
-    return Backbone(net, urls[net])
 
 
 def missing_backbone_message(b: Backbone, why: str = "") -> str:
@@ -257,6 +213,16 @@ def load_distance(
     return d.to(device).eval()
 
 
-def backbone_status() -> list[tuple[Backbone, bool]]:
-    """Each LPIPS backbone and whether its file is in the hub cache."""
-    return [(backbone(n), backbone(n).present) for n in LPIPS_NETS]
+__all__ = [
+    "DEFAULT_DISTANCE",
+    "DISTANCES",
+    "LPIPS_NETS",
+    "Backbone",
+    "Distance",
+    "backbone",
+    "backbone_status",
+    "download_backbone",
+    "hub_checkpoint_dir",
+    "load_distance",
+    "missing_backbone_message",
+]
