@@ -11,7 +11,7 @@ from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QApplication
 
 from desktop.settings import Settings
-from desktop.workers import prewarm
+from desktop.workers import job_process, prewarm
 from engine.device import cap_threads
 
 # Worker threads: a preview render, a grid page, a discovery and an export may run at once.
@@ -131,6 +131,7 @@ def run(
     win = MainWindow(settings, model=model, open_sets=open_sets, class_name=class_name)
     win.show()
     win._prewarm = prewarm()
+    job_process()  # the long-job process starts (and imports torch) in the background now
     if panel:
         win.show_dock(panel)
     if select is not None:

@@ -38,8 +38,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.job_process import JobSpec, function_path, model_ref_of
 from desktop.widgets import show_error
-from desktop.workers import BackgroundCall, JobRunner
+from desktop.workers import BackgroundCall, ProcessJobRunner
 from desktop.workspace import SetEntry, Workspace
 from engine.directions import DirectionSet
 from engine.discovery.registry import MethodSpec, methods
@@ -411,7 +412,8 @@ class DiscoveryPanel(QWidget):
         self.ws = ws
         self.library = library  # () -> Path: where finished sets are saved
         self.settings = settings  # desktop.settings.Settings: each method's parameters are remembered
-        self.runner = JobRunner(self)
+        # discovery runs in the long-job process: its interpreter lock never delays the editor's
+        self.runner = ProcessJobRunner(self)
         self.runner.progress.connect(self._on_progress)
         self.runner.finished.connect(self._on_finished)
         self.runner.failed.connect(self._on_failed)
@@ -579,7 +581,17 @@ class DiscoveryPanel(QWidget):
         self.start_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         self.method.setEnabled(False)
-        self.runner.start(lambda: spec.run(gen, params, device=gen.device, state=None))
+        import torch
+
+        job = JobSpec(
+            model_ref_of(gen),
+            function_path(spec.run),
+            (params,),
+            {"device": str(gen.device), "state": None},
+            device=str(gen.device),
+            threads=torch.get_num_threads(),
+        )
+        self.runner.start(job)
 
     def cancel(self) -> None:
         if self.runner.running:

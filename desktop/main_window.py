@@ -3,6 +3,7 @@ discovery on the right (dock widgets; their layout is saved), menus, settings, m
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QThreadPool, QTimer
@@ -31,12 +32,13 @@ from desktop.browser import DirectionBrowser, scan_library
 from desktop.discovery import DiscoveryPanel
 from desktop.export_dialog import ExportContext, ExportDialog
 from desktop.grid import GridInspector
+from desktop.job_process import CANCEL_GRACE_S
 from desktop.preview import PreviewPanel
 from desktop.projection_dialog import ProjectionDialog
 from desktop.settings import Settings
 from desktop.tagging import AnnotationEditor
 from desktop.widgets import show_error
-from desktop.workers import BackgroundCall, LatestWins, job_pool
+from desktop.workers import BackgroundCall, LatestWins, job_pool, shutdown_job_process
 from desktop.workspace import SetEntry, Workspace
 from engine.device import DEVICE_CHOICES, cap_threads, default_threads
 from engine.directions import DirectionSet
@@ -719,6 +721,11 @@ class MainWindow(QMainWindow):
             dlg.runner.cancel()
         for renderer in (self.preview.renderer, self.grid.model.renderer, self.loader):
             renderer.shutdown()
+        # the long-job process: let a cancelled discovery report (and its partial set be saved)
+        deadline = time.monotonic() + CANCEL_GRACE_S + 1.0
+        while self.discovery.running and time.monotonic() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.02)
         # let running jobs stop at their next step and deliver their last signals (which may
         # save a cancelled discovery's partial result)
         pools = (job_pool(), QThreadPool.globalInstance())
@@ -727,4 +734,5 @@ class MainWindow(QMainWindow):
         QApplication.processEvents()
         for pool in pools:
             pool.waitForDone(15000)
+        shutdown_job_process()
         super().closeEvent(event)

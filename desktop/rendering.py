@@ -211,7 +211,10 @@ def render_preview(gen, req: PreviewRequest, cache: BeforeCache | None = BEFORE_
         d = materialize(dset, k)
         if not applicable(d, req.space):
             continue
-        shifts.append((restrict(d, req.space, req.layers, gen.num_ws), float(t)))
+        d = restrict(d, req.space, req.layers, gen.num_ws)
+        if float(t) == 0 or (d.kind == "latent" and d.layers is not None and d.layers[1] <= d.layers[0]):
+            continue  # acts on nothing: the image is the unedited one
+        shifts.append((d, float(t)))
     edited = bool(shifts)
     n = len(req.seeds)
     keys = [BeforeCache.key(gen, s, req) for s in req.seeds] if cache is not None else [None] * n

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
@@ -310,3 +311,104 @@ def prewarm() -> threading.Thread:
     thread = threading.Thread(target=_import_torch_compiler, name="prewarm", daemon=True)
     thread.start()
     return thread
+
+
+_JOB_PROCESS = None
+
+
+def job_process():
+    """The editor's persistent long-job process (``desktop.job_process.JobProcess``), started on first use."""
+    global _JOB_PROCESS
+    if _JOB_PROCESS is None:
+        from desktop.job_process import JobProcess
+
+        _JOB_PROCESS = JobProcess()
+        _JOB_PROCESS.start()
+    return _JOB_PROCESS
+
+
+def shutdown_job_process() -> None:
+    global _JOB_PROCESS
+    if _JOB_PROCESS is not None:
+        _JOB_PROCESS.shutdown()
+        _JOB_PROCESS = None
+
+
+def _read_partial(value):
+    """A partial result sent as a file, read back (``None`` if a newer one already replaced it)."""
+    from desktop.job_process import load_portable
+
+    try:
+        return load_portable(value)
+    except Exception:  # noqa: BLE001 - the next partial result follows
+        return None
+
+
+class ProcessJobRunner(QObject):
+    """``JobRunner``'s signals for a job run in the long-job process (``desktop.job_process``).
+
+    ``start(spec)`` takes a ``JobSpec``; a timer on the UI thread reads the pipe every
+    ``POLL_MS``. Direction sets (partial results in ``Progress.partial``, the result) arrive as
+    files and are read back here; a failure arrives as one line (``AtlasError``).
+    """
+
+    POLL_MS = 25
+    progress = Signal(object)
+    finished = Signal(object)
+    failed = Signal(object)
+    cancelled = Signal()
+    stopped = Signal()
+
+    def __init__(self, parent: QObject | None = None, process=None) -> None:
+        from PySide6.QtCore import QTimer
+
+        super().__init__(parent)
+        self._process = process
+        self._timer = QTimer(self)
+        self._timer.setInterval(self.POLL_MS)
+        self._timer.timeout.connect(self._poll)
+        self._running = False
+
+    @property
+    def process(self):
+        return self._process if self._process is not None else job_process()
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(self, spec) -> None:
+        if self._running:
+            raise RuntimeError("a job is already running")
+        self.process.submit(spec)
+        self._running = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        if self._running:
+            self.process.cancel()
+
+    def _poll(self) -> None:
+        from desktop.job_process import load_portable
+        from engine.errors import AtlasError
+
+        for event in self.process.poll():
+            kind = event[0]
+            if kind == "progress":
+                self.progress.emit([replace(r, partial=_read_partial(r.partial)) for r in event[1]])
+                continue
+            if kind == "finished":
+                try:
+                    result = load_portable(event[1])
+                except Exception as exc:  # noqa: BLE001 - an unreadable result file is the job's failure
+                    kind, event = "failed", ("failed", f"{type(exc).__name__}: {exc}")
+            self._running = False
+            self._timer.stop()
+            if kind == "finished":
+                self.finished.emit(result)
+            elif kind == "failed":
+                self.failed.emit(AtlasError(event[1]))
+            else:
+                self.cancelled.emit()
+            self.stopped.emit()
+            return

@@ -1,15 +1,16 @@
 """What ``main.py models`` lists, readable without importing torch.
 
 The registries (``engine.models.registry``) are filled by importing the model modules
-(``engine.catalog``), which import torch (about a second and 0.5 GB before the first line is printed). This catalogue names
-the same built-in models and checkpoint formats as plain data, so the listing starts at once;
+(``engine.catalog``), which import torch (about a second and 0.5 GB before the first line is
+printed). This catalogue names the same built-in models and checkpoint formats as plain data, so
+the listing starts at once;
 ``tests/engine/test_startup.py`` checks that it matches the registries, so a new model or format
 adds its line here beside its registration.
 """
 
 from __future__ import annotations
 
-# (name, description) of each built-in model, in registration order
+# (name, description) of each built-in model
 BUILTIN_MODELS: tuple[tuple[str, str], ...] = (
     ("digiface-dcgan-64", "64x64 faces, DCGAN (latent 100, 3.6M params), from the gan-face-generate wheel"),
     (
@@ -19,7 +20,7 @@ BUILTIN_MODELS: tuple[tuple[str, str], ...] = (
     ),
 )
 
-# (name, suffixes, whether a folder is accepted) of each checkpoint format, in probing order
+# (name, suffixes, whether a folder is accepted) of each checkpoint format
 CHECKPOINT_FORMATS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("proggan", (".pth", ".pt"), False),
     ("gan-atlas-stylegan2", (".pt", ".pth"), False),
