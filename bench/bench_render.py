@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--shifts", type=int, default=7)
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--batch-size", type=int, default=64, help="images per forward of the batched grid")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     gen = load_generator(args.model, device="cpu")
@@ -118,7 +119,7 @@ def main() -> None:
         zs = gen.seed_latents(range(n_seeds))
 
         def batched(zs=zs):
-            return run_job(render_grid(gen, zs, dirs, shifts, batch_size=64))
+            return run_job(render_grid(gen, zs, dirs, shifts, batch_size=args.batch_size))
 
         def naive(zs=zs):
             out = []
