@@ -111,6 +111,9 @@ def load_codes(args, gen, default_classes: list[int] | None = None) -> tuple[tor
 
 
 def _read_latents(path: Path, gen, space: str) -> torch.Tensor:
+
+    import torch
+
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:

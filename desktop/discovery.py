@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 
 from desktop.job_process import JobSpec, function_path, model_ref_of
 from desktop.widgets import show_error
-from desktop.workers import BackgroundCall, ProcessJobRunner
+from desktop.workers import BackgroundCall, ProcessJobRunner, torch_threads
 from desktop.workspace import SetEntry, Workspace
 from engine.directions import DirectionSet
 from engine.discovery.registry import MethodSpec, methods
@@ -581,15 +581,13 @@ class DiscoveryPanel(QWidget):
         self.start_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         self.method.setEnabled(False)
-        import torch
-
         job = JobSpec(
             model_ref_of(gen),
             function_path(spec.run),
             (params,),
             {"device": str(gen.device), "state": None},
             device=str(gen.device),
-            threads=torch.get_num_threads(),
+            threads=torch_threads(),
         )
         self.runner.start(job)
 

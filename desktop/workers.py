@@ -316,6 +316,13 @@ def prewarm() -> threading.Thread:
 _JOB_PROCESS = None
 
 
+def torch_threads() -> int:
+    """The editor's torch thread budget (``engine.device.cap_threads``), which jobs run with too."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 def job_process():
     """The editor's persistent long-job process (``desktop.job_process.JobProcess``), started on first use."""
     global _JOB_PROCESS

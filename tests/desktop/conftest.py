@@ -89,3 +89,13 @@ def make_window(qtbot, tiny_gen):
             win.close()
     job_pool().waitForDone(20000)
     QThreadPool.globalInstance().waitForDone(20000)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _job_process():
+    """The long-job process starts with the session, as it starts with the editor (spawn + torch import)."""
+    from desktop.workers import job_process, shutdown_job_process
+
+    job_process()
+    yield
+    shutdown_job_process()
