@@ -10,6 +10,7 @@ torchvision's ``IMAGENET1K_V1`` weights of AlexNet, VGG-16 and SqueezeNet 1.1
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,21 @@ BACKBONE_URLS = {
 
 
 def hub_checkpoint_dir() -> Path:
-    """``<torch hub dir>/checkpoints`` (``$TORCH_HOME/hub/checkpoints``), where torchvision keeps weights."""
+    """``<torch hub dir>/checkpoints`` (``$TORCH_HOME/hub/checkpoints``), where torchvision keeps weights.
+
+    Once torch is loaded its own ``torch.hub.get_dir()`` answers (it also honours ``set_dir``);
+    before, the same rule is applied here so that ``weights status`` need not import torch.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "hub"):
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    return hub_dir_from_environment() / "checkpoints"
+
+
+def hub_dir_from_environment() -> Path:
+    """torch's hub folder by torch's own rule from the environment, without importing torch."""
     torch_home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
-    return Path(os.path.expanduser(torch_home)) / "hub" / "checkpoints"
+    return Path(os.path.expanduser(torch_home)) / "hub"
 
 
 @dataclass(frozen=True)

@@ -567,10 +567,16 @@ class SynthesisLayer(nn.Module):
             shift=shift,
             fused=fused,
         )
-        if torch.is_grad_enabled() and spec.up_factor > 1 and fwAD.unpack_dual(x).tangent is None:
+        if (
+            torch.is_grad_enabled()
+            and spec.up_factor > 1
+            and fwAD.unpack_dual(x).tangent is None
+            and not torch._C._are_functorch_transforms_active()
+        ):
             # Backward recomputes the activation from this layer's (low-rate) input instead of
             # keeping the up-sampled intermediates: ~6x less memory for training and projection,
-            # for one more forward of the activation. (Forward-mode passes run it as it is.)
+            # for one more forward of the activation. (Forward-mode passes run it as it is, and so
+            # do torch.func transforms, whose vjp does not support checkpointing's saved-tensor hooks.)
             return checkpoint(self.activation, x, use_reentrant=False)
         return self.activation(x)
 

@@ -163,12 +163,12 @@ def test_the_ui_thread_reads_renders_and_writes_nothing(qtbot, make_window, phot
 
 
 def test_the_dialog_says_before_the_fit_when_it_will_use_pixel_mse(qtbot, make_window, photo, tmp_path, monkeypatch):
-    import engine.distances
+    import engine.backbones
     from engine.distances import backbone
 
     hub = tmp_path / "hub"
     hub.mkdir()
-    monkeypatch.setattr(engine.distances, "hub_checkpoint_dir", lambda: hub)
+    monkeypatch.setattr(engine.backbones, "hub_checkpoint_dir", lambda: hub)  # where backbone files are looked up
     win = make_window()
     dlg = win.open_image_dialog(str(photo))
     assert dlg.distance.currentText() == "lpips-vgg"

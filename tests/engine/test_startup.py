@@ -71,7 +71,7 @@ def test_backbone_table_matches_torch_and_torchvision(monkeypatch, tmp_path):
     import torch
     from torchvision.models import AlexNet_Weights, SqueezeNet1_1_Weights, VGG16_Weights
 
-    from engine.backbones import BACKBONE_URLS, hub_checkpoint_dir
+    from engine.backbones import BACKBONE_URLS, hub_dir_from_environment
 
     assert BACKBONE_URLS == {
         "alex": AlexNet_Weights.IMAGENET1K_V1.url,
@@ -83,4 +83,4 @@ def test_backbone_table_matches_torch_and_torchvision(monkeypatch, tmp_path):
         monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
         for k, v in env.items():
             monkeypatch.setenv(k, v)
-        assert hub_checkpoint_dir() == Path(torch.hub.get_dir()) / "checkpoints"
+        assert hub_dir_from_environment() == Path(torch.hub.get_dir())
