@@ -124,7 +124,7 @@ def test_export_cli(gen, dset, tmp_path, monkeypatch, capsys):
     import cli.cmd_export as cmd
     from cli.main import main
 
-    monkeypatch.setattr(cmd, "load_model_from_args", lambda args: gen)
+    monkeypatch.setattr(cmd, "load_model_for_set", lambda args, dset, quiet=False: gen)
     set_path = str(dset.path)
     assert (
         main(
