@@ -4,11 +4,11 @@ and the model a direction set was found on."""
 from __future__ import annotations
 
 import dataclasses
-import sys
+import math
 import typing
-from pathlib import Path
 
-from engine.errors import AtlasError
+from cli.common import load_model_for_set as _load_model_for_set
+from engine.errors import BadValueError
 
 
 def add_set_option(p) -> None:
@@ -29,7 +29,7 @@ def params_from_args(spec, args, shortcuts: dict[str, str]):
     raw: dict[str, str] = {}
     for text in args.sets:
         if "=" not in text:
-            raise AtlasError(f"--set {text}: expected NAME=VALUE")
+            raise BadValueError(f"--set {text}: expected NAME=VALUE")
         name, value = (s.strip() for s in text.split("=", 1))
         raw[name] = value
     for dest, name in shortcuts.items():
@@ -39,7 +39,7 @@ def params_from_args(spec, args, shortcuts: dict[str, str]):
     values = {}
     for name, text in raw.items():
         if name not in names:
-            raise AtlasError(
+            raise BadValueError(
                 f"analysis '{spec.name}' has no parameter '{name}'; its parameters are {', '.join(sorted(names))}"
             )
         values[name] = _parse(name, text, hints[name])
@@ -47,7 +47,7 @@ def params_from_args(spec, args, shortcuts: dict[str, str]):
     for name, value in values.items():
         choices = field[name].metadata.get("choices")
         if choices and value not in choices:
-            raise AtlasError(f"{name} '{value}': choose one of {', '.join(map(str, choices))}")
+            raise BadValueError(f"{name} '{value}': choose one of {', '.join(map(str, choices))}")
     return spec.make_params(**values)
 
 
@@ -61,34 +61,20 @@ def _parse(name: str, text: str, hint):
         if hint is int:
             return int(text)
         if hint is float:
-            return float(text)
+            v = float(text)
+            if not math.isfinite(v):
+                raise BadValueError(f"{name} '{text}': must be a finite number")
+            return v
         if hint is bool:
             return text.lower() in ("1", "true", "yes", "on")
     except ValueError:
-        raise AtlasError(f"{name} '{text}': expected {hint.__name__}") from None
+        raise BadValueError(f"{name} '{text}': expected {hint.__name__}") from None
     return text
 
 
 def load_model_for_set(args, dset):
-    """``--model`` if given, else the model the set names (built-in name or file), else the default."""
-    from engine.device import cap_threads
-    from engine.models import load_generator
-    from engine.models.registry import builtin_models
-
-    cap_threads(args.threads or None)
-    spec = args.model
-    if not spec:
-        ref = dset.model or {}
-        for cand in (ref.get("source"), ref.get("name")):
-            if cand and (cand in {m.name for m in builtin_models()} or Path(str(cand)).exists()):
-                spec = str(cand)
-                break
-    gen = load_generator(spec, device=args.device)
-    ident = (dset.model or {}).get("identity")
-    if ident and gen.identity and ident != gen.identity:
-        print(
-            f"warning: {dset.title} was found on model {dset.model.get('name')!r}, not on {gen.name!r}", file=sys.stderr
-        )
+    """``--model`` if given, else the model the set was found on (``cli.common.load_model_for_set``)."""
+    gen = _load_model_for_set(args, dset)
     if gen.num_classes and dset.classes:
         # analyses compare each latent's edited and unedited images: one class (the set's first) for all
         gen = gen.conditioned(classes=dset.classes[:1])

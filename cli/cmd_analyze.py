@@ -7,8 +7,8 @@ Writes ``STEM.png`` (plot or heatmap), ``STEM.json`` (the numbers and settings) 
 from __future__ import annotations
 
 from cli.analysis_args import add_set_option, load_model_for_set, params_from_args
-from cli.common import add_model_args, drive, out_path, parse_indices
-from engine.errors import AtlasError
+from cli.common import add_model_args, drive, finite_float, nonneg_float, out_path, parse_indices, positive_int
+from engine.errors import BadValueError
 
 SHORTCUTS = {
     "seeds": "seeds",
@@ -44,23 +44,27 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--directions", "-d", help="direction set (.json)")
     p.add_argument("--index", default="0", help="direction indices: 3, 0,2,5, 0-7 or all (default 0)")
-    p.add_argument("--seeds", type=int, default=None, help="curves: latents averaged over")
-    p.add_argument("--steps", type=int, default=None, help="curves/fid: shifts over the range")
+    p.add_argument("--seeds", type=positive_int, default=None, help="curves: latents averaged over")
+    p.add_argument("--steps", type=positive_int, default=None, help="curves/fid: shifts over the range")
     p.add_argument(
-        "--t-max", dest="t_max", type=float, default=None, help="use [-T, T] instead of each direction's range"
+        "--t-max", dest="t_max", type=nonneg_float, default=None, help="use [-T, T] instead of each direction's range"
     )
     p.add_argument("--distance", default=None, help="curves: lpips-alex (default), lpips-vgg, lpips-squeeze or pixel")
     p.add_argument(
-        "--samples", type=int, default=None, help="locality: latents (default 1600); fid: edited samples per t"
+        "--samples", type=positive_int, default=None, help="locality: latents (default 1600); fid: edited samples per t"
     )
-    p.add_argument("--shifts", type=int, default=None, help="locality: shifts per latent (default 20)")
-    p.add_argument("--reference", type=int, default=None, help="fid: unedited reference samples")
+    p.add_argument("--shifts", type=positive_int, default=None, help="locality: shifts per latent (default 20)")
+    p.add_argument("--reference", type=positive_int, default=None, help="fid: unedited reference samples")
     p.add_argument("--features", default=None, help="fid: inception (default; needs the FID weights file) or regressor")
-    p.add_argument("--t", type=float, default=None, help="reproduce: shift of the parameter edit (default: range end)")
+    p.add_argument(
+        "--t", type=finite_float, default=None, help="reproduce: shift of the parameter edit (default: range end)"
+    )
     p.add_argument("--space", default=None, help="reproduce: where h lives: auto, z, w, w+")
-    p.add_argument("--opt-steps", dest="opt_steps", type=int, default=None, help="reproduce: Adam steps (default 300)")
-    p.add_argument("--psi", type=float, default=None, help="truncation (style models)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="images per forward pass")
+    p.add_argument(
+        "--opt-steps", dest="opt_steps", type=positive_int, default=None, help="reproduce: Adam steps (default 300)"
+    )
+    p.add_argument("--psi", type=finite_float, default=None, help="truncation (style models)")
+    p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=None, help="images per forward pass")
     add_set_option(p)
     p.add_argument("--list-params", action="store_true", help="print the analysis' parameters and defaults, then exit")
     p.add_argument("--out", "-o", default=None, help="STEM.png / .json / .npz: writes all three")
@@ -76,16 +80,16 @@ def run(args) -> int:
 
     spec = get_analysis(args.kind)
     if spec.needs_factors:
-        raise AtlasError(f"analysis '{spec.name}' needs the factor regressor: run it with main.py {spec.name}")
+        raise BadValueError(f"analysis '{spec.name}' needs the factor regressor: run it with main.py {spec.name}")
     if args.list_params:
         print(f"{spec.name}: {spec.summary}")
         for f in dataclasses.fields(spec.params):
             print(f"  {f.name:<18} = {f.default!r:<12} {f.metadata.get('help', '')}")
         return 0
     if not args.directions:
-        raise AtlasError("analyze needs --directions SET.json")
+        raise BadValueError("analyze needs --directions SET.json")
     if not args.out:
-        raise AtlasError("analyze needs --out STEM.png (a .json and a .npz are written beside it)")
+        raise BadValueError("analyze needs --out STEM.png (a .json and a .npz are written beside it)")
     out = out_path(args.out, (".png", ".json", ".npz"))
     shortcuts = dict(SHORTCUTS)
     if args.kind == "reproduce":

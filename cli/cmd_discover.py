@@ -13,7 +13,7 @@ import sys
 import time
 
 from cli.common import add_class_arg, add_model_args, drive, out_path, parse_classes
-from engine.errors import AtlasError
+from engine.errors import BadValueError
 
 DESCRIPTION = "Run a discovery method on a generator and save the K directions it finds."
 
@@ -52,6 +52,11 @@ def register(sub) -> None:
     )
     p.add_argument("--list-params", action="store_true", help="print the method's parameters and defaults, then exit")
     p.add_argument("--resume", action="store_true", help="continue this run from its last checkpoint")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start from step 0 and let this run replace its checkpoint even where that is further along",
+    )
     p.add_argument("--checkpoint-dir", default=None, help="where job checkpoints live (default: the user cache folder)")
     p.add_argument("--out", "-o", default=None, help="direction set to write (.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -65,7 +70,7 @@ def _overrides(args, spec) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for text in args.sets:
         if "=" not in text:
-            raise AtlasError(f"--set {text}: expected NAME=VALUE")
+            raise BadValueError(f"--set {text}: expected NAME=VALUE")
         name, value = text.split("=", 1)
         pairs[name.strip()] = value.strip()
     for flag, name in (("k", "k"), ("steps", "steps"), ("layer", "layer"), ("baseline", "baseline")):
@@ -73,7 +78,7 @@ def _overrides(args, spec) -> dict[str, str]:
         if value is None:
             continue
         if name not in fields:
-            raise AtlasError(
+            raise BadValueError(
                 f"--{flag}: method '{spec.name}' has no parameter '{name}'; "
                 f"its parameters are {', '.join(sorted(fields))}"
             )
@@ -122,7 +127,14 @@ def run(args) -> int:
 
     from engine.device import cap_threads
     from engine.discovery import get_method
-    from engine.discovery.checkpoint import checkpoint_path, job_key, load_checkpoint, save_checkpoint
+    from engine.discovery.checkpoint import (
+        Checkpointer,
+        checkpoint_path,
+        checkpoint_position,
+        job_key,
+        load_checkpoint,
+        state_position,
+    )
     from engine.discovery.distributed import init_from_env, shutdown
     from engine.models import load_generator
 
@@ -131,9 +143,13 @@ def run(args) -> int:
         list_params(spec)
         return 0
     if not args.out:
-        raise AtlasError("--out SET.json is required")
+        raise BadValueError("--out SET.json is required")
+    if args.resume and args.fresh:
+        raise BadValueError("--resume continues the run's checkpoint and --fresh starts over; choose one")
     out = out_path(args.out, (".json",))
     params = spec.params_from_strings(_overrides(args, spec))
+    if args.resume and not spec.resumable:
+        raise BadValueError(f"method '{spec.name}' is not resumable (it runs in one go)")
 
     cap_threads(args.threads or None)
     info, device = init_from_env(args.device)
@@ -146,43 +162,34 @@ def run(args) -> int:
         ckpt = checkpoint_path(spec.name, key, args.checkpoint_dir)
         state = None
         if args.resume:
-            if not spec.resumable:
-                raise AtlasError(f"method '{spec.name}' is not resumable (it runs in one go)")
             if ckpt.is_file():
                 state = load_checkpoint(ckpt, key=key)
                 if info.is_main:
-                    print(f"resuming {spec.name} from step {state.get('step', 0)} ({ckpt})", file=sys.stderr)
+                    print(f"resuming {spec.name} from step {state_position(state)[-1]} ({ckpt})", file=sys.stderr)
             elif info.is_main:
                 print(f"no checkpoint for this run in {ckpt.parent}; starting it from the beginning", file=sys.stderr)
+        elif spec.resumable and not args.fresh and info.is_main:
+            there = checkpoint_position(ckpt, key=key)
+            if there is not None and there > (0, 0):
+                print(
+                    f"note: {ckpt} holds this run further along (step {there[-1]}); this run starts at step 0 and "
+                    "keeps that checkpoint until it passes it (--resume continues it, --fresh replaces it)",
+                    file=sys.stderr,
+                )
 
-        saved = {"step": None}
-
-        def with_checkpoints(job):
-            """Pass progress through, saving each resumable state as it arrives (rank 0)."""
-            result = None
-            try:
-                while True:
-                    rec = next(job)
-                    if rec.state is not None and info.is_main and spec.resumable:
-                        save_checkpoint(ckpt, rec.state, key=key)
-                        saved["step"] = rec.state.get("step")
-                    yield rec
-            except StopIteration as stop:
-                result = stop.value
-            return result
-
+        keeper = Checkpointer(ckpt, key, replace_later=args.fresh, enabled=info.is_main and spec.resumable)
         t0 = time.perf_counter()
         try:
             dset = drive(
-                with_checkpoints(spec.run(gen, params, device=device, state=state)),
+                keeper.run(spec.run(gen, params, device=device, state=state)),
                 spec.name,
                 quiet=args.quiet or not info.is_main,
             )
         except KeyboardInterrupt:
-            if saved["step"] is not None:
+            if keeper.saved is not None:
                 print(
-                    f"interrupted; checkpoint at step {saved['step']} in {ckpt}: run the same command with --resume "
-                    "to continue",
+                    f"interrupted; checkpoint at step {keeper.saved[-1]} in {ckpt}: run the same command with "
+                    "--resume to continue",
                     file=sys.stderr,
                 )
             raise

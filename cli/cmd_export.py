@@ -11,13 +11,18 @@ from cli.common import (
     add_model_args,
     add_transform_args,
     drive,
-    load_model_from_args,
+    finite_float,
+    load_model_for_set,
     parse_indices,
     parse_seeds,
     parse_shifts,
+    positive_float,
+    positive_int,
     transform_from_args,
+    warn_foreign_set,
+    writable_folder,
 )
-from engine.errors import AtlasError
+from engine.errors import BadValueError
 
 
 def register(sub) -> None:
@@ -30,7 +35,7 @@ def register(sub) -> None:
         "columns = shifts). --interpretable exports every direction marked interpretable into "
         "the folder --out, one file per direction plus index.csv.",
     )
-    add_model_args(p)
+    add_model_args(p, default_help="the set's own model")
     p.add_argument("--directions", "-d", required=True, help="a direction set (.json)")
     p.add_argument("--index", default="0", help="direction index, or several for a path / grid rows: 2,5,7 or 0-3")
     p.add_argument(
@@ -52,13 +57,13 @@ def register(sub) -> None:
         choices=["z", "w", "w+"],
         help="space the codes are held and edited in (default: z for seeds, the latent's own for --latent)",
     )
-    p.add_argument("--frames", type=int, default=60, help="frames per loop (default 60)")
-    p.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
+    p.add_argument("--frames", type=positive_int, default=60, help="frames per loop (default 60)")
+    p.add_argument("--fps", type=positive_float, default=30.0, help="frames per second (default 30)")
     p.add_argument(
         "--shift",
         "-T",
         dest="T",
-        type=float,
+        type=finite_float,
         default=None,
         help="largest shift T (default: each direction's suggested range)",
     )
@@ -67,7 +72,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--size",
-        type=int,
+        type=positive_int,
         default=None,
         help="height in px of each seed's image (default: the model's resolution; videos at least 256)",
     )
@@ -81,21 +86,20 @@ def register(sub) -> None:
         "--truncation",
         "--psi",
         dest="psi",
-        type=float,
+        type=finite_float,
         default=1.0,
         help="truncation psi (style models; BigGAN: the model's truncation, and seeds draw truncated noise)",
     )
     add_class_arg(p)
     p.add_argument("--noise", default="const", choices=["const", "random", "none"], help="noise inputs (StyleGAN2)")
     add_transform_args(p)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass (default 16)")
     p.add_argument("--out", "-o", required=True, help="output .mp4 / .gif / .png, or a folder with --interpretable")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from cli.cmd_render import _warn_model_mismatch, load_codes
-    from engine.directions import DirectionSet
+    from cli.cmd_render import load_codes, load_direction_set
     from engine.export import (
         IMAGE_SUFFIXES,
         VIDEO_SUFFIXES,
@@ -106,29 +110,37 @@ def run(args) -> int:
         export_morph,
     )
     from engine.render import materialize
+    from engine.selection import check_render_size
 
     out = Path(args.out)
     suffix = out.suffix.lower()
     if not args.interpretable and suffix not in VIDEO_SUFFIXES + IMAGE_SUFFIXES:
-        raise AtlasError(
+        raise BadValueError(
             f"--out {args.out}: end it with .mp4 or .gif (video) or .png (grid), or use --interpretable with a folder"
         )
     if args.interpretable and suffix in VIDEO_SUFFIXES + IMAGE_SUFFIXES:
-        raise AtlasError(
+        raise BadValueError(
             f"--out {args.out}: with --interpretable, --out is a folder (choose the file type with --format)"
         )
+    writable_folder(out if args.interpretable else out.parent, "the batch export" if args.interpretable else out.name)
     opts = MorphOptions(frames=args.frames, fps=args.fps, size=args.size, smooth=not args.nearest, T=args.T)
     opts.check()
-    dset = DirectionSet.load(args.directions)
-    gen = load_model_from_args(args)
+    dset = load_direction_set(args.directions)
+    shifts = parse_shifts(args.shifts) if args.shifts else None
+    idx = None if args.interpretable else parse_indices(args.index, len(dset))
+    gen = load_model_for_set(args, dset, quiet=True)
     transform = transform_from_args(args, gen)
-    _warn_model_mismatch(dset, gen)
+    warn_foreign_set(dset, gen)
     codes, space, bases = load_codes(args, gen, dset.classes)
     kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, bases=bases, transform=transform)
+    M = codes.shape[0]
+    still = suffix in IMAGE_SUFFIXES or (args.interpretable and args.format == "png")
+    tile = args.size or (gen.resolution if still else max(256, gen.resolution))
     grid_kw = dict(labels=True, seed_names=_seed_names(args, codes.shape[0])) if args.labels else {}
 
     if args.interpretable:
-        shifts = parse_shifts(args.shifts) if args.shifts else None
+        if args.format == "gif":
+            check_render_size(opts.frames * M, tile, what="each GIF")
         paths = drive(
             export_interpretable(gen, dset, codes, out, fmt=args.format, opts=opts, shifts=shifts, **kw, **grid_kw),
             "export batch",
@@ -136,24 +148,24 @@ def run(args) -> int:
         print(f"wrote {len(paths)} files and index.csv to {out}")
         return 0
 
-    idx = parse_indices(args.index, len(dset))
     dirs = [materialize(dset, k) for k in idx]
     if suffix in IMAGE_SUFFIXES:
-        if args.shifts:
-            shifts = parse_shifts(args.shifts)
-        else:
+        if shifts is None:
             lo = min(d.range[0] for d in dirs)
             hi = max(d.range[1] for d in dirs)
             shifts = np.linspace(lo, hi, 7)
         if grid_kw:
             grid_kw["names"] = [direction_title(k, d) for k, d in zip(idx, dirs)]
+        check_render_size(len(dirs) * len(shifts) * M, max(tile, gen.resolution), what="the grid")
         job = export_grid(gen, codes, dirs, shifts, out, size=args.size, smooth=not args.nearest, **kw, **grid_kw)
         drive(job, "export grid")
-        print(f"wrote {out} ({len(dirs)} directions x {len(shifts)} shifts x {codes.shape[0]} seeds)")
+        print(f"wrote {out} ({len(dirs)} directions x {len(shifts)} shifts x {M} seeds)")
         return 0
+    if suffix == ".gif":
+        check_render_size(opts.frames * M, tile, what="the GIF")
     drive(export_morph(gen, codes, dirs, out, opts, **kw), "export video")
     what = f"direction {idx[0]}" if len(idx) == 1 else f"path through directions {','.join(map(str, idx))}"
-    print(f"wrote {out} ({opts.frames} frames at {opts.fps:g} fps, {what}, {codes.shape[0]} seed(s))")
+    print(f"wrote {out} ({opts.frames} frames at {opts.fps:g} fps, {what}, {M} seed(s))")
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cli.common import threads_int
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -25,7 +27,7 @@ def register(sub) -> None:
         help="a direction set to open (repeatable)",
     )
     p.add_argument("--device", default=None, help="auto, cpu or cuda[:N] (remembered in the settings)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (0 = auto; remembered)")
+    p.add_argument("--threads", type=threads_int, default=None, help="CPU threads for torch (0 = auto; remembered)")
     p.add_argument(
         "--panel",
         choices=["grid", "discovery", "browser", "editor"],
@@ -47,13 +49,13 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from engine.errors import AtlasError
+    from engine.errors import AtlasError, BadValueError
 
     for s in args.open_sets:
         if not Path(s).is_file():
             raise AtlasError(f"{s}: no such direction set file")
     if args.classes is not None and ("," in args.classes or not args.classes.strip()):
-        raise AtlasError(f"--class {args.classes}: the editor shows one class at a time; give one")
+        raise BadValueError(f"--class {args.classes}: the editor shows one class at a time; give one")
     model = args.model
     if model is None and args.open_sets:
         try:

@@ -6,7 +6,17 @@ import sys
 
 import numpy as np
 
-from cli.common import add_class_arg, add_model_args, drive, load_model_from_args, out_path, parse_classes
+from cli.common import (
+    add_class_arg,
+    add_model_args,
+    drive,
+    load_model_from_args,
+    nonneg_float,
+    out_path,
+    parse_classes,
+    positive_int,
+    seed_int,
+)
 
 
 def register(sub) -> None:
@@ -27,18 +37,20 @@ def register(sub) -> None:
         choices=["auto", "z", "w", "w+"],
         help="space to fit in (auto: w for StyleGAN2, z otherwise)",
     )
-    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default 500)")
+    p.add_argument("--steps", type=positive_int, default=None, help="optimisation steps (default 500)")
     p.add_argument(
         "--distance",
         default="lpips-vgg",
         help="lpips-vgg (default), lpips-alex, lpips-squeeze or pixel; without the LPIPS backbone "
         "file the labelled pixel distance is used",
     )
-    p.add_argument("--pixel-weight", type=float, default=None, help="weight of the pixel MSE term (default 1)")
-    p.add_argument("--starts", type=int, default=None, help="z only: random restarts fitted jointly (default 4)")
+    p.add_argument("--pixel-weight", type=nonneg_float, default=None, help="weight of the pixel MSE term (default 1)")
+    p.add_argument(
+        "--starts", type=positive_int, default=None, help="z only: random restarts fitted jointly (default 4)"
+    )
     p.add_argument("--tune", action="store_true", help="then tune the weights on the photo (pivotal tuning)")
-    p.add_argument("--tune-steps", type=int, default=None, help="tuning steps (default 350)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the fit")
+    p.add_argument("--tune-steps", type=positive_int, default=None, help="tuning steps (default 350)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed of the fit")
     p.add_argument("--compare", default=None, help="also write the photo and its reconstruction side by side (.png)")
     p.add_argument("--out", "-o", required=True, help="output .latent file")
     p.set_defaults(func=run)
@@ -47,7 +59,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from dataclasses import replace
 
-    from engine.errors import AtlasError
+    from engine.errors import BadValueError
     from engine.export import save_image
     from engine.latents import save_latent
     from engine.projection import ProjectParams, TuneParams, load_image, project_image, render_latent
@@ -59,7 +71,7 @@ def run(args) -> int:
     if args.classes is not None:
         classes = parse_classes(args.classes, gen)
         if len(classes) != 1:
-            raise AtlasError(f"--class {args.classes}: a photo is fitted on one class; give one")
+            raise BadValueError(f"--class {args.classes}: a photo is fitted on one class; give one")
         gen = gen.conditioned(classes=classes)
     params = ProjectParams(space=args.space, seed=args.seed)
     for name, value in (("steps", args.steps), ("pixel_weight", args.pixel_weight), ("starts", args.starts)):

@@ -11,7 +11,16 @@ import json
 import sys
 import time
 
-from cli.common import add_model_args, drive
+from cli.common import (
+    add_model_args,
+    drive,
+    finite_float,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
+    seed_int,
+    set_model_spec,
+)
 from engine.errors import AtlasError
 
 
@@ -24,13 +33,15 @@ def register(sub) -> None:
     )
     p.add_argument("set", help="direction set (.json)")
     add_model_args(p)
-    p.add_argument("--steps", type=int, default=2000, help="reconstructor training steps (default 2000)")
-    p.add_argument("--batch-size", type=int, default=32, help="pairs per step and rank (default 32)")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate of R (default 1e-4)")
+    p.add_argument("--steps", type=nonneg_int, default=2000, help="reconstructor training steps (default 2000)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="pairs per step and rank (default 32)")
+    p.add_argument("--lr", type=nonneg_float, default=1e-4, help="Adam learning rate of R (default 1e-4)")
     p.add_argument("--reconstructor", default="auto", choices=["auto", "lenet", "resnet18"])
-    p.add_argument("--samples", type=int, default=1024, help="fresh pairs for the accuracy (default 1024)")
-    p.add_argument("--truncation", "--psi", dest="psi", type=float, default=1.0, help="truncation psi (style models)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=positive_int, default=1024, help="fresh pairs for the accuracy (default 1024)")
+    p.add_argument(
+        "--truncation", "--psi", dest="psi", type=finite_float, default=1.0, help="truncation psi (style models)"
+    )
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--record", action="store_true", help="store the result in the set's metrics (rca_eval)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true")
@@ -46,9 +57,10 @@ def run(args) -> int:
     from engine.discovery.rca import rca_of_set
     from engine.discovery.reconstructor import TrainConfig
     from engine.models import load_generator
+    from engine.render import check_set_fits
 
     dset = DirectionSet.load(args.set)
-    model = args.model or dset.model.get("source")
+    model = args.model or set_model_spec(dset)
     if not model:
         raise AtlasError(f"{dset.path}: the set does not say which model it came from; pass --model")
     cfg = TrainConfig(
@@ -65,6 +77,7 @@ def run(args) -> int:
     info, device = init_from_env(args.device)
     try:
         gen = load_generator(model, device=device)
+        check_set_fits(gen, dset)
         if gen.num_classes and dset.classes:
             gen = gen.conditioned(classes=dset.classes)  # the classes the set was found on
         ident = dset.model.get("identity")

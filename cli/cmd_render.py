@@ -12,15 +12,18 @@ from cli.common import (
     add_model_args,
     add_transform_args,
     drive,
+    finite_float,
+    load_model_for_set,
     load_model_from_args,
     out_path,
     parse_indices,
     parse_seeds,
     parse_shifts,
+    positive_int,
     row_classes,
     transform_from_args,
 )
-from engine.errors import AtlasError
+from engine.errors import AtlasError, BadValueError
 
 if TYPE_CHECKING:
     import torch
@@ -34,8 +37,8 @@ def register(sub) -> None:
         "(direction, seed) and whose columns are shifts. An --out ending in .npy "
         "writes the raw float images (N, C, H, W) instead.",
     )
-    add_model_args(p)
-    p.add_argument("--seeds", default="0-7", help="seeds, e.g. 0-7 or 0,3,9 (default 0-7)")
+    add_model_args(p, default_help="the --directions set's own model, else digiface-dcgan-64")
+    p.add_argument("--seeds", default="0-7", help="seeds, e.g. 0-7 or 0,3,9 (default 0-7; at most 1024)")
     p.add_argument("--latents", help="an .npy array of latents to render instead of seeds (N x z_dim; in --space)")
     p.add_argument(
         "--latent",
@@ -46,7 +49,7 @@ def register(sub) -> None:
         "--truncation",
         "--psi",
         dest="psi",
-        type=float,
+        type=finite_float,
         default=1.0,
         help="truncation psi (style models; BigGAN: the model's truncation, and seeds draw truncated noise)",
     )
@@ -63,10 +66,12 @@ def register(sub) -> None:
     p.add_argument("--directions", help="a direction set (.json)")
     p.add_argument("--index", default="0", help="direction indices for --directions: 3, 0,2,5, 0-7 or all")
     p.add_argument(
-        "--shifts", default=None, help="shifts start:stop:count, e.g. -3:3:7 (default: each direction's range, 7 steps)"
+        "--shifts",
+        default=None,
+        help="shifts start:stop:count, e.g. -3:3:7, or a list -2,0,2 (default: each direction's range, 7 steps)",
     )
-    p.add_argument("--columns", type=int, default=None, help="columns of a seed mosaic")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--columns", type=positive_int, default=None, help="columns of a seed mosaic")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--out", "-o", required=True, help="output .png/.jpg, or .npy for raw float images")
     p.set_defaults(func=run)
 
@@ -94,7 +99,7 @@ def load_codes(args, gen, default_classes: list[int] | None = None) -> tuple[tor
         return lat.codes_in(gen, space, psi=args.psi).cpu(), space, lat.bases()
     space = args.space or "z"
     if getattr(args, "latents", None):
-        codes = _read_latents(Path(args.latents), gen, space)
+        codes = load_latents_file(Path(args.latents), gen, space)
         classes = row_classes(gen, text, codes.shape[0], default=default_classes, rows="latent")
         if classes is None and gen.num_classes:
             gen.condition(codes.shape[0])  # the one-line "choose a class" error, before any rendering
@@ -110,45 +115,58 @@ def load_codes(args, gen, default_classes: list[int] | None = None) -> tuple[tor
     return z, space, with_classes(None, classes, len(seeds))
 
 
-def _read_latents(path: Path, gen, space: str) -> torch.Tensor:
-
+def load_latents_file(path: Path, gen, space: str) -> torch.Tensor:
+    """``--latents``: a float ``.npy`` of N codes in ``space`` (``N x dim``, or one code), all finite."""
     import torch
+
+    from engine.selection import MAX_SEEDS
 
     try:
         arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise AtlasError(f"{path}: cannot read latents ({exc})") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise AtlasError(f"{path}: cannot read latents ({' '.join(str(exc).split())})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+        raise AtlasError(f"{path}: latents must be an array of numbers, not {getattr(arr, 'dtype', type(arr))}")
     want = {"z": (gen.z_dim,), "w": (gen.w_dim,), "w+": (gen.num_ws, gen.w_dim)}[space]
-    if arr.ndim == 1:
+    if arr.ndim == len(want):
         arr = arr[None]
     if tuple(arr.shape[1:]) != want:
         raise AtlasError(
             f"{path}: latents of shape {arr.shape} do not fit space {space} of "
             f"{gen.name} (expected N x {' x '.join(map(str, want))})"
         )
-    return torch.from_numpy(arr.astype(np.float32))
+    if arr.shape[0] == 0:
+        raise AtlasError(f"{path}: holds no latents (shape {arr.shape})")
+    if arr.shape[0] > MAX_SEEDS:
+        raise BadValueError(f"{path}: {arr.shape[0]} latents; at most {MAX_SEEDS} at once")
+    codes = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    bad = ~torch.isfinite(codes).reshape(codes.shape[0], -1).all(dim=1)
+    if bool(bad.any()):
+        rows = torch.nonzero(bad).flatten().tolist()
+        raise AtlasError(f"{path}: latent {rows[0]} holds NaN or infinite values ({len(rows)} such row(s))")
+    return codes
 
 
 def run(args) -> int:
     from engine.export import save_image, seed_mosaic
     from engine.render import Item, grid_image, materialize, render_items
+    from engine.selection import check_render_size
 
     raw = args.out.lower().endswith(".npy")
     out = out_path(args.out, (".png", ".jpg", ".jpeg", ".npy"))
-    gen = load_model_from_args(args)
+    dset = load_direction_set(args.directions) if args.directions else None
+    if dset is not None:
+        idx = parse_indices(args.index, len(dset))
+        shifts = parse_shifts(args.shifts) if args.shifts else None
+    gen = load_model_for_set(args, dset) if dset is not None else load_model_from_args(args)
     if args.space:
         gen.check_space(args.space)
     transform = transform_from_args(args, gen)
-    dset = None
-    if args.directions:
-        from engine.directions import DirectionSet
-
-        dset = DirectionSet.load(args.directions)
-        _warn_model_mismatch(dset, gen)
     codes, space, bases = load_codes(args, gen, dset.classes if dset is not None else None)
     bases = bases or [None] * codes.shape[0]
     kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, raw=raw, transform=transform)
     if dset is None:
+        check_render_size(codes.shape[0], gen.resolution, channels=gen.img_channels, raw=raw, what="render")
         result = drive(render_items(gen, [Item(c, (), b) for c, b in zip(codes, bases)], **kw), "render")
         if raw:
             np.save(out, result.numpy())
@@ -157,17 +175,17 @@ def run(args) -> int:
         print(f"wrote {out} ({codes.shape[0]} images, {gen.resolution}px)")
         return 0
 
-    idx = parse_indices(args.index, len(dset))
     dirs = [materialize(dset, k) for k in idx]
-    if args.shifts:
-        shift_rows = [parse_shifts(args.shifts)] * len(dirs)
+    if shifts is not None:
+        shift_rows = [shifts] * len(dirs)
     else:
         shift_rows = [np.linspace(d.range[0], d.range[1], 7) for d in dirs]
+    K, S, M = len(dirs), len(shift_rows[0]), codes.shape[0]
+    check_render_size(K * S * M, gen.resolution, channels=gen.img_channels, raw=raw, what="the grid")
     items = [
         Item(c, ((d, float(t)),), b) for d, row in zip(dirs, shift_rows) for t in row for c, b in zip(codes, bases)
     ]
     flat = drive(render_items(gen, items, **kw), "render grid")
-    K, S, M = len(dirs), len(shift_rows[0]), codes.shape[0]
     if raw:
         np.save(out, flat.numpy())
     else:
@@ -176,13 +194,14 @@ def run(args) -> int:
     return 0
 
 
-def _warn_model_mismatch(dset, gen) -> None:
-    import sys
+def load_direction_set(text: str):
+    """``--directions``: a direction set's ``.json`` (its tensors live in a file beside it)."""
+    from engine.directions import DirectionSet
 
-    ident = dset.model.get("identity")
-    if ident and gen.identity and ident != gen.identity:
-        print(
-            f"warning: {dset.path.name} was found on model {dset.model.get('name')!r} "
-            f"(identity {ident[:12]}), not on {gen.name!r} ({gen.identity[:12]})",
-            file=sys.stderr,
+    path = Path(text)
+    if path.suffix.lower() != ".json":
+        raise BadValueError(
+            f"--directions {text}: expected a direction set's .json file (its tensors sit beside it in a "
+            f".safetensors file), not a {path.suffix or 'file without a suffix'}"
         )
+    return DirectionSet.load(path)

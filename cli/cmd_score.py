@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from cli.analysis_args import add_set_option, load_model_for_set, params_from_args
-from cli.common import add_model_args, drive, parse_indices
-from engine.errors import AtlasError
+from cli.common import add_model_args, drive, finite_float, nonneg_float, parse_indices, positive_int
+from engine.errors import BadValueError
 
 SHORTCUTS = {
     "seeds": "seeds",
@@ -38,21 +38,23 @@ def register(sub) -> None:
     p.add_argument("sets_", nargs="+", metavar="SET.json", help="direction sets (one per method to compare)")
     add_model_args(p)
     p.add_argument("--index", default="all", help="direction indices of each set (default all)")
-    p.add_argument("--seeds", type=int, default=None, help="latents per direction (default 64)")
-    p.add_argument("--steps", type=int, default=None, help="shifts across each direction's range (default 9)")
+    p.add_argument("--seeds", type=positive_int, default=None, help="latents per direction (default 64)")
+    p.add_argument("--steps", type=positive_int, default=None, help="shifts across each direction's range (default 9)")
     p.add_argument(
-        "--t-max", dest="t_max", type=float, default=None, help="use [-T, T] instead of each direction's range"
+        "--t-max", dest="t_max", type=nonneg_float, default=None, help="use [-T, T] instead of each direction's range"
     )
-    p.add_argument("--purity", type=float, default=None, help="purity threshold of a clean direction (default 0.7)")
+    p.add_argument(
+        "--purity", type=nonneg_float, default=None, help="purity threshold of a clean direction (default 0.7)"
+    )
     p.add_argument(
         "--min-effect",
         dest="min_effect",
-        type=float,
+        type=nonneg_float,
         default=None,
         help="noise floor: smallest clean effect, in factor standard deviations (default 0.25)",
     )
-    p.add_argument("--psi", type=float, default=None, help="truncation (style models)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
+    p.add_argument("--psi", type=finite_float, default=None, help="truncation (style models)")
+    p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=None)
     p.add_argument("--regressor", default=None, help="factor regressor weights (default: the shipped procedural one)")
     add_set_option(p)
     p.add_argument("--out", "-o", default=None, help="folder for each set's NAME.score.{png,json,npz}")
@@ -71,7 +73,7 @@ def run(args) -> int:
     sets = [DirectionSet.load(p) for p in args.sets_]
     out_dir = Path(args.out) if args.out else None
     if out_dir is not None and out_dir.suffix:
-        raise AtlasError(f"--out {args.out}: give a folder (each set writes NAME.score.png/.json/.npz into it)")
+        raise BadValueError(f"--out {args.out}: give a folder (each set writes NAME.score.png/.json/.npz into it)")
     gen = None
     factors = None
     results = []

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from cli.common import drive, out_path
-from engine.errors import AtlasError
+from cli.common import drive, out_path, positive_float, positive_int, seed_int, threads_int
+from engine.errors import BadValueError
 
 DATA_SETS = ("procedural",)
 
@@ -24,23 +24,26 @@ def register(sub) -> None:
     p.add_argument("--data", default="procedural", choices=DATA_SETS, help="training data (procedural faces)")
     p.add_argument("--out", "-o", required=True, help="output .pt (EMA generator weights, or the regressor)")
     p.add_argument("--regressor", action="store_true", help="train the factor regressor instead of the GAN")
-    p.add_argument("--res", type=int, default=32, help="image resolution (default 32)")
+    p.add_argument("--res", type=positive_int, default=32, help="image resolution (default 32)")
     p.add_argument(
-        "--kimg", type=float, default=None, help="GAN: thousands of real images to show D (default from the config)"
+        "--kimg",
+        type=positive_float,
+        default=None,
+        help="GAN: thousands of real images to show D (default from the config)",
     )
-    p.add_argument("--batch", type=int, default=None, help="batch size (default from the config)")
+    p.add_argument("--batch", type=positive_int, default=None, help="batch size (default from the config)")
     p.add_argument(
         "--run-dir",
         default=None,
         help="GAN: folder for checkpoints, sample grids and the log (default: next to --out, NAME.run/)",
     )
     p.add_argument("--resume", action="store_true", help="GAN: continue from the run folder's checkpoint")
-    p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="GAN: minutes between checkpoints")
+    p.add_argument("--checkpoint-minutes", type=positive_float, default=5.0, help="GAN: minutes between checkpoints")
     p.add_argument("--config", default=None, help="GAN: JSON object of TrainConfig overrides, e.g. '{\"lr\": 0.002}'")
-    p.add_argument("--steps", type=int, default=None, help="regressor: optimisation steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=positive_int, default=None, help="regressor: optimisation steps")
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: all but one)")
+    p.add_argument("--threads", type=threads_int, default=0, help="CPU threads for torch (default: all but one)")
     p.set_defaults(func=run)
 
 
@@ -76,16 +79,6 @@ def _train_regressor(args, out: Path, device) -> int:
     return 0
 
 
-def _stop_on_sigterm() -> None:
-    """``kill PID`` stops a background run like Ctrl-C: the job is closed and saves its checkpoint."""
-    import signal
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def _train_gan(args, out: Path, device) -> int:
     from engine.training.stylegan2 import TrainConfig, export_generator, train
 
@@ -98,12 +91,11 @@ def _train_gan(args, out: Path, device) -> int:
         try:
             extra = json.loads(args.config)
         except json.JSONDecodeError as exc:
-            raise AtlasError(f"--config '{args.config}': not a JSON object ({exc.msg})") from None
+            raise BadValueError(f"--config '{args.config}': not a JSON object ({exc.msg})") from None
         if not isinstance(extra, dict):
-            raise AtlasError(f"--config '{args.config}': expected a JSON object of TrainConfig fields")
+            raise BadValueError(f"--config '{args.config}': expected a JSON object of TrainConfig fields")
         over.update(extra)
     cfg = TrainConfig.make(**over)
-    _stop_on_sigterm()
     run_dir = Path(args.run_dir) if args.run_dir else out.with_suffix(".run")
     job = train(cfg, run_dir, device=device, resume=args.resume, checkpoint_seconds=60 * args.checkpoint_minutes)
     result = drive(job, "train stylegan2")

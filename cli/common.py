@@ -1,67 +1,107 @@
-"""Argument parsing helpers and the tqdm driver shared by the commands."""
+"""Argument parsing helpers and the tqdm driver shared by the commands.
+
+Seeds, direction indices and shift ranges are parsed by ``engine.selection`` (the editor's fields
+use the same parsers); the option types below refuse what argparse would let through (``nan``,
+``inf``, zero or negative counts) before any work starts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.errors import AtlasError
+from engine.errors import AtlasError, BadValueError
 from engine.jobs import Progress
+from engine.selection import MAX_SEEDS
+from engine.selection import parse_indices as _parse_indices
+from engine.selection import parse_seeds as _parse_seeds
+from engine.selection import parse_shifts as _parse_shifts
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"0-7"``, ``"0,3,9"``, ``"1-3,10"`` or ``"5"`` -> list of ints."""
-    seeds: list[int] = []
+# ---- option types (argparse reports their ArgumentTypeError as "argument --x: <message>") ----
+def _number(text: str, kind: type) -> float:
     try:
-        for part in str(text).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if "-" in part[1:]:
-                i = part.index("-", 1)
-                a, b = int(part[:i]), int(part[i + 1 :])
-                if b < a:
-                    raise ValueError
-                seeds.extend(range(a, b + 1))
-            else:
-                seeds.append(int(part))
+        v = kind(text)
     except ValueError:
-        raise AtlasError(f"--seeds '{text}': expected e.g. 0-7, 0,3,9 or 5") from None
-    if not seeds:
-        raise AtlasError(f"--seeds '{text}': no seeds given")
-    return seeds
+        name = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"'{text}' is not {name}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
+    return v
 
 
-def parse_shifts(text: str) -> np.ndarray:
-    """``"-3:3:7"`` (start:stop:count, inclusive) or ``"-2,0,2"`` -> array of shifts."""
-    try:
-        if ":" in text:
-            a, b, n = text.split(":")
-            n = int(n)
-            if n < 1:
-                raise ValueError
-            return np.linspace(float(a), float(b), n)
-        return np.array([float(x) for x in text.split(",") if x.strip()])
-    except ValueError:
-        raise AtlasError(
-            f"--shifts '{text}': expected start:stop:count (e.g. -3:3:7) or a list (e.g. -2,0,2)"
-        ) from None
+MAX_COUNT = 2**31 - 1  # no count option needs more; larger ones overflow torch's int arguments
 
 
-def parse_indices(text: str, n: int) -> list[int]:
+def positive_int(text: str) -> int:
+    v = _number(text, int)
+    if not 1 <= v <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text}: must be from 1 to {MAX_COUNT}")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    v = _number(text, int)
+    if not 0 <= v <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text}: must be from 0 to {MAX_COUNT}")
+    return v
+
+
+def threads_int(text: str) -> int:
+    v = _number(text, int)
+    if not 0 <= v <= 1024:
+        raise argparse.ArgumentTypeError(f"{text}: must be from 0 (automatic) to 1024")
+    return v
+
+
+def seed_int(text: str) -> int:
+    v = _number(text, int)
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"{text}: a seed is a whole number from 0 to {2**32 - 1}")
+    return v
+
+
+def finite_float(text: str) -> float:
+    return _number(text, float)
+
+
+def positive_float(text: str) -> float:
+    v = _number(text, float)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be positive")
+    return v
+
+
+def nonneg_float(text: str) -> float:
+    v = _number(text, float)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 or more")
+    return v
+
+
+# ---- selections (engine.selection, with the option's name in the message) ----------------------
+def parse_seeds(text: str, *, what: str = "--seeds", limit: int = MAX_SEEDS) -> list[int]:
+    """``"0-7"``, ``"0,3,9"``, ``"1-3,10"`` or ``"5"`` -> seeds (at most ``limit``)."""
+    return _parse_seeds(text, what=what, limit=limit)
+
+
+def parse_shifts(text: str, *, what: str = "--shifts") -> np.ndarray:
+    """``"-3:3:7"`` (start:stop:count, inclusive) or ``"-2,0,2"`` -> finite shifts (bounded count)."""
+    return _parse_shifts(text, what=what)
+
+
+def parse_indices(text: str, n: int, *, what: str = "--index") -> list[int]:
     """``"3"``, ``"0,2,5"``, ``"0-7"`` or ``"all"`` -> direction indices, checked against ``n``."""
-    if str(text).strip().lower() == "all":
-        return list(range(n))
-    idx = parse_seeds(text)
-    bad = [i for i in idx if not 0 <= i < n]
-    if bad:
-        raise AtlasError(f"--index {text}: the set has {n} directions (0..{n - 1}); {bad[0]} is out of range")
-    return idx
+    return _parse_indices(text, n, what=what)
 
 
 def add_class_arg(p: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -85,7 +125,7 @@ def parse_classes(text: str, gen) -> list[int]:
     """
     tokens = [t.strip() for t in str(text).split(",") if t.strip()]
     if not tokens:
-        raise AtlasError(f"--class '{text}': no class given")
+        raise BadValueError(f"--class '{text}': no class given")
     try:
         return [gen.find_class(t) for t in tokens]
     except AtlasError as exc:
@@ -108,26 +148,31 @@ def row_classes(
     if len(classes) == 1:
         return classes * n
     if len(classes) != n:
-        raise AtlasError(f"--class {text}: {len(classes)} classes for {n} {rows}s; give one, or one per {rows}")
+        raise BadValueError(f"--class {text}: {len(classes)} classes for {n} {rows}s; give one, or one per {rows}")
     return classes
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+# ---- models ------------------------------------------------------------------------------------
+def add_model_args(p: argparse.ArgumentParser, *, default_help: str = "digiface-dcgan-64") -> None:
     p.add_argument(
         "--model",
         "-m",
         default=None,
-        help="built-in model name, checkpoint (.pt/.pkl) or adapter (.py); default: digiface-dcgan-64",
+        help=f"built-in model name, checkpoint (.pt/.pkl) or adapter (.py); default: {default_help}",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: all but one)")
+    add_threads_arg(p)
+
+
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=threads_int, default=0, help="CPU threads for torch (default: all but one)")
 
 
 def add_transform_args(p: argparse.ArgumentParser) -> None:
     """``--rotate`` / ``--translate``: the input transform of models that have one (StyleGAN3)."""
     p.add_argument(
         "--rotate",
-        type=float,
+        type=finite_float,
         default=None,
         metavar="DEG",
         help="StyleGAN3: rotate the image by DEG degrees (counter-clockwise), as NVIDIA's gen_images.py",
@@ -158,15 +203,15 @@ def transform_from_args(args, gen) -> Any:
             "only StyleGAN3 models take them"
         )
     if rotate is not None and not math.isfinite(rotate):
-        raise AtlasError(f"--rotate {rotate}: expected a finite angle in degrees")
+        raise BadValueError(f"--rotate {rotate}: expected a finite angle in degrees")
     tx = ty = 0.0
     if translate is not None:
         try:
             tx, ty = (float(v) for v in str(translate).split(","))
         except ValueError:
-            raise AtlasError(f"--translate '{translate}': expected X,Y, e.g. 0.1,-0.05") from None
+            raise BadValueError(f"--translate '{translate}': expected X,Y, e.g. 0.1,-0.05") from None
         if not (math.isfinite(tx) and math.isfinite(ty)):
-            raise AtlasError(f"--translate '{translate}': expected finite numbers")
+            raise BadValueError(f"--translate '{translate}': expected finite numbers")
     return input_transform(rotate or 0.0, (tx, ty))
 
 
@@ -178,31 +223,124 @@ def load_model_from_args(args) -> Any:
     return load_generator(args.model, device=args.device)
 
 
+def set_model_spec(dset) -> str | None:
+    """The model a direction set was found on, as a ``--model`` value: its built-in name or its
+    file, if that is here. ``None`` if the set names no model; ``AtlasError`` if it names one that
+    cannot be found (the user must say which model to use)."""
+    from engine.models.registry import builtin_models
+
+    ref = dset.model or {}
+    source, name = ref.get("source"), ref.get("name")
+    builtin = {m.name for m in builtin_models()}
+    for cand in (source, name):
+        if isinstance(cand, str) and cand and (cand in builtin or Path(cand).exists()):  # a file or a folder model
+            return cand
+    if not source and not name:
+        return None
+    where = dset.path.name if dset.path is not None else dset.title
+    shown = f"{name!r}" + (f" ({source})" if source and source != name else "")
+    raise AtlasError(f"{where}: the set was found on model {shown}, which is not here; pass --model")
+
+
+def load_model_for_set(args, dset, *, quiet: bool = False):
+    """``--model`` if given, else the model the set was found on; refuses a model the set's
+    directions do not fit (latent size, layers) and warns when the set was found on another one."""
+    from engine.device import cap_threads
+    from engine.models import load_generator
+    from engine.render import check_set_fits
+
+    cap_threads(args.threads or None)
+    spec = args.model or set_model_spec(dset)
+    gen = load_generator(spec, device=args.device)
+    check_set_fits(gen, dset)
+    if not quiet:
+        warn_foreign_set(dset, gen)
+    return gen
+
+
+def warn_foreign_set(dset, gen) -> None:
+    """A warning on stderr when ``dset`` was found on another model than ``gen`` (it fits, though)."""
+    ident = (dset.model or {}).get("identity")
+    if ident and gen.identity and ident != gen.identity:
+        where = dset.path.name if dset.path is not None else dset.title
+        print(f"warning: {where} was found on model {dset.model.get('name')!r}, not on {gen.name!r}", file=sys.stderr)
+
+
+# ---- running jobs ------------------------------------------------------------------------------
+class StopRequests:
+    """Ctrl-C (or ``kill``, SIGTERM) while a job runs asks it to stop at its next yield, where it is
+    closed cleanly (its ``finally`` blocks run and a resumable job's state is saved); a second
+    one stops at once. Outside the main thread (no signal handlers there) it does nothing."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict = {}
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (press Ctrl-C again to stop at once)", file=sys.stderr)
+
+
 def drive(job: Iterator[Progress], desc: str, *, quiet: bool = False) -> Any:
-    """Run a job with a tqdm bar on stderr; metrics show as the bar's postfix."""
+    """Run a job with a tqdm bar on stderr; metrics show as the bar's postfix.
+
+    The bar starts at the job's first reported step, so the rate of a resumed job counts only the
+    steps done in this run. Ctrl-C stops the job at its next yield (see ``StopRequests``) and
+    raises ``KeyboardInterrupt`` after closing it.
+    """
     from tqdm import tqdm
 
     bar = None
     try:
-        while True:
-            try:
-                rec = next(job)
-            except StopIteration as stop:
-                return stop.value
-            if quiet:
-                continue
-            if bar is None:
-                bar = tqdm(
-                    total=rec.total or None, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True, leave=True
-                )
-            if rec.total and bar.total != rec.total:
-                bar.total = rec.total
-            bar.n = rec.step
-            post = {k: _fmt(v) for k, v in rec.metrics.items() if isinstance(v, (int, float))}
-            if rec.stage:
-                post = {"stage": rec.stage, **post}
-            bar.set_postfix(post, refresh=False)
-            bar.refresh()
+        with StopRequests() as stop:
+            while True:
+                try:
+                    rec = next(job)
+                except StopIteration as done:
+                    return done.value
+                if stop.requested:
+                    raise KeyboardInterrupt
+                if quiet:
+                    continue
+                if bar is None:
+                    bar = tqdm(
+                        total=rec.total or None,
+                        initial=rec.step,
+                        desc=desc,
+                        unit="step",
+                        file=sys.stderr,
+                        dynamic_ncols=True,
+                        leave=True,
+                    )
+                if rec.step < bar.n:  # a new stage counts from 0 again (e.g. param-hybrid's training)
+                    bar.reset(total=rec.total or None)
+                if rec.total and bar.total != rec.total:
+                    bar.total = rec.total
+                post = {k: _fmt(v) for k, v in rec.metrics.items() if isinstance(v, (int, float))}
+                if rec.stage:
+                    post = {"stage": rec.stage, **post}
+                bar.set_postfix(post, refresh=False)
+                if rec.step != bar.n:
+                    bar.update(rec.step - bar.n)
+                else:
+                    bar.refresh()
     finally:
         if bar is not None:
             bar.close()
@@ -213,9 +351,23 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+# ---- output files ------------------------------------------------------------------------------
 def out_path(text: str, allowed: tuple[str, ...]) -> Path:
+    """``--out``: checked for its suffix, and for a folder we can write in (made if missing)."""
     p = Path(text)
     if p.suffix.lower() not in allowed:
-        raise AtlasError(f"--out {text}: the file name must end with one of {', '.join(allowed)}")
-    p.parent.mkdir(parents=True, exist_ok=True)
+        raise BadValueError(f"--out {text}: the file name must end with one of {', '.join(allowed)}")
+    if p.is_dir():
+        raise BadValueError(f"--out {text}: is a folder; give a file name ending with {', '.join(allowed)}")
+    writable_folder(p.parent, p.name)
     return p
+
+
+def writable_folder(folder: Path, name: str = "") -> Path:
+    """``folder``, created if missing; ``AtlasError`` naming it if it is not a writable folder."""
+    from engine.files import ensure_folder
+
+    ensure_folder(folder, name)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AtlasError(f"{folder}: the folder is not writable; cannot save {name or 'there'}")
+    return folder

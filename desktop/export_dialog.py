@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.preview import parse_seed_text
 from desktop.rendering import restrict, seed_codes, seed_label, seeds_space
 from desktop.widgets import show_error
 from desktop.workers import JobRunner
@@ -45,6 +44,7 @@ from engine.export import (
     slug,
 )
 from engine.jobs import Progress
+from engine.selection import parse_indices, parse_seeds
 
 TABS = ("image", "grid", "video", "batch")
 
@@ -252,27 +252,12 @@ class ExportDialog(QDialog):
 
     # ---- running ---------------------------------------------------------------------------------
     def _indices(self, text: str) -> list[int]:
-        n = len(self.ctx.entry.dset)
-        if text.strip().lower() == "all":
-            return list(range(n))
-        try:
-            ks = list(parse_seed_text(text)) if text.strip() else []
-        except ValueError:
-            raise AtlasError(f"directions '{text}': expected e.g. 3, 0,2,5 or 0-7") from None
-        bad = [k for k in ks if not 0 <= k < n]
-        if not ks or bad:
-            raise AtlasError(f"directions '{text}': the set has {n} directions (0..{n - 1})")
-        return ks
+        """Direction indices (``3``, ``0,2,5``, ``0-31``, ``all``): the command line's parser."""
+        return parse_indices(text, len(self.ctx.entry.dset), what="directions")
 
     def _seed_list(self, text: str) -> list:
-        try:
-            return list(parse_seed_text(text, self.ctx.images))
-        except ValueError:
-            names = ", ".join(f"@{n}" for n in self.ctx.images)
-            raise AtlasError(
-                f"seeds '{text}': expected e.g. 0, 0,3,9 or 0-3"
-                + (f", or a projected image ({names})" if names else "")
-            ) from None
+        """Seeds and ``@name`` projected images, at most ``engine.selection.MAX_SEEDS``."""
+        return parse_seeds(text, images=self.ctx.images or {}, what="seeds")
 
     def build_job(self):
         """The engine job for the current tab (``None`` for the image tab, done at once).

@@ -36,8 +36,9 @@ from desktop.rendering import PreviewRequest, PreviewResult, applicable, render_
 from desktop.widgets import ImageCanvas, show_error
 from desktop.workers import LatestWins
 from desktop.workspace import SetEntry, Workspace
-from engine.errors import AtlasError
+from engine.errors import AtlasError, BadValueError
 from engine.models.base import INPUT_TRANSFORM
+from engine.selection import parse_seeds
 
 THROTTLE_MS = 25
 VISIBLE_ROWS = 4  # slider rows the Edits area shows at once (more scroll)
@@ -45,30 +46,16 @@ MAX_SEEDS = 16
 
 
 def parse_seed_text(text: str, images=None) -> tuple:
-    """``"5"``, ``"0,3,9"``, ``"0-3"``, ``"@photo,2"`` -> seeds (at most ``MAX_SEEDS``).
+    """``"5"``, ``"0,3,9"``, ``"0-3"``, ``"@photo,2"`` -> the first ``MAX_SEEDS`` seeds.
 
-    ``@name`` is a projected image, looked up in ``images`` (``{name: Latent}``); an unknown name
-    raises ``ValueError`` like any other bad token.
+    ``engine.selection.parse_seeds`` (the command line's parser) does the work: ``@name`` is a
+    projected image, looked up in ``images`` (``{name: Latent}``); a bad token raises
+    ``ValueError`` (a ``BadValueError`` with the reason, or an unknown name).
     """
-    seeds: list = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        if part.startswith("@"):
-            if not images or part[1:] not in images:
-                raise ValueError(part)
-            seeds.append(images[part[1:]])
-        elif "-" in part[1:]:
-            i = part.index("-", 1)
-            a, b = int(part[:i]), int(part[i + 1 :])
-            if b < a:
-                raise ValueError(part)
-            seeds.extend(range(a, b + 1))
-        else:
-            seeds.append(int(part))
-    if not seeds:
-        raise ValueError(text)
-    return tuple(seeds[:MAX_SEEDS])
+    try:
+        return tuple(parse_seeds(text, limit=MAX_SEEDS, images=images or {}, clip=True, what="seeds"))
+    except BadValueError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def class_label(index: int, name: str) -> str:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.backbones import LPIPS_NETS, Backbone, backbone, backbone_status, hub_checkpoint_dir
-from engine.errors import AtlasError
+from engine.errors import AtlasError, describe_exception
 
 DISTANCES = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "pixel")
 DEFAULT_DISTANCE = "lpips-alex"
@@ -174,7 +174,7 @@ def _load_backbone(net: nn.Module, b: Backbone) -> None:
         state = torch.load(b.path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to replace
         raise AtlasError(
-            f"{b.path}: cannot read the LPIPS backbone file ({exc.__class__.__name__}: {exc}); "
+            f"{b.path}: cannot read the LPIPS backbone file ({describe_exception(exc)}); "
             f"delete it and run `python main.py weights download --net {b.net}`"
         ) from None
     loaded = 0

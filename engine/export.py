@@ -17,6 +17,7 @@ complete, so a cancelled or failed export never leaves a truncated video behind.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -27,7 +28,8 @@ import numpy as np
 import torch
 
 from engine.directions import Direction, DirectionSet
-from engine.errors import AtlasError
+from engine.errors import AtlasError, BadValueError
+from engine.files import ensure_folder
 from engine.jobs import Progress, relabel
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -40,7 +42,7 @@ def save_image(image: np.ndarray, path: str | Path) -> Path:
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent, path.name)
     try:
         Image.fromarray(np.ascontiguousarray(image)).save(path)
     except (OSError, ValueError) as exc:
@@ -59,7 +61,7 @@ def seed_mosaic(images: np.ndarray, columns: int | None = None, pad: int = 2) ->
     n = images.shape[0]
     if n == 1:
         return np.ascontiguousarray(images[0])
-    cols = columns or int(np.ceil(np.sqrt(n)))
+    cols = max(1, min(columns or int(np.ceil(np.sqrt(n))), n))
     rows = int(np.ceil(n / cols))
     cells = np.full((rows * cols, *images.shape[1:]), 255, np.uint8)
     cells[:n] = images
@@ -109,6 +111,10 @@ def make_even(image: np.ndarray, background: int = 0) -> np.ndarray:
 
 
 # ---- morphs ------------------------------------------------------------------------------
+MAX_FRAMES = 100_000  # frames of one morph loop
+MAX_SIZE = 8192  # px, height of one exported tile
+
+
 @dataclass(frozen=True)
 class MorphOptions:
     """How a morph video looks.
@@ -127,12 +133,14 @@ class MorphOptions:
     pad: int = 4
 
     def check(self) -> None:
-        if self.frames < 2:
-            raise AtlasError(f"frames {self.frames}: a morph needs at least 2 frames")
-        if not self.fps > 0:
-            raise AtlasError(f"fps {self.fps}: must be positive")
-        if self.size is not None and self.size < 8:
-            raise AtlasError(f"size {self.size} px: must be at least 8")
+        if not 2 <= self.frames <= MAX_FRAMES:
+            raise BadValueError(f"frames {self.frames}: a morph needs 2 to {MAX_FRAMES} frames")
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise BadValueError(f"fps {self.fps}: must be a positive number")
+        if self.size is not None and not 8 <= self.size <= MAX_SIZE:
+            raise BadValueError(f"size {self.size} px: must be from 8 to {MAX_SIZE}")
+        if self.T is not None and not math.isfinite(self.T):
+            raise BadValueError(f"shift T {self.T}: must be a finite number")
 
 
 def direction_extent(d: Direction) -> float:
@@ -233,7 +241,7 @@ def export_morph(
     if suffix not in VIDEO_SUFFIXES:
         raise AtlasError(f"{path}: a video must end with {' or '.join(VIDEO_SUFFIXES)}")
     opts.check()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent, path.name)
     tmp = path.with_name(f".{path.stem}.partial{suffix}")
     # MP4 frames stream into ffmpeg; GIF needs every frame at once (its palette and frame deltas are
     # computed over the whole clip), so they are collected and written at the end: cancelling a GIF
@@ -266,7 +274,10 @@ def export_morph(
             writer.close()
         else:
             _write_gif(tmp, gif_frames, opts.fps)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise AtlasError(f"{path}: cannot write the video there ({exc.strerror or exc})") from None
         done = True
     finally:
         if not done:
@@ -463,8 +474,7 @@ def export_interpretable(
     if not chosen:
         where = dset.path.name if dset.path else dset.title
         raise AtlasError(f"{where}: no direction is marked interpretable (yes); tag some first")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = ensure_folder(Path(folder), "the batch export")
     opts.check()
     per = opts.frames if fmt != "png" else 1
     total = per * len(chosen)
@@ -521,8 +531,11 @@ def export_interpretable(
         written.append(path)
         rows.append((k, name, d.annotation.rating or "", ";".join(d.annotation.tags), path.name))
         yield Progress((i + 1) * per, total, stage="batch", message=f"{path.name} ({i + 1}/{len(chosen)})")
-    with open(folder / "index.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["index", "name", "rating", "tags", "file"])
-        w.writerows(rows)
+    try:
+        with open(folder / "index.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["index", "name", "rating", "tags", "file"])
+            w.writerows(rows)
+    except OSError as exc:
+        raise AtlasError(f"{folder / 'index.csv'}: cannot write the index ({exc.strerror or exc})") from None
     return written

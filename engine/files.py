@@ -57,19 +57,32 @@ def remove_stale_temps(path: Path, older_than: float = STALE_TMP_SECONDS) -> int
     return removed
 
 
+def ensure_folder(folder: str | Path, name: str = "") -> Path:
+    """``folder``, created if missing; ``AtlasError`` naming it if it (or a folder above it) is a
+    file, or if it cannot be created. ``name`` is the file about to be saved there, for the message."""
+    folder = Path(folder)
+    what = name or "the file"
+    for above in (folder, *folder.parents):
+        if above.exists() or above.is_symlink():
+            if not above.is_dir():
+                raise AtlasError(f"{above}: is a file, not a folder; cannot save {what} under it")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AtlasError(f"{folder}: cannot create the folder to save {what} ({exc.strerror or exc})") from None
+    if not folder.is_dir():
+        raise AtlasError(f"{folder}: is not a folder; cannot save {what} there")
+    return folder
+
+
 def atomic_write(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never half of one.
 
     Raises ``AtlasError`` naming the folder when it cannot be created or written.
     """
     path = Path(path)
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AtlasError(f"{folder}: cannot create the folder to save {path.name} ({exc.strerror or exc})") from None
-    if not folder.is_dir():
-        raise AtlasError(f"{folder}: is not a folder; cannot save {path.name} there")
+    folder = ensure_folder(path.parent, path.name)
     remove_stale_temps(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=folder)

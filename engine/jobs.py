@@ -28,6 +28,11 @@ class Progress:
     ``step``/``total`` count work units (``total`` may be 0 when unknown); ``metrics`` hold
     scalars worth plotting (loss, rca, eigenvalues...); ``partial`` is an optional partial result
     (e.g. a DirectionSet with the directions found so far) that a UI may show while the job runs.
+
+    A resumable job yields its ``state`` every so often (the caller saves it) and may give every
+    record a ``snapshot``: a function returning the state as of this record, called only while the
+    job waits at this yield. A caller that cancels the job calls it first, so that stopping before
+    the next periodic state loses nothing (``engine.discovery.checkpoint.Checkpointer``).
     """
 
     step: int
@@ -37,6 +42,7 @@ class Progress:
     partial: Any = None
     message: str = ""
     state: Any = None  # resumable state of a long job (see engine.discovery.registry)
+    snapshot: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def fraction(self) -> float:

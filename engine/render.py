@@ -77,6 +77,43 @@ class Item:
     base: Base | None = None
 
 
+def check_set_fits(gen: Generator, dirset: DirectionSet) -> None:
+    """Refuse a set whose directions cannot apply to ``gen``: a latent space it lacks, a latent
+    size that differs, a layer it does not have or a weight shape that differs. One line, naming
+    the set, the direction and both sizes."""
+    where = dirset.path.name if dirset.path is not None else dirset.title
+    found = (dirset.model or {}).get("name")
+    hint = f" (the set was found on {found!r})" if found and found != gen.name else ""
+    for k, d in enumerate(dirset.directions):
+        if d.kind == "latent":
+            if d.space not in gen.spaces:
+                raise AtlasError(f"{where}: direction {k} lives in space {d.space}, which {gen.name} lacks{hint}")
+            dim = gen.z_dim if d.space == "z" else gen.w_dim
+            shape = tuple(d.vector.shape) if d.vector is not None else ()
+            ok = len(shape) >= 1 and shape[-1] == dim
+            if ok and d.space == "w+" and len(shape) == 2:
+                ok = shape[0] == gen.num_ws
+            if not ok:
+                size = "x".join(map(str, shape)) or "no"
+                raise AtlasError(
+                    f"{where}: direction {k} has {size} components but {gen.name}'s {d.space} has {dim}{hint}"
+                )
+        else:
+            layers = {i.name: i for i in gen.editable_layers()}
+            if d.layer not in layers:
+                raise AtlasError(f"{where}: direction {k} shifts layer {d.layer}, which {gen.name} lacks{hint}")
+            if d.basis is not None:
+                basis = dirset.bases.get(d.basis)
+                shape = tuple(basis.shape) if basis is not None else None
+            else:
+                shape = tuple(d.delta.shape) if d.delta is not None else None
+            if shape is not None and shape != tuple(layers[d.layer].shape):
+                raise AtlasError(
+                    f"{where}: direction {k} shifts {d.layer} of shape {shape} but {gen.name}'s is "
+                    f"{tuple(layers[d.layer].shape)}{hint}"
+                )
+
+
 class _DeltaCache:
     """Expanded parameter deltas of one direction set, shared by the threads that render it.
 

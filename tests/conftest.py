@@ -16,6 +16,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 
 
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path, monkeypatch):
+    """Crash logs (``engine.crash_log``) and other per-user files go to a temporary folder."""
+    monkeypatch.setenv("GAN_ATLAS_DATA_DIR", str(tmp_path / "data"))
+
+
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
     """``../shared/fixtures`` beside the repository.

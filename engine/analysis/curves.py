@@ -35,14 +35,16 @@ PERCEPTUAL_MIN_SIZE = 64
 
 @dataclass(frozen=True)
 class Params:
-    seeds: int = field(default=16, metadata={"help": "latents z averaged over"})
-    steps: int = field(default=11, metadata={"help": "shifts t over each direction's range (odd: includes 0)"})
+    seeds: int = field(default=16, metadata={"help": "latents z averaged over", "min": 1})
+    steps: int = field(
+        default=11, metadata={"help": "shifts t over each direction's range (odd: includes 0)", "min": 2}
+    )
     t_max: float | None = field(
-        default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range"}
+        default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range", "min": 0.0}
     )
     distance: str = field(default="lpips-alex", metadata={"help": "image distance", "choices": DISTANCES})
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
-    batch_size: int = field(default=64, metadata={"help": "images per forward pass"})
+    batch_size: int = field(default=64, metadata={"help": "images per forward pass", "min": 1})
     seed: int = field(default=0, metadata={"help": "seed of the latents"})
 
 

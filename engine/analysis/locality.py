@@ -31,11 +31,11 @@ TOP_SHARE = 0.1
 
 @dataclass(frozen=True)
 class Params:
-    samples: int = field(default=1600, metadata={"help": "latents z averaged over (paper: 1600)"})
-    shifts: int = field(default=20, metadata={"help": "shifts t ~ U[-T, T] per latent (paper: 20)"})
-    t_max: float | None = field(default=None, metadata={"help": "T; default: each direction's range"})
+    samples: int = field(default=1600, metadata={"help": "latents z averaged over (paper: 1600)", "min": 1})
+    shifts: int = field(default=20, metadata={"help": "shifts t ~ U[-T, T] per latent (paper: 20)", "min": 1})
+    t_max: float | None = field(default=None, metadata={"help": "T; default: each direction's range", "min": 0.0})
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
-    batch_size: int = field(default=64, metadata={"help": "images per forward pass"})
+    batch_size: int = field(default=64, metadata={"help": "images per forward pass", "min": 1})
     seed: int = field(default=0, metadata={"help": "seed of the latents and shifts"})
 
 

@@ -32,7 +32,7 @@ from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
 from engine.analysis.sampling import check_fits, directions_of, latents, shift_grid
 from engine.directions import DirectionSet
-from engine.errors import AtlasError
+from engine.errors import AtlasError, describe_exception
 from engine.jobs import Progress
 from engine.render import render_batch
 
@@ -44,15 +44,15 @@ FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class Params:
-    samples: int = field(default=1000, metadata={"help": "edited samples per shift (paper: 50000)"})
-    reference: int = field(default=1000, metadata={"help": "unedited samples of other latents"})
-    steps: int = field(default=7, metadata={"help": "shifts t over each direction's range (odd: includes 0)"})
+    samples: int = field(default=1000, metadata={"help": "edited samples per shift (paper: 50000)", "min": 2})
+    reference: int = field(default=1000, metadata={"help": "unedited samples of other latents", "min": 2})
+    steps: int = field(default=7, metadata={"help": "shifts t over each direction's range (odd: includes 0)", "min": 2})
     t_max: float | None = field(
-        default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range"}
+        default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range", "min": 0.0}
     )
     features: str = field(default="inception", metadata={"help": "feature network", "choices": FEATURES})
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
-    batch_size: int = field(default=50, metadata={"help": "images per forward pass"})
+    batch_size: int = field(default=50, metadata={"help": "images per forward pass", "min": 1})
     seed: int = field(default=0, metadata={"help": "seed of the latents"})
 
 
@@ -134,7 +134,7 @@ def inception_features(device: torch.device | str = "cpu", path: Path | None = N
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to replace
-        raise AtlasError(f"{path}: cannot read the FID Inception weights ({exc.__class__.__name__}: {exc})") from None
+        raise AtlasError(f"{path}: cannot read the FID Inception weights ({describe_exception(exc)})") from None
     import pytorch_fid.inception as fid_inception
 
     # pytorch-fid fetches its weights by URL inside fid_inception_v3(); hand it the file read above

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
-from engine.errors import AtlasError
+from engine.discovery.registry import validate_params
+from engine.errors import AtlasError, BadValueError
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,13 @@ class AnalysisSpec:
         names = {f.name for f in fields(self.params)}
         bad = sorted(set(overrides) - names)
         if bad:
-            raise AtlasError(
+            raise BadValueError(
                 f"analysis '{self.name}' has no parameter {', '.join(bad)}; "
                 f"its parameters are {', '.join(sorted(names))}"
             )
-        return self.params(**overrides)
+        params = self.params(**overrides)
+        validate_params(params)  # choices, min / max, finite numbers
+        return params
 
 
 ANALYSES: dict[str, AnalysisSpec] = {}
@@ -53,7 +56,7 @@ def register_analysis(spec: AnalysisSpec) -> AnalysisSpec:
 
 def get_analysis(name: str) -> AnalysisSpec:
     if name not in ANALYSES:
-        raise AtlasError(f"unknown analysis '{name}'; choose one of {', '.join(ANALYSES)}")
+        raise BadValueError(f"unknown analysis '{name}'; choose one of {', '.join(ANALYSES)}")
     return ANALYSES[name]
 
 

@@ -51,10 +51,12 @@ class Params:
         default="auto",
         metadata={"help": "where h lives: auto (w for style models, else z), z, w, w+", "choices": SPACES},
     )
-    steps: int = field(default=300, metadata={"help": "Adam steps, a fresh batch of z each"})
-    batch_size: int = field(default=32, metadata={"help": "latents per step"})
-    lr: float = field(default=0.05, metadata={"help": "Adam learning rate, in code standard deviations (cosine decay)"})
-    eval_samples: int = field(default=256, metadata={"help": "held-out latents the residual is measured on"})
+    steps: int = field(default=300, metadata={"help": "Adam steps, a fresh batch of z each", "min": 1})
+    batch_size: int = field(default=32, metadata={"help": "latents per step", "min": 1})
+    lr: float = field(
+        default=0.05, metadata={"help": "Adam learning rate, in code standard deviations (cosine decay)", "min": 0.0}
+    )
+    eval_samples: int = field(default=256, metadata={"help": "held-out latents the residual is measured on", "min": 1})
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
     seed: int = field(default=0, metadata={"help": "seed of the latents"})
 

@@ -17,7 +17,7 @@ import torch
 
 from engine.directions import Direction, DirectionSet
 from engine.errors import AtlasError
-from engine.render import materialize, render_batch
+from engine.render import check_set_fits, materialize, render_batch
 
 
 def directions_of(dirset: DirectionSet, indices: Sequence[int] | None) -> list[tuple[int, Direction]]:
@@ -54,18 +54,7 @@ def shift_grid(d: Direction, steps: int, t_max: float | None = None) -> np.ndarr
 
 def check_fits(gen, dirset: DirectionSet) -> None:
     """Refuse a set whose directions cannot apply to ``gen`` (wrong latent size or layer)."""
-    for k, d in enumerate(dirset.directions):
-        where = f"{dirset.title}: direction {k}"
-        if d.kind == "latent":
-            gen.check_space(d.space)
-            dim = gen.z_dim if d.space == "z" else gen.w_dim
-            if d.vector is not None and d.vector.shape[-1] != dim:
-                raise AtlasError(f"{where} has {d.vector.shape[-1]} components but {gen.name}'s {d.space} has {dim}")
-        else:
-            info = gen.layer_info(d.layer)
-            shape = dirset.bases[d.basis].shape if d.basis else tuple(d.delta.shape)
-            if tuple(shape) != tuple(info.shape):
-                raise AtlasError(f"{where} shifts {d.layer} of shape {tuple(shape)} but {gen.name}'s is {info.shape}")
+    check_set_fits(gen, dirset)
 
 
 @torch.no_grad()

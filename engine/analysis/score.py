@@ -52,20 +52,28 @@ from engine.jobs import Progress
 
 @dataclass(frozen=True)
 class Params:
-    seeds: int = field(default=64, metadata={"help": "latents z each direction is measured on"})
-    steps: int = field(default=9, metadata={"help": "shifts t across each direction's range"})
+    seeds: int = field(default=64, metadata={"help": "latents z each direction is measured on", "min": 1})
+    steps: int = field(default=9, metadata={"help": "shifts t across each direction's range", "min": 2})
     t_max: float | None = field(
-        default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range"}
+        default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range", "min": 0.0}
     )
     purity_threshold: float = field(
-        default=0.7, metadata={"help": "a clean direction puts at least this share of its effect on one factor"}
+        default=0.7,
+        metadata={
+            "help": "a clean direction puts at least this share of its effect on one factor",
+            "min": 0.0,
+            "max": 1.0,
+        },
     )
     min_effect: float = field(
         default=0.25,
-        metadata={"help": "noise floor: a clean direction moves its factor by at least this many standard deviations"},
+        metadata={
+            "help": "noise floor: a clean direction moves its factor by at least this many standard deviations",
+            "min": 0.0,
+        },
     )
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
-    batch_size: int = field(default=64, metadata={"help": "images per forward pass"})
+    batch_size: int = field(default=64, metadata={"help": "images per forward pass", "min": 1})
     seed: int = field(default=0, metadata={"help": "seed of the latents"})
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.data.procedural import FACTOR_NAMES, N_FACTORS, ProceduralFaces
-from engine.errors import CheckpointError
+from engine.errors import CheckpointError, describe_exception
 
 REGRESSOR_FORMAT = "gan-atlas-procedural-regressor"
 REGRESSOR_VERSION = 1
@@ -105,7 +105,7 @@ def load_regressor(path: str | Path | None = None, device: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
-        raise CheckpointError(f"{path}: not a readable torch file ({exc.__class__.__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: not a readable torch file ({describe_exception(exc)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != REGRESSOR_FORMAT:
         raise CheckpointError(f"{path}: not a GAN Atlas factor regressor (no format '{REGRESSOR_FORMAT}')")
     if ckpt.get("version") != REGRESSOR_VERSION:

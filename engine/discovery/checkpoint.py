@@ -10,6 +10,14 @@ The key (``job_key``) hashes the model identity, the method, the parameters that
 trajectory (fields with ``metadata={"key": False}`` such as the step count are left out, so a
 finished run can be extended) and the number of ranks. A checkpoint is a torch file read with
 ``weights_only=True``, so loading one never executes code from it.
+
+Checkpoints only move forward: a run of the same key that has not got as far (a shorter or a
+restarted run) does not replace a checkpoint at a later step unless asked (``replace_later``), so
+``--resume --steps 4000`` after a shorter run still continues the longer one. A state's place in
+its run is ``state_position(state)``: ``state["position"]`` (a list such as ``[stage, step]``) if
+present, else ``[0, state["step"]]``. ``Checkpointer`` drives a job, saves every state it yields
+and, if the job is cancelled, the state as of the last yield (``Progress.snapshot``): stopping
+before the first periodic checkpoint loses nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from typing import Any
 import torch
 
 from engine.discovery.registry import key_fields
-from engine.errors import CheckpointError
+from engine.errors import CheckpointError, describe_exception
 from engine.files import atomic_write as _atomic_write
 from engine.hashing import params_key
 
@@ -49,13 +57,95 @@ def checkpoint_path(method: str, key: str, directory: str | Path | None = None) 
     return Path(directory or default_checkpoint_dir()) / f"{method}-{key}.ckpt"
 
 
-def save_checkpoint(path: str | Path, state: dict, *, key: str) -> Path:
-    """Write ``state`` to ``path`` atomically (readers see the old or the new file, never half)."""
+def state_position(state: dict) -> tuple[int, ...]:
+    """Where ``state`` is in its run, comparable between states of one run (see the module docstring)."""
+    pos = state.get("position")
+    if isinstance(pos, (list, tuple)) and all(isinstance(p, int) for p in pos):
+        return tuple(pos)
+    step = state.get("step", 0)
+    return (0, int(step) if isinstance(step, int) else 0)
+
+
+def checkpoint_position(path: str | Path, *, key: str | None = None) -> tuple[int, ...] | None:
+    """The position of the checkpoint at ``path`` (of run ``key``, if given), or ``None`` if there is
+    none or it cannot be read. Tensors are memory-mapped, not read."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if not isinstance(blob, dict) or not isinstance(blob.get("state"), dict):
+            return None
+        if key is not None and blob.get("key") != key:
+            return None
+        return state_position(blob["state"])
+    except Exception:  # noqa: BLE001 - an unreadable file holds no position worth keeping
+        return None
+    finally:
+        blob = None  # release the mapping before the file may be replaced
+
+
+def save_checkpoint(path: str | Path, state: dict, *, key: str, replace_later: bool = False) -> Path | None:
+    """Write ``state`` to ``path`` atomically (readers see the old or the new file, never half).
+
+    A checkpoint of the same run already at a later position is kept (and ``None`` returned)
+    unless ``replace_later``.
+    """
+    path = Path(path)
+    if not replace_later:
+        there = checkpoint_position(path, key=key)
+        if there is not None and there > state_position(state):
+            return None
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "version": VERSION, "key": key, "state": state}, buf)
-    path = Path(path)
     _atomic_write(path, buf.getvalue())
     return path
+
+
+class Checkpointer:
+    """Drive a resumable job, saving its states to ``path`` (``run(job)`` is the job, passed through).
+
+    Every ``Progress.state`` is saved as it arrives; when the job is closed (cancelled) at a yield,
+    the state as of that yield (``Progress.snapshot``) is saved too if it is newer than the last
+    one. ``saved`` is the position of the last state written by this run (``None``: none yet).
+    ``enabled=False`` (other ranks of a distributed run) passes the job through untouched.
+    """
+
+    def __init__(self, path: str | Path, key: str, *, replace_later: bool = False, enabled: bool = True) -> None:
+        self.path, self.key = Path(path), key
+        self.replace_later, self.enabled = replace_later, enabled
+        self.saved: tuple[int, ...] | None = None
+        self.skipped = False  # a save was skipped: a later checkpoint of this run is kept
+
+    def save(self, state: dict) -> None:
+        if save_checkpoint(self.path, state, key=self.key, replace_later=self.replace_later) is None:
+            self.skipped = True
+        else:
+            self.saved = state_position(state)
+
+    def run(self, job):
+        if not self.enabled:
+            return (yield from job)
+        last = None
+        try:
+            while True:
+                try:
+                    rec = next(job)
+                except StopIteration as stop:
+                    return stop.value
+                if rec.state is not None:
+                    self.save(rec.state)
+                last = rec
+                yield rec
+        except GeneratorExit:
+            # cancelled at a yield: the job waits at the same yield, so its snapshot is consistent
+            if last is not None and last.snapshot is not None:
+                state = last.snapshot()
+                if state is not None and (self.saved is None or state_position(state) > self.saved):
+                    self.save(state)
+            raise
+        finally:
+            job.close()
 
 
 def load_checkpoint(path: str | Path, *, key: str | None = None) -> dict:
@@ -66,7 +156,7 @@ def load_checkpoint(path: str | Path, *, key: str | None = None) -> dict:
     try:
         blob = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - anything unreadable is the file's fault
-        raise CheckpointError(f"{path}: not a readable job checkpoint ({exc.__class__.__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: not a readable job checkpoint ({describe_exception(exc)})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or not isinstance(blob.get("state"), dict):
         raise CheckpointError(f"{path}: not a GAN Atlas job checkpoint")
     if blob.get("version") != VERSION:

@@ -13,17 +13,29 @@ block product of the active (not yet converged) residuals. Small projected probl
 float64 with ``eigh``.
 
 The solver is a generator (``yield`` once per iteration) so callers can report progress and
-cancel; ``torch.lobpcg`` needs an explicit matrix, which a Hessian of 500k x 500k is not.
+cancel; ``torch.lobpcg`` needs an explicit matrix, which a Hessian of 500k x 500k is not. The
+operator may itself be a job (a function returning a generator that yields progress and returns
+the product, e.g. ``LayerHessian.matvec_job``): its yields are passed through between the
+iterations' ``EigStep`` records, so a caller can cancel within a long product too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-MatVec = Callable[[torch.Tensor], torch.Tensor]  # [n, b] -> [n, b]
+MatVec = Callable[[torch.Tensor], torch.Tensor | Iterator[Any]]  # [n, b] -> [n, b] (or a job returning it)
+
+
+def _apply(matvec: MatVec, V: torch.Tensor):
+    """``matvec(V)``, passing through the yields of a job-style operator."""
+    out = matvec(V)
+    if isinstance(out, torch.Tensor):
+        return out
+    return (yield from out)
 
 
 @dataclass
@@ -69,15 +81,31 @@ def _project_out(W: torch.Tensor, blocks: list[torch.Tensor]) -> torch.Tensor:
     return W
 
 
+@dataclass(frozen=True)
+class Phase:
+    """Yielded between the dense steps of an iteration when ``lobpcg(phases=True)``: a point where
+    the caller may report or cancel (each step costs O(n m^2); on a large layer, about a second)."""
+
+    name: str
+
+
 def lobpcg(
-    matvec: MatVec, X0: torch.Tensor, k: int, *, tol: float = 1e-4, max_iter: int = 100, locked: bool = True
+    matvec: MatVec,
+    X0: torch.Tensor,
+    k: int,
+    *,
+    tol: float = 1e-4,
+    max_iter: int = 100,
+    locked: bool = True,
+    phases: bool = False,
 ) -> Iterator[EigStep]:
     """Generator: top-``k`` eigenpairs of the symmetric operator ``matvec`` starting from ``X0 [n, m]``.
 
     ``m >= k`` columns are iterated (the extra ones are guard vectors that speed up convergence of
     the k-th pair). Converged when the wanted k residuals ``||A x - theta x|| / |theta_1|`` are all
     below ``tol``. With ``locked`` (soft locking) converged columns stop contributing residuals,
-    saving their products. Yields an ``EigStep`` per iteration; returns an ``EigResult``.
+    saving their products. Yields an ``EigStep`` per iteration, whatever a job-style ``matvec``
+    yields, and with ``phases`` a ``Phase`` between the dense steps; returns an ``EigResult``.
     """
     n, m = X0.shape
     if not 1 <= k <= m <= n:
@@ -86,7 +114,9 @@ def lobpcg(
     if X.shape[1] < m:  # a degenerate start: top up with random vectors
         extra = torch.randn(n, m - X.shape[1], dtype=X0.dtype, device=X0.device)
         X, _ = _svqb(torch.cat([X, _project_out(extra, [X])], 1))
-    AX = matvec(X)
+    if phases:
+        yield Phase("start")
+    AX = yield from _apply(matvec, X)
     nmv = m
     theta, C = torch.linalg.eigh(_sym(X.T @ AX))
     order = theta.argsort(descending=True)
@@ -94,7 +124,11 @@ def lobpcg(
     X, AX = X @ C, AX @ C
     P = AP = None
     it = 0
+    if phases:
+        yield Phase("rayleigh-ritz")
     res = _residuals(X, AX, theta)
+    if phases:
+        yield Phase("residual norms")
     while True:
         conv = res < tol
         n_conv = int(conv[:k].sum())
@@ -105,12 +139,16 @@ def lobpcg(
         active = ~conv if locked else torch.ones_like(conv)
         W = (AX - X * theta.to(X.dtype)[None, :])[:, active]
         W = _project_out(W, [X, P])
+        if phases:
+            yield Phase("residuals")
         W, _ = _svqb(W)
         W = _project_out(W, [X, P])  # SVQB can reintroduce tiny components; clean once more
+        if phases:
+            yield Phase("orthogonalise")
         W, _ = _svqb(W)
         if W.shape[1] == 0:
             break
-        AW = matvec(W)
+        AW = yield from _apply(matvec, W)
         nmv += W.shape[1]
         # Rayleigh-Ritz on span[X, W, P] block by block: the [n, 3m] concatenation is never built
         blocks = [(X, AX), (W, AW)] + ([(P, AP)] if P is not None else [])
@@ -118,6 +156,8 @@ def lobpcg(
         vals, vecs = torch.linalg.eigh(_sym(T))
         order = vals.argsort(descending=True)[:m]
         theta, Y = vals[order], vecs[:, order].to(X.dtype)
+        if phases:
+            yield Phase("rayleigh-ritz")
         sizes = [B.shape[1] for B, _ in blocks]
         Ys = Y.split(sizes)
         # new search directions: the parts of the new Ritz vectors that came from W and P
@@ -127,10 +167,16 @@ def lobpcg(
         AX = AX @ Ys[0] + AP_new
         del blocks, W, AW
         P, AP = P_new, AP_new
+        if phases:
+            yield Phase("update")
         coef = X.T @ P
         P, AP = P - X @ coef, AP - AX @ coef
         P, AP = _svqb(P, AP)
+        if phases:
+            yield Phase("search directions")
         res = _residuals(X, AX, theta)
+        if phases:
+            yield Phase("residual norms")
     return EigResult(theta[:k].clone(), X[:, :k].clone(), res[:k].clone(), it, nmv, bool(n_conv == k))
 
 

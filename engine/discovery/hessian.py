@@ -22,11 +22,19 @@ unbatched primal is computed once per latent, and no convolution of an all-zero 
 direction), and the m reverse passes run together (``vmap`` of the saved ``vjp`` function),
 each delivering ``sum_i J_i^T (.)`` as a gradient with respect to the layer shift.
 
+Products are jobs (``matvec_job``) that yield after every pass of a few (latent, direction)
+images, each pass sized from the time the previous one took, so a caller can report and cancel
+within a product (one block on a large model takes many seconds).
+
 The test suite checks these products against an explicitly built Hessian of the literal ``f``
 (double backward through ``lpips``) and against finite differences of gradients.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -35,17 +43,36 @@ from torch.func import jvp, vjp, vmap
 from engine.distances import Distance
 from engine.models.base import Generator, ParamEdit
 
+_clock = time.perf_counter  # the pass timer (tests give a slow fake generator a fake clock)
+
+
+@dataclass(frozen=True)
+class ProductProgress:
+    """How far one block product has got: ``done`` of ``total`` (direction, latent) image passes."""
+
+    done: int
+    total: int
+
 
 class LayerHessian:
     """``H`` above for ``gen``'s layer ``layer`` over latents ``z [N, z_dim]``.
 
-    ``matvec(V [n, m]) -> H V [n, m]``; ``gradient(a [*shape]) -> nabla f(a)``. ``chunk`` bounds
-    the (latent, direction) rows of one batched pass (memory), ``block`` the directions in one
-    pass. ``forwards`` / ``backwards`` count generator passes over single images, the units
+    ``matvec(V [n, m]) -> H V [n, m]``; ``matvec_job(V)`` is the same product as a job that yields
+    a ``ProductProgress`` after every pass; ``gradient(a [*shape]) -> nabla f(a)``.
+
+    Passes: a chunk of latents gets its primal forward once (``vjp``), then its directions are
+    pushed through it a group at a time, one pass per group. With ``pass_seconds`` (the default)
+    the images of a pass (latents x directions) are sized from the time the previous pass took,
+    to take between half of ``pass_seconds`` and ``pass_seconds`` (at most ``chunk`` images; down
+    to one latent and one direction), so a product yields about every ``pass_seconds`` on any
+    machine and model; the products then agree with a fixed schedule to rounding, not bit for bit.
+    With ``pass_seconds=None`` a chunk holds ``chunk // block`` latents and a pass ``block``
+    directions. ``forwards`` / ``backwards`` count generator passes over single images, the units
     ``bench/bench_spectrum.py`` compares: a primal pass over a latent is one forward, each
     direction's tangent pushed through it one more forward, each direction's reverse pass one
-    backward. The unshifted images ``G_theta(z)`` are rendered once. Under ``torch.distributed``
-    each rank takes every world-size-th latent and the products are summed across ranks.
+    backward. The unshifted images ``G_theta(z)`` are rendered on first use (only ``value`` needs
+    them). Under ``torch.distributed`` each rank takes every world-size-th latent and the products
+    are summed across ranks.
     """
 
     def __init__(
@@ -58,6 +85,7 @@ class LayerHessian:
         psi: float = 1.0,
         chunk: int = 256,
         block: int = 32,
+        pass_seconds: float | None = 0.5,
     ) -> None:
         # products differentiate through the generator: on a copy sharing its weights, so the
         # generator other threads render from (the editor's preview) is never touched
@@ -70,6 +98,8 @@ class LayerHessian:
         self.psi = psi
         self.chunk = max(1, int(chunk))
         self.block = max(1, int(block))
+        self.pass_seconds = pass_seconds
+        self._planned_images = min(2, self.chunk)  # images in the next timed pass (small first passes)
         self.distributed = dist.is_available() and dist.is_initialized()
         rank, world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
         # each latent keeps one class (class-conditional models) in G_theta(z) and every shifted render
@@ -79,18 +109,39 @@ class LayerHessian:
         self.device = gen.device
         self.forwards = 0  # single-image generator forward passes (primal and tangent ones)
         self.backwards = 0  # single-image generator backward passes
+        self._x0: torch.Tensor | None = None
+        self._omega: list[torch.Tensor] | None = None
         for p in distance.parameters():  # the job's own distance network
             p.requires_grad_(False)
-        with torch.no_grad():
-            self.x0 = torch.cat(
-                [
-                    gen.decode(self.z[i : i + self.chunk], "z", psi=psi, classes=self._classes(i, self.chunk))
-                    for i in range(0, self.z.shape[0], self.chunk)
-                ]
-            )
-            # omega_l: constants of the distance (they depend on the feature shapes only)
-            self.omega = [w.detach() for w in distance.features_weights(self.x0[:1])[1]]
-        self.forwards += self.z.shape[0]
+
+    @property
+    def x0(self) -> torch.Tensor:
+        """The unshifted images ``G_theta(z)`` (rendered on first use; only ``value`` needs them)."""
+        if self._x0 is None:
+            with torch.no_grad():
+                self._x0 = torch.cat(
+                    [
+                        self.gen.decode(
+                            self.z[i : i + self.chunk], "z", psi=self.psi, classes=self._classes(i, self.chunk)
+                        )
+                        for i in range(0, self.z.shape[0], self.chunk)
+                    ]
+                )
+            self.forwards += self.z.shape[0]
+        return self._x0
+
+    @property
+    def omega(self) -> list[torch.Tensor]:
+        """``omega_l``: the distance's constant weights (they depend on the feature shapes only)."""
+        if self._omega is None:
+            with torch.no_grad():
+                img = (
+                    self.x0[:1]
+                    if self._x0 is not None
+                    else self.gen.decode(self.z[:1], "z", psi=self.psi, classes=self._classes(0, 1))
+                )
+                self._omega = [w.detach() for w in self.distance.features_weights(img)[1]]
+        return self._omega
 
     def _classes(self, start: int, n: int) -> torch.Tensor | None:
         """The classes of latents ``z[start : start + n]`` (``None`` for unconditional models)."""
@@ -125,23 +176,75 @@ class LayerHessian:
 
     def matvec(self, V: torch.Tensor) -> torch.Tensor:
         """``H V`` for ``V [n, m]``, computed in the generator's precision; exact up to rounding."""
+        job = self.matvec_job(V)
+        while True:
+            try:
+                next(job)
+            except StopIteration as stop:
+                return stop.value
+
+    def matvec_job(self, V: torch.Tensor) -> Iterator[ProductProgress]:
+        """Job: ``H V`` for ``V [n, m]``, yielding a ``ProductProgress`` after every pass."""
         m = V.shape[1]
         Vs = V.T.reshape(m, *self.shape).to(self.device, self.weight.dtype)
         out = torch.zeros_like(Vs)
-        block = max(1, min(m, self.block))
-        per = max(1, self.chunk // block)  # latents per pass
-        for i0 in range(0, self.z.shape[0], per):
-            zc = self.z[i0 : i0 + per]
-            features = self._features(zc, self._classes(i0, per))
+        N = self.z.shape[0]
+        total, done = m * N, 0
+        # a pass serves at most `block` directions: edited layers convolve each direction's rows separately
+        group = max(1, min(m, self.block))
+        i0 = 0
+        while i0 < N:
+            c = min(N - i0, self._chunk_latents(group))
+            zc = self.z[i0 : i0 + c]
+            features = self._features(zc, self._classes(i0, c))
             zero = torch.zeros(self.shape, device=self.device, dtype=self.weight.dtype)
             # the primal forward once per latent chunk; the saved values serve every direction's J^T
             _, pullback = vjp(features, zero)
-            self.forwards += zc.shape[0]
-            for u0 in range(0, m, block):
-                out[u0 : u0 + block] += self._block_product(features, pullback, zero, Vs[u0 : u0 + block], zc.shape[0])
+            self.forwards += c
+            u0 = 0
+            while u0 < m:
+                d = min(m - u0, group, self._pass_directions(c))
+                out[u0 : u0 + d] += self._timed_pass(features, pullback, zero, Vs[u0 : u0 + d], c)
+                u0 += d
+                done += d * c
+                yield ProductProgress(done, total)
+            i0 += c
         if self.distributed:
             dist.all_reduce(out)
         return out.reshape(m, self.n).T.to(V.dtype)
+
+    def _chunk_latents(self, group: int) -> int:
+        """Latents of the next chunk (passes of up to ``group`` directions each)."""
+        if self.pass_seconds is None:
+            return max(1, self.chunk // group)
+        return max(1, self._planned_images // group)
+
+    def _pass_directions(self, c: int) -> int:
+        """Directions in the next pass over a chunk of ``c`` latents."""
+        if self.pass_seconds is None:
+            return self.block
+        return max(1, self._planned_images // c)
+
+    def _timed_pass(self, features, pullback, zero: torch.Tensor, Vs: torch.Tensor, c: int) -> torch.Tensor:
+        """One pass (``_block_product``), and the size of the next one from the time this one took.
+
+        The pass's time per image, times the planned size, is what a pass of the planned size would
+        take: under half of ``pass_seconds``, the plan doubles; over ``pass_seconds``, it is scaled
+        down to fit (within ``[1, chunk]`` images). Only times taken are used, so a machine's stalls
+        shrink passes for a moment at most.
+        """
+        t0 = _clock()
+        grad = self._block_product(features, pullback, zero, Vs, c)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        if self.pass_seconds is not None:
+            projected = (_clock() - t0) / (Vs.shape[0] * c) * self._planned_images
+            if projected < self.pass_seconds / 2:
+                self._planned_images *= 2
+            elif projected > self.pass_seconds:
+                self._planned_images = int(self._planned_images * self.pass_seconds / projected)
+            self._planned_images = max(1, min(self.chunk, self._planned_images))
+        return grad
 
     def _block_product(self, features, pullback, zero: torch.Tensor, Vs: torch.Tensor, c: int) -> torch.Tensor:
         """``sum_i 2/N J_i^T Omega J_i v_u`` over the chunk's latents for each ``v_u`` of ``Vs [m, *shape]``."""

@@ -47,7 +47,8 @@ class Params:
     )
     samples: int = field(default=64, metadata={"help": "latents of the Hessian minibatch (paper: 512)", "min": 1})
     tol: float = field(default=1e-3, metadata={"help": "eigen-residual tolerance (relative to lambda_1)", "min": 0.0})
-    spectrum_steps: int = field(default=40, metadata={"help": "most eigensolver iterations", "min": 1, "key": False})
+    # part of the run's key: the eigensolver's stopping point decides the basis the training runs on
+    spectrum_steps: int = field(default=40, metadata={"help": "most eigensolver iterations", "min": 1})
     range: float = field(
         default=SPECTRUM_RANGE,
         metadata={
@@ -127,6 +128,17 @@ def basis_from_set(gen, path: str, layer: str):
     return torch.stack([dset.param_delta(i).float() for i in range(len(dset))]), dset
 
 
+def _spectrum_state(spectrum: dict | None) -> dict | None:
+    if spectrum is None:
+        return None
+    return {"stage": "spectrum", "position": [0, int(spectrum.get("step", 0))], "spectrum": spectrum}
+
+
+def _wrapped(snapshot, wrap):
+    """``snapshot`` (a job's state-as-of-now function) with ``wrap`` applied to its state."""
+    return None if snapshot is None else (lambda: wrap(snapshot()))
+
+
 @register_method(
     "param-hybrid",
     Params,
@@ -161,7 +173,8 @@ def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iter
                     layer, result, _, distance, metrics = stop.value
                     break
                 rec.partial = None  # the partial eigenvectors are not this method's directions
-                rec.state = {"stage": "spectrum", "spectrum": rec.state}
+                rec.state = _spectrum_state(rec.state)
+                rec.snapshot = _wrapped(rec.snapshot, _spectrum_state)
                 yield rec
             W = gen.layer_weight(layer)
             vectors = result.vectors.T.reshape(-1, *W.shape).cpu()
@@ -172,20 +185,29 @@ def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iter
             }
     basis = dense_basis(gen, info.name, vectors)
 
+    def wrap_trainer(trainer: dict | None) -> dict | None:
+        if trainer is None:
+            return None
+        position = [1, int(trainer.get("step", 0))]  # after every spectrum state
+        return {
+            "stage": "train",
+            "position": position,
+            "basis": basis.tensors["vectors"],
+            "basis_info": extra,
+            "trainer": trainer,
+        }
+
     def with_basis(job):
         try:
             while True:
                 rec = next(job)
-                if rec.state is not None:
-                    rec.state = {
-                        "stage": "train",
-                        "basis": basis.tensors["vectors"],
-                        "basis_info": extra,
-                        "trainer": rec.state,
-                    }
+                rec.state = wrap_trainer(rec.state)
+                rec.snapshot = _wrapped(rec.snapshot, wrap_trainer)
                 yield rec
         except StopIteration as stop:
             return stop.value
+        finally:
+            job.close()
 
     dset = yield from with_basis(
         train_directions(gen, params, basis, "param-hybrid", device=device, state=train_state, extra_params=extra)

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from engine.discovery.eigensolver import EigResult, lobpcg
-from engine.discovery.hessian import LayerHessian
+from engine.discovery.eigensolver import EigResult, EigStep, Phase, lobpcg
+from engine.discovery.hessian import LayerHessian, ProductProgress
 from engine.discovery.param_space import basis_set, dense_basis, resolve_layer
 from engine.discovery.registry import register_method, validate_params
 from engine.distances import DISTANCES, load_distance
@@ -117,10 +117,14 @@ def hessian_eigen(gen, params: Params, *, device, state: dict | None = None, sta
     """Job: the top-K eigenpairs of the layer Hessian. Returns ``(layer, EigResult, H, distance, metrics)``.
 
     Yields ``Progress`` per block iteration with the current Ritz values and residuals and a
-    resumable ``state`` (the current Ritz vectors; resuming restarts LOBPCG from them).
+    resumable ``state`` (the current Ritz vectors; resuming restarts LOBPCG from them), and within
+    each block product after every pass (about every ``LayerHessian.pass_seconds``), so a cancel
+    never waits for a whole product.
     """
     info = resolve_layer(gen, params.layer)
+    yield Progress(0, params.steps, stage=stage, message="loading the distance")
     distance = load_distance(params.distance, device=device, size=params.distance_size)
+    yield Progress(0, params.steps, stage=stage, message="starting the eigensolver")
     z = gen.sample_latents(params.samples, seed=params.seed)
     H = LayerHessian(gen, info.name, distance, z, psi=params.truncation, chunk=params.chunk)
     m = min(params.k + params.guard, H.n)
@@ -139,14 +143,29 @@ def hessian_eigen(gen, params: Params, *, device, state: dict | None = None, sta
         start_iter = 0
     X0 = X0.to(H.device)
     t0 = time.perf_counter()
-    solver = lobpcg(H.matvec, X0, params.k, tol=params.tol, max_iter=max(0, params.steps - start_iter))
+    solver = lobpcg(H.matvec_job, X0, params.k, tol=params.tol, max_iter=max(0, params.steps - start_iter), phases=True)
     result: EigResult | None = None
+    step, last_state = start_iter, None
+
+    def product_progress(p: ProductProgress | Phase) -> Progress:
+        what = f"block product: {p.done}/{p.total} image passes" if isinstance(p, ProductProgress) else p.name
+        return Progress(
+            step,
+            params.steps,
+            stage=stage,
+            message=what,
+            snapshot=(lambda s=last_state: s) if last_state is not None else None,
+        )
+
     while True:
         try:
             s = next(solver)
         except StopIteration as stop:
             result = stop.value
             break
+        if not isinstance(s, EigStep):  # a pass of a block product, or a step of an iteration
+            yield product_progress(s)
+            continue
         step = start_iter + s.iteration
         metrics = {
             "lambda_1": float(s.theta[0]),
@@ -163,17 +182,25 @@ def hessian_eigen(gen, params: Params, *, device, state: dict | None = None, sta
             s.X[:, : params.k].cpu(),
             distance_info=distance.describe(),
         )
+        last_state = {"step": step, "X": s.X.detach().cpu().clone()}
         yield Progress(
             step,
             params.steps,
             stage=stage,
             metrics=metrics,
             partial=partial,
-            state={"step": step, "X": s.X.detach().cpu().clone()},
+            state=last_state,
+            snapshot=lambda s=last_state: s,
         )
     # residuals with fresh products (not the solver's running ones)
     V = result.vectors
-    HV = H.matvec(V)
+    job = H.matvec_job(V)
+    while True:
+        try:
+            yield product_progress(next(job))
+        except StopIteration as stop:
+            HV = stop.value
+            break
     lam = result.values.to(V.dtype)
     r = (HV - V * lam[None, :]).norm(dim=0).double().cpu()
     lam_c = result.values.double().cpu()

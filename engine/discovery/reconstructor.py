@@ -16,7 +16,8 @@ Using it::
 
 ``train_reconstructor`` is a job: it yields ``Progress`` every step (metrics ``loss``, ``ce``,
 ``mae``, ``acc`` and, every ``rca_every`` steps, ``rca``), a resumable ``state`` every
-``checkpoint_every`` steps and at the end, and an optional ``partial`` result at RCA points.
+``checkpoint_every`` steps and at the end (and a ``snapshot`` at every step, for a state on
+cancel), and an optional ``partial`` result at RCA points.
 Under ``torchrun`` it trains with DistributedDataParallel: ``batch_size`` is per rank, each rank
 draws its own batches, gradients are averaged, RCA is pooled over the ranks' samples.
 """
@@ -369,7 +370,13 @@ def train_reconstructor(
             metrics["rca"] = last_rca
         want_state = info.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.steps)
         yield Progress(
-            step, cfg.steps, stage=stage, metrics=metrics, partial=part, state=snapshot() if want_state else None
+            step,
+            cfg.steps,
+            stage=stage,
+            metrics=metrics,
+            partial=part,
+            state=snapshot() if want_state else None,
+            snapshot=snapshot if info.is_main else None,
         )
     if rca_dirs is None:  # resumed a finished run, or zero steps: measure now
         last_rca, rca_dirs = evaluate_rca(gen, family, R, cfg, device=device)

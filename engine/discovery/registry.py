@@ -27,12 +27,13 @@ how often RCA is logged: a run may be resumed with a different value of those).
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import AtlasError
+from engine.errors import AtlasError, BadValueError
 
 
 @dataclass(frozen=True)
@@ -67,21 +68,25 @@ class MethodSpec:
         fields = {f.name for f in dataclasses.fields(self.params)}
         bad = sorted(set(overrides) - fields)
         if bad:
-            raise AtlasError(
+            raise BadValueError(
                 f"method '{self.name}' has no parameter {', '.join(bad)}; its parameters are {', '.join(sorted(fields))}"
             )
-        return self.params(**overrides)
+        params = self.params(**overrides)
+        validate_params(params)  # also for a Params class whose __post_init__ does not
+        return params
 
     def params_from_strings(self, pairs: dict[str, str]) -> Any:
         """Params from ``{"name": "text"}`` (``--set name=text``), each parsed by the field's type."""
         fields = {f.name: f for f in dataclasses.fields(self.params)}
         bad = sorted(set(pairs) - set(fields))
         if bad:
-            raise AtlasError(
+            raise BadValueError(
                 f"method '{self.name}' has no parameter {', '.join(bad)}; its parameters are {', '.join(sorted(fields))}"
             )
         hints = typing.get_type_hints(self.params)
-        return self.params(**{k: parse_param_value(self.name, k, hints[k], v) for k, v in pairs.items()})
+        params = self.params(**{k: parse_param_value(self.name, k, hints[k], v) for k, v in pairs.items()})
+        validate_params(params)
+        return params
 
 
 _METHODS: dict[str, MethodSpec] = {}
@@ -108,28 +113,35 @@ def methods() -> list[MethodSpec]:
 
 def get_method(name: str) -> MethodSpec:
     if name not in _METHODS:
-        raise AtlasError(f"unknown discovery method '{name}'; valid methods: {', '.join(sorted(_METHODS)) or 'none'}")
+        raise BadValueError(
+            f"unknown discovery method '{name}'; valid methods: {', '.join(sorted(_METHODS)) or 'none'}"
+        )
     return _METHODS[name]
 
 
 def validate_params(params: Any) -> None:
     """Check every field of a Params instance against its ``choices`` / ``min`` / ``max`` metadata.
 
-    Raises ``AtlasError`` naming the parameter, the bad value and what is allowed.
+    Every number must be finite (``nan`` and ``inf`` are refused whatever the bounds). Raises
+    ``BadValueError`` naming the parameter, the bad value and what is allowed.
     """
     for f in dataclasses.fields(params):
         v = getattr(params, f.name)
         meta = f.metadata
         if "choices" in meta and v not in meta["choices"]:
-            raise AtlasError(
+            raise BadValueError(
                 f"parameter {f.name}={v!r} is not allowed; choose one of {', '.join(map(str, meta['choices']))}"
             )
         if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
+        if not math.isfinite(v):
+            raise BadValueError(f"parameter {f.name}={v!r} must be a finite number")
+        if isinstance(v, int) and not -(2**63) <= v < 2**63:
+            raise BadValueError(f"parameter {f.name}={v!r} is out of range (a 64-bit integer)")
         if "min" in meta and v < meta["min"]:
-            raise AtlasError(f"parameter {f.name}={v!r} is too small; it must be at least {meta['min']}")
+            raise BadValueError(f"parameter {f.name}={v!r} is too small; it must be at least {meta['min']}")
         if "max" in meta and v > meta["max"]:
-            raise AtlasError(f"parameter {f.name}={v!r} is too large; it must be at most {meta['max']}")
+            raise BadValueError(f"parameter {f.name}={v!r} is too large; it must be at most {meta['max']}")
 
 
 def key_fields(params: Any) -> dict[str, Any]:
@@ -159,5 +171,5 @@ def parse_param_value(method: str, name: str, tp: Any, text: str) -> Any:
             return float(text)
     except ValueError:
         kind = {bool: "true/false", int: "an integer", float: "a number"}[tp]
-        raise AtlasError(f"method '{method}': parameter {name}={text!r} must be {kind}") from None
+        raise BadValueError(f"method '{method}': parameter {name}={text!r} must be {kind}") from None
     return text

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from engine.errors import CheckpointError
+from engine.errors import CheckpointError, describe_exception
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
@@ -40,7 +40,7 @@ def safe_load(path: str | Path, what: str) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
-        raise CheckpointError(f"{path}: not a readable {what} ({exc.__class__.__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: not a readable {what} ({describe_exception(exc)})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a {what} (expected a dict, found {type(obj).__name__})")
     return obj

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from engine.checkpoints.atlas import save_stylegan2
 from engine.data.procedural import random_batches
-from engine.errors import AtlasError, CheckpointError
+from engine.errors import AtlasError, BadValueError, CheckpointError
 from engine.jobs import Progress
 from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, mix_styles
 from engine.training.checkpoint import atomic_save, safe_load
@@ -56,6 +56,68 @@ def _default_channels(resolution: int) -> dict[int, int]:
         out[r] = min(128, max(16, 16 * resolution // r))
         r *= 2
     return out
+
+
+# settings that must be at least 1 (counts) or positive (rates, amounts); every number must be finite
+_AT_LEAST_ONE = {
+    "z_dim",
+    "w_dim",
+    "mapping_layers",
+    "batch_size",
+    "r1_interval",
+    "pl_interval",
+    "pl_batch_shrink",
+    "mbstd_group",
+    "sample_grid",
+}
+_POSITIVE = {"kimg", "lr", "sample_every_kimg"}
+_NON_NEGATIVE = {"r1_gamma", "pl_weight", "pl_decay", "style_mixing", "ema_kimg", "ema_rampup", "seed"}
+
+
+def _checked_setting(name: str, value):
+    """``value`` of training setting ``name`` (from JSON or a checkpoint), type- and range-checked."""
+
+    def fail(expected: str):
+        raise BadValueError(f"training setting {name}={value!r}: expected {expected}")
+
+    def number(v, integer: bool) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+            fail("a whole number" if integer else "a number")
+        if not math.isfinite(v):
+            fail("a finite number")
+        return v
+
+    if name in ("g_channels", "d_channels"):
+        if not isinstance(value, dict):
+            fail("an object of resolution: channels")
+        out = {}
+        for k, v in value.items():
+            try:
+                res = int(k)
+            except (TypeError, ValueError):
+                fail("an object of resolution: channels")
+            if number(v, True) < 1 or res < 4:
+                fail("positive channel counts at resolutions of at least 4")
+            out[res] = int(v)
+        return out
+    if name == "betas":
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            fail("two numbers [beta1, beta2]")
+        b = tuple(float(number(v, False)) for v in value)
+        if not all(0 <= v < 1 for v in b):
+            fail("two numbers in [0, 1)")
+        return b
+    if value is None and name in ("r1_gamma", "ema_kimg", "ema_rampup"):
+        return None
+    integer = name in _AT_LEAST_ONE or name in ("resolution", "seed")
+    v = number(value, integer)
+    if name in _AT_LEAST_ONE and v < 1:
+        fail("a whole number of at least 1")
+    if name in _POSITIVE and v <= 0:
+        fail("a positive number")
+    if name in _NON_NEGATIVE and v < 0:
+        fail("a number of at least 0")
+    return v
 
 
 @dataclass(frozen=True)
@@ -92,15 +154,10 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(TrainConfig)}
         bad = sorted(set(overrides) - names)
         if bad:
-            raise AtlasError(f"unknown training setting {', '.join(bad)}; valid: {', '.join(sorted(names))}")
-        if "betas" in overrides:
-            overrides["betas"] = tuple(float(b) for b in overrides["betas"])
-        for key in ("g_channels", "d_channels"):
-            if key in overrides:
-                overrides[key] = {int(k): int(v) for k, v in overrides[key].items()}
-        cfg = TrainConfig(**overrides)
+            raise BadValueError(f"unknown training setting {', '.join(bad)}; valid: {', '.join(sorted(names))}")
+        cfg = TrainConfig(**{k: _checked_setting(k, v) for k, v in overrides.items()})
         if cfg.resolution not in (16, 32, 64, 128):
-            raise AtlasError(f"--res {cfg.resolution}: choose 16, 32, 64 or 128")
+            raise BadValueError(f"--res {cfg.resolution}: choose 16, 32, 64 or 128")
         if cfg.batch_size % min(cfg.mbstd_group, cfg.batch_size):
             raise AtlasError(
                 f"batch size {cfg.batch_size} must be a multiple of the minibatch-std group {cfg.mbstd_group}"

@@ -98,11 +98,12 @@ def test_render_direction_grid(tmp_path, digiface):
 
 
 def test_errors_are_one_line_and_nonzero(tmp_path, capsys):
+    # 2: a bad value on the command line; 1: a file or model problem
     assert main(["render", "--seeds", "x-y", "--out", str(tmp_path / "a.png")]) == 2
-    assert main(["render", "--model", "no-such-model", "--out", str(tmp_path / "a.png")]) == 2
+    assert main(["render", "--model", "no-such-model", "--out", str(tmp_path / "a.png")]) == 1
     assert main(["render", "--out", str(tmp_path / "a.bmp")]) == 2
     (tmp_path / "bad.json").write_text("{")
-    assert main(["render", "--directions", str(tmp_path / "bad.json"), "--out", str(tmp_path / "a.png")]) == 2
+    assert main(["render", "--directions", str(tmp_path / "bad.json"), "--out", str(tmp_path / "a.png")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert [line.startswith("error: ") for line in err] == [True] * 4
     assert "no-such-model" in err[1] and "bad.json" in err[3]
@@ -112,7 +113,7 @@ def test_process_exit_code_and_no_traceback(tmp_path):
     res = subprocess.run(
         [sys.executable, "main.py", "info", str(tmp_path / "missing.pkl")], cwd=REPO, capture_output=True, text=True
     )
-    assert res.returncode == 2
+    assert res.returncode == 1
     assert "Traceback" not in res.stderr and "missing.pkl" in res.stderr
 
 

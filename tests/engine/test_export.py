@@ -124,7 +124,7 @@ def test_export_cli(gen, dset, tmp_path, monkeypatch, capsys):
     import cli.cmd_export as cmd
     from cli.main import main
 
-    monkeypatch.setattr(cmd, "load_model_from_args", lambda args: gen)
+    monkeypatch.setattr(cmd, "load_model_for_set", lambda args, dset, quiet=False: gen)
     set_path = str(dset.path)
     assert (
         main(
@@ -213,7 +213,7 @@ def test_export_cli_grid_labels(gen, dset, tmp_path, monkeypatch):
     import cli.cmd_export as cmd
     from cli.main import main
 
-    monkeypatch.setattr(cmd, "load_model_from_args", lambda args: gen)
+    monkeypatch.setattr(cmd, "load_model_for_set", lambda args, dset, quiet=False: gen)
     args = ["export", "-d", str(dset.path), "--index", "1", "--shifts", "-2:2:3", "--size", "16"]
     assert main([*args, "--out", str(tmp_path / "plain.png")]) == 0
     assert main([*args, "--labels", "--out", str(tmp_path / "labelled.png")]) == 0

@@ -320,6 +320,6 @@ def test_info_answers_every_hostile_file_in_one_line(tmp_path, capsys):
         hostile.many_ops_torch_zip(tmp_path / "ops.pt", 250_000),
     ]
     for path in files:
-        assert main(["info", str(path)]) == 2
+        assert main(["info", str(path)]) == 1  # a file problem (2 is for a bad command line)
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and path.name in err[0], err

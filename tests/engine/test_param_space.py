@@ -121,8 +121,10 @@ def test_hvp_equals_explicit_hessian(lpips_case):
     V = torch.randn(H.shape[0], 10)
     HV = op.matvec(V).double()
     assert torch.allclose(HV, H @ V.double(), rtol=1e-4, atol=1e-6 * H.abs().max())
-    # x0 (2 latents), the shared primal (2), each block's jvp primal (2 blocks x 2), a tangent per (latent, vector)
-    assert op.forwards == 2 + 2 + 2 * 2 + 10 * 2 and op.backwards == 10 * 2
+    # the shared primal per latent (2), then per pass its jvp primal and a tangent per (latent, vector);
+    # passes are sized by time, so their number varies: between one pass and one per vector
+    assert op.backwards == 10 * 2 and 2 + 2 + 10 * 2 <= op.forwards <= 2 + 10 * 2 + 10 * 2
+    assert op._x0 is None  # the unshifted images are not needed for products
 
 
 def test_eigenpairs_equal_explicit_hessian(lpips_case):

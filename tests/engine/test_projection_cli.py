@@ -131,7 +131,7 @@ def test_project_errors_are_one_line(tmp_path, tiny_checkpoint, capsys):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     assert (
         main(["project", "--model", str(tiny_checkpoint), "--image", str(bad), "--out", str(tmp_path / "x.latent")])
-        == 2
+        == 1
     )
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "broken.png: not a readable image" in err and "\n" not in err
@@ -168,7 +168,7 @@ def test_project_errors_are_one_line(tmp_path, tiny_checkpoint, capsys):
     )
     capsys.readouterr()
     assert (
-        main(["render", "--model", str(tiny_checkpoint), "--latent", str(lat), "--out", str(tmp_path / "r.png")]) == 2
+        main(["render", "--model", str(tiny_checkpoint), "--latent", str(lat), "--out", str(tmp_path / "r.png")]) == 1
     )
     assert "p.latent was projected on model 'other'" in capsys.readouterr().err
 
@@ -189,5 +189,5 @@ def test_render_a_w_latent_in_its_space_or_says_why_not(tmp_path, capsys):
     with torch.no_grad():
         np.testing.assert_allclose(np.load(own), gen.decode(w, "w", noise="const").numpy(), atol=1e-5)
     capsys.readouterr()
-    assert main(["render", "--model", str(ckpt), "--latent", str(lat_path), "--space", "z", "--out", str(own)]) == 2
+    assert main(["render", "--model", str(ckpt), "--latent", str(lat_path), "--space", "z", "--out", str(own)]) == 1
     assert "projected into w" in capsys.readouterr().err

@@ -129,7 +129,7 @@ def test_train_cli_writes_the_generator_and_refuses_bad_settings(tmp_path, capsy
     gen = load_generator(str(out), device="cpu")
     assert gen.resolution == 16 and gen.meta["kimg"] == 0.008
     assert (tmp_path / "g.run" / "checkpoint.pt").is_file()
-    assert main(args) == 2  # the run folder has a checkpoint: resume or pick another folder
+    assert main(args) == 1  # the run folder has a checkpoint: resume or pick another folder
     assert "--resume" in capsys.readouterr().err
     assert main(args + ["--resume"]) == 0
     assert main(["train", "--out", str(out), "--config", '{"lr": 1, "nope": 2}']) == 2
