@@ -193,7 +193,7 @@ def _run_one(conn, job_id: int, spec: JobSpec, models: dict, out_dir: Path) -> N
             if rec.partial is not None:
                 n_partial += 1
                 rec = replace(rec, partial=_portable(rec.partial, out_dir, job_id, f"partial{n_partial % 2}"))
-            pending.append(replace(rec, state=None))
+            pending.append(replace(rec, state=None, snapshot=None))  # resumable states stay in this process
             now = time.perf_counter()
             if now - last >= DELIVERY_INTERVAL_S:
                 conn.send(("progress", job_id, pending))
