@@ -5,8 +5,9 @@ checkpoint of format ``fmt`` (``FORMATS``) whose generator holds tens of megabyt
 (``scale`` multiplies the widths; the tests use a smaller scale than the bench) and returns the
 path ``load_generator`` takes. The files carry what the real ones carry besides the generator: a
 discriminator in DCGAN-tutorial, rosinality train.py and NVIDIA files, NVIDIA's ``G`` beside
-``G_ema``. ``measure(path)`` loads it in a fresh process and returns the peak growth of resident
-memory during the load and the loaded generator's tensor bytes.
+``G_ema``. ``measure(path, warmup)`` loads it in a fresh process (after a small file of the same
+format) and returns the peak growth of resident memory during the load and the loaded
+generator's tensor bytes.
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ def write(fmt: str, folder: Path, scale: int = 2) -> Path:
     """Write a synthetic checkpoint of ``fmt`` (one of ``FORMATS``) under ``folder``; returns its path."""
     g = torch.Generator().manual_seed(0)
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     if fmt == "dcgan":
         return _dcgan(folder, scale, g)
     if fmt in ("rosinality", "rosinality-legacy"):
@@ -176,8 +178,10 @@ def write(fmt: str, folder: Path, scale: int = 2) -> Path:
     raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
-# The child: every module a load may import is imported first, the peak (VmHWM) is reset to the
-# current RSS, then one load_generator; the interpreter exits without tearing down.
+# The child: every module a load may import is imported, and a small checkpoint of the same format
+# is loaded first when given (it pages in the code of every torch operation the load uses and
+# sets up the allocator: one-time costs of the process, not of holding a checkpoint); then the
+# peak (VmHWM) is reset to the current RSS and the checkpoint is loaded.
 _CHILD = r"""
 import json, os, sys
 import torch
@@ -190,6 +194,8 @@ def status(key):
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
 
+if len(sys.argv) > 2:
+    load_generator(sys.argv[2], device="cpu")
 open("/proc/self/clear_refs", "w").write("5")
 before, anon = status("VmRSS"), status("RssAnon")
 gen = load_generator(sys.argv[1], device="cpu")
@@ -210,16 +216,16 @@ def can_measure() -> bool:
     return Path("/proc/self/clear_refs").exists()
 
 
-def measure(path: Path, repo: Path = REPO, timeout: float = 600) -> dict:
-    """``{"peak", "anon_after", "tensors", "family"}`` (bytes) of loading ``path`` in a fresh process.
+def measure(path: Path, warmup: Path | None = None, repo: Path = REPO, timeout: float = 600) -> dict:
+    """``{"peak", "anon_after", "tensors", "family"}`` (bytes) of loading ``path`` in a fresh process,
+    after loading ``warmup`` (a small file of the same format) if given.
 
     ``peak``: the growth of the resident set (anonymous and file-mapped pages) during the load;
     ``anon_after``: anonymous memory added and still held after it; ``tensors``: the loaded
     generator's tensor bytes (each storage once).
     """
-    r = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(path)], cwd=repo, capture_output=True, text=True, timeout=timeout
-    )
+    args = [sys.executable, "-c", _CHILD, str(path)] + ([str(warmup)] if warmup is not None else [])
+    r = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
         raise RuntimeError(f"loading {path} failed: {r.stderr.strip()[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])

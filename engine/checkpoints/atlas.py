@@ -1,6 +1,6 @@
 """GAN Atlas's own StyleGAN2 checkpoint: configuration + state dict in one torch file.
 
-Layout (``torch.save`` of plain data, readable with ``torch.load(weights_only=True)``)::
+Layout (``torch.save`` of plain data, read by ``torchfile.open_torch_file``: no code run)::
 
     {"format": "gan-atlas-stylegan2", "version": 1,
      "config": StyleGAN2Config.to_dict(), "state_dict": StyleGAN2Generator.state_dict(),
@@ -16,7 +16,15 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoints.torchfile import check_model_size, load_checked, load_error, pickle_strings, short_reason, show
+from engine.checkpoints.torchfile import (
+    StateMismatch,
+    check_model_size,
+    load_into,
+    open_torch_file,
+    pickle_strings,
+    short_reason,
+    show,
+)
 from engine.errors import AtlasError, CheckpointError
 from engine.hashing import file_sha256
 from engine.models.registry import CheckpointFormat, register_format
@@ -55,7 +63,8 @@ def save_stylegan2(
 def load_stylegan2(path: str | Path) -> StyleGAN2Generator:
     """A ``StyleGAN2Generator`` (eval mode, CPU) from a file written by ``save_stylegan2``."""
     path = Path(path)
-    blob, stats = load_checked(path, what="GAN Atlas StyleGAN2")
+    tf = open_torch_file(path, what="GAN Atlas StyleGAN2 checkpoint")
+    blob, stats = tf.obj, tf.stats
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")
     if blob.get("version") != VERSION:
@@ -75,9 +84,9 @@ def load_stylegan2(path: str | Path) -> StyleGAN2Generator:
         raise CheckpointError(f"{path}: damaged description ('w_avg_source' must be text, 'meta' a dict)")
     gen = StyleGAN2Generator(cfg, name=path.stem)
     try:
-        gen.load_state_dict(state, strict=True)
-    except (KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit the stored configuration ({load_error(exc)})") from None
+        load_into(gen, state)  # one tensor at a time, each cast to float32 (files may store float16)
+    except StateMismatch as exc:
+        raise CheckpointError(f"{path}: weights do not fit the stored configuration ({exc})") from None
     gen.w_avg_source = w_avg_source[:200]
     gen.meta = dict(meta)
     gen.format = FORMAT

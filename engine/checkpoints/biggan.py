@@ -2,12 +2,10 @@
 
 ``--model`` takes the folder or the ``.bin`` with ``config.json`` beside it (the layout
 ``BigGAN.from_pretrained(folder)`` reads). The files published in 2019 are torch's legacy
-(pre-1.6) container: it is read by ``engine.checkpoints.legacy_torch`` (allow-listed pickle,
-memory-mapped storages, sizes checked against the file before anything is mapped); a zip
-container goes through ``torch.load(weights_only=True, mmap=True)``. The model is built on the
-meta device and takes the converted tensors (``assign=True``, one fresh copy of each), and each
-tensor's file mapping is released as soon as it is converted: loading holds the model plus at
-most one mapped tensor and one temporary, the model alone afterwards. Nothing from the files is
+(pre-1.6) container; both containers are read by ``torchfile.open_torch_file`` (allow-listed
+pickle, sizes checked against the file before anything is read). The model is built on the meta
+device and takes the converted tensors (``assign=True``), each read from the file only when it is
+converted: loading holds the model plus one tensor and one temporary. Nothing from the files is
 ever executed. The configuration is checked field by field and the state dict must hold exactly
 the keys and shapes that configuration implies (``BigGANConfig.state_shapes``), so a file that
 declares huge shapes is refused before the model is built. ImageNet models (1000 classes) get
@@ -18,13 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zipfile
 from pathlib import Path
 
 import torch
 
-from engine.checkpoints.legacy_torch import is_legacy_container, read_legacy
-from engine.checkpoints.torchfile import short_reason
+from engine.checkpoints.torchfile import TensorRef, all_finite, is_tensor, open_torch_file, read_tensor, short_reason
 from engine.errors import AtlasError, CheckpointError
 from engine.hashing import file_sha256
 from engine.models.biggan import BigGANConfig, BigGANGenerator
@@ -69,23 +65,15 @@ def read_config(path: Path) -> BigGANConfig:
         raise CheckpointError(str(exc)) from None
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict of ``pytorch_model.bin`` (legacy or zip container), tensors memory-mapped."""
-    if zipfile.is_zipfile(path):
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as exc:  # noqa: BLE001 - any parse failure is the file's fault
-            raise CheckpointError(f"{path}: not a readable torch checkpoint ({short_reason(exc)})") from None
-    elif is_legacy_container(path):
-        sd = read_legacy(path)
-    else:
-        raise CheckpointError(f"{path}: not a torch checkpoint (neither a zip nor a legacy torch.save container)")
-    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+def read_weights(path: Path) -> dict[str, TensorRef]:
+    """The state dict of ``pytorch_model.bin`` (legacy or zip container), its tensors declared, not read."""
+    sd = open_torch_file(path, what="pytorch-pretrained-biggan weights file").obj
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and is_tensor(v) for k, v in sd.items()):
         raise CheckpointError(f"{path}: holds {type(sd).__name__}, not a state dict of named tensors")
     return sd
 
 
-def check_state(sd: dict[str, torch.Tensor], cfg: BigGANConfig, path: Path) -> None:
+def check_state(sd: dict[str, TensorRef], cfg: BigGANConfig, path: Path) -> None:
     """The keys, shapes and dtypes ``cfg`` implies, exactly (names the first difference)."""
     want = cfg.state_shapes()
     missing = [k for k in want if k not in sd]
@@ -104,10 +92,10 @@ def check_state(sd: dict[str, torch.Tensor], cfg: BigGANConfig, path: Path) -> N
             raise CheckpointError(f"{path}: {k} holds {t.dtype}, not floating-point weights")
 
 
-def _sn_weight(sd: dict[str, torch.Tensor], prefix: str, path: Path, sigmas: dict[str, float]) -> torch.Tensor:
+def _sn_weight(sd: dict[str, TensorRef], prefix: str, path: Path, sigmas: dict[str, float]) -> torch.Tensor:
     """``weight_orig / sigma``, ``sigma = u . (W v)`` with the stored vectors: the reference's eval-mode weight."""
-    w = sd.pop(f"{prefix}.weight_orig").float()
-    u, v = sd.pop(f"{prefix}.weight_u").float(), sd.pop(f"{prefix}.weight_v").float()
+    w = read_tensor(sd.pop(f"{prefix}.weight_orig")).float()
+    u, v = (read_tensor(sd.pop(f"{prefix}.weight_{x}")).float() for x in ("u", "v"))
     sigma = torch.dot(u, torch.mv(w.reshape(w.shape[0], -1), v))
     if not torch.isfinite(sigma) or float(sigma) == 0.0:
         raise CheckpointError(
@@ -118,22 +106,22 @@ def _sn_weight(sd: dict[str, torch.Tensor], prefix: str, path: Path, sigmas: dic
 
 
 def _finite(t: torch.Tensor, key: str, path: Path) -> torch.Tensor:
-    if not torch.isfinite(t).all():
+    if not all_finite(t):
         raise CheckpointError(f"{path}: non-finite values in the weights ({key}); damaged file")
     return t
 
 
-def convert_state(sd: dict[str, torch.Tensor], cfg: BigGANConfig, path: Path) -> tuple[dict, dict[str, float]]:
+def convert_state(sd: dict[str, TensorRef], cfg: BigGANConfig, path: Path) -> tuple[dict, dict[str, float]]:
     """Our state dict (effective weights) from the reference's, and each SN module's sigma.
 
-    Consumes ``sd``: each tensor is replaced by a fresh float32 copy as it is converted, so the
-    file mapping behind it is released tensor by tensor and the mapped file and the model are
-    never both resident in full.
+    Consumes ``sd``: each tensor is read from the file (a fresh float32 tensor of ours) only when
+    it is converted, so the converted weights and one tensor are all that is ever in memory.
     """
     sig: dict[str, float] = {}
 
     def own(key: str) -> torch.Tensor:
-        return _finite(sd.pop(key).float().clone(), key, path)
+        t = sd.pop(key)
+        return _finite(t.read().float() if isinstance(t, TensorRef) else t.float().clone(), key, path)
 
     def sn(prefix: str) -> torch.Tensor:
         return _finite(_sn_weight(sd, prefix, path, sig), prefix, path)
@@ -176,7 +164,7 @@ def load_biggan(path: str | Path) -> BigGANGenerator:
         ours, sigmas = convert_state(sd, cfg, weights_path)
         del sd
         folder = weights_path.parent
-        with torch.device("meta"):  # no second copy: the model takes the converted (or mapped) tensors
+        with torch.device("meta"):  # no second copy: the model takes the converted tensors
             gen = BigGANGenerator(cfg, name=folder.name if weights_path.name == WEIGHTS_NAME else weights_path.stem)
         gen.load_state_dict(ours, strict=True, assign=True)
     gen.sn_sigma = sigmas

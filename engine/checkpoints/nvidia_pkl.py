@@ -5,15 +5,18 @@ modules are ``torch_utils.persistence`` objects: ``REDUCE(_reconstruct_persisten
 with ``meta = {"type": "class", "module_src": <python source>, "class_name": ..., "state": <the
 module's __dict__>}``. The reference loader *executes* ``module_src``; we never do.
 
-``RestrictedUnpickler.find_class`` is an allow-list. Each allowed name maps to our own inert
-function or class:
+``SnapshotUnpickler`` (``pickles.RestrictedUnpickler``) resolves only an allow-list. Each allowed
+name maps to our own inert function or class:
 
 ===========================================================  ===========================================
 GLOBAL in the file                                           what we put in its place
 ===========================================================  ===========================================
 ``torch_utils.persistence._reconstruct_persistent_obj``      ``PersistentRecord(class_name, state)``
-``torch._utils._rebuild_tensor_v2`` / ``_rebuild_parameter``  a bounds-checked ``as_strided`` copy
-``torch.storage._load_from_bytes``                           ``torch.load(bytes, weights_only=True)``
+``torch.storage._load_from_bytes``                           ``torchfile.storage_from_bytes``: the
+                                                             storage's legacy ``torch.save`` stream,
+                                                             parsed; its data left in the file
+``torch._utils._rebuild_tensor_v2`` / ``_rebuild_parameter``  a ``torchfile.TensorRef`` within its
+                                                             storage (read when the model is filled)
 ``collections.OrderedDict``, ``builtins.set``                 themselves (containers of loaded data)
 ``dnnlib.util.EasyDict``                                     a plain ``dict`` subclass
 ``numpy.dtype``, ``numpy[._]core.multiarray.scalar``          numeric dtypes / scalars rebuilt from bytes
@@ -22,35 +25,50 @@ GLOBAL in the file                                           what we put in its 
 
 Any other global (``os.system``, ``builtins.eval``, ``subprocess.Popen``...) raises
 ``UnsafePickleError`` naming the file and the global *when the name is read*, before anything
-could call it. Only ``G_ema`` is turned into a model (never ``G``), with its ``mapping.w_avg`` as
-the truncation centre. Blocks that NVIDIA computes in float16 (``use_fp16``) are computed in
-float32 here (the weights are stored in float32): results match the reference's
-``force_fp32=True`` outputs.
+could call it. The opcodes are scanned first (``pickles.scan_pickle``), and the tensors declared
+may not add up to more bytes than the file has.
+
+Memory: the unpickler leaves every storage payload of 4 KB or more in the file (``FileBytes``), and
+tensors are declared, not read, so ``G`` and ``D`` cost nothing; only ``G_ema``'s tensors are read,
+each once, into the model (``torchfile.load_into``): loading holds the model plus one tensor. Only
+``G_ema`` is turned into a model (never ``G``), with its ``mapping.w_avg`` as the truncation
+centre. Blocks that NVIDIA computes in float16 (``use_fp16``) are computed in float32 here (the
+weights are stored in float32): results match the reference's ``force_fp32=True`` outputs.
 """
 
 from __future__ import annotations
 
-import _compat_pickle
 import collections
 import contextvars
-import io
 import math
-import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from engine.checkpoints.pickles import (
+    BadPickleData,
+    Inert,
+    RestrictedUnpickler,
+    Sealed,
+    Window,
+    as_bytes,
+    scan_pickle,
+)
 from engine.checkpoints.rosinality import MEAN_SAMPLES, MEAN_SEED, mean_w
 from engine.checkpoints.torchfile import (
-    LEGACY_MAGIC,
-    TensorStats,
+    StateMismatch,
+    TensorRef,
     check_model_size,
-    load_error,
-    scan_pickle,
+    is_tensor,
+    load_into,
+    read_tensor,
+    rebuild_tensor,
     short_reason,
     show,
+    storage_from_bytes,
+    tensor_stats,
 )
 from engine.errors import AtlasError, CheckpointError, UnsafePickleError
 from engine.hashing import file_sha256
@@ -65,10 +83,7 @@ from engine.models.stylegan2 import (
 )
 
 FORMAT = "nvidia-stylegan2-ada-pytorch"
-
-
-class BadPickleData(Exception):
-    """The pickle is well-formed but holds something our inert stand-ins do not accept."""
+LARGE_BYTES = 4096  # storage payloads at least this long stay in the file until read
 
 
 # ---- inert stand-ins for the allowed globals -----------------------------------------------
@@ -77,7 +92,8 @@ class BadPickleData(Exception):
 class PersistentRecord:
     """A persisted NVIDIA module as data: its class name and its ``__dict__`` (``state``).
 
-    ``module_src`` is dropped unread. Nothing here is callable from the pickle.
+    ``module_src`` is dropped unread. Nothing here is callable from the pickle. Its tensors are
+    ``TensorRef``s (declared, not read) or, in records a test builds, tensors.
     """
 
     __slots__ = ("class_name", "state")
@@ -93,7 +109,7 @@ class PersistentRecord:
         t = self.state.get(key)
         return t if isinstance(t, dict) else {}
 
-    def param(self, name: str) -> torch.Tensor | None:
+    def param(self, name: str) -> torch.Tensor | TensorRef | None:
         v = self._table("_parameters").get(name)
         return v if v is not None else self._table("_buffers").get(name)
 
@@ -111,153 +127,31 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
     return PersistentRecord(str(meta.get("class_name")), meta["state"])
 
 
-class _FlatStorage:
-    """A storage read from a nested ``torch.save`` payload, as a flat tensor."""
-
-    __slots__ = ("flat",)
-
-    def __init__(self, flat: torch.Tensor) -> None:
-        self.flat = flat
+# The file being read and what its declared tensors may still add up to (a pickle may point many
+# tensors at one storage): read_snapshot sets both, the stand-ins below use them.
+_READING: contextvars.ContextVar[tuple[Path, list[int]] | None] = contextvars.ContextVar("nvidia_pkl", default=None)
 
 
-_STORAGE_DTYPES = {
-    "FloatStorage": torch.float32,
-    "DoubleStorage": torch.float64,
-    "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16,
-    "LongStorage": torch.int64,
-    "IntStorage": torch.int32,
-    "ShortStorage": torch.int16,
-    "CharStorage": torch.int8,
-    "ByteStorage": torch.uint8,
-    "BoolStorage": torch.bool,
-}
-_LEGACY_PROTOCOL = 1001
+def _load_from_bytes(payload: Any) -> Any:
+    reading = _READING.get()
+    return storage_from_bytes(payload, reading[0] if reading else Path("a storage payload"))
 
 
-class _StorageType:
-    """``torch.<X>Storage`` named in a storage payload: only its dtype is used."""
-
-    __slots__ = ("dtype",)
-
-    def __init__(self, dtype: torch.dtype) -> None:
-        self.dtype = dtype
-
-
-class _PersistentId:
-    __slots__ = ("pid",)
-
-    def __init__(self, pid: Any) -> None:
-        self.pid = pid
+def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, *rest: Any) -> TensorRef:
+    ref = rebuild_tensor(storage, offset, size, stride)
+    problem = ref.problem()
+    if problem is not None:
+        raise BadPickleData(f"a tensor {problem}")
+    reading = _READING.get()
+    if reading is not None:
+        reading[1][0] -= ref.nbytes
+        if reading[1][0] < 0:
+            raise BadPickleData("tensors that add up to more bytes than the file has")
+    return ref
 
 
-class _PayloadUnpickler(pickle.Unpickler):
-    """Reads the small pickles of a storage payload: storage type names and one persistent id."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(_STORAGE_DTYPES[name])
-        raise BadPickleData(f"a storage payload referencing {module[:40]}.{name[:40]}")
-
-    def persistent_load(self, pid: Any) -> Any:
-        return _PersistentId(pid)
-
-
-def _load_from_bytes(payload: Any) -> _FlatStorage:
-    """One storage from the bytes ``torch.save(storage, _use_new_zipfile_serialization=False)`` wrote.
-
-    The stream is five pickles (magic number, protocol version, system info, the storage's
-    persistent id, the storage keys), an int64 element count and the raw little-endian bytes.
-    Each pickle is scanned (``scan_pickle``) before it is read, and the declared element count
-    must match the bytes present exactly: nothing is allocated beyond what the file holds.
-    """
-    if not isinstance(payload, (bytes, bytearray)):
-        raise BadPickleData("a storage payload that is not bytes")
-    data = bytes(payload)
-    values, pos = [], 0
-    for _ in range(5):
-        try:
-            end = scan_pickle(data, pos, where="storage payload", max_ops=256).end
-        except CheckpointError:
-            raise BadPickleData("a malformed storage payload") from None
-        f = io.BytesIO(data)
-        f.seek(pos)
-        values.append(_PayloadUnpickler(f).load())
-        pos = end
-    magic, protocol, info, pid, keys = values
-    pid = pid.pid if isinstance(pid, _PersistentId) else None
-    if (
-        type(magic) is not int
-        or magic != LEGACY_MAGIC
-        or type(protocol) is not int
-        or protocol != _LEGACY_PROTOCOL
-        or not isinstance(info, dict)
-        or info.get("little_endian") is not True
-    ):
-        raise BadPickleData("a storage payload without the torch.save header of a little-endian machine")
-    if (
-        not isinstance(pid, tuple)
-        or len(pid) != 6
-        or pid[0] != "storage"
-        or not isinstance(pid[1], _StorageType)
-        or type(pid[4]) is not int
-        or pid[5] is not None
-        or keys != [pid[2]]
-    ):
-        raise BadPickleData("a storage payload that does not describe one storage")
-    dtype, numel = pid[1].dtype, pid[4]
-    itemsize = torch.empty(0, dtype=dtype).element_size()
-    if len(data) - pos < 8 or int.from_bytes(data[pos : pos + 8], "little", signed=True) != numel:
-        raise BadPickleData("a storage payload whose element count differs from its header")
-    if numel < 0 or len(data) - pos - 8 != numel * itemsize:
-        raise BadPickleData(f"a storage of {numel} elements stored in {len(data) - pos - 8} bytes")
-    flat = torch.frombuffer(bytearray(data[pos + 8 :]), dtype=dtype) if numel else torch.empty(0, dtype=dtype)
-    return _FlatStorage(flat)
-
-
-# Materialised tensors may not add up to more than the file's bytes (a pickle may point many
-# tensors at one storage): read_snapshot sets the budget, every rebuilt tensor draws on it.
-_BUDGET: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("nvidia_pkl_budget", default=None)
-
-
-def _spend(nbytes: int) -> None:
-    budget = _BUDGET.get()
-    if budget is None:
-        return
-    budget[0] -= nbytes
-    if budget[0] < 0:
-        raise BadPickleData("tensors that add up to more bytes than the file has")
-
-
-def _rebuild_tensor_v2(
-    storage: Any,
-    offset: Any,
-    size: Any,
-    stride: Any,
-    requires_grad: Any = False,
-    backward_hooks: Any = None,
-    metadata: Any = None,
-) -> torch.Tensor:
-    if not isinstance(storage, _FlatStorage):
-        raise BadPickleData("a tensor whose storage is not a loaded storage")
-    try:
-        offset, size, stride = int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride)
-    except (TypeError, ValueError):
-        raise BadPickleData("a tensor with a malformed shape") from None
-    n = storage.flat.numel()
-    if len(size) != len(stride) or offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
-        raise BadPickleData("a tensor with a malformed shape")
-    numel = math.prod(size)
-    if numel and offset + sum((s - 1) * st for s, st in zip(size, stride, strict=True)) >= n:
-        raise BadPickleData("a tensor reaching past its storage")
-    if numel > n - offset:
-        raise BadPickleData(f"a tensor of shape {list(size)[:8]} with more elements than its storage ({n})")
-    _spend(numel * storage.flat.element_size())
-    return storage.flat.as_strided(size, stride, offset).clone()
-
-
-def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None) -> torch.Tensor:
-    if not isinstance(data, torch.Tensor):
+def _rebuild_parameter(data: Any, *rest: Any) -> TensorRef:
+    if not isinstance(data, TensorRef):
         raise BadPickleData("a parameter that is not a tensor")
     return data
 
@@ -294,9 +188,10 @@ class _DType:
 
 
 def _np_scalar(dtype: Any, data: Any = None) -> Any:
-    if not isinstance(dtype, _DType) or not isinstance(data, (bytes, bytearray)) or len(data) != dtype.dtype.itemsize:
+    data = as_bytes(data)
+    if not isinstance(dtype, _DType) or data is None or len(data) != dtype.dtype.itemsize:
         raise BadPickleData("a numpy scalar that is not a plain number")
-    return np.frombuffer(bytes(data), dtype=dtype.dtype)[0].item()
+    return np.frombuffer(data, dtype=dtype.dtype)[0].item()
 
 
 class _NDArray:
@@ -326,12 +221,13 @@ class _NDArray:
             or not all(type(s) is int and s >= 0 for s in shape)
             or not isinstance(dtype, _DType)
             or type(fortran) is not bool
-            or not isinstance(data, (bytes, bytearray))
+            or as_bytes(data) is None
         ):
             raise BadPickleData("a numpy array that is not plain numbers")
+        data = as_bytes(data)
         if math.prod(shape) * dtype.dtype.itemsize != len(data):
             raise BadPickleData(f"a numpy array of shape {list(shape)} ({dtype.dtype}) stored in {len(data)} bytes")
-        flat = np.frombuffer(bytes(data), dtype=dtype.dtype)
+        flat = np.frombuffer(data, dtype=dtype.dtype)
         self.array = flat.reshape(shape, order="F" if fortran else "C").copy()
 
 
@@ -341,83 +237,49 @@ def _np_reconstruct(cls: Any, shape: Any, typecode: Any) -> _NDArray:
     return _SealedNDArray()
 
 
-class _Sealed(type):
-    """Metaclass of the stand-in classes: a pickle's BUILD cannot set attributes on them."""
-
-    def __setattr__(cls, name: str, value: Any) -> None:
-        raise BadPickleData(f"an attempt to modify {cls.__name__}")
-
-
-class _SealedEasyDict(_EasyDict, metaclass=_Sealed):
+class _SealedEasyDict(_EasyDict, metaclass=Sealed):
     """Stands in for ``dnnlib.util.EasyDict`` (a dict with attribute access): here a plain dict."""
 
 
-class _SealedDType(_DType, metaclass=_Sealed):
+class _SealedDType(_DType, metaclass=Sealed):
     __slots__ = ()
 
 
-class _SealedNDArray(_NDArray, metaclass=_Sealed):
+class _SealedNDArray(_NDArray, metaclass=Sealed):
     __slots__ = ()
-
-
-class _Inert:
-    """A stand-in function as an object without attributes, so BUILD cannot alter it
-    (a bare function would accept e.g. a new ``__defaults__``)."""
-
-    __slots__ = ("_fn",)
-
-    def __init__(self, fn) -> None:
-        object.__setattr__(self, "_fn", fn)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise BadPickleData("an attempt to modify a loader function")
-
-    def __call__(self, *args: Any) -> Any:
-        return self._fn(*args)
 
 
 ALLOWED: dict[tuple[str, str], Any] = {
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _Inert(_reconstruct_persistent_obj),
-    ("torch._utils", "_rebuild_tensor_v2"): _Inert(_rebuild_tensor_v2),
-    ("torch._utils", "_rebuild_parameter"): _Inert(_rebuild_parameter),
-    ("torch.storage", "_load_from_bytes"): _Inert(_load_from_bytes),
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): Inert(_reconstruct_persistent_obj),
+    ("torch._utils", "_rebuild_tensor_v2"): Inert(_rebuild_tensor_v2),
+    ("torch._utils", "_rebuild_parameter"): Inert(_rebuild_parameter),
+    ("torch.storage", "_load_from_bytes"): Inert(_load_from_bytes),
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set,
     ("dnnlib.util", "EasyDict"): _SealedEasyDict,
     ("numpy", "dtype"): _SealedDType,
-    ("numpy.core.multiarray", "scalar"): _Inert(_np_scalar),
-    ("numpy._core.multiarray", "scalar"): _Inert(_np_scalar),
+    ("numpy.core.multiarray", "scalar"): Inert(_np_scalar),
+    ("numpy._core.multiarray", "scalar"): Inert(_np_scalar),
     # StyleGAN3 snapshots store a few sizes as small int64 arrays
     ("numpy", "ndarray"): _SealedNDArray,
-    ("numpy.core.multiarray", "_reconstruct"): _Inert(_np_reconstruct),
-    ("numpy._core.multiarray", "_reconstruct"): _Inert(_np_reconstruct),
+    ("numpy.core.multiarray", "_reconstruct"): Inert(_np_reconstruct),
+    ("numpy._core.multiarray", "_reconstruct"): Inert(_np_reconstruct),
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` that resolves only the globals in ``ALLOWED``, to inert stand-ins."""
+class SnapshotUnpickler(RestrictedUnpickler):
+    """Resolves only ``ALLOWED``; a TensorFlow snapshot's globals get a refusal of their own."""
 
-    def __init__(self, file, path: Path) -> None:
-        super().__init__(file)
-        self.path = path
+    def __init__(self, file: Window, path: Path) -> None:
+        super().__init__(file, path, ALLOWED, what="the pickle", large_bytes=LARGE_BYTES)
 
-    def find_class(self, module: str, name: str) -> Any:
-        # Python 2 spellings (``__builtin__.set``) as the stock unpickler translates them
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        found = ALLOWED.get((module, name))
-        if found is not None:
-            return found
+    def refusal(self, module: str, name: str) -> UnsafePickleError:
         if module.startswith("dnnlib.tflib"):
-            raise UnsafePickleError(
+            return UnsafePickleError(
                 f"{self.path}: this is a TensorFlow StyleGAN pickle ({module}.{name}); loading it would run its "
                 "code, so it is refused. Convert it with stylegan2-ada-pytorch's legacy.py first"
             )
-        raise UnsafePickleError(
-            f"{self.path}: refused to load: the pickle references '{module}.{name}', which is not on the "
-            "allow-list of data types (loading it could run code from the file)"
-        )
+        return super().refusal(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafePickleError(
@@ -426,31 +288,33 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def read_snapshot(path: str | Path) -> Any:
-    """Unpickle ``path`` with ``RestrictedUnpickler``; errors are ``CheckpointError`` naming the file.
+    """Unpickle ``path`` with ``SnapshotUnpickler``; errors are ``CheckpointError`` naming the file.
 
     The opcodes are scanned first (``scan_pickle``: an operation budget, memo indices in
-    sequence, lengths within the file), and the tensors rebuilt may not add up to more bytes
-    than the file has, so a small file cannot make the unpickler allocate much more than itself.
+    sequence, lengths within the file), and the tensors declared may not add up to more bytes
+    than the file has. Tensors come back declared (``TensorRef``), not read.
     """
     path = Path(path)
+    token = None
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read the file ({short_reason(exc)})") from None
-    scan_pickle(data, where=str(path))
-    token = _BUDGET.set([len(data)])
-    try:
-        return RestrictedUnpickler(io.BytesIO(data), path).load()
-    except UnsafePickleError:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            scan_pickle(Window(fh, 0, size), where=str(path))
+            token = _READING.set((path, [size]))
+            return SnapshotUnpickler(Window(fh, 0, size), path).load()
+    except (UnsafePickleError, CheckpointError):
         raise
     except BadPickleData as exc:
         raise CheckpointError(f"{path}: not an NVIDIA StyleGAN2 snapshot: it holds {exc}") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the file ({short_reason(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - any other parse failure is the file's fault
         raise CheckpointError(
             f"{path}: not a readable NVIDIA pickle, damaged or truncated? ({short_reason(exc)})"
         ) from None
     finally:
-        _BUDGET.reset(token)
+        if token is not None:
+            _READING.reset(token)
 
 
 # ---- from records to our model -------------------------------------------------------------
@@ -462,19 +326,24 @@ def _need(rec: PersistentRecord | None, what: str, path: Path) -> PersistentReco
     return rec
 
 
-def _tensor(
+def record_tensor(
     rec: PersistentRecord, name: str, where: str, path: Path, ndim: int | tuple[int, ...] | None = None
-) -> torch.Tensor:
+) -> torch.Tensor | TensorRef:
+    """The floating-point tensor ``name`` of a record (declared or read), of ``ndim`` dimensions if given.
+
+    Nothing is copied: ``load_into`` reads it into the model's own parameter.
+    """
     t = rec.param(name)
-    if not isinstance(t, torch.Tensor):
+    if not is_tensor(t):
         raise CheckpointError(f"{path}: G_ema.{where} has no tensor '{name}'")
     ndims = (ndim,) if isinstance(ndim, int) else ndim
     if not t.is_floating_point() or (ndims is not None and t.dim() not in ndims):
+        want = "" if ndims is None else f"{' or '.join(map(str, ndims))}-d "
         raise CheckpointError(
             f"{path}: G_ema.{where}.{name} is a {t.dim()}-d {str(t.dtype).removeprefix('torch.')} tensor "
-            f"{list(t.shape)[:8]}, not the floating-point weight expected"
+            f"{list(t.shape)[:8]}, not the floating-point {want}tensor expected"
         )
-    return t.detach().clone()  # a fresh tensor: nothing a pickle BUILD may have attached comes along
+    return t
 
 
 # Typed reads of record attributes: a snapshot's values are data from the file, checked before use.
@@ -526,17 +395,17 @@ def _count_attr(rec: PersistentRecord, name: str, path: Path, default: int = 0) 
     return v
 
 
-def _label_embedding(mapping: PersistentRecord, c_dim: int, sd: dict[str, torch.Tensor], path: Path) -> int:
+def _label_embedding(mapping: PersistentRecord, c_dim: int, sd: dict[str, Any], path: Path) -> int:
     """Copy ``mapping.embed`` (conditional models) into ``sd``; returns the embedding width (0: none)."""
     if c_dim == 0:
         return 0
     if _count_attr(mapping, "c_dim", path, c_dim) != c_dim:
         raise CheckpointError(f"{path}: G_ema.mapping.c_dim differs from G_ema.c_dim {c_dim}")
     embed = _need(mapping.module("embed"), "label embedding (mapping.embed) although c_dim > 0", path)
-    w = _tensor(embed, "weight", "mapping.embed", path)
+    w = record_tensor(embed, "weight", "mapping.embed", path)
     if w.dim() != 2 or w.shape[1] != c_dim or w.shape[0] < 1:
         raise CheckpointError(f"{path}: G_ema.mapping.embed weight {list(w.shape)} does not take {c_dim} labels")
-    b = _tensor(embed, "bias", "mapping.embed", path)
+    b = record_tensor(embed, "bias", "mapping.embed", path)
     if b.shape != (w.shape[0],):
         raise CheckpointError(f"{path}: G_ema.mapping.embed bias {list(b.shape)} does not fit its weight")
     activation = _attr_str(embed, "activation", "linear", ".mapping.embed", path)
@@ -548,8 +417,9 @@ def _label_embedding(mapping: PersistentRecord, c_dim: int, sd: dict[str, torch.
     return int(w.shape[0])
 
 
-def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config, dict[str, torch.Tensor], bool]:
-    """``(config, our state dict, has_w_avg)`` from the ``G_ema`` record of a snapshot."""
+def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config, dict[str, Any], bool]:
+    """``(config, our state dict, has_w_avg)`` from the ``G_ema`` record of a snapshot (its tensors
+    declared, not read: ``load_into`` reads them)."""
     if G.class_name != "Generator":
         raise CheckpointError(f"{path}: G_ema is a {show(G.class_name)}, not a StyleGAN2 Generator")
     c_dim = _count_attr(G, "c_dim", path)
@@ -560,16 +430,16 @@ def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config,
             f"{path}: G_ema is not a StyleGAN2 generator ({show(synthesis.class_name)}, {show(mapping.class_name)}); "
             "StyleGAN3 and other variants are not supported"
         )
-    sd: dict[str, torch.Tensor] = {}
+    sd: dict[str, Any] = {}
 
     # mapping network
     n_layers = _attr_int(mapping, "num_layers", 0, ".mapping", path, 0, MAX_MAPPING_LAYERS)
     lr_mul = None
     for i in range(n_layers):
         fc = _need(mapping.module(f"fc{i}"), f"mapping.fc{i}", path)
-        w = _tensor(fc, "weight", f"mapping.fc{i}", path, ndim=2)
+        w = record_tensor(fc, "weight", f"mapping.fc{i}", path, ndim=2)
         sd[f"mapping_net.fcs.{i}.weight"] = w
-        sd[f"mapping_net.fcs.{i}.bias"] = _tensor(fc, "bias", f"mapping.fc{i}", path, ndim=1)
+        sd[f"mapping_net.fcs.{i}.bias"] = record_tensor(fc, "bias", f"mapping.fc{i}", path, ndim=1)
         activation = _attr_str(fc, "activation", "lrelu", f".mapping.fc{i}", path)
         if activation != "lrelu":
             raise CheckpointError(f"{path}: mapping.fc{i} uses activation {activation!r}; only lrelu is supported")
@@ -580,7 +450,7 @@ def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config,
         _check_gain(gain, lr_mul / math.sqrt(w.shape[1]), f"mapping.fc{i}", path)
     if n_layers == 0 or lr_mul is None:
         raise CheckpointError(f"{path}: G_ema.mapping has no layers")
-    w_avg = _tensor(mapping, "w_avg", "mapping", path, ndim=1) if mapping.param("w_avg") is not None else None
+    w_avg = record_tensor(mapping, "w_avg", "mapping", path, ndim=1) if mapping.param("w_avg") is not None else None
     embed_dim = _label_embedding(mapping, c_dim, sd, path)
     z_dim = int(sd["mapping_net.fcs.0.weight"].shape[1]) - embed_dim
     if z_dim < 1 or _count_attr(mapping, "z_dim", path, z_dim) != z_dim:
@@ -603,7 +473,7 @@ def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config,
         if _attr_bool(blk, "use_fp16", False, f".synthesis.b{r}", path):
             fp16.append(r)
         pre = f"synthesis_net.b{r}"
-        f = blk.param("resample_filter")
+        f = read_tensor(blk.param("resample_filter"))
         if f is not None and (
             not isinstance(f, torch.Tensor)
             or f.shape != filt.shape
@@ -612,46 +482,46 @@ def convert_generator(G: PersistentRecord, path: Path) -> tuple[StyleGAN2Config,
         ):
             raise CheckpointError(f"{path}: synthesis.b{r} resamples with a filter other than [1,3,3,1]; unsupported")
         if r == 4:
-            sd[f"{pre}.const"] = _tensor(blk, "const", "synthesis.b4", path, ndim=3)
+            sd[f"{pre}.const"] = record_tensor(blk, "const", "synthesis.b4", path, ndim=3)
         for short in ("conv1",) if r == 4 else ("conv0", "conv1"):
             lay = _need(blk.module(short), f"synthesis.b{r}.{short}", path)
             where = f"synthesis.b{r}.{short}"
             activation = _attr_str(lay, "activation", "lrelu", f".{where}", path)
             if activation != "lrelu":
                 raise CheckpointError(f"{path}: {where} uses activation {activation!r}; only lrelu is supported")
-            weight = _tensor(lay, "weight", where, path, ndim=4)
+            weight = record_tensor(lay, "weight", where, path, ndim=4)
             if weight.shape[-1] != 3:
                 raise CheckpointError(
                     f"{path}: {where} has {weight.shape[-1]}x{weight.shape[-1]} kernels; only 3x3 is supported"
                 )
             sd[f"{pre}.{short}.weight"] = weight
-            sd[f"{pre}.{short}.bias"] = _tensor(lay, "bias", where, path, ndim=1)
+            sd[f"{pre}.{short}.bias"] = record_tensor(lay, "bias", where, path, ndim=1)
             aff = _need(lay.module("affine"), f"{where}.affine", path)
-            sd[f"{pre}.{short}.affine.weight"] = _tensor(aff, "weight", f"{where}.affine", path, ndim=2)
-            sd[f"{pre}.{short}.affine.bias"] = _tensor(aff, "bias", f"{where}.affine", path, ndim=1)
+            sd[f"{pre}.{short}.affine.weight"] = record_tensor(aff, "weight", f"{where}.affine", path, ndim=2)
+            sd[f"{pre}.{short}.affine.bias"] = record_tensor(aff, "bias", f"{where}.affine", path, ndim=1)
             _check_gain(_attr_float(aff, "bias_gain", None, f".{where}.affine", path), 1.0, f"{where}.affine", path)
             use_noise = _attr_bool(lay, "use_noise", True, f".{where}", path)
             noises.add(use_noise)
             if use_noise:
-                strength = _tensor(lay, "noise_strength", where, path, ndim=(0, 1))
+                strength = record_tensor(lay, "noise_strength", where, path, ndim=(0, 1))
                 if strength.numel() != 1:
                     raise CheckpointError(f"{path}: G_ema.{where}.noise_strength is not one number")
                 sd[f"{pre}.{short}.noise_strength"] = strength.reshape([])
-                sd[f"{pre}.{short}.noise_const"] = _tensor(lay, "noise_const", where, path, ndim=2)
+                sd[f"{pre}.{short}.noise_const"] = record_tensor(lay, "noise_const", where, path, ndim=2)
             clamps.add(_attr_float(lay, "conv_clamp", None, f".{where}", path))
         channels[r] = int(sd[f"{pre}.conv1.weight"].shape[0])
         rgb = blk.module("torgb")
         if rgb is not None:
             where = f"synthesis.b{r}.torgb"
-            sd[f"{pre}.torgb.weight"] = _tensor(rgb, "weight", where, path, ndim=4)
-            sd[f"{pre}.torgb.bias"] = _tensor(rgb, "bias", where, path, ndim=1)
+            sd[f"{pre}.torgb.weight"] = record_tensor(rgb, "weight", where, path, ndim=4)
+            sd[f"{pre}.torgb.bias"] = record_tensor(rgb, "bias", where, path, ndim=1)
             aff = _need(rgb.module("affine"), f"{where}.affine", path)
-            sd[f"{pre}.torgb.affine.weight"] = _tensor(aff, "weight", f"{where}.affine", path, ndim=2)
-            sd[f"{pre}.torgb.affine.bias"] = _tensor(aff, "bias", f"{where}.affine", path, ndim=1)
+            sd[f"{pre}.torgb.affine.weight"] = record_tensor(aff, "weight", f"{where}.affine", path, ndim=2)
+            sd[f"{pre}.torgb.affine.bias"] = record_tensor(aff, "bias", f"{where}.affine", path, ndim=1)
             clamps.add(_attr_float(rgb, "conv_clamp", None, f".{where}", path))
         skip = blk.module("skip")
         if skip is not None:
-            sd[f"{pre}.skip.weight"] = _tensor(skip, "weight", f"synthesis.b{r}.skip", path, ndim=4)
+            sd[f"{pre}.skip.weight"] = record_tensor(skip, "weight", f"synthesis.b{r}.skip", path, ndim=4)
     if len(archs) != 1 or len(clamps) != 1 or len(noises) != 1:
         raise CheckpointError(
             f"{path}: G_ema mixes architectures {sorted(archs)} / conv_clamp values "
@@ -699,17 +569,15 @@ def load_nvidia_pkl(path: str | Path) -> Generator:
     if nvidia_sg3.is_stylegan3(G):
         return nvidia_sg3.load_stylegan3(G, path)
     cfg, sd, has_w_avg = convert_generator(G, path)
-    stored = TensorStats(len(sd), sum(t.numel() for t in sd.values()), sum(t.nbytes for t in sd.values()))
-    check_model_size(cfg.state_numel(), stored, path, f"{cfg.resolution}px generator")
+    check_model_size(cfg.state_numel(), tensor_stats(sd), path, f"{cfg.resolution}px generator")
     gen = StyleGAN2Generator(cfg, name=path.stem)
     if not has_w_avg:
         sd["w_avg"] = torch.zeros(cfg.w_dim)
     try:
-        gen.load_state_dict(sd, strict=True)
-    except RuntimeError as exc:
+        load_into(gen, sd)
+    except StateMismatch as exc:
         raise CheckpointError(
-            f"{path}: G_ema does not fit the inferred {cfg.resolution}px {cfg.architecture} architecture "
-            f"({load_error(exc)})"
+            f"{path}: G_ema does not fit the inferred {cfg.resolution}px {cfg.architecture} architecture ({exc})"
         ) from None
     gen.eval()
     if has_w_avg:

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.checkpoints.nvidia_pkl import PersistentRecord, _NDArray, _need
+from engine.checkpoints.nvidia_pkl import PersistentRecord, _NDArray, _need, record_tensor
+from engine.checkpoints.torchfile import StateMismatch, load_into, read_tensor
 from engine.errors import AtlasError, CheckpointError
 from engine.hashing import file_sha256
 from engine.models.stylegan3 import MAX_SIZE, LayerSpec, StyleGAN3Config, StyleGAN3Generator
@@ -123,25 +124,11 @@ class _Reader:
         return tuple(v)
 
 
-def _tensor(rec: PersistentRecord, name: str, where: str, path: Path, ndim: int | None = None) -> torch.Tensor:
-    """A floating-point tensor of a record, as stored (no copy: ``load_stylegan3`` copies it into
-    the model's own parameters, so no tensor object from the file is kept)."""
-    t = rec.param(name)
-    if not isinstance(t, torch.Tensor):
-        raise CheckpointError(f"{path}: G_ema.{where} has no tensor '{name}'")
-    if not t.is_floating_point() or (ndim is not None and t.dim() != ndim):
-        raise CheckpointError(
-            f"{path}: G_ema.{where}.{name} is a {t.dim()}-d {str(t.dtype).removeprefix('torch.')} tensor "
-            f"{list(t.shape)[:8]}, not the floating-point {'' if ndim is None else f'{ndim}-d '}tensor expected"
-        )
-    return t
-
-
 def _linear(rec: PersistentRecord, where: str, path: Path, sd: dict, key: str) -> tuple[torch.Tensor, float]:
     """Copy a FullyConnectedLayer's weight/bias into ``sd[key.*]``; returns (weight, lr multiplier)."""
     r = _Reader(rec, where, path)
-    w = _tensor(rec, "weight", where, path, 2)
-    b = _tensor(rec, "bias", where, path, 1)
+    w = record_tensor(rec, "weight", where, path, 2)
+    b = record_tensor(rec, "bias", where, path, 1)
     if w.dim() != 2 or b.shape != (w.shape[0],):
         raise CheckpointError(f"{path}: G_ema.{where} has weight {list(w.shape)} and bias {list(b.shape)}")
     lr_mul = r.number("bias_gain", 1e-6, 1e6, 1.0)
@@ -156,7 +143,7 @@ def _linear(rec: PersistentRecord, where: str, path: Path, sd: dict, key: str) -
 
 
 def _filter(rec: PersistentRecord, name: str, taps: int, radial: bool, where: str, path: Path) -> torch.Tensor | None:
-    f = rec.param(name)
+    f = read_tensor(rec.param(name))
     if taps == 1:
         if f is not None and (not isinstance(f, torch.Tensor) or f.numel() != 1 or float(f.reshape(-1)[0]) != 1.0):
             raise CheckpointError(f"{path}: G_ema.{where}.{name} should be absent for a one-tap filter")
@@ -201,7 +188,7 @@ def convert_stylegan3(G: PersistentRecord, path: Path) -> tuple[StyleGAN3Config,
     w_dim = int(sd[f"mapping_net.fcs.{n_map - 1}.weight"].shape[0])
     if mapping.param("w_avg") is None:
         raise CheckpointError(f"{path}: G_ema.mapping has no w_avg")
-    sd["w_avg"] = _tensor(mapping, "w_avg", "mapping", path)
+    sd["w_avg"] = record_tensor(mapping, "w_avg", "mapping", path)
     w_avg_beta = m.optional_number("w_avg_beta", 0.0, 1.0) or 0.0
 
     # synthesis network
@@ -237,7 +224,7 @@ def convert_stylegan3(G: PersistentRecord, path: Path) -> tuple[StyleGAN3Config,
         "synthesis_net.input.affine",
     )
     for key in ("weight", "transform", "freqs", "phases"):
-        sd[f"synthesis_net.input.{key}"] = _tensor(inp, key, "synthesis.input", path)
+        sd[f"synthesis_net.input.{key}"] = record_tensor(inp, key, "synthesis.input", path)
 
     specs = []
     for name in names:
@@ -275,9 +262,9 @@ def convert_stylegan3(G: PersistentRecord, path: Path) -> tuple[StyleGAN3Config,
             magnitude_ema_beta=r.number("magnitude_ema_beta", 0.0, 1.0, 0.999),
         )
         pre = f"synthesis_net.{name}"
-        sd[f"{pre}.weight"] = _tensor(lay, "weight", where, path, 4)
-        sd[f"{pre}.bias"] = _tensor(lay, "bias", where, path, 1)
-        ema = _tensor(lay, "magnitude_ema", where, path)
+        sd[f"{pre}.weight"] = record_tensor(lay, "weight", where, path, 4)
+        sd[f"{pre}.bias"] = record_tensor(lay, "bias", where, path, 1)
+        ema = read_tensor(record_tensor(lay, "magnitude_ema", where, path))
         if ema.numel() != 1 or not 0 < float(ema.reshape(-1)[0]) < math.inf:
             raise CheckpointError(f"{path}: G_ema.{where}.magnitude_ema is not one positive number")
         sd[f"{pre}.magnitude_ema"] = ema.reshape([])
@@ -330,18 +317,14 @@ def load_stylegan3(G: PersistentRecord, path: Path) -> StyleGAN3Generator:
 def _load(G: PersistentRecord, path: Path) -> StyleGAN3Generator:
     cfg, sd = convert_stylegan3(G, path)
     # Built on the CPU (a meta-device build would import torch._dynamo: seconds on first use), then
-    # every tensor is copied into the model's own parameters: one copy of the weights besides the
-    # records, and no tensor object from the file is kept. One-tap filters are None in both.
+    # filled one tensor at a time (load_into): each is read from the file into the model's own
+    # parameter, whose initial values are released; loading holds the model plus one tensor.
+    # One-tap filters are None in both.
     gen = StyleGAN3Generator(cfg, name=path.stem, design_filters=False)
     try:
-        with torch.no_grad():
-            gen.load_state_dict(sd, strict=True)
-    except RuntimeError as exc:
-        lines = str(exc).strip().splitlines()
-        raise CheckpointError(
-            f"{path}: G_ema does not fit the StyleGAN3 layer plan it declares "
-            f"({' '.join(lines[1:3]) if len(lines) > 1 else lines[0]})"
-        ) from None
+        load_into(gen, sd)
+    except StateMismatch as exc:
+        raise CheckpointError(f"{path}: G_ema does not fit the StyleGAN3 layer plan it declares ({exc})") from None
     gen.eval()
     gen.w_avg_source = "mapping.w_avg stored in the checkpoint"
     gen.format = FORMAT

@@ -19,8 +19,9 @@ up to 0.4), so the layout decides: a file with ``wscale.scale`` uses its scales,
 
 Resolution, latent size and widths come from the weight shapes; every key must be accounted for
 and every shape must fit the inferred network. A ``{"state_dict": ...}`` wrapper (netdissect
-accepts one) is unwrapped. Files are read by ``engine.checkpoints.torchsave`` (legacy stream or
-zip container, no code run, memory bounded by the file's size).
+accepts one) is unwrapped. Files are read by ``torchfile.open_torch_file`` (legacy stream or zip
+container, no code run, every declared size checked against the file), each layer's tensors
+when it is folded.
 """
 
 from __future__ import annotations
@@ -31,8 +32,14 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoints.torchfile import head_contains, pickle_strings
-from engine.checkpoints.torchsave import read_torch_file
+from engine.checkpoints.torchfile import (
+    TensorRef,
+    all_finite,
+    head_contains,
+    is_tensor,
+    open_torch_file,
+    pickle_strings,
+)
 from engine.errors import CheckpointError
 from engine.hashing import file_sha256
 from engine.models.proggan import ProGANConfig, ProGANGenerator
@@ -55,11 +62,11 @@ def netdissect_scale(c_in: int, kernel: int, *, output: bool) -> float:
 class _Layer:
     """One stored layer: its file prefix, weight, bias and (GLD) stored scale."""
 
-    def __init__(self, prefix: str, weight: torch.Tensor, bias: torch.Tensor, scale: torch.Tensor | None) -> None:
+    def __init__(self, prefix: str, weight: TensorRef, bias: TensorRef, scale: TensorRef | None) -> None:
         self.prefix, self.weight, self.bias, self.scale = prefix, weight, bias, scale
 
 
-def _state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
+def _state_dict(obj, path: Path) -> dict[str, TensorRef]:
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
@@ -67,7 +74,7 @@ def _state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
     for k, v in obj.items():
         if not isinstance(k, str):
             raise CheckpointError(f"{path}: the state dict has a key of type {type(k).__name__} ({str(k)[:40]!r})")
-        if not isinstance(v, torch.Tensor):
+        if not is_tensor(v):
             raise CheckpointError(f"{path}: '{k[:80]}' is a {type(v).__name__}, not a tensor")
     return obj
 
@@ -189,36 +196,41 @@ def _check_shapes(layer: _Layer, shape: tuple[int, ...], path: Path) -> None:
 def _scale(layer: _Layer, *, output: bool, path: Path) -> float:
     if layer.scale is None:
         return netdissect_scale(layer.weight.shape[1], layer.weight.shape[-1], output=output)
-    s = float(layer.scale.reshape(()).double())
+    s = float(_read(layer.scale).reshape(()).double())
     if not math.isfinite(s) or s == 0.0:
         raise CheckpointError(f"{path}: {layer.prefix}.wscale.scale is {s}")
     return s
 
 
+def _read(t: TensorRef | torch.Tensor) -> torch.Tensor:
+    """A tensor of our own: read from the file, or a copy."""
+    return t.read() if isinstance(t, TensorRef) else t.detach().clone()
+
+
 def _fold(dst: torch.nn.Module, layer: _Layer, scale: float, path: Path) -> None:
-    """Give ``dst`` (built on the meta device) ``weight = W * scale`` and the bias, then drop the
-    file's tensors of this layer, so that loading holds about one copy of the weights at a time."""
-    for what, t in (("conv.weight", layer.weight), ("wscale.b", layer.bias)):
-        if t.numel() and not math.isfinite(float(t.abs().max())):  # max propagates NaN
+    """Give ``dst`` (built on the meta device) ``weight = W * scale`` and the bias, reading this
+    layer's tensors from the file now: loading holds the model built so far plus one layer."""
+    weight, bias = _read(layer.weight), _read(layer.bias)
+    for what, t in (("conv.weight", weight), ("wscale.b", bias)):
+        if not all_finite(t):
             raise CheckpointError(f"{path}: {layer.prefix}.{what} holds NaN or infinite values")
     with torch.no_grad():
-        weight = torch.empty(layer.weight.shape, dtype=torch.float32).copy_(layer.weight).mul_(scale)
-        bias = torch.empty(layer.bias.shape, dtype=torch.float32).copy_(layer.bias)
-    dst.weight, dst.bias = torch.nn.Parameter(weight), torch.nn.Parameter(bias)
+        weight = weight.float().mul_(scale)  # float() of float32 is the tensor itself: ours, scaled in place
+    dst.weight, dst.bias = torch.nn.Parameter(weight), torch.nn.Parameter(bias.float())
     layer.weight = layer.bias = layer.scale = None
 
 
 def load_proggan(path: str | Path) -> ProGANGenerator:
     """A ``ProGANGenerator`` (eval mode, CPU) from a netdissect or GANLatentDiscovery ``.pth`` file.
 
-    Peak memory: the file's tensors plus one layer (each layer's tensors are released once folded
-    into the model, which is built on the meta device).
+    Peak memory: the model plus one layer (the model is built on the meta device, and each layer
+    is read from the file when it is folded in).
     """
     path = Path(path)
-    sd = _state_dict(read_torch_file(path, what="ProGAN state dict"), path)
+    sd = _state_dict(open_torch_file(path, what="ProGAN state dict").obj, path)
     layout = _layout(sd, path)
     blocks, out, named_res = _layers(sd, layout, path)
-    sd.clear()  # the layers hold the tensors now; each is dropped once folded
+    sd.clear()  # the layers hold the declared tensors now
     cfg = _config(blocks, out, named_res, path)
     scales = [_scale(b, output=False, path=path) for b in blocks] + [_scale(out, output=True, path=path)]
     with torch.device("meta"):  # no memory until each layer is folded in

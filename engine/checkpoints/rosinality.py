@@ -1,13 +1,14 @@
 """rosinality/stylegan2-pytorch ``.pt`` checkpoints -> ``StyleGAN2Generator``.
 
-Two layouts are read, both with ``torch.load(weights_only=True)`` (``argparse.Namespace``
+Two layouts are read by ``torchfile.open_torch_file`` (no code run; ``argparse.Namespace``
 allow-listed for train.py's ``args``):
 
 * convert_weight.py: ``{"g_ema": state_dict, "latent_avg": [style_dim]}``;
 * train.py: ``{"g", "d", "g_optim", "d_optim", "args", ...}`` without ``latent_avg``.
 
 Only ``g_ema`` (the exponential moving average of the generator, what the reference samples from)
-is read; ``g`` never is. Size, style_dim, n_mlp, widths (hence channel_multiplier) and image
+is read, one tensor at a time into the model (``load_into``); ``g``, ``d`` and the optimiser
+states never are. Size, style_dim, n_mlp, widths (hence channel_multiplier) and image
 channels come from the tensor shapes; nothing has to be passed by the user. The mapping
 network's lr multiplier is not stored in the file; the reference default 0.01 is assumed (it is
 the only value train.py can produce). Without ``latent_avg`` the truncation centre is the mean
@@ -23,11 +24,13 @@ from pathlib import Path
 import torch
 
 from engine.checkpoints.torchfile import (
+    StateMismatch,
     check_model_size,
     head_contains,
-    load_checked,
-    load_error,
+    load_into,
+    open_torch_file,
     pickle_strings,
+    read_tensor,
     short_reason,
     state_tensor,
 )
@@ -41,7 +44,7 @@ MEAN_SAMPLES = 10000
 MEAN_SEED = 0
 
 
-def infer_config(sd: dict[str, torch.Tensor], path: Path) -> StyleGAN2Config:
+def infer_config(sd: dict, path: Path) -> StyleGAN2Config:
     """The configuration of a rosinality ``g_ema`` state dict, from its key names and shapes.
 
     Every tensor the conversion reads is checked for its type and number of dimensions first.
@@ -108,9 +111,10 @@ _NDIM_PATTERNS = (
 )
 
 
-def convert_state_dict(sd: dict[str, torch.Tensor], cfg: StyleGAN2Config) -> dict[str, torch.Tensor]:
-    """Rename (and reshape) a rosinality ``g_ema`` state dict to ``StyleGAN2Generator``'s keys."""
-    out: dict[str, torch.Tensor] = {}
+def convert_state_dict(sd: dict, cfg: StyleGAN2Config) -> dict:
+    """Rename (and reshape) a rosinality ``g_ema`` state dict to ``StyleGAN2Generator``'s keys
+    (tensors or ``TensorRef``s: views of declared tensors are declared too)."""
+    out: dict = {}
     for i in range(cfg.mapping_layers):
         out[f"mapping_net.fcs.{i}.weight"] = sd[f"style.{i + 1}.weight"]
         out[f"mapping_net.fcs.{i}.bias"] = sd[f"style.{i + 1}.bias"]
@@ -140,12 +144,13 @@ def convert_state_dict(sd: dict[str, torch.Tensor], cfg: StyleGAN2Config) -> dic
     return out
 
 
-def _check_filters(sd: dict[str, torch.Tensor], path: Path) -> None:
+def _check_filters(sd: dict, path: Path) -> None:
     # The reference stores its FIR kernels as buffers; we build [1,3,3,1] ourselves, so refuse
     # a file whose filters differ rather than render it wrongly.
     want = fir_filter() * 4
     for k, v in sd.items():
         if k.endswith(".blur.kernel") or k.endswith(".upsample.kernel"):
+            v = read_tensor(v)
             if v.shape != want.shape or not torch.allclose(v.float(), want, atol=1e-6, equal_nan=False):
                 raise CheckpointError(f"{path}: {k} is not the [1,3,3,1] filter this loader supports")
 
@@ -153,7 +158,8 @@ def _check_filters(sd: dict[str, torch.Tensor], path: Path) -> None:
 def load_rosinality(path: str | Path) -> StyleGAN2Generator:
     """A ``StyleGAN2Generator`` (eval mode, CPU) from a rosinality ``.pt`` file's ``g_ema``."""
     path = Path(path)
-    ckpt, stats = load_checked(path, what="rosinality StyleGAN2")
+    tf = open_torch_file(path, what="rosinality StyleGAN2 checkpoint")
+    ckpt, stats = tf.obj, tf.stats
     if not isinstance(ckpt, dict) or "g_ema" not in ckpt:
         keys = ", ".join(str(k)[:40] for k in list(ckpt)[:8]) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: no 'g_ema' generator in this rosinality checkpoint (found {keys})")
@@ -168,7 +174,7 @@ def load_rosinality(path: str | Path) -> StyleGAN2Generator:
         raise CheckpointError(f"{path}: args.size is {size} but g_ema's weights are for {cfg.resolution}px")
     latent_avg = ckpt.get("latent_avg")
     if latent_avg is not None:
-        latent_avg = state_tensor(ckpt, "latent_avg", (1, 2), path)
+        latent_avg = read_tensor(state_tensor(ckpt, "latent_avg", (1, 2), path))
         if latent_avg.numel() != cfg.w_dim or not torch.isfinite(latent_avg).all():
             raise CheckpointError(
                 f"{path}: latent_avg of shape {list(latent_avg.shape)} is not {cfg.w_dim} finite numbers"
@@ -184,10 +190,10 @@ def load_rosinality(path: str | Path) -> StyleGAN2Generator:
     gen = StyleGAN2Generator(cfg, name=path.stem)
     state["w_avg"] = latent_avg.reshape(-1) if latent_avg is not None else torch.zeros(cfg.w_dim)
     try:
-        gen.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+        load_into(gen, state)
+    except StateMismatch as exc:
         raise CheckpointError(
-            f"{path}: g_ema does not fit the inferred {cfg.resolution}px architecture ({load_error(exc)})"
+            f"{path}: g_ema does not fit the inferred {cfg.resolution}px architecture ({exc})"
         ) from None
     gen.eval()
     if latent_avg is not None:

@@ -15,7 +15,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.checkpoints.torchfile import check_model_size, load_checked, load_error, pickle_strings, show, state_tensor
+from engine.checkpoints.torchfile import (
+    StateMismatch,
+    check_model_size,
+    is_tensor,
+    load_into,
+    open_torch_file,
+    pickle_strings,
+    show,
+    state_tensor,
+)
 from engine.errors import CheckpointError
 from engine.hashing import file_sha256
 from engine.models.base import (
@@ -152,12 +161,13 @@ def load_dcgan_checkpoint(path: str | Path, *, name: str | None = None, key: str
     against the file's size before the model is built.
     """
     path = Path(path)
-    ckpt, stats = load_checked(path, what="DCGAN")
+    tf = open_torch_file(path, what="DCGAN checkpoint")
+    ckpt, stats = tf.obj, tf.stats
     state = ckpt.get(key, ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or "main.0.weight" not in state:
         raise CheckpointError(f"{path}: no DCGAN generator weights (expected '{key}' with keys main.N.*)")
     for k, v in state.items():
-        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+        if not isinstance(k, str) or not is_tensor(v):
             raise CheckpointError(
                 f"{path}: the DCGAN state dict holds {show(k)}: {type(v).__name__}; expected names of tensors"
             )
@@ -181,11 +191,9 @@ def load_dcgan_checkpoint(path: str | Path, *, name: str | None = None, key: str
     check_model_size(state_numel(nz, ngf, nc, n_up), stats, path, f"{4 * 2**n_up}px DCGAN")
     gen = DCGANGenerator(nz=nz, ngf=ngf, nc=nc, n_up=n_up)
     try:
-        gen.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"{path}: DCGAN weights do not fit the inferred architecture ({load_error(exc)})"
-        ) from None
+        load_into(gen, state)
+    except StateMismatch as exc:
+        raise CheckpointError(f"{path}: DCGAN weights do not fit the inferred architecture ({exc})") from None
     gen.name = name or path.stem
     gen.identity = file_sha256(path)
     gen.source = str(path)

@@ -1,7 +1,7 @@
 """Write NVIDIA-style StyleGAN3 snapshot pickles for tests: re-pickled fixture records, altered at will.
 
 ``write_snapshot(obj, path)`` pickles the records ``read_snapshot`` returns (``PersistentRecord``,
-numpy-array stand-ins, tensors) with the same GLOBALs NVIDIA's files use, so a test can take a
+numpy-array stand-ins, tensors declared or read) with the same GLOBALs NVIDIA's files use, so a test can take a
 real fixture, change one attribute, and see what the loader says. ``records_of(gen)`` turns one of
 our ``StyleGAN3Generator``s into such records (a snapshot of any size, for the memory test).
 """
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from engine.checkpoints.nvidia_pkl import PersistentRecord, _EasyDict, _NDArray
+from engine.checkpoints.torchfile import TensorRef
 
 
 @contextmanager
@@ -76,6 +77,8 @@ class _Writer(pickle.Pickler):
             return self.reconstruct, (meta,)
         if isinstance(obj, _NDArray):
             return obj.array.__reduce__()
+        if isinstance(obj, TensorRef):  # a tensor read_snapshot declared: pickled as the tensor it is
+            return obj.read().__reduce_ex__(4)
         return NotImplemented
 
 
@@ -209,7 +212,7 @@ def tensor_bytes(obj) -> int:
     seen, total, stack = set(), 0, [obj]
     while stack:
         o = stack.pop()
-        if isinstance(o, torch.Tensor):
+        if isinstance(o, (torch.Tensor, TensorRef)):
             if id(o) not in seen:
                 seen.add(id(o))
                 total += o.numel() * o.element_size()

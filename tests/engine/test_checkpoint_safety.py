@@ -210,7 +210,8 @@ def test_nested_storage_payload_must_be_plain_tensors(tmp_path):
 
 
 def test_inert_stand_ins_reject_what_is_not_plain_data():
-    from engine.checkpoints.nvidia_pkl import BadPickleData, _DType, _FlatStorage, _np_scalar, _rebuild_tensor_v2
+    from engine.checkpoints.nvidia_pkl import BadPickleData, _DType, _np_scalar, _rebuild_tensor_v2
+    from engine.checkpoints.torchfile import BytesSource, Storage
 
     for spec in ("O", "V8", "U3", "f8,i4", "(2,)f8"):
         with pytest.raises(BadPickleData):
@@ -220,8 +221,9 @@ def test_inert_stand_ins_reject_what_is_not_plain_data():
     assert _np_scalar(dt, np.float64(0.25).tobytes()) == 0.25
     with pytest.raises(BadPickleData):
         _np_scalar(dt, b"\x00" * 4)
-    flat = _FlatStorage(torch.arange(6.0))
-    assert torch.equal(_rebuild_tensor_v2(flat, 1, (2, 2), (2, 1)), torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    flat = Storage("0", torch.float32, 6)
+    flat.locate(BytesSource(torch.arange(6.0).numpy().tobytes(), Path("x.pkl")), 0)
+    assert torch.equal(_rebuild_tensor_v2(flat, 1, (2, 2), (2, 1)).read(), torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
     for args in [(0, (3, 3), (3, 1)), (-1, (2,), (1,)), (5, (2,), (1,)), (0, (2,), (-1,))]:
         with pytest.raises(BadPickleData):
             _rebuild_tensor_v2(flat, *args)

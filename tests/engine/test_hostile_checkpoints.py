@@ -201,7 +201,7 @@ def test_nvidia_storage_payload_naming_a_function_is_refused(tmp_path):
     storage.payload = storage.payload.replace(b"ctorch\nFloatStorage\n", b"cposix\nsystem\n")
     path = tmp_path / "fn.pkl"
     path.write_bytes(pickle.dumps({"G_ema": NvTensor(storage, (4,), (1,))}, protocol=4))
-    _refused(path, "storage payload referencing posix.system")
+    _refused(path, "storage payload references 'posix.system'")
 
 
 # ---- converters: types checked, one line naming the file --------------------------------------------
