@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.backbones import LPIPS_NETS, Backbone, backbone, backbone_status, hub_checkpoint_dir
-from engine.errors import AtlasError, describe_exception
+from engine.checkpoints.torchfile import read_torch_file
+from engine.errors import AtlasError
 
 DISTANCES = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "pixel")
 DEFAULT_DISTANCE = "lpips-alex"
@@ -171,12 +172,14 @@ class LpipsDistance(Distance):
 def _load_backbone(net: nn.Module, b: Backbone) -> None:
     """Copy torchvision's ``features.N.*`` weights into lpips' slices (whose children are named N)."""
     try:
-        state = torch.load(b.path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to replace
+        state = read_torch_file(b.path, what=f"torchvision {b.net} weights file")  # weights only, no code run
+    except AtlasError as exc:  # a damaged file is the user's to replace
         raise AtlasError(
-            f"{b.path}: cannot read the LPIPS backbone file ({describe_exception(exc)}); "
+            f"{b.path}: cannot read the LPIPS backbone file ({str(exc).removeprefix(f'{b.path}: ')}); "
             f"delete it and run `python main.py weights download --net {b.net}`"
         ) from None
+    if not isinstance(state, dict):
+        raise AtlasError(f"{b.path}: not the torchvision {b.net} ImageNet weights (it holds a {type(state).__name__})")
     loaded = 0
     with torch.no_grad():
         for slice_ in net.children():

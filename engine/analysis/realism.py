@@ -12,7 +12,7 @@ Feature networks:
 
 * ``inception``: the FID Inception network of ``pytorch-fid`` (pool3, 2048-d), i.e. real FID.
   Its weights file ``pt_inception-2015-12-05-6726825d.pth`` must already be in the torch hub
-  cache (``<torch hub dir>/checkpoints``); it is read with ``torch.load(weights_only=True)``
+  cache (``<torch hub dir>/checkpoints``); it is read by ``torchfile.read_torch_file`` (weights only)
   and never downloaded here. Without it the job stops with a message naming file and folder.
 * ``regressor``: the penultimate activations of the procedural factor regressor, a feature
   distance for the procedural model that needs no download (not comparable with FID values).
@@ -31,8 +31,9 @@ from engine.analysis.factors import FactorModel, procedural_factors
 from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
 from engine.analysis.sampling import check_fits, directions_of, latents, shift_grid
+from engine.checkpoints.torchfile import read_torch_file
 from engine.directions import DirectionSet
-from engine.errors import AtlasError, describe_exception
+from engine.errors import AtlasError
 from engine.jobs import Progress
 from engine.render import render_batch
 
@@ -132,9 +133,11 @@ def inception_features(device: torch.device | str = "cpu", path: Path | None = N
     if not path.is_file():
         raise AtlasError(missing_inception_message(path))
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to replace
-        raise AtlasError(f"{path}: cannot read the FID Inception weights ({describe_exception(exc)})") from None
+        state = read_torch_file(path, what="FID Inception weights file")  # weights only, no code run
+    except AtlasError as exc:  # a damaged file is the user's to replace
+        raise AtlasError(
+            f"{path}: cannot read the FID Inception weights ({str(exc).removeprefix(f'{path}: ')})"
+        ) from None
     import pytorch_fid.inception as fid_inception
 
     # pytorch-fid fetches its weights by URL inside fid_inception_v3(); hand it the file read above

@@ -6,7 +6,7 @@ truth: images ``[B, 3, H, W]`` in [-1, 1] (any H = W; resized to the regressor's
 generator may push them slightly outside).
 
 Weights are a plain ``torch.save`` dict (``format``, ``version``, ``config``, ``state_dict`` in
-float16, ``metrics``) read with ``torch.load(weights_only=True)``: loading never runs code.
+float16, ``metrics``) read by ``torchfile.read_torch_file`` (weights only): loading never runs code.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.checkpoints.torchfile import read_torch_file
 from engine.data.procedural import FACTOR_NAMES, N_FACTORS, ProceduralFaces
-from engine.errors import CheckpointError, describe_exception
+from engine.errors import CheckpointError
 
 REGRESSOR_FORMAT = "gan-atlas-procedural-regressor"
 REGRESSOR_VERSION = 1
@@ -102,10 +103,7 @@ def load_regressor(path: str | Path | None = None, device: str | torch.device = 
             f"{path}: factor regressor weights not found (train them with "
             "'python main.py train --data procedural --regressor --out PATH')"
         )
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
-        raise CheckpointError(f"{path}: not a readable torch file ({describe_exception(exc)})") from None
+    ckpt = read_torch_file(path, what="factor regressor file")  # weights only: no code from the file runs
     if not isinstance(ckpt, dict) or ckpt.get("format") != REGRESSOR_FORMAT:
         raise CheckpointError(f"{path}: not a GAN Atlas factor regressor (no format '{REGRESSOR_FORMAT}')")
     if ckpt.get("version") != REGRESSOR_VERSION:

@@ -8,8 +8,8 @@ trained weights, the optimizer moments and the random streams (which the trainer
 
 The key (``job_key``) hashes the model identity, the method, the parameters that change the run's
 trajectory (fields with ``metadata={"key": False}`` such as the step count are left out, so a
-finished run can be extended) and the number of ranks. A checkpoint is a torch file read with
-``weights_only=True``, so loading one never executes code from it.
+finished run can be extended) and the number of ranks. A checkpoint is a torch file read by
+``torchfile.read_torch_file`` (weights only), so loading one never executes code from it.
 
 Checkpoints only move forward: a run of the same key that has not got as far (a shorter or a
 restarted run) does not replace a checkpoint at a later step unless asked (``replace_later``), so
@@ -28,8 +28,9 @@ from typing import Any
 
 import torch
 
+from engine.checkpoints.torchfile import open_torch_file, read_torch_file
 from engine.discovery.registry import key_fields
-from engine.errors import CheckpointError, describe_exception
+from engine.errors import CheckpointError
 from engine.files import atomic_write as _atomic_write
 from engine.hashing import params_key
 
@@ -68,21 +69,19 @@ def state_position(state: dict) -> tuple[int, ...]:
 
 def checkpoint_position(path: str | Path, *, key: str | None = None) -> tuple[int, ...] | None:
     """The position of the checkpoint at ``path`` (of run ``key``, if given), or ``None`` if there is
-    none or it cannot be read. Tensors are memory-mapped, not read."""
+    none or it cannot be read. Its tensors are declared, not read (``torchfile.open_torch_file``)."""
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        if not isinstance(blob, dict) or not isinstance(blob.get("state"), dict):
-            return None
-        if key is not None and blob.get("key") != key:
-            return None
-        return state_position(blob["state"])
-    except Exception:  # noqa: BLE001 - an unreadable file holds no position worth keeping
+        blob = open_torch_file(path, what="job checkpoint").obj
+    except CheckpointError:  # an unreadable file holds no position worth keeping
         return None
-    finally:
-        blob = None  # release the mapping before the file may be replaced
+    if not isinstance(blob, dict) or not isinstance(blob.get("state"), dict):
+        return None
+    if key is not None and blob.get("key") != key:
+        return None
+    return state_position(blob["state"])
 
 
 def save_checkpoint(path: str | Path, state: dict, *, key: str, replace_later: bool = False) -> Path | None:
@@ -153,10 +152,7 @@ def load_checkpoint(path: str | Path, *, key: str | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such job checkpoint")
-    try:
-        blob = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - anything unreadable is the file's fault
-        raise CheckpointError(f"{path}: not a readable job checkpoint ({describe_exception(exc)})") from None
+    blob = read_torch_file(path, what="job checkpoint")  # weights only: no code from the file runs
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or not isinstance(blob.get("state"), dict):
         raise CheckpointError(f"{path}: not a GAN Atlas job checkpoint")
     if blob.get("version") != VERSION:

@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from engine.errors import CheckpointError, describe_exception
+from engine.checkpoints.torchfile import read_torch_file
+from engine.errors import CheckpointError
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
@@ -33,14 +34,12 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 
 
 def safe_load(path: str | Path, what: str) -> dict:
-    """``torch.load(weights_only=True)`` of a dict; a missing or foreign file is a ``CheckpointError``."""
+    """The dict saved in ``path``, read by ``torchfile.read_torch_file`` (weights only: no code from the
+    file runs, sizes bounded by the file); a missing, damaged or foreign file is a ``CheckpointError``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: {what} not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
-        raise CheckpointError(f"{path}: not a readable {what} ({describe_exception(exc)})") from None
+    obj = read_torch_file(path, what=what)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a {what} (expected a dict, found {type(obj).__name__})")
     return obj
