@@ -54,18 +54,16 @@ from engine.checkpoints.pickles import (
     Sealed,
     Window,
     as_bytes,
+    file_errors,
     scan_pickle,
 )
-from engine.checkpoints.rosinality import MEAN_SAMPLES, MEAN_SEED, mean_w
+from engine.checkpoints.rosinality import stylegan2_from_state
 from engine.checkpoints.torchfile import (
-    StateMismatch,
     TensorRef,
     check_model_size,
     is_tensor,
-    load_into,
     read_tensor,
     rebuild_tensor,
-    short_reason,
     show,
     storage_from_bytes,
     tensor_stats,
@@ -78,7 +76,6 @@ from engine.models.stylegan2 import (
     MAX_MAPPING_LAYERS,
     MAX_RESOLUTION,
     StyleGAN2Config,
-    StyleGAN2Generator,
     fir_filter,
 )
 
@@ -297,21 +294,12 @@ def read_snapshot(path: str | Path) -> Any:
     path = Path(path)
     token = None
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            scan_pickle(Window(fh, 0, size), where=str(path))
-            token = _READING.set((path, [size]))
-            return SnapshotUnpickler(Window(fh, 0, size), path).load()
-    except (UnsafePickleError, CheckpointError):
-        raise
-    except BadPickleData as exc:
-        raise CheckpointError(f"{path}: not an NVIDIA StyleGAN2 snapshot: it holds {exc}") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read the file ({short_reason(exc)})") from None
-    except Exception as exc:  # noqa: BLE001 - any other parse failure is the file's fault
-        raise CheckpointError(
-            f"{path}: not a readable NVIDIA pickle, damaged or truncated? ({short_reason(exc)})"
-        ) from None
+        with file_errors(path, "NVIDIA snapshot"):
+            size = path.stat().st_size
+            with open(path, "rb") as fh:
+                scan_pickle(Window(fh, 0, size), where=str(path))
+                token = _READING.set((path, [size]))
+                return SnapshotUnpickler(Window(fh, 0, size), path).load()
     finally:
         if token is not None:
             _READING.reset(token)
@@ -568,27 +556,9 @@ def load_nvidia_pkl(path: str | Path) -> Generator:
 
     if nvidia_sg3.is_stylegan3(G):
         return nvidia_sg3.load_stylegan3(G, path)
-    cfg, sd, has_w_avg = convert_generator(G, path)
+    cfg, sd, _ = convert_generator(G, path)
     check_model_size(cfg.state_numel(), tensor_stats(sd), path, f"{cfg.resolution}px generator")
-    gen = StyleGAN2Generator(cfg, name=path.stem)
-    if not has_w_avg:
-        sd["w_avg"] = torch.zeros(cfg.w_dim)
-    try:
-        load_into(gen, sd)
-    except StateMismatch as exc:
-        raise CheckpointError(
-            f"{path}: G_ema does not fit the inferred {cfg.resolution}px {cfg.architecture} architecture ({exc})"
-        ) from None
-    gen.eval()
-    if has_w_avg:
-        gen.w_avg_source = "mapping.w_avg stored in the checkpoint"
-    else:
-        with torch.no_grad():
-            gen.w_avg.copy_(mean_w(gen, MEAN_SAMPLES, MEAN_SEED))
-        gen.w_avg_source = (
-            f"computed: mean of mapping(z) over {MEAN_SAMPLES} z (seed {MEAN_SEED}); "
-            "the checkpoint has no mapping.w_avg"
-        )
+    gen = stylegan2_from_state(cfg, sd, path, source="G_ema", w_avg_name="mapping.w_avg")
     gen.format = FORMAT
     gen.identity = file_sha256(path)
     gen.source = str(path)

@@ -26,7 +26,8 @@ import io
 import pickle
 import pickletools
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -56,6 +57,23 @@ def short_reason(exc: BaseException, limit: int = 160) -> str:
     if len(msg) > limit and ". " in msg:
         msg = msg[: msg.index(". ") + 1]
     return f"{exc.__class__.__name__}: {msg[:limit]}" if msg else exc.__class__.__name__
+
+
+@contextmanager
+def file_errors(path: Path, what: str) -> Iterator[None]:
+    """Whatever reading ``path`` (which should be ``what``, e.g. "NVIDIA snapshot") raises, as one line
+    naming it: ``UnsafePickleError`` / ``CheckpointError`` as they are, ``BadPickleData`` and any
+    other parse failure as "not a readable <what> (why)", ``OSError`` as "cannot read the file"."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except BadPickleData as exc:
+        raise CheckpointError(f"{path}: not a readable {what} ({exc})") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the file ({short_reason(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - any other parse failure is the file's fault
+        raise CheckpointError(f"{path}: not a readable {what}, damaged or truncated? ({short_reason(exc)})") from None
 
 
 class Window:

@@ -187,23 +187,9 @@ def load_rosinality(path: str | Path) -> StyleGAN2Generator:
         ) from None
     except (IndexError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: g_ema has a tensor of the wrong shape ({short_reason(exc)})") from None
-    gen = StyleGAN2Generator(cfg, name=path.stem)
-    state["w_avg"] = latent_avg.reshape(-1) if latent_avg is not None else torch.zeros(cfg.w_dim)
-    try:
-        load_into(gen, state)
-    except StateMismatch as exc:
-        raise CheckpointError(
-            f"{path}: g_ema does not fit the inferred {cfg.resolution}px architecture ({exc})"
-        ) from None
-    gen.eval()
     if latent_avg is not None:
-        gen.w_avg_source = "latent_avg stored in the checkpoint"
-    else:
-        with torch.no_grad():
-            gen.w_avg.copy_(mean_w(gen, MEAN_SAMPLES, MEAN_SEED))
-        gen.w_avg_source = (
-            f"computed: mean of mapping(z) over {MEAN_SAMPLES} z (seed {MEAN_SEED}); the checkpoint has no latent_avg"
-        )
+        state["w_avg"] = latent_avg.reshape(-1)
+    gen = stylegan2_from_state(cfg, state, path, source="g_ema", w_avg_name="latent_avg")
     args = ckpt.get("args")
     gen.format = FORMAT + (" (train.py layout)" if "g" in ckpt or args is not None else " (convert_weight.py layout)")
     gen.identity = file_sha256(path)
@@ -219,6 +205,40 @@ def _args_size(args: object, path: Path) -> int | None:
     if size is not None and type(size) is not int:
         raise CheckpointError(f"{path}: args.size is {str(size)[:40]!r} ({type(size).__name__}), not an integer")
     return size
+
+
+def stylegan2_from_state(
+    cfg: StyleGAN2Config, state: dict, path: Path, *, source: str, w_avg_name: str
+) -> StyleGAN2Generator:
+    """A ``StyleGAN2Generator`` of ``cfg`` (eval mode, CPU) filled with ``state`` (tensors or
+    ``TensorRef``s, read one at a time: ``load_into``). Without ``state["w_avg"]`` the truncation
+    centre is computed (``truncation_centre``; ``w_avg_name`` is what the file would call it)."""
+    gen = StyleGAN2Generator(cfg, name=path.stem)
+    stored = "w_avg" in state
+    if not stored:
+        state["w_avg"] = torch.zeros(cfg.w_dim)
+    try:
+        load_into(gen, state)
+    except StateMismatch as exc:
+        raise CheckpointError(
+            f"{path}: {source} does not fit the inferred {cfg.resolution}px {cfg.architecture} architecture ({exc})"
+        ) from None
+    gen.eval()
+    truncation_centre(gen, w_avg_name, stored=stored)
+    return gen
+
+
+def truncation_centre(gen: StyleGAN2Generator, name: str, *, stored: bool) -> None:
+    """Say where ``gen.w_avg`` comes from: the checkpoint's ``name``, or (``stored=False``) the mean of
+    ``mapping(z)`` over ``MEAN_SAMPLES`` z from seed ``MEAN_SEED``, computed here."""
+    if stored:
+        gen.w_avg_source = f"{name} stored in the checkpoint"
+        return
+    with torch.no_grad():
+        gen.w_avg.copy_(mean_w(gen, MEAN_SAMPLES, MEAN_SEED))
+    gen.w_avg_source = (
+        f"computed: mean of mapping(z) over {MEAN_SAMPLES} z (seed {MEAN_SEED}); the checkpoint has no {name}"
+    )
 
 
 @torch.no_grad()

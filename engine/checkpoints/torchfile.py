@@ -65,10 +65,11 @@ from engine.checkpoints.pickles import (
     RestrictedUnpickler,
     Sealed,
     Window,
+    file_errors,
     scan_pickle,
     short_reason,
 )
-from engine.errors import CheckpointError, UnsafePickleError
+from engine.errors import CheckpointError
 
 # The data.pkl of a torch file (names, shapes, storage ids) has a few thousand opcodes (8,000 for
 # a rosinality train.py checkpoint with its optimiser states); torch's own weights-only unpickler
@@ -614,7 +615,7 @@ def open_torch_file(path: str | Path, *, what: str = "torch checkpoint") -> Torc
     info = inspect_torch_file(path)
     if info.problem is not None and info.kind != "legacy":
         raise CheckpointError(f"{path}: {info.problem}")
-    try:  # a legacy stream is parsed pickle by pickle, each scanned first: the first problem in it is named
+    with file_errors(path, what):  # a legacy stream is parsed pickle by pickle, the first problem in it named
         if info.kind == "zip":
             obj, _ = _parse_zip(path, info.size)
         elif info.kind == "legacy":
@@ -623,14 +624,6 @@ def open_torch_file(path: str | Path, *, what: str = "torch checkpoint") -> Torc
         else:
             raise BadPickleData("not a torch checkpoint: neither a torch zip archive nor a legacy torch.save stream")
         stats = _check_tensors(obj, path, info.size)
-    except (UnsafePickleError, CheckpointError):
-        raise
-    except BadPickleData as exc:
-        raise CheckpointError(f"{path}: not a readable {what} ({exc})") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read the file ({short_reason(exc)})") from None
-    except Exception as exc:  # noqa: BLE001 - any other parse failure is the file's fault
-        raise CheckpointError(f"{path}: not a readable {what}, damaged or truncated? ({short_reason(exc)})") from None
     return TorchFile(path, info.size, info.kind, obj, stats)
 
 
