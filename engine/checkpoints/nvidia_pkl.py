@@ -42,7 +42,7 @@ import collections
 import contextvars
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -52,7 +52,6 @@ from engine.checkpoints.pickles import (
     Inert,
     RestrictedUnpickler,
     Sealed,
-    Window,
     as_bytes,
     file_errors,
     scan_pickle,
@@ -267,8 +266,8 @@ ALLOWED: dict[tuple[str, str], Any] = {
 class SnapshotUnpickler(RestrictedUnpickler):
     """Resolves only ``ALLOWED``; a TensorFlow snapshot's globals get a refusal of their own."""
 
-    def __init__(self, file: Window, path: Path) -> None:
-        super().__init__(file, path, ALLOWED, what="the pickle", large_bytes=LARGE_BYTES)
+    def __init__(self, file: BinaryIO, path: Path, size: int) -> None:
+        super().__init__(file, path, ALLOWED, what="the pickle", large_bytes=LARGE_BYTES, end=size)
 
     def refusal(self, module: str, name: str) -> UnsafePickleError:
         if module.startswith("dnnlib.tflib"):
@@ -296,10 +295,11 @@ def read_snapshot(path: str | Path) -> Any:
     try:
         with file_errors(path, "NVIDIA snapshot"):
             size = path.stat().st_size
-            with open(path, "rb") as fh:
-                scan_pickle(Window(fh, 0, size), where=str(path))
+            with open(path, "rb") as fh:  # read twice, never held: G and D cost no memory
+                scan_pickle(fh, where=str(path), end=size)
+                fh.seek(0)
                 token = _READING.set((path, [size]))
-                return SnapshotUnpickler(Window(fh, 0, size), path).load()
+                return SnapshotUnpickler(fh, path, size).load()
     finally:
         if token is not None:
             _READING.reset(token)

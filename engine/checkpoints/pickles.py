@@ -13,8 +13,8 @@ NVIDIA snapshots (``nvidia_pkl``). Both read them with the pieces here:
   strings of ``large_bytes`` or more that lie outside pickle frames are not read: the unpickler
   leaves them in the file as ``FileBytes`` (offset and length), so an NVIDIA snapshot's tensor
   payloads are never held in memory as ``bytes`` (see ``torchfile.storage_from_bytes``).
-* ``Window`` is a view of ``[start, end)`` of a binary file; no read through it asks for more
-  than the bytes left in the window, however long a length the pickle declares.
+* ``Window`` is a view of ``[start, end)`` of a binary file (a pickle inside a file, such as a
+  storage payload); no read through it asks for more than the bytes left in the window.
 * ``Sealed`` / ``Frozen`` / ``Inert``: stand-in classes, objects and functions that a pickle's
   BUILD cannot alter.
 """
@@ -112,22 +112,29 @@ class PickleScan:
 
 
 def scan_pickle(
-    data: bytes | BinaryIO, start: int = 0, *, where: str, max_ops: int = MAX_PICKLE_OPS, strings: bool = False
+    data: bytes | BinaryIO,
+    start: int = 0,
+    *,
+    where: str,
+    max_ops: int = MAX_PICKLE_OPS,
+    strings: bool = False,
+    end: int | None = None,
 ) -> PickleScan:
     """Walk the opcodes of the pickle at ``data[start:]`` up to its STOP, executing nothing.
 
-    ``data`` is bytes, or a binary file (e.g. a ``Window``) positioned at the pickle (``start``
-    is then ignored and the file is left after the STOP). Raises ``CheckpointError`` (``where:
-    refused: ...``) for a malformed pickle, more than ``max_ops`` opcodes, a memo index beyond the
-    next free one (pickle writers number their memo entries in sequence; the C unpickler sizes
-    its memo to twice the largest index), a read of a memo entry never written, or a frame
-    longer than the data.
+    ``data`` is bytes, or a binary file positioned at the pickle (``start`` is then ignored and
+    the file is left after the STOP; ``end``: where its data ends, by default a ``Window``'s end).
+    A declared length beyond the data is a short read, hence a refusal. Raises
+    ``CheckpointError`` (``where: refused: ...``) for a malformed pickle, more than ``max_ops``
+    opcodes, a memo index beyond the next free one (pickle writers number their memo entries in
+    sequence; the C unpickler sizes its memo to twice the largest index), a read of a memo entry
+    never written, or a frame longer than the data.
     """
     if isinstance(data, (bytes, bytearray, memoryview)):
         f, total = io.BytesIO(data), len(data)
         f.seek(start)
     else:
-        f, total = data, getattr(data, "end", None)
+        f, total = data, end if end is not None else getattr(data, "end", None)
     memo = ops = 0
     found: set[str] = set()
     try:
@@ -229,8 +236,9 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     ``what`` names the pickle in refusals ("the file", "a storage payload"). With ``large_bytes``,
     byte strings of at least that many bytes outside frames become ``FileBytes`` of ``path``
-    (``file`` must then be a ``Window`` of ``path``, whose positions are the file's). Persistent
-    ids are refused unless a subclass overrides ``persistent_load``.
+    (``file`` must then read ``path`` itself, whose data ends at ``end``). Persistent ids are
+    refused unless a subclass overrides ``persistent_load``. Unpickle only what ``scan_pickle``
+    passed: its budgets bound what this builds.
     """
 
     def __init__(
@@ -241,10 +249,11 @@ class RestrictedUnpickler(pickle._Unpickler):
         *,
         what: str = "the file",
         large_bytes: int | None = None,
+        end: int | None = None,
     ) -> None:
         super().__init__(file)
         self.path, self.allowed, self.what = path, allowed, what
-        self._file, self._large = file, large_bytes
+        self._file, self._large, self._end = file, large_bytes, end
 
     def find_class(self, module: str, name: str) -> Any:
         # Python 2 spellings (``__builtin__.set``) as the stock unpickler translates them
@@ -268,7 +277,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     def _bytes(self, n: int, kind: type) -> None:
         if self._large is not None and n >= self._large and self._unframer.current_frame is None:
             start = self._file.tell()
-            if start + n > self._file.end:
+            if self._end is None or start + n > self._end:
                 raise BadPickleData(f"a byte string of {n:,} bytes running past the end of the file")
             self._file.seek(start + n)
             self.append(FileBytes(self.path, start, n))

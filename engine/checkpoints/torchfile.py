@@ -455,7 +455,7 @@ class TorchUnpickler(RestrictedUnpickler):
 
 
 def parse_legacy(
-    f: Window | io.BytesIO,
+    f: BinaryIO | Window,
     end: int,
     path: Path,
     source: FileSource | BytesSource,
@@ -463,13 +463,14 @@ def parse_legacy(
     max_ops: int = MAX_TORCH_PICKLE_OPS,
     what: str = "the file",
 ) -> tuple[Any, dict[str, Storage]]:
-    """The object of the legacy ``torch.save`` stream at ``f`` (ending at ``end``), its storages
-    located in ``source`` (whose positions are ``f``'s) and checked to lie before ``end``."""
+    """The object of the legacy ``torch.save`` stream at ``f`` (ending at ``end``; a ``Window`` when
+    data follows it), its storages located in ``source`` (whose positions are ``f``'s) and checked
+    to lie before ``end``."""
 
     def one(storages: dict[str, Storage] | None = None) -> Any:
         start = f.tell()
         try:  # opcode budget, memo indices in sequence (the C unpickler sizes its memo by the largest)
-            scan_pickle(f, where=str(path), max_ops=max_ops)
+            scan_pickle(f, where=str(path), max_ops=max_ops, end=end)
         except CheckpointError as exc:
             reason = str(exc).split(": ", 1)[-1].removeprefix("refused: ")
             raise BadPickleData(f"a pickle refused unread ({reason})") from None
@@ -620,7 +621,7 @@ def open_torch_file(path: str | Path, *, what: str = "torch checkpoint") -> Torc
             obj, _ = _parse_zip(path, info.size)
         elif info.kind == "legacy":
             with open(path, "rb") as fh:
-                obj, _ = parse_legacy(Window(fh, 0, info.size), info.size, path, FileSource(path))
+                obj, _ = parse_legacy(fh, info.size, path, FileSource(path))
         else:
             raise BadPickleData("not a torch checkpoint: neither a torch zip archive nor a legacy torch.save stream")
         stats = _check_tensors(obj, path, info.size)
@@ -872,9 +873,10 @@ def _inspect_legacy(path: Path, size: int) -> TorchFileInfo:
     found: frozenset[str] = frozenset()
     try:
         with open(path, "rb") as fh:
-            f = Window(fh, 0, min(size, MAX_PICKLE_BYTES))
             for i in range(5):
-                scan = scan_pickle(f, where="the pickle stream", strings=i == 3, max_ops=MAX_TORCH_PICKLE_OPS)
+                scan = scan_pickle(
+                    fh, where="the pickle stream", strings=i == 3, max_ops=MAX_TORCH_PICKLE_OPS, end=size
+                )
                 found |= scan.strings
     except CheckpointError as exc:
         return TorchFileInfo(size, "legacy", None, str(exc).split(": ", 1)[-1])
