@@ -1,6 +1,7 @@
-"""Readers of third-party checkpoint formats (rosinality ``.pt``, NVIDIA ``.pkl``).
+"""Readers of checkpoint formats (DCGAN, rosinality and our own ``.pt``, NVIDIA ``.pkl``, ProGAN, BigGAN).
 
-Each module registers its format with ``engine.models.registry.register_format`` when imported
-(``engine.models`` imports them). None of them executes code from a file: torch files are read
-with ``torch.load(weights_only=True)`` and pickles with a restricted unpickler.
+Each format module registers itself with ``engine.models.registry.register_format`` when imported
+(``engine.catalog`` imports them). None of them executes code from a file: torch files are read
+by ``torchfile`` (the one reader of both ``torch.save`` containers) and NVIDIA pickles by
+``nvidia_pkl``'s restricted unpickler, both built on ``pickles``.
 """
