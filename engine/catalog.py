@@ -5,7 +5,7 @@ or the lists of them, so that the model and checkpoint modules can import the re
 an import cycle. A new family adds its model module and its checkpoint-format module here.
 """
 
-# ProGAN first: its probe only scans key names, so the probes after it never torch.load a ProGAN file
+# ProGAN first: its probe only scans key names, so the probes after it never read a ProGAN file
 from engine.checkpoints import proggan as _proggan  # noqa: F401, I001  (ProGAN .pth: netdissect and GLD layouts)
 from engine.checkpoints import atlas as _atlas  # noqa: F401  (our own StyleGAN2 .pt)
 from engine.checkpoints import biggan as _biggan  # noqa: F401  (pytorch-pretrained-biggan folders / .bin)

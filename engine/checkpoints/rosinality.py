@@ -158,7 +158,7 @@ def _check_filters(sd: dict, path: Path) -> None:
 def load_rosinality(path: str | Path) -> StyleGAN2Generator:
     """A ``StyleGAN2Generator`` (eval mode, CPU) from a rosinality ``.pt`` file's ``g_ema``."""
     path = Path(path)
-    tf = open_torch_file(path, what="rosinality StyleGAN2 checkpoint")
+    tf = open_torch_file(path, what="rosinality StyleGAN2 checkpoint", namespaces=True)
     ckpt, stats = tf.obj, tf.stats
     if not isinstance(ckpt, dict) or "g_ema" not in ckpt:
         keys = ", ".join(str(k)[:40] for k in list(ckpt)[:8]) if isinstance(ckpt, dict) else type(ckpt).__name__

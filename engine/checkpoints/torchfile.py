@@ -14,9 +14,9 @@ code from it, so nothing here trusts a size the file declares and nothing calls 
 
 The object pickle is scanned (``pickles.scan_pickle``: opcode budget, memo indices in sequence),
 then read by ``TorchUnpickler``, whose allow-list (``TORCH_GLOBALS``) holds what a
-``torch.load(weights_only=True)`` of a checkpoint needs: containers (``OrderedDict``, ``set``,
-``argparse.Namespace`` for rosinality's ``args``), ``torch.Size`` / ``device`` / dtypes, the storage
-type names and the tensor rebuild functions, each an inert stand-in. A tensor becomes a
+``torch.load(weights_only=True)`` of a checkpoint needs: containers (``OrderedDict``, ``set``),
+``torch.Size`` / ``device`` / dtypes, the storage type names and the tensor rebuild functions, each
+an inert stand-in (and, asked for, ``argparse.Namespace``: rosinality's ``args``). A tensor becomes a
 ``TensorRef``: its storage, offset, shape and strides, *declared, not read*. Before anything is
 read, every storage is located in the file and checked against the bytes really there, every
 tensor against its storage (no view reaching past it, no stride-0 broadcast of one value to a
@@ -403,7 +403,6 @@ TORCH_GLOBALS: dict[tuple[str, str], Any] = {
     ("builtins", "frozenset"): frozenset,
     ("builtins", "complex"): complex,
     ("_codecs", "encode"): Inert(_latin1),
-    ("argparse", "Namespace"): _Namespace,
     ("torch", "Size"): torch.Size,
     ("torch", "device"): torch.device,
     ("torch", "Tensor"): _TENSOR_CLASS,
@@ -418,12 +417,23 @@ TORCH_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class TorchUnpickler(RestrictedUnpickler):
-    """Resolves only ``TORCH_GLOBALS``; storages (persistent ids) become ``Storage`` records,
-    collected in ``storages`` (``None``: a pickle that may not name storages)."""
+# rosinality's train.py saves its command line: ``args`` is an ``argparse.Namespace`` of plain values
+WITH_NAMESPACE: dict[tuple[str, str], Any] = {**TORCH_GLOBALS, ("argparse", "Namespace"): _Namespace}
 
-    def __init__(self, file: BinaryIO, path: Path, storages: dict[str, Storage] | None, what: str = "the file"):
-        super().__init__(file, path, TORCH_GLOBALS, what=what)
+
+class TorchUnpickler(RestrictedUnpickler):
+    """Resolves only ``allowed`` (``TORCH_GLOBALS`` by default); storages (persistent ids) become
+    ``Storage`` records, collected in ``storages`` (``None``: a pickle that may not name storages)."""
+
+    def __init__(
+        self,
+        file: BinaryIO,
+        path: Path,
+        storages: dict[str, Storage] | None,
+        what: str = "the file",
+        allowed: Mapping[tuple[str, str], Any] = TORCH_GLOBALS,
+    ):
+        super().__init__(file, path, allowed, what=what)
         self.storages = storages
 
     def persistent_load(self, pid: Any) -> Storage:
@@ -462,6 +472,7 @@ def parse_legacy(
     *,
     max_ops: int = MAX_TORCH_PICKLE_OPS,
     what: str = "the file",
+    allowed: Mapping[tuple[str, str], Any] = TORCH_GLOBALS,
 ) -> tuple[Any, dict[str, Storage]]:
     """The object of the legacy ``torch.save`` stream at ``f`` (ending at ``end``; a ``Window`` when
     data follows it), its storages located in ``source`` (whose positions are ``f``'s) and checked
@@ -475,7 +486,7 @@ def parse_legacy(
             reason = str(exc).split(": ", 1)[-1].removeprefix("refused: ")
             raise BadPickleData(f"a pickle refused unread ({reason})") from None
         f.seek(start)
-        return TorchUnpickler(f, path, storages, what).load()
+        return TorchUnpickler(f, path, storages, what, allowed).load()
 
     magic = one()
     if type(magic) is not int or magic != LEGACY_MAGIC:
@@ -513,7 +524,7 @@ def parse_legacy(
     return obj, storages
 
 
-def _parse_zip(path: Path, size: int) -> tuple[Any, dict[str, Storage]]:
+def _parse_zip(path: Path, size: int, allowed: Mapping[tuple[str, str], Any]) -> tuple[Any, dict[str, Storage]]:
     storages: dict[str, Storage] = {}
     with zipfile.ZipFile(path) as zf:
         infos = {i.filename: i for i in zf.infolist()}
@@ -525,7 +536,7 @@ def _parse_zip(path: Path, size: int) -> tuple[Any, dict[str, Storage]]:
         if order is not None and zf.read(order) != b"little":
             raise BadPickleData("storages that are not little-endian")
         data = zf.read(infos[pkls[0]])  # its size and opcodes were checked by inspect_torch_file
-        obj = TorchUnpickler(io.BytesIO(data), path, storages).load()
+        obj = TorchUnpickler(io.BytesIO(data), path, storages, allowed=allowed).load()
         source = FileSource(path)
         with open(path, "rb") as fh:
             for key, st in storages.items():
@@ -605,23 +616,26 @@ class TorchFile:
     stats: TensorStats
 
 
-def open_torch_file(path: str | Path, *, what: str = "torch checkpoint") -> TorchFile:
+def open_torch_file(path: str | Path, *, what: str = "torch checkpoint", namespaces: bool = False) -> TorchFile:
     """Parse and check ``path`` (see the module doc); nothing of its tensors is read yet.
 
-    Raises ``UnsafePickleError`` for a file that references any code and ``CheckpointError``
+    ``namespaces`` also allows ``argparse.Namespace`` (plain attributes: rosinality's ``args``), which
+    ``torch.load(weights_only=True)`` refuses. Raises ``UnsafePickleError`` for a file that references
+    anything else and ``CheckpointError``
     (naming the file and ``what`` it should be, e.g. "rosinality StyleGAN2 checkpoint") for
     anything damaged, truncated, malformed or larger than the file.
     """
     path = Path(path)
+    allowed = WITH_NAMESPACE if namespaces else TORCH_GLOBALS
     info = inspect_torch_file(path)
     if info.problem is not None and info.kind != "legacy":
         raise CheckpointError(f"{path}: {info.problem}")
     with file_errors(path, what):  # a legacy stream is parsed pickle by pickle, the first problem in it named
         if info.kind == "zip":
-            obj, _ = _parse_zip(path, info.size)
+            obj, _ = _parse_zip(path, info.size, allowed)
         elif info.kind == "legacy":
             with open(path, "rb") as fh:
-                obj, _ = parse_legacy(fh, info.size, path, FileSource(path))
+                obj, _ = parse_legacy(fh, info.size, path, FileSource(path), allowed=allowed)
         else:
             raise BadPickleData("not a torch checkpoint: neither a torch zip archive nor a legacy torch.save stream")
         stats = _check_tensors(obj, path, info.size)
