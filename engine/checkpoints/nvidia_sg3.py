@@ -314,8 +314,44 @@ def load_stylegan3(G: PersistentRecord, path: Path) -> StyleGAN3Generator:
         ) from None
 
 
+def plan_shapes(cfg: StyleGAN3Config) -> dict[str, tuple[int, ...]]:
+    """The shapes ``cfg``'s layer plan gives the generator's weight tensors (mapping, input, every layer)."""
+    c, shapes = cfg, {}
+    dims = [c.z_dim] + [c.w_dim] * c.mapping_layers
+    for i in range(c.mapping_layers):
+        shapes[f"mapping_net.fcs.{i}.weight"], shapes[f"mapping_net.fcs.{i}.bias"] = (
+            (dims[i + 1], dims[i]),
+            (dims[i + 1],),
+        )
+    C = c.input_channels
+    shapes["synthesis_net.input.weight"] = (C, C)
+    shapes["synthesis_net.input.affine.weight"], shapes["synthesis_net.input.affine.bias"] = (4, c.w_dim), (4,)
+    shapes["synthesis_net.input.freqs"], shapes["synthesis_net.input.phases"] = (C, 2), (C,)
+    for spec in c.layers:
+        pre, k = f"synthesis_net.{spec.name}", spec.conv_kernel
+        shapes[f"{pre}.weight"] = (spec.out_channels, spec.in_channels, k, k)
+        shapes[f"{pre}.bias"] = (spec.out_channels,)
+        shapes[f"{pre}.affine.weight"], shapes[f"{pre}.affine.bias"] = (spec.in_channels, c.w_dim), (spec.in_channels,)
+    return shapes
+
+
+def _check_plan(cfg: StyleGAN3Config, sd: dict, path: Path) -> None:
+    """Every weight the plan implies is in the file with that shape, before the model is built: the
+    attributes of a hostile file cannot declare layers far larger than its tensors."""
+    for key, shape in plan_shapes(cfg).items():
+        t = sd.get(key)
+        if t is None or tuple(t.shape) != shape:
+            got = "missing" if t is None else f"of shape {list(t.shape)}"
+            where = key.replace("synthesis_net.", "synthesis.").replace("mapping_net.fcs.", "mapping.fc")
+            raise CheckpointError(
+                f"{path}: G_ema.{where} is {got}, which does not fit the StyleGAN3 layer plan it declares "
+                f"({list(shape)})"
+            )
+
+
 def _load(G: PersistentRecord, path: Path) -> StyleGAN3Generator:
     cfg, sd = convert_stylegan3(G, path)
+    _check_plan(cfg, sd, path)
     # Built on the CPU (a meta-device build would import torch._dynamo: seconds on first use), then
     # filled one tensor at a time (load_into): each is read from the file into the model's own
     # parameter, whose initial values are released; loading holds the model plus one tensor.

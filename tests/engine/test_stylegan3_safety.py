@@ -299,3 +299,28 @@ def test_converting_holds_one_copy_of_the_weights(tmp_path):
 
     peak = json.loads(out.stdout.strip().splitlines()[-1])["peak"]
     assert peak <= 1.25 * nbytes, (peak / nbytes, nbytes)
+
+
+@needs_fixtures
+def test_attributes_declaring_huge_layers_are_refused_before_the_model_is_built(tmp_path, monkeypatch):
+    """Channel counts 64x the stored tensors' (a consistent plan of multi-gigabyte layers over a
+    200 KB file): refused from the declared shapes, without building (allocating) the generator."""
+    from engine.checkpoints import nvidia_sg3
+
+    snap = fresh_sg3t()
+    syn = snap["G_ema"].module("synthesis")
+    syn.module("input").state["channels"] *= 64
+    for name in syn.attr("layer_names"):
+        lay = syn.module(name).state
+        lay["in_channels"] *= 64
+        if not lay["is_torgb"]:
+            lay["out_channels"] *= 64
+    path = write_snapshot(snap, tmp_path / "huge.pkl")
+
+    def built(*args, **kwargs):
+        raise AssertionError("the generator was built")
+
+    monkeypatch.setattr(nvidia_sg3, "StyleGAN3Generator", built)
+    with pytest.raises(CheckpointError, match="does not fit the StyleGAN3 layer plan") as info:
+        load_generator(str(path), device="cpu")
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
