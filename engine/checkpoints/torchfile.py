@@ -24,8 +24,9 @@ huge shape, no more elements than it holds), and all tensors together against th
 (``TorchFile.stats``).
 
 **Tensors.** ``TensorRef.read()`` reads one tensor's bytes from the file into memory of its own,
-once (aligned, compact, owned: a model never keeps pages of a file that could be truncated under
-it). ``materialize(obj)`` reads every tensor of ``obj``, each storage once, shared as in the file
+once (aligned, compact, owned). Nothing is memory-mapped: what is read is kept by a model, and a
+model holding mapped pages would crash (SIGBUS) when a training run rewrites the file in place;
+reading only what is kept makes mapping pointless for the rest. ``materialize(obj)`` reads every tensor of ``obj``, each storage once, shared as in the file
 (``read_torch_file`` = open + materialize). Loaders read only what they keep (``g_ema``, not the
 discriminator or the optimiser states) and fill their model with ``load_into``, one tensor at a
 time: loading holds the model plus one tensor. ``TensorRef`` answers ``shape``, ``dtype``,
