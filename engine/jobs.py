@@ -14,11 +14,14 @@ closed, so ``finally`` blocks run). Nothing here knows about Qt.
 
 A job yields at least once a second, so that a cancel never waits longer: work whose size grows
 with the input (a batch of renders, a pass over samples) is cut into pieces sized by the time the
-previous pieces took (``Pacer``), with a yield between pieces.
+previous pieces took (``Pacer``), with a yield between pieces. One call that cannot be cut (a
+dense eigendecomposition, encoding a GIF, building a network) runs on a helper thread while the
+job yields (``wait_for``).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -173,3 +176,30 @@ class Pacer:
             yield slice(start, start + k)
             self.record(k, self.elapsed(t0))
             start += k
+
+
+def wait_for(fn: Callable[..., Any], *args: Any, record: Progress | None = None, **kwargs: Any) -> Iterator[Progress]:
+    """Job: ``fn(*args, **kwargs)`` on a helper thread, yielding ``record`` every ``PASS_SECONDS``
+    until it returns; returns its value (or raises its exception).
+
+    For one call that cannot be cut into pieces (torch and numpy release the GIL inside it).
+    Closing the job stops the waiting at once: the call finishes on its own (daemon) thread and
+    its result is dropped, so ``fn`` must not change anything the caller keeps.
+    """
+    done = threading.Event()
+    out: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            out["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the job's own thread below
+            out["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=call, name=f"wait_for {getattr(fn, '__name__', 'call')}", daemon=True).start()
+    while not done.wait(PASS_SECONDS):
+        yield record if record is not None else Progress(0, 0)
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")

@@ -23,11 +23,19 @@ import torch.nn.functional as F
 
 from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
-from engine.analysis.sampling import check_fits, directions_of, latents, render_base, render_shifts, shift_grid
+from engine.analysis.sampling import (
+    check_fits,
+    directions_of,
+    latents,
+    render_pieces,
+    shift_grid,
+    shift_rows,
+    unedited_rows,
+)
 from engine.directions import DirectionSet
 from engine.distances import DISTANCES, load_distance
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import Pacer, Progress
 
 DistanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PERCEPTUAL_MIN_SIZE = 64
@@ -44,7 +52,10 @@ class Params:
     )
     distance: str = field(default="lpips-alex", metadata={"help": "image distance", "choices": DISTANCES})
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
-    batch_size: int = field(default=64, metadata={"help": "images per forward pass", "min": 1})
+    batch_size: int = field(
+        default=64,
+        metadata={"help": "most images per forward pass (fewer when a pass would take over 0.3 s)", "min": 1},
+    )
     seed: int = field(default=0, metadata={"help": "seed of the latents"})
 
 
@@ -131,31 +142,32 @@ def run(
         name = getattr(distance, "name", "custom")
         distance_label = distance_label or getattr(distance, "label", name)
     z = latents(gen, params.seeds, params.seed)
-    total = len(dirs) + 1
-    yield Progress(0, total, stage="unedited samples")
-    base = render_base(gen, z, psi=params.psi, batch_size=params.batch_size)  # [M, C, H, W]
-    yield Progress(1, total, stage="unedited samples")
+    M = z.shape[0]
+    pacer = Pacer(params.batch_size, device=gen.device)
+    total = M * (1 + len(dirs) * params.steps)  # images
+    done = 0
+    yield Progress(done, total, stage="unedited samples")
+    parts = []
+    for _, imgs in render_pieces(gen, M, unedited_rows(z), pacer, psi=params.psi):
+        parts.append(imgs)
+        done += imgs.shape[0]
+        yield Progress(done, total, stage="unedited samples")
+    base = torch.cat(parts)  # [M, C, H, W]
     grids, means, stds = [], [], []
-    for j, (k, d) in enumerate(dirs):
+    for k, d in dirs:
         ts = shift_grid(d, params.steps, params.t_max)
-        imgs = render_shifts(gen, z, d, ts, psi=params.psi, batch_size=params.batch_size)  # [M, S, C, H, W]
-        M, S = imgs.shape[:2]
-        ref = base[:, None].expand_as(imgs).reshape(M * S, *imgs.shape[2:])
-        with torch.no_grad():
-            dist = torch.cat(
-                [
-                    _measure(distance, a, b)
-                    for a, b in zip(
-                        imgs.reshape(M * S, *imgs.shape[2:]).split(params.batch_size), ref.split(params.batch_size)
-                    )
-                ]
-            )
-        dist = dist.double().cpu().numpy().reshape(M, S)
+        dist = []
+        for sl, imgs in render_pieces(gen, M * len(ts), shift_rows(z, d, ts), pacer, psi=params.psi):
+            with torch.no_grad():
+                dist.append(_measure(distance, imgs, base[torch.arange(sl.start, sl.stop) // len(ts)]))
+            done += imgs.shape[0]
+            yield Progress(done, total, stage="directions", message=f"direction {k}")
+        dist = torch.cat(dist).double().cpu().numpy().reshape(M, len(ts))
         grids.append(ts)
         means.append(dist.mean(axis=0))
         stds.append(dist.std(axis=0))
         yield Progress(
-            j + 2, total, stage="directions", metrics={"max_distance": float(means[-1].max())}, message=f"direction {k}"
+            done, total, stage="directions", metrics={"max_distance": float(means[-1].max())}, message=f"direction {k}"
         )
     return CurvesResult(
         method=dirset.method,

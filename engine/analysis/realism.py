@@ -30,11 +30,18 @@ import torch
 from engine.analysis.factors import FactorModel, procedural_factors
 from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
-from engine.analysis.sampling import check_fits, directions_of, latents, shift_grid
+from engine.analysis.sampling import (
+    check_fits,
+    directions_of,
+    latents,
+    render_pieces,
+    shift_grid,
+    shift_rows,
+    unedited_rows,
+)
 from engine.directions import DirectionSet
 from engine.errors import AtlasError, describe_exception
-from engine.jobs import Progress
-from engine.render import render_batch
+from engine.jobs import Pacer, Progress, wait_for
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FEATURES = ("inception", "regressor")
@@ -237,31 +244,30 @@ def run(
     z = latents(gen, params.samples, params.seed)
     z_ref = latents(gen, params.reference, params.seed + 1_000_003)
     grids = [shift_grid(d, params.steps, params.t_max) for _, d in dirs]
-    total = 1 + sum(len(g) for g in grids)
-    step = 0
-    yield Progress(step, total, stage="reference samples")
+    pacer = Pacer(params.batch_size, device=gen.device)
+    total = params.reference + params.samples * sum(len(g) for g in grids)  # images
+    done = 0
+    yield Progress(done, total, stage="reference samples")
     ref = _Moments()
-    for i in range(0, params.reference, params.batch_size):
-        with torch.no_grad():
-            ref.add(features(render_batch(gen, z_ref[i : i + params.batch_size], None, psi=params.psi).float()))
-        yield Progress(step, total, stage="reference samples")
+    for _, imgs in render_pieces(gen, params.reference, unedited_rows(z_ref), pacer, psi=params.psi):
+        ref.add(features(imgs))
+        done += imgs.shape[0]
+        yield Progress(done, total, stage="reference samples")
     mu_r, cov_r = ref.stats()
-    step += 1
     out = []
     for (k, d), ts in zip(dirs, grids):
         row = []
         for t in ts:
             mom = _Moments()
-            for i in range(0, params.samples, params.batch_size):
-                zb = z[i : i + params.batch_size]
-                shifts = [((d, float(t)),) if t != 0 else ()] * zb.shape[0]
-                with torch.no_grad():
-                    mom.add(features(render_batch(gen, zb, shifts, psi=params.psi).float()))
-                yield Progress(step, total, stage=f"direction {k}", message=f"t = {t:+.3g}")
-            row.append(frechet_distance(*mom.stats(), mu_r, cov_r))
-            step += 1
+            for _, imgs in render_pieces(gen, params.samples, shift_rows(z, d, [t]), pacer, psi=params.psi):
+                mom.add(features(imgs))
+                done += imgs.shape[0]
+                yield Progress(done, total, stage=f"direction {k}", message=f"t = {t:+.3g}")
+            # eigendecompositions of D x D covariances (2048 for Inception): seconds, in one call
+            waiting = Progress(done, total, stage=f"direction {k}", message=f"t = {t:+.3g}: Fréchet distance")
+            row.append((yield from wait_for(frechet_distance, *mom.stats(), mu_r, cov_r, record=waiting)))
             yield Progress(
-                step,
+                done,
                 total,
                 stage=f"direction {k}",
                 metrics={"distance": row[-1]},

@@ -40,14 +40,15 @@ from engine.analysis.sampling import (
     check_fits,
     directions_of,
     latents,
-    render_base,
-    render_shifts,
+    render_pieces,
     shift_grid,
     shift_range,
+    shift_rows,
+    unedited_rows,
 )
 from engine.directions import DirectionSet
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import Pacer, Progress
 
 
 @dataclass(frozen=True)
@@ -195,24 +196,33 @@ def run(
     factors = factors or procedural_factors(device=gen.device)
     F = len(factors.names)
     z = latents(gen, params.seeds, params.seed)
-    total = len(dirs) + 1
-    yield Progress(0, total, stage="unedited samples")
-    base_imgs = render_base(gen, z, psi=params.psi, batch_size=params.batch_size)
-    base = _predict(factors, base_imgs)  # [M, F]
+    M = z.shape[0]
+    pacer = Pacer(params.batch_size, device=gen.device)
+    total = M * (1 + len(dirs) * params.steps)  # images
+    done = 0
+    yield Progress(done, total, stage="unedited samples")
+    parts = []
+    for _, imgs in render_pieces(gen, M, unedited_rows(z), pacer, psi=params.psi):
+        parts.append(_predict(factors, imgs))
+        done += imgs.shape[0]
+        yield Progress(done, total, stage="unedited samples")
+    base = np.concatenate(parts)  # [M, F]
     if base.shape[1] != F:
         raise AtlasError(f"the factor model predicts {base.shape[1]} factors but names {F}")
     fixed = getattr(factors, "scale", None)
     scale = np.asarray(fixed, dtype=np.float64) if fixed is not None else base.std(axis=0, ddof=1)
     scale = np.maximum(scale, 1e-6)
-    yield Progress(1, total, stage="unedited samples")
 
     effects, responses, grids = [], [], []
-    for j, (k, d) in enumerate(dirs):
+    for k, d in dirs:
         lo, hi = shift_range(d, params.t_max)
         ts = shift_grid(d, params.steps, params.t_max)
-        imgs = render_shifts(gen, z, d, ts, psi=params.psi, batch_size=params.batch_size)  # [M, S, C, H, W]
-        M, S = imgs.shape[:2]
-        pred = _predict(factors, imgs.reshape(M * S, *imgs.shape[2:])).reshape(M, S, F)
+        parts = []
+        for _, imgs in render_pieces(gen, M * len(ts), shift_rows(z, d, ts), pacer, psi=params.psi):
+            parts.append(_predict(factors, imgs))
+            done += imgs.shape[0]
+            yield Progress(done, total, stage="directions", message=f"direction {k}")
+        pred = np.concatenate(parts).reshape(M, len(ts), F)
         r = (pred - base[:, None, :]) / scale  # [M, S, F]
         eff = np.abs(slopes(ts, r)).mean(axis=0) * (hi - lo)  # [F]
         effects.append(eff)
@@ -220,7 +230,7 @@ def run(
         grids.append(ts)
         pur = purity_of(eff[None])[0]
         yield Progress(
-            j + 2,
+            done,
             total,
             stage="directions",
             metrics={"purity": float(pur), "effect": float(eff.max())},
