@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import AtlasError
-from engine.jobs import Progress, relabel
+from engine.jobs import Pacer, Progress, relabel, wait_for
 from engine.latents import Latent, model_ref
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -296,15 +296,20 @@ class ProjectParams:
         return space
 
 
-def code_statistics(gen, space: str, samples: int, seed: int, device) -> tuple[torch.Tensor, float]:
-    """The fit's starting code ``[*code_shape]`` in w / w+ and the code spread (RMS distance of mapped z)."""
+def code_statistics(
+    gen, space: str, samples: int, seed: int, device, record: Progress | None = None
+) -> Iterator[Progress]:
+    """Job: the fit's starting code ``[*code_shape]`` in w / w+ and the code spread (RMS distance of
+    mapped z); yields ``record`` after every paced piece of mapped latents."""
     g = torch.Generator().manual_seed(seed)
     center = gen.truncation_center
     ws = []
+    z_all = torch.randn(samples, gen.z_dim, generator=g)  # drawn at once: the same whatever the pieces
+    pacer = Pacer(1000, first=100, device=device)
     with torch.no_grad():
-        for start in range(0, samples, 1000):
-            z = torch.randn(min(1000, samples - start), gen.z_dim, generator=g).to(device)
-            ws.append(gen.mapping(z)[:, 0].float())
+        for sl in pacer.slices(samples):
+            ws.append(gen.mapping(z_all[sl].to(device))[:, 0].float())
+            yield record if record is not None else Progress(0, 0)
         w = torch.cat(ws)
         avg = center.detach().float().to(device) if center is not None else w.mean(0)
         spread = float(((w - avg).square().sum(1).mean()).sqrt())
@@ -330,12 +335,13 @@ def project(
     dev = gen.device
     target, info = load_image(image, gen.resolution, gen.img_channels)
     target = target.to(dev)
-    dist = resolve_distance(distance, dev)
-    target_d = _for_distance(target, dist)
     t0 = time.perf_counter()
     steps = params.steps
+    preparing = Progress(0, steps, stage="project", message="preparing")
+    yield preparing
+    dist = yield from wait_for(resolve_distance, distance, dev, record=preparing)  # builds (and reads) a network
+    target_d = _for_distance(target, dist)
     g = torch.Generator().manual_seed(params.seed)
-    yield Progress(0, steps, stage="project", message="preparing")
 
     def loss_of(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d = dist(_for_distance(images, dist), target_d.expand(images.shape[0], -1, -1, -1)).reshape(-1)
@@ -345,10 +351,11 @@ def project(
     # In z the code noise costs 3-6 dB PSNR on digiface (300 steps, 3 seeds): the restarts already explore.
     noise_factor = params.noise_factor if params.noise_factor is not None else (0.0 if space == "z" else 0.05)
     noise_maps: dict[str, torch.Tensor] = {}
+    pacer = Pacer(64, device=dev)
     if space == "z":
-        code, spread = _best_candidates(gen, params, g, loss_of, dev)
+        code, spread = yield from _best_candidates(gen, params, g, loss_of, dev, pacer, preparing)
     else:
-        code, spread = code_statistics(gen, space, params.stats_samples, params.seed, dev)
+        code, spread = yield from code_statistics(gen, space, params.stats_samples, params.seed, dev, preparing)
         code = code.unsqueeze(0)
         if params.optimize_noise:
             noise_maps = {k: v.detach().clone().float().reshape(1, 1, *v.shape) for k, v in gen.noise_maps().items()}
@@ -424,17 +431,21 @@ def single_class(gen):
     return gen.conditioned(classes=cls.cpu())
 
 
-def _best_candidates(gen, params: ProjectParams, g: torch.Generator, loss_of, dev) -> tuple[torch.Tensor, float]:
-    """z: the ``starts`` best of ``candidates`` random z (by loss and prior), and the z spread sqrt(d)."""
-    scores, zs = [], []
+def _best_candidates(
+    gen, params: ProjectParams, g: torch.Generator, loss_of, dev, pacer: Pacer, record: Progress
+) -> Iterator[Progress]:
+    """Job: z: the ``starts`` best of ``candidates`` random z (by loss and prior), and the z spread
+    sqrt(d); scored in paced pieces (at most 64), yielding ``record`` after each."""
+    z_all = torch.randn(params.candidates, gen.z_dim, generator=g)
+    scores = []
     with torch.no_grad():
-        for start in range(0, params.candidates, 64):
-            z = torch.randn(min(64, params.candidates - start), gen.z_dim, generator=g).to(dev)
+        for sl in pacer.slices(params.candidates):
+            z = z_all[sl].to(dev)
             loss, _ = loss_of(gen.decode(z, "z"))
             scores.append(loss + params.prior_weight * shell_prior(z))
-            zs.append(z)
+            yield record
     order = torch.cat(scores).argsort()[: params.starts]
-    return torch.cat(zs)[order], math.sqrt(gen.z_dim)
+    return z_all[order.cpu()].to(dev), math.sqrt(gen.z_dim)
 
 
 def _noise_arg(maps: dict[str, torch.Tensor], batch: int):
@@ -525,7 +536,8 @@ def tune(
     else:
         target, _ = load_image(image, gen.resolution, gen.img_channels)
         target = target.to(dev)
-    dist = resolve_distance(distance, dev)
+    yield Progress(0, params.steps, stage="tune", message="preparing")
+    dist = yield from wait_for(resolve_distance, distance, dev, record=Progress(0, params.steps, stage="tune"))
     target_d = _for_distance(target, dist)
     code = lat.code[:1].to(dev)
     noise = {k: v[:1] for k, v in lat.noise.items()} or None
