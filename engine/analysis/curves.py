@@ -35,7 +35,7 @@ from engine.analysis.sampling import (
 from engine.directions import DirectionSet
 from engine.distances import DISTANCES, load_distance
 from engine.errors import AtlasError
-from engine.jobs import Pacer, Progress
+from engine.jobs import Pacer, Progress, wait_for
 
 DistanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PERCEPTUAL_MIN_SIZE = 64
@@ -136,7 +136,9 @@ def run(
     check_fits(gen, dirset)
     dirs = directions_of(dirset, indices)
     if distance is None:
-        distance, distance_label = resolve_distance(params.distance, gen.device)
+        loading = Progress(0, 0, stage="loading the distance")
+        yield loading
+        distance, distance_label = yield from wait_for(resolve_distance, params.distance, gen.device, record=loading)
         name = params.distance
     else:
         name = getattr(distance, "name", "custom")

@@ -236,7 +236,11 @@ def run(
     check_fits(gen, dirset)
     dirs = directions_of(dirset, indices)
     if features is None:
-        features, features_label = resolve_features(params.features, gen.device, factors)
+        loading = Progress(0, 0, stage="loading the feature network")
+        yield loading
+        features, features_label = yield from wait_for(
+            resolve_features, params.features, gen.device, factors, record=loading
+        )
         name = params.features
     else:
         name = getattr(features, "name", "custom")

@@ -28,7 +28,7 @@ from engine.discovery.reconstructor import RECONSTRUCTORS, TrainConfig, train_re
 from engine.discovery.registry import register_method, validate_params
 from engine.discovery.shifts import ShiftFamily, param_pair
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import Progress, wait_for
 
 
 class BasisShifts(ShiftFamily):
@@ -200,5 +200,5 @@ def train_directions(
 def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iterator[Progress]:
     """Job: returns K directions (coefficients over the SVD basis); scores = per-direction RCA."""
     info = resolve_layer(gen, params.layer)
-    basis = svd_basis(gen, info.name)
+    basis = yield from wait_for(svd_basis, gen, info.name, record=Progress(0, params.steps, stage="svd"))
     return (yield from train_directions(gen, params, basis, "param-opt", device=device, state=state))

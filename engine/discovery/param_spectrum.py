@@ -33,7 +33,7 @@ from engine.discovery.param_space import basis_set, dense_basis, resolve_layer
 from engine.discovery.registry import register_method, validate_params
 from engine.distances import DISTANCES, load_distance
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import Progress, wait_for
 
 # Default suggested range, in fractions of ||W||_F; chosen on digiface-dcgan-64 grids (README).
 SPECTRUM_RANGE = 0.03
@@ -122,8 +122,12 @@ def hessian_eigen(gen, params: Params, *, device, state: dict | None = None, sta
     never waits for a whole product.
     """
     info = resolve_layer(gen, params.layer)
-    yield Progress(0, params.steps, stage=stage, message="loading the distance")
-    distance = load_distance(params.distance, device=device, size=params.distance_size)
+    loading = Progress(0, params.steps, stage=stage, message="loading the distance")
+    yield loading
+    # importing and building the distance network: seconds, in calls that cannot be cut
+    distance = yield from wait_for(
+        load_distance, params.distance, device=device, size=params.distance_size, record=loading
+    )
     yield Progress(0, params.steps, stage=stage, message="starting the eigensolver")
     z = gen.sample_latents(params.samples, seed=params.seed)
     H = LayerHessian(gen, info.name, distance, z, psi=params.truncation, chunk=params.chunk)
