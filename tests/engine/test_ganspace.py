@@ -6,9 +6,8 @@ import torch
 
 from engine.discovery import get_method
 from engine.discovery.ganspace import Params, _activation_features, _batches, sample_latents, streamed_pca
-from engine.jobs import Pacer
 from engine.errors import AtlasError
-from engine.jobs import run_job
+from engine.jobs import Pacer, run_job
 from tests.engine.tiny_generators import tiny_dcgan
 
 
