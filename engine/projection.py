@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.errors import AtlasError
+from engine.errors import AtlasError, BadValueError
 from engine.jobs import Pacer, Progress, relabel, wait_for
 from engine.latents import Latent, model_ref
 
@@ -259,6 +259,14 @@ def shell_prior(z: torch.Tensor) -> torch.Tensor:
 
 
 # ---- the latent fit ------------------------------------------------------------------------
+MAX_STEPS = 1_000_000
+
+
+def _bounded(name: str, value: int, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or not lo <= value <= hi:
+        raise BadValueError(f"{name} {value}: must be a whole number from {lo} to {hi:,}")
+
+
 @dataclass(frozen=True)
 class ProjectParams:
     """Settings of ``project``. Defaults follow the StyleGAN2 projector, with fewer steps (its 1000
@@ -287,12 +295,15 @@ class ProjectParams:
         if space == "auto":
             space = "w" if "w" in gen.spaces else "z"
         gen.check_space(space)
-        if self.steps < 1:
-            raise AtlasError(f"steps {self.steps}: must be at least 1")
-        if not self.lr > 0:
+        _bounded("steps", self.steps, 1, MAX_STEPS)
+        if not (math.isfinite(self.lr) and self.lr > 0):
             raise AtlasError(f"learning rate {self.lr}: must be positive")
         if space == "z" and (self.starts < 1 or self.candidates < self.starts):
             raise AtlasError(f"starts {self.starts} / candidates {self.candidates}: need 1 <= starts <= candidates")
+        _bounded("candidates", self.candidates, 1, 100_000)
+        _bounded("starts", self.starts, 1, 256)  # fitted together: every step renders them all
+        _bounded("stats_samples", self.stats_samples, 1, 10**8)
+        _bounded("preview_every", self.preview_every, 1, MAX_STEPS)
         return space
 
 
@@ -303,16 +314,22 @@ def code_statistics(
     mapped z); yields ``record`` after every paced piece of mapped latents."""
     g = torch.Generator().manual_seed(seed)
     center = gen.truncation_center
-    ws = []
-    z_all = torch.randn(samples, gen.z_dim, generator=g)  # drawn at once: the same whatever the pieces
+    # E|w - avg|^2 from the sums of w and |w|^2, in float64: no mapped sample is kept
+    w_sum = torch.zeros(gen.w_dim, dtype=torch.float64, device=device)
+    sq_sum = 0.0
     pacer = Pacer(1000, first=100, device=device)
     with torch.no_grad():
-        for sl in pacer.slices(samples):
-            ws.append(gen.mapping(z_all[sl].to(device))[:, 0].float())
-            yield record if record is not None else Progress(0, 0)
-        w = torch.cat(ws)
-        avg = center.detach().float().to(device) if center is not None else w.mean(0)
-        spread = float(((w - avg).square().sum(1).mean()).sqrt())
+        for start in range(0, samples, 1000):  # drawn in thousands as ever: the same latents whatever the pieces
+            z = torch.randn(min(1000, samples - start), gen.z_dim, generator=g)
+            for sl in pacer.slices(z.shape[0]):
+                w = gen.mapping(z[sl].to(device))[:, 0].double()
+                w_sum += w.sum(0)
+                sq_sum += float(w.square().sum())
+                yield record if record is not None else Progress(0, 0)
+        mean = w_sum / samples
+        avg = center.detach().double().to(device) if center is not None else mean
+        spread = math.sqrt(max(0.0, sq_sum / samples - 2 * float(avg @ mean) + float(avg @ avg)))
+        avg = avg.float()
     code = avg if space == "w" else avg.unsqueeze(0).repeat(gen.num_ws, 1)
     return code, spread
 
@@ -499,10 +516,10 @@ class TuneParams:
     seed: int = 0
 
     def check(self, gen) -> list[str]:
-        if self.steps < 1:
-            raise AtlasError(f"tuning steps {self.steps}: must be at least 1")
-        if not self.lr > 0:
+        _bounded("tuning steps", self.steps, 1, MAX_STEPS)
+        if not (math.isfinite(self.lr) and self.lr > 0):
             raise AtlasError(f"tuning learning rate {self.lr}: must be positive")
+        _bounded("preview_every", self.preview_every, 1, MAX_STEPS)
         names = [i.name for i in gen.editable_layers()]
         if not names:
             raise AtlasError(f"model '{gen.name}' has no editable layers to tune")

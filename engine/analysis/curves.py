@@ -33,6 +33,7 @@ from engine.analysis.sampling import (
     unedited_rows,
 )
 from engine.directions import DirectionSet
+from engine.discovery.registry import validate_params
 from engine.distances import DISTANCES, load_distance
 from engine.errors import AtlasError
 from engine.jobs import Pacer, Progress, wait_for
@@ -43,9 +44,9 @@ PERCEPTUAL_MIN_SIZE = 64
 
 @dataclass(frozen=True)
 class Params:
-    seeds: int = field(default=16, metadata={"help": "latents z averaged over", "min": 1})
+    seeds: int = field(default=16, metadata={"help": "latents z averaged over", "min": 1, "max": 100_000})
     steps: int = field(
-        default=11, metadata={"help": "shifts t over each direction's range (odd: includes 0)", "min": 2}
+        default=11, metadata={"help": "shifts t over each direction's range (odd: includes 0)", "min": 2, "max": 1001}
     )
     t_max: float | None = field(
         default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range", "min": 0.0}
@@ -54,9 +55,16 @@ class Params:
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
     batch_size: int = field(
         default=64,
-        metadata={"help": "most images per forward pass (fewer when a pass would take over 0.3 s)", "min": 1},
+        metadata={
+            "help": "most images per forward pass (fewer when a pass would take over 0.3 s)",
+            "min": 1,
+            "max": 4096,
+        },
     )
     seed: int = field(default=0, metadata={"help": "seed of the latents"})
+
+    def __post_init__(self) -> None:
+        validate_params(self)
 
 
 @register_result
@@ -135,6 +143,8 @@ def run(
         raise AtlasError(f"curves need at least 1 seed, got {params.seeds}")
     check_fits(gen, dirset)
     dirs = directions_of(dirset, indices)
+    image = 4 * gen.img_channels * gen.resolution**2  # the unedited images are kept
+    z = latents(gen, params.seeds, params.seed, param="seeds", extra=image, what=" and their unedited images")
     if distance is None:
         loading = Progress(0, 0, stage="loading the distance")
         yield loading
@@ -143,7 +153,6 @@ def run(
     else:
         name = getattr(distance, "name", "custom")
         distance_label = distance_label or getattr(distance, "label", name)
-    z = latents(gen, params.seeds, params.seed)
     M = z.shape[0]
     pacer = Pacer(params.batch_size, device=gen.device)
     total = M * (1 + len(dirs) * params.steps)  # images

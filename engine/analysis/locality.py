@@ -22,6 +22,7 @@ from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
 from engine.analysis.sampling import check_fits, directions_of, latents, render_pieces, shift_range
 from engine.directions import DirectionSet
+from engine.discovery.registry import validate_params
 from engine.errors import AtlasError
 from engine.jobs import Pacer, Progress
 from engine.render import render_batch, to_uint8
@@ -31,12 +32,19 @@ TOP_SHARE = 0.1
 
 @dataclass(frozen=True)
 class Params:
-    samples: int = field(default=1600, metadata={"help": "latents z averaged over (paper: 1600)", "min": 1})
-    shifts: int = field(default=20, metadata={"help": "shifts t ~ U[-T, T] per latent (paper: 20)", "min": 1})
+    samples: int = field(
+        default=1600, metadata={"help": "latents z averaged over (paper: 1600)", "min": 1, "max": 1_000_000}
+    )
+    shifts: int = field(
+        default=20, metadata={"help": "shifts t ~ U[-T, T] per latent (paper: 20)", "min": 1, "max": 10_000}
+    )
     t_max: float | None = field(default=None, metadata={"help": "T; default: each direction's range", "min": 0.0})
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
-    batch_size: int = field(default=64, metadata={"help": "images per forward pass", "min": 1})
+    batch_size: int = field(default=64, metadata={"help": "images per forward pass", "min": 1, "max": 4096})
     seed: int = field(default=0, metadata={"help": "seed of the latents and shifts"})
+
+    def __post_init__(self) -> None:
+        validate_params(self)
 
 
 @register_result
@@ -111,7 +119,7 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
         raise AtlasError(f"locality needs at least 1 sample and 1 shift, got {params.samples} and {params.shifts}")
     check_fits(gen, dirset)
     dirs = directions_of(dirset, indices)
-    z_all = latents(gen, params.samples, params.seed)
+    z_all = latents(gen, params.samples, params.seed, extra=4 * params.shifts, what=" and their shifts")
     g = torch.Generator().manual_seed(params.seed + 1)
     N, S = params.samples, params.shifts
     pacer = Pacer(params.batch_size, device=gen.device)

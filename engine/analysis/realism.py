@@ -40,6 +40,7 @@ from engine.analysis.sampling import (
     unedited_rows,
 )
 from engine.directions import DirectionSet
+from engine.discovery.registry import validate_params
 from engine.errors import AtlasError, describe_exception
 from engine.jobs import Pacer, Progress, wait_for
 
@@ -51,16 +52,25 @@ FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class Params:
-    samples: int = field(default=1000, metadata={"help": "edited samples per shift (paper: 50000)", "min": 2})
-    reference: int = field(default=1000, metadata={"help": "unedited samples of other latents", "min": 2})
-    steps: int = field(default=7, metadata={"help": "shifts t over each direction's range (odd: includes 0)", "min": 2})
+    samples: int = field(
+        default=1000, metadata={"help": "edited samples per shift (paper: 50000)", "min": 2, "max": 1_000_000}
+    )
+    reference: int = field(
+        default=1000, metadata={"help": "unedited samples of other latents", "min": 2, "max": 1_000_000}
+    )
+    steps: int = field(
+        default=7, metadata={"help": "shifts t over each direction's range (odd: includes 0)", "min": 2, "max": 1001}
+    )
     t_max: float | None = field(
         default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range", "min": 0.0}
     )
     features: str = field(default="inception", metadata={"help": "feature network", "choices": FEATURES})
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
-    batch_size: int = field(default=50, metadata={"help": "images per forward pass", "min": 1})
+    batch_size: int = field(default=50, metadata={"help": "images per forward pass", "min": 1, "max": 4096})
     seed: int = field(default=0, metadata={"help": "seed of the latents"})
+
+    def __post_init__(self) -> None:
+        validate_params(self)
 
 
 @register_result
@@ -235,6 +245,8 @@ def run(
         )
     check_fits(gen, dirset)
     dirs = directions_of(dirset, indices)
+    z = latents(gen, params.samples, params.seed)
+    z_ref = latents(gen, params.reference, params.seed + 1_000_003, param="reference")
     if features is None:
         loading = Progress(0, 0, stage="loading the feature network")
         yield loading
@@ -245,8 +257,6 @@ def run(
     else:
         name = getattr(features, "name", "custom")
         features_label = features_label or getattr(features, "label", name)
-    z = latents(gen, params.samples, params.seed)
-    z_ref = latents(gen, params.reference, params.seed + 1_000_003)
     grids = [shift_grid(d, params.steps, params.t_max) for _, d in dirs]
     pacer = Pacer(params.batch_size, device=gen.device)
     total = params.reference + params.samples * sum(len(g) for g in grids)  # images

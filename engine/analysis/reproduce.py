@@ -33,6 +33,7 @@ from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
 from engine.analysis.sampling import check_fits, directions_of, latents
 from engine.directions import DirectionSet
+from engine.discovery.registry import validate_params
 from engine.errors import AtlasError
 from engine.jobs import Pacer, Progress
 from engine.models.base import ParamEdit
@@ -51,14 +52,21 @@ class Params:
         default="auto",
         metadata={"help": "where h lives: auto (w for style models, else z), z, w, w+", "choices": SPACES},
     )
-    steps: int = field(default=300, metadata={"help": "Adam steps, a fresh batch of z each", "min": 1})
-    batch_size: int = field(default=32, metadata={"help": "latents per step", "min": 1})
+    steps: int = field(
+        default=300, metadata={"help": "Adam steps, a fresh batch of z each", "min": 1, "max": 1_000_000}
+    )
+    batch_size: int = field(default=32, metadata={"help": "latents per step", "min": 1, "max": 4096})
     lr: float = field(
         default=0.05, metadata={"help": "Adam learning rate, in code standard deviations (cosine decay)", "min": 0.0}
     )
-    eval_samples: int = field(default=256, metadata={"help": "held-out latents the residual is measured on", "min": 1})
+    eval_samples: int = field(
+        default=256, metadata={"help": "held-out latents the residual is measured on", "min": 1, "max": 1_000_000}
+    )
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
     seed: int = field(default=0, metadata={"help": "seed of the latents"})
+
+    def __post_init__(self) -> None:
+        validate_params(self)
 
 
 @register_result
@@ -169,7 +177,7 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
     dev = gen.device
     scale = _code_scale(gen, space, params.psi, params.seed)
     pacer = Pacer(params.batch_size, device=dev)
-    z_eval = latents(gen, params.eval_samples, params.seed + 1_000_003)
+    z_eval = latents(gen, params.eval_samples, params.seed + 1_000_003, param="eval_samples")
     g = torch.Generator().manual_seed(params.seed)
     total = len(dirs) * params.steps
     yield Progress(0, total, stage="optimising h")

@@ -23,6 +23,7 @@ from engine.directions import Direction, DirectionSet
 from engine.errors import AtlasError
 from engine.jobs import Pacer
 from engine.render import check_set_fits, materialize, render_batch
+from engine.selection import check_job_memory
 
 
 def directions_of(dirset: DirectionSet, indices: Sequence[int] | None) -> list[tuple[int, Direction]]:
@@ -123,8 +124,14 @@ def render_base(gen, z: torch.Tensor, *, psi: float = 1.0, batch_size: int = 64)
     return torch.cat(out)
 
 
-def latents(gen, n: int, seed: int) -> torch.Tensor:
-    """``[n, z_dim]`` on the generator's device, reproducible from ``seed``."""
+def latents(gen, n: int, seed: int, *, param: str = "samples", extra: float = 0.0, what: str = "") -> torch.Tensor:
+    """``[n, z_dim]`` on the generator's device, reproducible from ``seed``.
+
+    ``param`` names the parameter that asked for ``n``: more than ``engine.selection.MAX_JOB_BYTES``
+    of latents (plus ``extra`` bytes per latent that the job keeps with each, ``what``) is refused
+    before anything is drawn.
+    """
     if n < 1:
         raise AtlasError(f"number of samples must be at least 1, got {n}")
+    check_job_memory(param, n, 4 * gen.z_dim + extra, f"the latents{what}")
     return gen.sample_latents(n, seed).to(gen.device)

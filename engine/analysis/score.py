@@ -47,14 +47,17 @@ from engine.analysis.sampling import (
     unedited_rows,
 )
 from engine.directions import DirectionSet
+from engine.discovery.registry import validate_params
 from engine.errors import AtlasError
 from engine.jobs import Pacer, Progress
 
 
 @dataclass(frozen=True)
 class Params:
-    seeds: int = field(default=64, metadata={"help": "latents z each direction is measured on", "min": 1})
-    steps: int = field(default=9, metadata={"help": "shifts t across each direction's range", "min": 2})
+    seeds: int = field(
+        default=64, metadata={"help": "latents z each direction is measured on", "min": 1, "max": 1_000_000}
+    )
+    steps: int = field(default=9, metadata={"help": "shifts t across each direction's range", "min": 2, "max": 1001})
     t_max: float | None = field(
         default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range", "min": 0.0}
     )
@@ -74,8 +77,11 @@ class Params:
         },
     )
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
-    batch_size: int = field(default=64, metadata={"help": "images per forward pass", "min": 1})
+    batch_size: int = field(default=64, metadata={"help": "images per forward pass", "min": 1, "max": 4096})
     seed: int = field(default=0, metadata={"help": "seed of the latents"})
+
+    def __post_init__(self) -> None:
+        validate_params(self)
 
 
 @register_result
@@ -193,9 +199,9 @@ def run(
         raise AtlasError(f"score needs at least 2 shifts per direction, got {params.steps}")
     check_fits(gen, dirset)
     dirs = directions_of(dirset, indices)
+    z = latents(gen, params.seeds, params.seed, param="seeds")
     factors = factors or procedural_factors(device=gen.device)
     F = len(factors.names)
-    z = latents(gen, params.seeds, params.seed)
     M = z.shape[0]
     pacer = Pacer(params.batch_size, device=gen.device)
     total = M * (1 + len(dirs) * params.steps)  # images

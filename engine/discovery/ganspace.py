@@ -38,9 +38,10 @@ DEFAULT_RANGE = 3.0  # in standard deviations
 
 @dataclass(frozen=True)
 class Params:
-    k: int = field(default=32, metadata={"help": "number of principal components", "min": 1})
+    k: int = field(default=32, metadata={"help": "number of principal components", "min": 1, "max": 4096})
     n_samples: int = field(
-        default=20_000, metadata={"help": "samples for the PCA (paper: 10^6; 20k is CPU-friendly)", "min": 2}
+        default=20_000,
+        metadata={"help": "samples for the PCA (paper: 10^6; 20k is CPU-friendly)", "min": 2, "max": 10**8},
     )
     layers: str = field(
         default="all", metadata={"help": "StyleGAN2: w+ layer range the edits act on, e.g. all, 0-3, 4-7"}
@@ -53,6 +54,7 @@ class Params:
             "layerN, default 2; adapters: the N-th module call from the first latent layer on, default the "
             "first activation)",
             "min": 0,
+            "max": 1000,
         },
     )
     solver: str = field(
@@ -65,7 +67,9 @@ class Params:
     shift: float = field(
         default=0.0, metadata={"help": "suggested shift range +-shift in standard deviations (0: 3)", "min": 0.0}
     )
-    batch_size: int = field(default=500, metadata={"help": "samples per generator batch", "min": 1, "key": False})
+    batch_size: int = field(
+        default=500, metadata={"help": "samples per generator batch", "min": 1, "max": 10_000, "key": False}
+    )
     seed: int = field(default=0, metadata={"help": "seed of the sampled latents"})
 
     def __post_init__(self) -> None:
@@ -209,7 +213,9 @@ def regress_to_latent(
     k = comps.shape[1]
     XtX = torch.zeros(k, k, dtype=torch.float64)
     XtZ = torch.zeros(k, gen.z_dim, dtype=torch.float64)
-    zs = []
+    # the std of z along each direction, from the moments of z (no sample is kept)
+    z_sum = torch.zeros(gen.z_dim, dtype=torch.float64)
+    z_outer = torch.zeros(gen.z_dim, gen.z_dim, dtype=torch.float64)
     pacer = pacer or Pacer(params.batch_size, device=device)
     features = _activation_features(gen, params, device, pacer, "ganspace-regression")
     for i, n in enumerate(sizes):
@@ -221,10 +227,13 @@ def regress_to_latent(
             XtZ += x.T @ z[start : start + y.shape[0]]
             start += y.shape[0]
             yield Progress(i, len(sizes), stage="regression")
-        zs.append(z)
+        z_sum += z.sum(0)
+        z_outer += z.T @ z
     M = torch.linalg.solve(XtX, XtZ)  # [k, z_dim]
     U = M / M.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    lat_std = (torch.cat(zs) @ U.T).std(dim=0)
+    N = sum(sizes)
+    cov = (z_outer - torch.outer(z_sum, z_sum) / N) / max(N - 1, 1)
+    lat_std = ((U @ cov) * U).sum(1).clamp_min(0).sqrt()  # sqrt(u^T Cov(z) u), as the std of z @ u
     return U, lat_std
 
 

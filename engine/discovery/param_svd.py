@@ -25,7 +25,9 @@ SVD_RANGE = 0.2
 
 @dataclass(frozen=True)
 class Params:
-    k: int = field(default=16, metadata={"help": "number of directions: the top-K singular values", "min": 1})
+    k: int = field(
+        default=16, metadata={"help": "number of directions: the top-K singular values", "min": 1, "max": 4096}
+    )
     layer: str = field(default="", metadata={"help": "editable layer to shift (empty: the model's default)"})
     range: float = field(
         default=SVD_RANGE,

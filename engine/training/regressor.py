@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from engine.data.procedural import ProceduralFaces, random_batches
 from engine.data.regressor import HELD_OUT_SEED, FactorRegressor, RegressorConfig, factor_scores, predict_factors
+from engine.errors import BadValueError
 from engine.jobs import Pacer, Progress
 
 
@@ -31,6 +32,16 @@ class RegressorParams:
     blur_prob: float = 0.3
     eval_every: int = 1000
     eval_n: int = 2048
+
+    def __post_init__(self) -> None:
+        """Every count within its bounds (the held-out images are kept: ``eval_n`` is bounded by memory)."""
+        bounds = {"steps": 10**9, "batch_size": 4096, "eval_every": 10**9, "eval_n": 100_000}
+        for name, most in bounds.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= most:
+                raise BadValueError(f"regressor setting {name}={v!r}: expected a whole number from 1 to {most:,}")
+        if self.resolution not in (16, 32, 64, 128):
+            raise BadValueError(f"regressor setting resolution={self.resolution!r}: choose 16, 32, 64 or 128")
 
 
 def degrade(images: torch.Tensor, rng: torch.Generator, noise_max: float, blur_prob: float) -> torch.Tensor:

@@ -71,6 +71,22 @@ _AT_LEAST_ONE = {
     "sample_grid",
 }
 _POSITIVE = {"kimg", "lr", "sample_every_kimg"}
+# ceilings of the sizes (memory) and counts; a larger value is refused before anything is built
+_AT_MOST = {
+    "z_dim": 4096,
+    "w_dim": 4096,
+    "mapping_layers": 64,
+    "batch_size": 4096,
+    "r1_interval": 10**6,
+    "pl_interval": 10**6,
+    "pl_batch_shrink": 4096,
+    "mbstd_group": 4096,
+    "sample_grid": 32,  # an N x N grid rendered at every sample point
+    "kimg": 10**7,
+    "sample_every_kimg": 10**7,
+    "seed": 2**63 - 1,
+}
+MAX_CHANNELS = 4096
 _NON_NEGATIVE = {"r1_gamma", "pl_weight", "pl_decay", "style_mixing", "ema_kimg", "ema_rampup", "seed"}
 
 
@@ -96,8 +112,8 @@ def _checked_setting(name: str, value):
                 res = int(k)
             except (TypeError, ValueError):
                 fail("an object of resolution: channels")
-            if number(v, True) < 1 or res < 4:
-                fail("positive channel counts at resolutions of at least 4")
+            if not 1 <= number(v, True) <= MAX_CHANNELS or not 4 <= res <= 4096:
+                fail(f"channel counts of 1 to {MAX_CHANNELS} at resolutions of 4 to 4096")
             out[res] = int(v)
         return out
     if name == "betas":
@@ -117,6 +133,8 @@ def _checked_setting(name: str, value):
         fail("a positive number")
     if name in _NON_NEGATIVE and v < 0:
         fail("a number of at least 0")
+    if name in _AT_MOST and v > _AT_MOST[name]:
+        fail(f"at most {_AT_MOST[name]:,}")
     return v
 
 
