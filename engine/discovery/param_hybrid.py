@@ -26,7 +26,19 @@ from engine.discovery.reconstructor import RECONSTRUCTORS, TrainConfig
 from engine.discovery.registry import register_method, validate_params
 from engine.distances import DISTANCES
 from engine.errors import AtlasError
+from engine.hashing import state_dict_sha256
 from engine.jobs import Progress
+
+
+def spectrum_identity(path: str) -> str:
+    """What identifies a run over a saved spectrum set: a sha256 of the eigenvectors it holds (the
+    file's integrity checked on loading), not its path: the same set moved or saved again is the
+    same run, another set saved under that name is not. (Not the tensor file's own sha256: the
+    safetensors writer orders its metadata arbitrarily, so one set saved twice hashes apart.)"""
+    if not path:
+        return ""
+    dset = DirectionSet.load(Path(path))
+    return "sha256:" + state_dict_sha256({f"delta.{i}": dset.param_delta(i) for i in range(len(dset))})
 
 
 @dataclass(frozen=True)
@@ -35,7 +47,10 @@ class Params:
     layer: str = field(default="", metadata={"help": "editable layer to shift (empty: the model's default)"})
     spectrum: str = field(
         default="",
-        metadata={"help": "a saved param-spectrum set whose eigenvectors form the basis (empty: compute them)"},
+        metadata={
+            "help": "a saved param-spectrum set whose eigenvectors form the basis (empty: compute them)",
+            "key_of": spectrum_identity,
+        },
     )
     basis_k: int = field(
         default=64, metadata={"help": "Hessian eigenvectors in the basis (when computed)", "min": 1, "max": 4096}
