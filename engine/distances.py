@@ -71,7 +71,9 @@ def download_backbone(net: str, *, progress: bool = True) -> Path:
             tmp.unlink()
         except FileNotFoundError:
             pass
-        raise AtlasError(missing_backbone_message(b, f"download from {b.url} failed: {exc}")) from None
+        raise AtlasError(
+            missing_backbone_message(b, f"download from {b.url} failed: {describe_exception(exc)}")
+        ) from None
     return b.path
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from engine.directions import Direction, DirectionSet
-from engine.errors import AtlasError, BadValueError
+from engine.errors import AtlasError, BadValueError, describe_exception
 from engine.files import ensure_folder
 from engine.jobs import Pacer, Progress, relabel, wait_for
 
@@ -47,7 +47,7 @@ def save_image(image: np.ndarray, path: str | Path) -> Path:
     try:
         Image.fromarray(np.ascontiguousarray(image)).save(path)
     except (OSError, ValueError) as exc:
-        raise AtlasError(f"{path}: cannot write image ({exc})") from None
+        raise AtlasError(f"{path}: cannot write image ({describe_exception(exc)})") from None
     return path
 
 
@@ -327,7 +327,7 @@ def _open_mp4_writer(path: Path, fps: float):
             quality=8,
         )
     except (OSError, RuntimeError, ValueError) as exc:
-        raise AtlasError(f"{path}: cannot start the MP4 encoder ({exc})") from None
+        raise AtlasError(f"{path}: cannot start the MP4 encoder ({describe_exception(exc)})") from None
 
 
 def _write_gif(path: Path, frames: list[np.ndarray], fps: float) -> None:
@@ -336,7 +336,7 @@ def _write_gif(path: Path, frames: list[np.ndarray], fps: float) -> None:
     try:
         iio3.imwrite(path, np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
     except (OSError, ValueError) as exc:
-        raise AtlasError(f"{path}: cannot write the GIF ({exc})") from None
+        raise AtlasError(f"{path}: cannot write the GIF ({describe_exception(exc)})") from None
 
 
 # ---- grids -------------------------------------------------------------------------------

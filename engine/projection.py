@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.errors import AtlasError, BadValueError
+from engine.errors import AtlasError, BadValueError, describe_exception
 from engine.jobs import Pacer, Progress, relabel, wait_for
 from engine.latents import Latent, model_ref
 
@@ -89,7 +89,7 @@ def load_image(image: str | Path | np.ndarray, resolution: int, channels: int = 
                 img = ImageOps.exif_transpose(im)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise AtlasError(
-                f"{path}: not a readable image, damaged or of an unsupported type ({exc.__class__.__name__}: {exc})"
+                f"{path}: not a readable image, damaged or of an unsupported type ({describe_exception(exc)})"
             ) from None
         from engine.hashing import file_sha256
 

@@ -122,7 +122,9 @@ def load_regressor(path: str | Path | None = None, device: str | torch.device = 
         model = FactorRegressor(RegressorConfig.from_dict(ckpt["config"]))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: regressor weights do not fit their config ({exc})") from None
+        raise CheckpointError(
+            f"{path}: regressor weights do not fit their config ({describe_exception(exc)})"
+        ) from None
     model.metrics = dict(ckpt.get("metrics", {}))
     return model.to(device).eval()
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.checkpoints.torchfile import check_model_size, load_checked, load_error, pickle_strings, show, state_tensor
-from engine.errors import CheckpointError
+from engine.checkpoints.torchfile import check_model_size, load_checked, pickle_strings, show, state_tensor
+from engine.errors import CheckpointError, describe_exception
 from engine.hashing import file_sha256
 from engine.models.base import (
     EARLY_ACTIVATION,
@@ -184,7 +184,7 @@ def load_dcgan_checkpoint(path: str | Path, *, name: str | None = None, key: str
         gen.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(
-            f"{path}: DCGAN weights do not fit the inferred architecture ({load_error(exc)})"
+            f"{path}: DCGAN weights do not fit the inferred architecture ({describe_exception(exc)})"
         ) from None
     gen.name = name or path.stem
     gen.identity = file_sha256(path)

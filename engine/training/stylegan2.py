@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from engine.checkpoints.atlas import save_stylegan2
 from engine.data.procedural import random_batches
-from engine.errors import AtlasError, BadValueError, CheckpointError
+from engine.errors import AtlasError, BadValueError, CheckpointError, describe_exception
 from engine.jobs import PASS_SECONDS, Pacer, Progress
 from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, mix_styles, random_noise
 from engine.training.checkpoint import atomic_save, safe_load
@@ -303,7 +303,7 @@ def load_state(path: Path, device: torch.device, cfg: TrainConfig | None = None)
         st.opt_G.load_state_dict(ck["opt_G"])
         st.opt_D.load_state_dict(ck["opt_D"])
     except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: damaged training checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: damaged training checkpoint ({describe_exception(exc)})") from None
     st.rng.set_state(ck["rng"])
     st.data_rng.bit_generator.state = json.loads(ck["data_rng"])
     st.cur_nimg, st.step, st.seconds = int(ck["cur_nimg"]), int(ck["step"]), float(ck["seconds"])
