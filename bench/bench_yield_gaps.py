@@ -48,6 +48,15 @@ def _method(name: str, **overrides):
     return make
 
 
+def _latent_recon(ctx):
+    from engine.discovery import get_method
+
+    spec = get_method("latent-recon")
+    dim = ctx.gen.w_dim if ctx.gen.num_ws else ctx.gen.z_dim
+    k = min(spec.params().k, dim)  # the default K (64), or the latent size where it is smaller (32 in sg3r)
+    return spec.run(ctx.gen, spec.make_params(k=k, rca_every=1))
+
+
 def _ganspace_regression(ctx):
     import torch
 
@@ -190,7 +199,7 @@ JOBS = {
     "sefa": _method("sefa"),
     "ganspace": _method("ganspace"),
     "ganspace-regression": _ganspace_regression,
-    "latent-recon": _method("latent-recon", rca_every=1),
+    "latent-recon": _latent_recon,
     "param-svd": _method("param-svd"),
     "param-opt": _method("param-opt", rca_every=1),
     "param-spectrum": _method("param-spectrum"),
