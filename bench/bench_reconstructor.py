@@ -133,8 +133,14 @@ class ReferenceTrainer:
 def ours_job(net: nn.Module, latent: int, K: int, batch: int, steps: int):
     gen = AdapterGenerator(copy.deepcopy(net), latent, name="mnist-mlp", resolution=32)
     family = LatentShifts(torch.eye(latent)[:, :K], "ortho", space="z")
-    cfg = TrainConfig(
-        steps=steps, batch_size=batch, rca_every=10**9, checkpoint_every=10**9, rca_samples=8, rca_batch=8
+    cfg = TrainConfig(  # pass_seconds=None: one yield per whole step, the unit compared here
+        steps=steps,
+        batch_size=batch,
+        rca_every=10**9,
+        checkpoint_every=10**9,
+        rca_samples=8,
+        rca_batch=8,
+        pass_seconds=None,
     )
     return train_reconstructor(gen, family, cfg)
 
@@ -186,7 +192,15 @@ def pair_modes(args) -> None:
     from engine.models import load_generator
 
     gen = load_generator(args.model, device="cpu")
-    cfg = TrainConfig(steps=12, batch_size=32, rca_samples=8, rca_batch=8, rca_every=10**9, checkpoint_every=10**9)
+    cfg = TrainConfig(
+        steps=12,
+        batch_size=32,
+        rca_samples=8,
+        rca_batch=8,
+        rca_every=10**9,
+        checkpoint_every=10**9,
+        pass_seconds=None,  # one yield per step
+    )
     space_dim = gen.w_dim if gen.num_ws else gen.z_dim
     layer = gen.default_edit_layer
     W = gen.layer_weight(layer).detach()

@@ -34,8 +34,14 @@ def params_from_args(spec, args, shortcuts: dict[str, str]):
         raw[name] = value
     for dest, name in shortcuts.items():
         value = getattr(args, dest, None)
-        if value is not None and name in names:
-            raw[name] = str(value)
+        if value is None:
+            continue
+        if name not in names:  # a flag of another analysis: refused, not silently ignored
+            flag = "--" + dest.replace("_", "-")
+            raise BadValueError(
+                f"{flag} does not apply to analysis '{spec.name}'; its parameters are {', '.join(sorted(names))}"
+            )
+        raw[name] = str(value)
     values = {}
     for name, text in raw.items():
         if name not in names:

@@ -93,8 +93,12 @@ def run(args) -> int:
     out = out_path(args.out, (".png", ".json", ".npz"))
     shortcuts = dict(SHORTCUTS)
     if args.kind == "reproduce":
-        shortcuts.pop("steps")  # --steps is a shift count elsewhere; reproduce's Adam steps are --opt-steps
+        if args.steps is not None:
+            raise BadValueError("--steps counts shifts in the other analyses; reproduce's Adam steps are --opt-steps")
+        shortcuts.pop("steps")
     else:
+        if args.opt_steps is not None:
+            raise BadValueError(f"--opt-steps is reproduce's; analysis '{args.kind}' counts its shifts with --steps")
         shortcuts.pop("opt_steps")
     params = params_from_args(spec, args, shortcuts)
     dset = DirectionSet.load(args.directions)

@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.discovery import ParamsForm
-from desktop.widgets import show_error
+from desktop.widgets import error_text, show_error
 from desktop.workers import JobRunner
 from engine.analysis import ANALYSES, AnalysisResult, spec_of_result
 from engine.errors import AtlasError
@@ -488,7 +488,7 @@ class AnalysisPanel(QWidget):
         self.finished.emit(result)
 
     def _failed(self, exc) -> None:
-        self.status.setText(f"failed: {exc}")
+        self.status.setText(f"failed: {error_text(exc)}")
         show_error(self, exc)
 
     def _stopped(self) -> None:

@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.job_process import JobSpec, function_path, model_ref_of
-from desktop.widgets import show_error
+from desktop.widgets import error_text, show_error
 from desktop.workers import BackgroundCall, ProcessJobRunner, torch_threads
 from desktop.workspace import SetEntry, Workspace
 from engine.directions import DirectionSet
@@ -700,7 +700,7 @@ class DiscoveryPanel(QWidget):
             self.setFinished.emit(shown)
 
         def not_saved(exc: Exception) -> None:
-            show_error(self, AtlasError(f"the result could not be saved: {exc}"))
+            show_error(self, AtlasError(f"the result could not be saved: {error_text(exc)}"))
             publish(None)
 
         self._save_later(result, "", publish, not_saved)
@@ -710,7 +710,7 @@ class DiscoveryPanel(QWidget):
         if self.entry is not None:
             self.ws.remove_set(self.entry)
             self.entry = None
-        self.status.setText(f"{self.spec.name if self.spec else 'job'} failed: {exc}")
+        self.status.setText(f"{self.spec.name if self.spec else 'job'} failed: {error_text(exc)}")
         show_error(self, exc)
 
     def _on_cancelled(self) -> None:
@@ -731,8 +731,8 @@ class DiscoveryPanel(QWidget):
 
         def lost(exc: Exception) -> None:
             self.ws.finish(entry, None, status=f"cancelled at step {step}, not saved")
-            self.status.setText(f"cancelled at step {step}; the partial result could not be saved: {exc}")
-            show_error(self, AtlasError(f"the partial result could not be saved: {exc}"))
+            self.status.setText(f"cancelled at step {step}; the partial result could not be saved: {error_text(exc)}")
+            show_error(self, AtlasError(f"the partial result could not be saved: {error_text(exc)}"))
 
         self._save_later(entry.dset, "-partial", kept, lost)
 

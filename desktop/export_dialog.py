@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.rendering import restrict, seed_codes, seed_label, seeds_space
-from desktop.widgets import show_error
+from desktop.widgets import error_text, show_error
 from desktop.workers import JobRunner
 from desktop.workspace import SetEntry
 from engine.errors import AtlasError
@@ -380,7 +380,7 @@ class ExportDialog(QDialog):
         self.bar.setValue(1)
 
     def _failed(self, exc: Exception) -> None:
-        self.status.setText(f"failed: {exc}")
+        self.status.setText(f"failed: {error_text(exc)}")
         show_error(self, exc)
 
     def _cancelled(self) -> None:

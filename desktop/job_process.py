@@ -158,10 +158,12 @@ def _portable(value: Any, out_dir: Path, job_id: int, tag: str) -> Any:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    from engine.errors import AtlasError
+    """The failure as the editor shows it: one line, as the command line prints it (no terminal
+    codes, no C++ stack trace, no advice to load a file with ``weights_only=False``)."""
+    from engine.errors import AtlasError, describe_exception, one_line
 
-    return text if isinstance(exc, AtlasError) and text else f"{type(exc).__name__}: {text}"
+    text = one_line(exc)
+    return text if isinstance(exc, AtlasError) and text else describe_exception(exc)
 
 
 def _run_one(conn, job_id: int, spec: JobSpec, models: dict, out_dir: Path) -> None:

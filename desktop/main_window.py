@@ -37,7 +37,7 @@ from desktop.preview import PreviewPanel
 from desktop.projection_dialog import ProjectionDialog
 from desktop.settings import Settings
 from desktop.tagging import AnnotationEditor
-from desktop.widgets import show_error
+from desktop.widgets import error_text, show_error
 from desktop.workers import BackgroundCall, LatestWins, job_pool, shutdown_job_process
 from desktop.workspace import SetEntry, Workspace
 from engine.device import DEVICE_CHOICES, cap_threads, default_threads
@@ -339,7 +339,7 @@ class MainWindow(QMainWindow):
         if gen is not None:  # the model that was loaded before still works: say so
             self._update_title()
             self.status_label.setText(f"{gen.name} is still loaded (could not open {Path(tried).name})")
-            self.status_label.setToolTip(f"could not open {tried}: {exc}")
+            self.status_label.setToolTip(f"could not open {tried}: {error_text(exc)}")
             self.preview.canvas.placeholder = "Rendering…"
         else:
             self.status_label.setText("no model loaded")

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.widgets import ImageCanvas, show_error
+from desktop.widgets import ImageCanvas, error_text, show_error
 from desktop.workers import BackgroundCall, JobRunner, LatestWins
 from engine.errors import AtlasError
 from engine.jobs import Eta, Progress
@@ -236,7 +236,7 @@ class ProjectionDialog(QDialog):
 
     def _photo_failed(self, _stamp: int, exc: Exception) -> None:
         self.photo.set_image(None)
-        self.status.setText(str(exc))
+        self.status.setText(error_text(exc))
         self.photoShown.emit(False)
 
     def update_distance_note(self, *_args) -> str:
@@ -343,7 +343,7 @@ class ProjectionDialog(QDialog):
         return text
 
     def _failed(self, exc: Exception) -> None:
-        self.status.setText(f"failed: {exc}")
+        self.status.setText(f"failed: {error_text(exc)}")
         show_error(self, exc)
 
     def _cancelled(self) -> None:
@@ -374,8 +374,10 @@ class ProjectionDialog(QDialog):
             self.saved.emit(out)
 
         def not_written(exc: Exception) -> None:
-            self.status.setText(f"not saved: {exc}")
-            show_error(self, exc if isinstance(exc, AtlasError) else AtlasError(f"{path}: cannot write ({exc})"))
+            self.status.setText(f"not saved: {error_text(exc)}")
+            show_error(
+                self, exc if isinstance(exc, AtlasError) else AtlasError(f"{path}: cannot write ({error_text(exc)})")
+            )
 
         return BackgroundCall(write_latent, self.latent, path, done=written, failed=not_written, parent=self)
 

@@ -277,7 +277,11 @@ def render_grid_rows(gen, req: GridRequest) -> tuple[int, dict[int, np.ndarray]]
             groups.setdefault(row_shifts, []).append(i)
         for shifts, members in groups.items():
             dirs = [materialize(req.dset, req.rows[i]) for i in members]
-            grid = run_job(render_grid(gen, codes, dirs, list(shifts), bases, space=space, psi=req.psi, batch_size=32))
+            # batches of 32 whatever they take: this runs to the end (stale pages are dropped, not cancelled)
+            job = render_grid(
+                gen, codes, dirs, list(shifts), bases, space=space, psi=req.psi, batch_size=32, pass_seconds=None
+            )
+            grid = run_job(job)
             grid = resize(grid, min(req.thumb, grid.shape[-3]), smooth=True)
             for j, i in enumerate(members):
                 out[req.rows[i]] = np.ascontiguousarray(grid[j])

@@ -9,7 +9,7 @@ from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QMessageBox, QSizePolicy, QToolButton, QWidget
 
-from engine.errors import AtlasError
+from engine.errors import AtlasError, describe_exception, one_line
 
 INTERP_MARK = {"yes": "✓", "unsure": "?", "no": "✗", None: ""}
 INTERP_COLOR = {"yes": "#3fb950", "unsure": "#d29922", "no": "#f85149"}
@@ -26,16 +26,26 @@ def stars(rating: int | None) -> str:
     return "★" * rating + "☆" * (5 - rating) if rating else ""
 
 
+def error_text(exc: BaseException | str) -> str:
+    """What went wrong as one printable line, as the command line prints it: a user's error's
+    message, or ``Type: message`` of anything else (``engine.errors.one_line``: no terminal codes,
+    no C++ stack trace, never torch's advice to load a file with ``weights_only=False``)."""
+    if isinstance(exc, (AtlasError, str)):
+        return one_line(exc)
+    return describe_exception(exc)
+
+
 def show_error(parent: QWidget | None, exc: BaseException | str, title: str = "GAN Atlas") -> QMessageBox:
-    """Tell the user what went wrong in a dialog (a traceback only for internal errors)."""
+    """Tell the user what went wrong in a dialog: one line (``error_text``); internal errors also
+    keep their traceback under the dialog's details, for a bug report."""
     box = QMessageBox(parent)
     box.setWindowTitle(title)
     if isinstance(exc, AtlasError) or isinstance(exc, str):
         box.setIcon(QMessageBox.Icon.Warning)
-        box.setText(str(exc))
+        box.setText(error_text(exc))
     else:
         box.setIcon(QMessageBox.Icon.Critical)
-        box.setText(f"Internal error: {exc.__class__.__name__}: {exc}")
+        box.setText(f"Internal error: {error_text(exc)}")
         box.setInformativeText("This is a bug in GAN Atlas; the details below help to fix it.")
         box.setDetailedText("".join(traceback.format_exception(exc)))
     box.setObjectName("errorDialog")

@@ -397,7 +397,7 @@ class ProcessJobRunner(QObject):
 
     def _poll(self) -> None:
         from desktop.job_process import load_portable
-        from engine.errors import AtlasError
+        from engine.errors import AtlasError, describe_exception
 
         for event in self.process.poll():
             kind = event[0]
@@ -408,7 +408,7 @@ class ProcessJobRunner(QObject):
                 try:
                     result = load_portable(event[1])
                 except Exception as exc:  # noqa: BLE001 - an unreadable result file is the job's failure
-                    kind, event = "failed", ("failed", f"{type(exc).__name__}: {exc}")
+                    kind, event = "failed", ("failed", describe_exception(exc))
             self._running = False
             self._timer.stop()
             if kind == "finished":

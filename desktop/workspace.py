@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from engine.directions import Annotation, Direction, DirectionSet
-from engine.errors import AtlasError
+from engine.errors import AtlasError, one_line
 
 ANNOTATION_FIELDS = ("name", "interpretable", "rating", "notes", "color", "tags")
 _TEXT_FIELDS = ("name", "notes", "tags")
@@ -321,5 +321,5 @@ class Workspace(QObject):
         try:
             entry.dset.save_annotations()
         except (OSError, AtlasError) as exc:
-            self.saveFailed.emit(f"could not save {entry.title}: {exc}")
+            self.saveFailed.emit(f"could not save {entry.title}: {one_line(exc)}")
         self.annotationChanged.emit(entry, k)

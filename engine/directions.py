@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from engine.errors import DirectionSetError
+from engine.errors import DirectionSetError, describe_exception
 from engine.fields import MAX_TEXT, Fields, as_float, float_tensor, plain_name, show
 from engine.files import atomic_write, remove_own_file
 
@@ -311,7 +311,7 @@ class DirectionSet:
         try:
             raw = st_load(blob)
         except Exception as exc:  # noqa: BLE001 - any parse failure is a damaged file
-            raise DirectionSetError(f"{tpath}: damaged tensor file ({str(exc)[:160]})") from None
+            raise DirectionSetError(f"{tpath}: damaged tensor file ({describe_exception(exc)})") from None
         tensors = {k: float_tensor(v, f"{tpath}: tensor {show(k)}", DirectionSetError) for k, v in raw.items()}
         used: set[str] = set()
 

@@ -36,7 +36,7 @@ from torch import nn
 
 from engine.backbones import LPIPS_NETS, Backbone, backbone, backbone_status, hub_checkpoint_dir
 from engine.checkpoints.torchfile import read_torch_file
-from engine.errors import AtlasError
+from engine.errors import AtlasError, describe_exception
 
 DISTANCES = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "pixel")
 DEFAULT_DISTANCE = "lpips-alex"
@@ -72,7 +72,9 @@ def download_backbone(net: str, *, progress: bool = True) -> Path:
             tmp.unlink()
         except FileNotFoundError:
             pass
-        raise AtlasError(missing_backbone_message(b, f"download from {b.url} failed: {exc}")) from None
+        raise AtlasError(
+            missing_backbone_message(b, f"download from {b.url} failed: {describe_exception(exc)}")
+        ) from None
     return b.path
 
 

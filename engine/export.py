@@ -20,6 +20,7 @@ import csv
 import math
 import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,9 @@ import numpy as np
 import torch
 
 from engine.directions import Direction, DirectionSet
-from engine.errors import AtlasError, BadValueError
+from engine.errors import AtlasError, BadValueError, describe_exception
 from engine.files import ensure_folder
-from engine.jobs import Progress, relabel
+from engine.jobs import Pacer, Progress, relabel, wait_for
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 GRID_PAD = 2  # px of white between (and around) the cells of a direction grid
@@ -46,7 +47,7 @@ def save_image(image: np.ndarray, path: str | Path) -> Path:
     try:
         Image.fromarray(np.ascontiguousarray(image)).save(path)
     except (OSError, ValueError) as exc:
-        raise AtlasError(f"{path}: cannot write image ({exc})") from None
+        raise AtlasError(f"{path}: cannot write image ({describe_exception(exc)})") from None
     return path
 
 
@@ -182,7 +183,8 @@ def render_morph(
     the seeds' own tuned weights / noise maps (projected images); ``transform``: the input
     transform of every frame (models with one, see ``engine.models.base.input_transform``).
     Each ``Progress.partial`` is a uint8 array ``[n, H_out, W_out, 3]`` of the next frames (seeds
-    tiled side by side, sides even).
+    tiled side by side, sides even), or ``None`` when a piece completed no frame. Pieces hold at
+    most ``batch_size`` images, fewer when slower than ``engine.jobs.PASS_SECONDS``.
     """
     from engine.render import render_batch, to_uint8
 
@@ -192,30 +194,35 @@ def render_morph(
     if M < 1:
         raise AtlasError("a morph needs at least one seed")
     size = opts.size or max(gen.resolution, 256)
-    frames_per_batch = max(1, batch_size // M)
     F = len(rows)
     yield Progress(0, F, stage="render")
-    with torch.no_grad():
-        for start in range(0, F, frames_per_batch):
-            chunk = rows[start : start + frames_per_batch]
-            batch_codes = codes.repeat(len(chunk), *([1] * (codes.dim() - 1)))  # frame-major, seed-minor
-            shifts = [row for row in chunk for _ in range(M)]
-            batch_bases = list(bases) * len(chunk) if bases is not None else None
+    pending: list[np.ndarray] = []  # images of frames not complete yet (frame-major, seed-minor)
+    done = 0
+    # pieces of at most batch_size images, fewer when slower than engine.jobs.PASS_SECONDS; a frame's
+    # seeds may straddle two pieces
+    for sl in Pacer(batch_size, device=gen.device).slices(F * M):
+        r = range(sl.start, sl.stop)
+        with torch.no_grad():
             imgs = to_uint8(
                 render_batch(
                     gen,
-                    batch_codes,
-                    shifts,
+                    codes[[i % M for i in r]],
+                    [rows[i // M] for i in r],
                     space=space,
                     psi=psi,
                     noise=noise,
-                    bases=batch_bases,
+                    bases=[bases[i % M] for i in r] if bases is not None else None,
                     transform=transform,
                 )
             )
-            imgs = resize(imgs, size, smooth=opts.smooth).reshape(len(chunk), M, size, -1, 3)
-            out = np.stack([make_even(tile_row(f, opts.pad)) for f in imgs])
-            yield Progress(start + len(chunk), F, stage="render", partial=out)
+        pending.extend(resize(imgs, size, smooth=opts.smooth))
+        n = len(pending) // M
+        out = None
+        if n:
+            frames = np.stack(pending[: n * M]).reshape(n, M, *pending[0].shape)
+            out = np.stack([make_even(tile_row(f, opts.pad)) for f in frames])
+            pending, done = pending[n * M :], done + n
+        yield Progress(done, F, stage="render", partial=out)
 
 
 def export_morph(
@@ -249,6 +256,19 @@ def export_morph(
     writer = _open_mp4_writer(tmp, opts.fps) if suffix == ".mp4" else None
     gif_frames: list[np.ndarray] = []
     done = False
+    finishing = None  # the encoder's last work, once started on a helper thread (see below)
+    thrown_away = threading.Event()
+
+    def finish() -> None:
+        try:
+            if writer is not None:
+                writer.close()
+            else:
+                _write_gif(tmp, gif_frames, opts.fps)
+        finally:
+            if thrown_away.is_set():  # cancelled while this ran: the file is nobody's
+                tmp.unlink(missing_ok=True)
+
     try:
         job = render_morph(
             gen,
@@ -270,10 +290,10 @@ def export_morph(
                     else:
                         gif_frames.append(frame)
             yield Progress(rec.step, rec.total, stage="video", message=path.name)
-        if writer is not None:
-            writer.close()
-        else:
-            _write_gif(tmp, gif_frames, opts.fps)
+        # the encoder's last frames (MP4), or the whole palette and encoding (GIF): seconds, in one
+        # call, on a helper thread while the job yields
+        finishing = Progress(opts.frames, opts.frames, stage="video", message=f"{path.name}: writing")
+        yield from wait_for(finish, record=finishing)
         try:
             os.replace(tmp, path)
         except OSError as exc:
@@ -281,7 +301,8 @@ def export_morph(
         done = True
     finally:
         if not done:
-            if writer is not None:
+            thrown_away.set()
+            if writer is not None and finishing is None:
                 try:
                     writer.close()
                 except Exception:  # noqa: BLE001 - the file is being thrown away anyway
@@ -306,7 +327,7 @@ def _open_mp4_writer(path: Path, fps: float):
             quality=8,
         )
     except (OSError, RuntimeError, ValueError) as exc:
-        raise AtlasError(f"{path}: cannot start the MP4 encoder ({exc})") from None
+        raise AtlasError(f"{path}: cannot start the MP4 encoder ({describe_exception(exc)})") from None
 
 
 def _write_gif(path: Path, frames: list[np.ndarray], fps: float) -> None:
@@ -315,7 +336,7 @@ def _write_gif(path: Path, frames: list[np.ndarray], fps: float) -> None:
     try:
         iio3.imwrite(path, np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
     except (OSError, ValueError) as exc:
-        raise AtlasError(f"{path}: cannot write the GIF ({exc})") from None
+        raise AtlasError(f"{path}: cannot write the GIF ({describe_exception(exc)})") from None
 
 
 # ---- grids -------------------------------------------------------------------------------

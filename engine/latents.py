@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from engine.directions import Direction
-from engine.errors import AtlasError
+from engine.errors import AtlasError, describe_exception
 from engine.fields import Fields, float_tensor, plain_name, show
 from engine.files import atomic_write as _atomic_write
 from engine.files import remove_own_file
@@ -221,7 +221,7 @@ def read_latent(path: str | Path) -> Latent:
         manifest = json.loads(_header_metadata(data)[_META_KEY])
     except Exception as exc:  # noqa: BLE001 - whatever is wrong, it is the file's fault (RecursionError too)
         raise LatentFileError(
-            f"{path}: not a readable {SUFFIX} file, damaged or of another kind ({exc.__class__.__name__}: {str(exc)[:120]})"
+            f"{path}: not a readable {SUFFIX} file, damaged or of another kind ({describe_exception(exc)})"
         ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise LatentFileError(
@@ -309,7 +309,7 @@ def _read_tuning(path: Path, m: Fields) -> dict[str, torch.Tensor]:
     try:
         raw = load(blob)
     except Exception as exc:  # noqa: BLE001
-        raise LatentFileError(f"{tpath}: unreadable tuned weights ({str(exc)[:120]})") from None
+        raise LatentFileError(f"{tpath}: unreadable tuned weights ({describe_exception(exc)})") from None
     if sorted(raw) != sorted(layers):
         raise LatentFileError(f"{tpath}: holds other layers than {path.name} lists")
     return {k: float_tensor(v, f"{tpath}: tuned weights of {show(k)}", LatentFileError) for k, v in raw.items()}

@@ -49,8 +49,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.errors import AtlasError
-from engine.jobs import Progress, relabel
+from engine.errors import AtlasError, BadValueError, describe_exception
+from engine.jobs import Pacer, Progress, relabel, wait_for
 from engine.latents import Latent, model_ref
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -89,7 +89,7 @@ def load_image(image: str | Path | np.ndarray, resolution: int, channels: int = 
                 img = ImageOps.exif_transpose(im)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise AtlasError(
-                f"{path}: not a readable image, damaged or of an unsupported type ({exc.__class__.__name__}: {exc})"
+                f"{path}: not a readable image, damaged or of an unsupported type ({describe_exception(exc)})"
             ) from None
         from engine.hashing import file_sha256
 
@@ -259,6 +259,14 @@ def shell_prior(z: torch.Tensor) -> torch.Tensor:
 
 
 # ---- the latent fit ------------------------------------------------------------------------
+MAX_STEPS = 1_000_000
+
+
+def _bounded(name: str, value: int, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or not lo <= value <= hi:
+        raise BadValueError(f"{name} {value}: must be a whole number from {lo} to {hi:,}")
+
+
 @dataclass(frozen=True)
 class ProjectParams:
     """Settings of ``project``. Defaults follow the StyleGAN2 projector, with fewer steps (its 1000
@@ -287,27 +295,41 @@ class ProjectParams:
         if space == "auto":
             space = "w" if "w" in gen.spaces else "z"
         gen.check_space(space)
-        if self.steps < 1:
-            raise AtlasError(f"steps {self.steps}: must be at least 1")
-        if not self.lr > 0:
+        _bounded("steps", self.steps, 1, MAX_STEPS)
+        if not (math.isfinite(self.lr) and self.lr > 0):
             raise AtlasError(f"learning rate {self.lr}: must be positive")
         if space == "z" and (self.starts < 1 or self.candidates < self.starts):
             raise AtlasError(f"starts {self.starts} / candidates {self.candidates}: need 1 <= starts <= candidates")
+        _bounded("candidates", self.candidates, 1, 100_000)
+        _bounded("starts", self.starts, 1, 256)  # fitted together: every step renders them all
+        _bounded("stats_samples", self.stats_samples, 1, 10**8)
+        _bounded("preview_every", self.preview_every, 1, MAX_STEPS)
         return space
 
 
-def code_statistics(gen, space: str, samples: int, seed: int, device) -> tuple[torch.Tensor, float]:
-    """The fit's starting code ``[*code_shape]`` in w / w+ and the code spread (RMS distance of mapped z)."""
+def code_statistics(
+    gen, space: str, samples: int, seed: int, device, record: Progress | None = None
+) -> Iterator[Progress]:
+    """Job: the fit's starting code ``[*code_shape]`` in w / w+ and the code spread (RMS distance of
+    mapped z); yields ``record`` after every paced piece of mapped latents."""
     g = torch.Generator().manual_seed(seed)
     center = gen.truncation_center
-    ws = []
+    # E|w - avg|^2 from the sums of w and |w|^2, in float64: no mapped sample is kept
+    w_sum = torch.zeros(gen.w_dim, dtype=torch.float64, device=device)
+    sq_sum = 0.0
+    pacer = Pacer(1000, first=100, device=device)
     with torch.no_grad():
-        for start in range(0, samples, 1000):
-            z = torch.randn(min(1000, samples - start), gen.z_dim, generator=g).to(device)
-            ws.append(gen.mapping(z)[:, 0].float())
-        w = torch.cat(ws)
-        avg = center.detach().float().to(device) if center is not None else w.mean(0)
-        spread = float(((w - avg).square().sum(1).mean()).sqrt())
+        for start in range(0, samples, 1000):  # drawn in thousands as ever: the same latents whatever the pieces
+            z = torch.randn(min(1000, samples - start), gen.z_dim, generator=g)
+            for sl in pacer.slices(z.shape[0]):
+                w = gen.mapping(z[sl].to(device))[:, 0].double()
+                w_sum += w.sum(0)
+                sq_sum += float(w.square().sum())
+                yield record if record is not None else Progress(0, 0)
+        mean = w_sum / samples
+        avg = center.detach().double().to(device) if center is not None else mean
+        spread = math.sqrt(max(0.0, sq_sum / samples - 2 * float(avg @ mean) + float(avg @ avg)))
+        avg = avg.float()
     code = avg if space == "w" else avg.unsqueeze(0).repeat(gen.num_ws, 1)
     return code, spread
 
@@ -330,12 +352,13 @@ def project(
     dev = gen.device
     target, info = load_image(image, gen.resolution, gen.img_channels)
     target = target.to(dev)
-    dist = resolve_distance(distance, dev)
-    target_d = _for_distance(target, dist)
     t0 = time.perf_counter()
     steps = params.steps
+    preparing = Progress(0, steps, stage="project", message="preparing")
+    yield preparing
+    dist = yield from wait_for(resolve_distance, distance, dev, record=preparing)  # builds (and reads) a network
+    target_d = _for_distance(target, dist)
     g = torch.Generator().manual_seed(params.seed)
-    yield Progress(0, steps, stage="project", message="preparing")
 
     def loss_of(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d = dist(_for_distance(images, dist), target_d.expand(images.shape[0], -1, -1, -1)).reshape(-1)
@@ -345,10 +368,11 @@ def project(
     # In z the code noise costs 3-6 dB PSNR on digiface (300 steps, 3 seeds): the restarts already explore.
     noise_factor = params.noise_factor if params.noise_factor is not None else (0.0 if space == "z" else 0.05)
     noise_maps: dict[str, torch.Tensor] = {}
+    pacer = Pacer(64, device=dev)
     if space == "z":
-        code, spread = _best_candidates(gen, params, g, loss_of, dev)
+        code, spread = yield from _best_candidates(gen, params, g, loss_of, dev, pacer, preparing)
     else:
-        code, spread = code_statistics(gen, space, params.stats_samples, params.seed, dev)
+        code, spread = yield from code_statistics(gen, space, params.stats_samples, params.seed, dev, preparing)
         code = code.unsqueeze(0)
         if params.optimize_noise:
             noise_maps = {k: v.detach().clone().float().reshape(1, 1, *v.shape) for k, v in gen.noise_maps().items()}
@@ -424,17 +448,21 @@ def single_class(gen):
     return gen.conditioned(classes=cls.cpu())
 
 
-def _best_candidates(gen, params: ProjectParams, g: torch.Generator, loss_of, dev) -> tuple[torch.Tensor, float]:
-    """z: the ``starts`` best of ``candidates`` random z (by loss and prior), and the z spread sqrt(d)."""
-    scores, zs = [], []
+def _best_candidates(
+    gen, params: ProjectParams, g: torch.Generator, loss_of, dev, pacer: Pacer, record: Progress
+) -> Iterator[Progress]:
+    """Job: z: the ``starts`` best of ``candidates`` random z (by loss and prior), and the z spread
+    sqrt(d); scored in paced pieces (at most 64), yielding ``record`` after each."""
+    z_all = torch.randn(params.candidates, gen.z_dim, generator=g)
+    scores = []
     with torch.no_grad():
-        for start in range(0, params.candidates, 64):
-            z = torch.randn(min(64, params.candidates - start), gen.z_dim, generator=g).to(dev)
+        for sl in pacer.slices(params.candidates):
+            z = z_all[sl].to(dev)
             loss, _ = loss_of(gen.decode(z, "z"))
             scores.append(loss + params.prior_weight * shell_prior(z))
-            zs.append(z)
+            yield record
     order = torch.cat(scores).argsort()[: params.starts]
-    return torch.cat(zs)[order], math.sqrt(gen.z_dim)
+    return z_all[order.cpu()].to(dev), math.sqrt(gen.z_dim)
 
 
 def _noise_arg(maps: dict[str, torch.Tensor], batch: int):
@@ -488,10 +516,10 @@ class TuneParams:
     seed: int = 0
 
     def check(self, gen) -> list[str]:
-        if self.steps < 1:
-            raise AtlasError(f"tuning steps {self.steps}: must be at least 1")
-        if not self.lr > 0:
+        _bounded("tuning steps", self.steps, 1, MAX_STEPS)
+        if not (math.isfinite(self.lr) and self.lr > 0):
             raise AtlasError(f"tuning learning rate {self.lr}: must be positive")
+        _bounded("preview_every", self.preview_every, 1, MAX_STEPS)
         names = [i.name for i in gen.editable_layers()]
         if not names:
             raise AtlasError(f"model '{gen.name}' has no editable layers to tune")
@@ -525,7 +553,8 @@ def tune(
     else:
         target, _ = load_image(image, gen.resolution, gen.img_channels)
         target = target.to(dev)
-    dist = resolve_distance(distance, dev)
+    yield Progress(0, params.steps, stage="tune", message="preparing")
+    dist = yield from wait_for(resolve_distance, distance, dev, record=Progress(0, params.steps, stage="tune"))
     target_d = _for_distance(target, dist)
     code = lat.code[:1].to(dev)
     noise = {k: v[:1] for k, v in lat.noise.items()} or None

@@ -27,7 +27,7 @@ import torch
 
 from engine.directions import Direction, DirectionSet, direction_delta
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import PASS_SECONDS, Pacer, Progress
 from engine.models.base import Generator, ParamEdit
 
 Shift = tuple[Direction, float]
@@ -360,16 +360,20 @@ def render_items(
     batch_size: int = 32,
     raw: bool = False,
     transform: torch.Tensor | None = None,
+    pass_seconds: float | None = PASS_SECONDS,
 ) -> Iterator[Progress]:
     """Job: render ``items`` in batches. Returns uint8 ``[N, H, W, C]`` (float NCHW if ``raw``).
 
-    ``transform``: the input transform of every item (see ``render_batch``)."""
+    Batches hold at most ``batch_size`` items, fewer when a batch would take longer than
+    ``pass_seconds`` (``engine.jobs.Pacer``; ``None``: always ``batch_size``, for callers that
+    never cancel); the job yields after each. ``transform``: the input transform of every item
+    (see ``render_batch``)."""
     out = []
     n = len(items)
     yield Progress(0, n, stage="render")
     with torch.no_grad():
-        for start in range(0, n, batch_size):
-            chunk = items[start : start + batch_size]
+        for sl in Pacer(batch_size, seconds=pass_seconds, device=gen.device).slices(n):
+            chunk = items[sl]
             codes = torch.stack([it.code for it in chunk])
             bases = [it.base for it in chunk] if any(it.base is not None for it in chunk) else None
             imgs = render_batch(
@@ -384,7 +388,7 @@ def render_items(
                 transform=transform,
             )
             out.append(imgs.float().cpu() if raw else to_uint8(imgs))
-            yield Progress(min(n, start + len(chunk)), n, stage="render")
+            yield Progress(sl.stop, n, stage="render")
     if raw:
         return torch.cat(out) if out else torch.zeros(0)
     return np.concatenate(out) if out else np.zeros((0, gen.resolution, gen.resolution, 3), np.uint8)

@@ -19,6 +19,7 @@ Errors are ``BadValueError`` naming the option (``what``), the text and what is 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -163,6 +164,29 @@ def parse_shifts(text: str, *, what: str = "--shifts", limit: int = MAX_SHIFTS) 
     if len(items) > limit:
         raise BadValueError(f"{what} '{text}': {len(items)} shifts; at most {limit}")
     return np.array([parse_number(p, what) for p in items])
+
+
+def job_memory_budget() -> int:
+    """Bytes a job's size parameters may make it hold at once: half the machine's physical memory
+    (8 GiB where the system does not say)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        total = 0
+    return total // 2 if total > 0 else 8 * 1024**3
+
+
+def check_job_memory(param: str, value: int, bytes_each: float, what: str) -> None:
+    """Refuse a job parameter ``param=value`` that would make the job hold more than
+    ``job_memory_budget()``: ``value`` times ``bytes_each`` bytes of ``what``. The one-line
+    message names the parameter and the largest value that fits, before any work is done."""
+    total, budget = value * bytes_each, job_memory_budget()
+    if total > budget:
+        most = max(1, int(budget // max(bytes_each, 1)))
+        raise BadValueError(
+            f"parameter {param}={value} is too large: {what} would take {total / 1024**3:.1f} GiB at once, "
+            f"more than half this machine's memory ({budget / 1024**3:.1f} GiB); at most {most:,} here"
+        )
 
 
 def check_render_size(images: int, resolution: int, *, channels: int = 3, raw: bool = False, what: str = "") -> None:

@@ -23,11 +23,20 @@ import torch.nn.functional as F
 
 from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
-from engine.analysis.sampling import check_fits, directions_of, latents, render_base, render_shifts, shift_grid
+from engine.analysis.sampling import (
+    check_fits,
+    directions_of,
+    latents,
+    render_pieces,
+    shift_grid,
+    shift_rows,
+    unedited_rows,
+)
 from engine.directions import DirectionSet
+from engine.discovery.registry import validate_params
 from engine.distances import DISTANCES, load_distance
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import Pacer, Progress, wait_for
 
 DistanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PERCEPTUAL_MIN_SIZE = 64
@@ -35,17 +44,27 @@ PERCEPTUAL_MIN_SIZE = 64
 
 @dataclass(frozen=True)
 class Params:
-    seeds: int = field(default=16, metadata={"help": "latents z averaged over", "min": 1})
+    seeds: int = field(default=16, metadata={"help": "latents z averaged over", "min": 1, "max": 100_000})
     steps: int = field(
-        default=11, metadata={"help": "shifts t over each direction's range (odd: includes 0)", "min": 2}
+        default=11, metadata={"help": "shifts t over each direction's range (odd: includes 0)", "min": 2, "max": 1001}
     )
     t_max: float | None = field(
         default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range", "min": 0.0}
     )
     distance: str = field(default="lpips-alex", metadata={"help": "image distance", "choices": DISTANCES})
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
-    batch_size: int = field(default=64, metadata={"help": "images per forward pass", "min": 1})
+    batch_size: int = field(
+        default=64,
+        metadata={
+            "help": "most images per forward pass (fewer when a pass would take over 0.3 s)",
+            "min": 1,
+            "max": 4096,
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed of the latents"})
+
+    def __post_init__(self) -> None:
+        validate_params(self)
 
 
 @register_result
@@ -124,38 +143,42 @@ def run(
         raise AtlasError(f"curves need at least 1 seed, got {params.seeds}")
     check_fits(gen, dirset)
     dirs = directions_of(dirset, indices)
+    image = 4 * gen.img_channels * gen.resolution**2  # the unedited images are kept
+    z = latents(gen, params.seeds, params.seed, param="seeds", extra=image, what=" and their unedited images")
     if distance is None:
-        distance, distance_label = resolve_distance(params.distance, gen.device)
+        loading = Progress(0, 0, stage="loading the distance")
+        yield loading
+        distance, distance_label = yield from wait_for(resolve_distance, params.distance, gen.device, record=loading)
         name = params.distance
     else:
         name = getattr(distance, "name", "custom")
         distance_label = distance_label or getattr(distance, "label", name)
-    z = latents(gen, params.seeds, params.seed)
-    total = len(dirs) + 1
-    yield Progress(0, total, stage="unedited samples")
-    base = render_base(gen, z, psi=params.psi, batch_size=params.batch_size)  # [M, C, H, W]
-    yield Progress(1, total, stage="unedited samples")
+    M = z.shape[0]
+    pacer = Pacer(params.batch_size, device=gen.device)
+    total = M * (1 + len(dirs) * params.steps)  # images
+    done = 0
+    yield Progress(done, total, stage="unedited samples")
+    parts = []
+    for _, imgs in render_pieces(gen, M, unedited_rows(z), pacer, psi=params.psi):
+        parts.append(imgs)
+        done += imgs.shape[0]
+        yield Progress(done, total, stage="unedited samples")
+    base = torch.cat(parts)  # [M, C, H, W]
     grids, means, stds = [], [], []
-    for j, (k, d) in enumerate(dirs):
+    for k, d in dirs:
         ts = shift_grid(d, params.steps, params.t_max)
-        imgs = render_shifts(gen, z, d, ts, psi=params.psi, batch_size=params.batch_size)  # [M, S, C, H, W]
-        M, S = imgs.shape[:2]
-        ref = base[:, None].expand_as(imgs).reshape(M * S, *imgs.shape[2:])
-        with torch.no_grad():
-            dist = torch.cat(
-                [
-                    _measure(distance, a, b)
-                    for a, b in zip(
-                        imgs.reshape(M * S, *imgs.shape[2:]).split(params.batch_size), ref.split(params.batch_size)
-                    )
-                ]
-            )
-        dist = dist.double().cpu().numpy().reshape(M, S)
+        dist = []
+        for sl, imgs in render_pieces(gen, M * len(ts), shift_rows(z, d, ts), pacer, psi=params.psi):
+            with torch.no_grad():
+                dist.append(_measure(distance, imgs, base[torch.arange(sl.start, sl.stop) // len(ts)]))
+            done += imgs.shape[0]
+            yield Progress(done, total, stage="directions", message=f"direction {k}")
+        dist = torch.cat(dist).double().cpu().numpy().reshape(M, len(ts))
         grids.append(ts)
         means.append(dist.mean(axis=0))
         stds.append(dist.std(axis=0))
         yield Progress(
-            j + 2, total, stage="directions", metrics={"max_distance": float(means[-1].max())}, message=f"direction {k}"
+            done, total, stage="directions", metrics={"max_distance": float(means[-1].max())}, message=f"direction {k}"
         )
     return CurvesResult(
         method=dirset.method,

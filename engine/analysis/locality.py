@@ -20,10 +20,11 @@ import torch
 
 from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
-from engine.analysis.sampling import check_fits, directions_of, latents, shift_range
+from engine.analysis.sampling import check_fits, directions_of, latents, render_pieces, shift_range
 from engine.directions import DirectionSet
+from engine.discovery.registry import validate_params
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import Pacer, Progress
 from engine.render import render_batch, to_uint8
 
 TOP_SHARE = 0.1
@@ -31,12 +32,19 @@ TOP_SHARE = 0.1
 
 @dataclass(frozen=True)
 class Params:
-    samples: int = field(default=1600, metadata={"help": "latents z averaged over (paper: 1600)", "min": 1})
-    shifts: int = field(default=20, metadata={"help": "shifts t ~ U[-T, T] per latent (paper: 20)", "min": 1})
+    samples: int = field(
+        default=1600, metadata={"help": "latents z averaged over (paper: 1600)", "min": 1, "max": 1_000_000}
+    )
+    shifts: int = field(
+        default=20, metadata={"help": "shifts t ~ U[-T, T] per latent (paper: 20)", "min": 1, "max": 10_000}
+    )
     t_max: float | None = field(default=None, metadata={"help": "T; default: each direction's range", "min": 0.0})
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
-    batch_size: int = field(default=64, metadata={"help": "images per forward pass", "min": 1})
+    batch_size: int = field(default=64, metadata={"help": "images per forward pass", "min": 1, "max": 4096})
     seed: int = field(default=0, metadata={"help": "seed of the latents and shifts"})
+
+    def __post_init__(self) -> None:
+        validate_params(self)
 
 
 @register_result
@@ -111,35 +119,39 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
         raise AtlasError(f"locality needs at least 1 sample and 1 shift, got {params.samples} and {params.shifts}")
     check_fits(gen, dirset)
     dirs = directions_of(dirset, indices)
-    z_all = latents(gen, params.samples, params.seed)
+    z_all = latents(gen, params.samples, params.seed, extra=4 * params.shifts, what=" and their shifts")
     g = torch.Generator().manual_seed(params.seed + 1)
-    per_batch = max(1, params.batch_size // (params.shifts + 1))  # latents per forward: each with all its shifts
-    n_batches = -(-params.samples // per_batch)
-    total = len(dirs) * n_batches
-    step = 0
-    yield Progress(step, total, stage="heatmaps")
+    N, S = params.samples, params.shifts
+    pacer = Pacer(params.batch_size, device=gen.device)
+    total = len(dirs) * N * (S + 1)  # images: each latent unedited, then at its S shifts
+    done = 0
+    yield Progress(done, total, stage="heatmaps")
     maps, ranges, examples = [], [], []
     for k, d in dirs:
         lo, hi = shift_range(d, params.t_max)
-        acc = None
-        for start in range(0, params.samples, per_batch):
-            z = z_all[start : start + per_batch]
-            m = z.shape[0]
-            t = lo + (hi - lo) * torch.rand(m, params.shifts, generator=g)  # [m, n_t] ~ U[lo, hi]
-            codes = z.repeat_interleave(params.shifts + 1, dim=0)
-            rows = []
-            for i in range(m):
-                rows.append(())  # the unedited image of latent i
-                rows.extend(((d, float(x)),) for x in t[i])
-            with torch.no_grad():
-                imgs = render_batch(gen, codes, rows, space="z", psi=params.psi).float()
-            imgs = imgs.reshape(m, params.shifts + 1, *imgs.shape[1:])
-            sq = ((imgs[:, 1:] - imgs[:, :1]) ** 2).sum(dim=2)  # [m, n_t, H, W]: squared norm over colour
-            part = sq.double().sum(dim=(0, 1)).cpu()
+        t = lo + (hi - lo) * torch.rand(N, S, generator=g)  # [N, S] ~ U[lo, hi], drawn latent by latent
+
+        def rows(sl: slice, d=d, t=t) -> tuple[torch.Tensor, list]:
+            """Row ``i * (S + 1)`` is latent i unedited, the next S rows the same latent at its shifts."""
+            r = torch.arange(sl.start, sl.stop)
+            latent, j = (r // (S + 1)).tolist(), (r % (S + 1)).tolist()
+            return z_all[r // (S + 1)], [((d, float(t[i, s - 1])),) if s else () for i, s in zip(latent, j)]
+
+        acc, base = None, None
+        for sl, imgs in render_pieces(gen, N * (S + 1), rows, pacer, psi=params.psi):
+            # a latent's unedited image comes first in its rows and may sit in an earlier piece
+            first = torch.arange(sl.start, sl.stop) % (S + 1) == 0
+            bases = torch.empty_like(imgs)
+            for j in range(imgs.shape[0]):
+                if first[j]:
+                    base = imgs[j]
+                bases[j] = base
+            sq = ((imgs[~first] - bases[~first]) ** 2).sum(dim=1)  # [n, H, W]: squared norm over colour
+            part = sq.double().sum(dim=0).cpu()
             acc = part if acc is None else acc + part
-            step += 1
-            yield Progress(step, total, stage="heatmaps", message=f"direction {k}")
-        heat = (acc / (params.samples * params.shifts)).numpy()
+            done += imgs.shape[0]
+            yield Progress(done, total, stage="heatmaps", message=f"direction {k}")
+        heat = (acc / (N * S)).numpy()
         maps.append(heat)
         ranges.append((lo, hi))
         with torch.no_grad():

@@ -30,12 +30,20 @@ import torch
 from engine.analysis.factors import FactorModel, procedural_factors
 from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
-from engine.analysis.sampling import check_fits, directions_of, latents, shift_grid
+from engine.analysis.sampling import (
+    check_fits,
+    directions_of,
+    latents,
+    render_pieces,
+    shift_grid,
+    shift_rows,
+    unedited_rows,
+)
 from engine.checkpoints.torchfile import read_torch_file
 from engine.directions import DirectionSet
+from engine.discovery.registry import validate_params
 from engine.errors import AtlasError
-from engine.jobs import Progress
-from engine.render import render_batch
+from engine.jobs import Pacer, Progress, wait_for
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FEATURES = ("inception", "regressor")
@@ -45,16 +53,25 @@ FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class Params:
-    samples: int = field(default=1000, metadata={"help": "edited samples per shift (paper: 50000)", "min": 2})
-    reference: int = field(default=1000, metadata={"help": "unedited samples of other latents", "min": 2})
-    steps: int = field(default=7, metadata={"help": "shifts t over each direction's range (odd: includes 0)", "min": 2})
+    samples: int = field(
+        default=1000, metadata={"help": "edited samples per shift (paper: 50000)", "min": 2, "max": 1_000_000}
+    )
+    reference: int = field(
+        default=1000, metadata={"help": "unedited samples of other latents", "min": 2, "max": 1_000_000}
+    )
+    steps: int = field(
+        default=7, metadata={"help": "shifts t over each direction's range (odd: includes 0)", "min": 2, "max": 1001}
+    )
     t_max: float | None = field(
         default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range", "min": 0.0}
     )
     features: str = field(default="inception", metadata={"help": "feature network", "choices": FEATURES})
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
-    batch_size: int = field(default=50, metadata={"help": "images per forward pass", "min": 1})
+    batch_size: int = field(default=50, metadata={"help": "images per forward pass", "min": 1, "max": 4096})
     seed: int = field(default=0, metadata={"help": "seed of the latents"})
+
+    def __post_init__(self) -> None:
+        validate_params(self)
 
 
 @register_result
@@ -231,40 +248,43 @@ def run(
         )
     check_fits(gen, dirset)
     dirs = directions_of(dirset, indices)
+    z = latents(gen, params.samples, params.seed)
+    z_ref = latents(gen, params.reference, params.seed + 1_000_003, param="reference")
     if features is None:
-        features, features_label = resolve_features(params.features, gen.device, factors)
+        loading = Progress(0, 0, stage="loading the feature network")
+        yield loading
+        features, features_label = yield from wait_for(
+            resolve_features, params.features, gen.device, factors, record=loading
+        )
         name = params.features
     else:
         name = getattr(features, "name", "custom")
         features_label = features_label or getattr(features, "label", name)
-    z = latents(gen, params.samples, params.seed)
-    z_ref = latents(gen, params.reference, params.seed + 1_000_003)
     grids = [shift_grid(d, params.steps, params.t_max) for _, d in dirs]
-    total = 1 + sum(len(g) for g in grids)
-    step = 0
-    yield Progress(step, total, stage="reference samples")
+    pacer = Pacer(params.batch_size, device=gen.device)
+    total = params.reference + params.samples * sum(len(g) for g in grids)  # images
+    done = 0
+    yield Progress(done, total, stage="reference samples")
     ref = _Moments()
-    for i in range(0, params.reference, params.batch_size):
-        with torch.no_grad():
-            ref.add(features(render_batch(gen, z_ref[i : i + params.batch_size], None, psi=params.psi).float()))
-        yield Progress(step, total, stage="reference samples")
+    for _, imgs in render_pieces(gen, params.reference, unedited_rows(z_ref), pacer, psi=params.psi):
+        ref.add(features(imgs))
+        done += imgs.shape[0]
+        yield Progress(done, total, stage="reference samples")
     mu_r, cov_r = ref.stats()
-    step += 1
     out = []
     for (k, d), ts in zip(dirs, grids):
         row = []
         for t in ts:
             mom = _Moments()
-            for i in range(0, params.samples, params.batch_size):
-                zb = z[i : i + params.batch_size]
-                shifts = [((d, float(t)),) if t != 0 else ()] * zb.shape[0]
-                with torch.no_grad():
-                    mom.add(features(render_batch(gen, zb, shifts, psi=params.psi).float()))
-                yield Progress(step, total, stage=f"direction {k}", message=f"t = {t:+.3g}")
-            row.append(frechet_distance(*mom.stats(), mu_r, cov_r))
-            step += 1
+            for _, imgs in render_pieces(gen, params.samples, shift_rows(z, d, [t]), pacer, psi=params.psi):
+                mom.add(features(imgs))
+                done += imgs.shape[0]
+                yield Progress(done, total, stage=f"direction {k}", message=f"t = {t:+.3g}")
+            # eigendecompositions of D x D covariances (2048 for Inception): seconds, in one call
+            waiting = Progress(done, total, stage=f"direction {k}", message=f"t = {t:+.3g}: Fréchet distance")
+            row.append((yield from wait_for(frechet_distance, *mom.stats(), mu_r, cov_r, record=waiting)))
             yield Progress(
-                step,
+                done,
                 total,
                 stage=f"direction {k}",
                 metrics={"distance": row[-1]},

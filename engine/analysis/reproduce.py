@@ -33,8 +33,9 @@ from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
 from engine.analysis.sampling import check_fits, directions_of, latents
 from engine.directions import DirectionSet
+from engine.discovery.registry import validate_params
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import Pacer, Progress
 from engine.models.base import ParamEdit
 from engine.render import to_uint8
 
@@ -51,14 +52,21 @@ class Params:
         default="auto",
         metadata={"help": "where h lives: auto (w for style models, else z), z, w, w+", "choices": SPACES},
     )
-    steps: int = field(default=300, metadata={"help": "Adam steps, a fresh batch of z each", "min": 1})
-    batch_size: int = field(default=32, metadata={"help": "latents per step", "min": 1})
+    steps: int = field(
+        default=300, metadata={"help": "Adam steps, a fresh batch of z each", "min": 1, "max": 1_000_000}
+    )
+    batch_size: int = field(default=32, metadata={"help": "latents per step", "min": 1, "max": 4096})
     lr: float = field(
         default=0.05, metadata={"help": "Adam learning rate, in code standard deviations (cosine decay)", "min": 0.0}
     )
-    eval_samples: int = field(default=256, metadata={"help": "held-out latents the residual is measured on", "min": 1})
+    eval_samples: int = field(
+        default=256, metadata={"help": "held-out latents the residual is measured on", "min": 1, "max": 1_000_000}
+    )
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
     seed: int = field(default=0, metadata={"help": "seed of the latents"})
+
+    def __post_init__(self) -> None:
+        validate_params(self)
 
 
 @register_result
@@ -168,7 +176,8 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
     space = resolve_space(gen, params.space)
     dev = gen.device
     scale = _code_scale(gen, space, params.psi, params.seed)
-    z_eval = latents(gen, params.eval_samples, params.seed + 1_000_003)
+    pacer = Pacer(params.batch_size, device=dev)
+    z_eval = latents(gen, params.eval_samples, params.seed + 1_000_003, param="eval_samples")
     g = torch.Generator().manual_seed(params.seed)
     total = len(dirs) * params.steps
     yield Progress(0, total, stage="optimising h")
@@ -182,22 +191,31 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
         curve = []
         for i in range(params.steps):
             z = torch.randn(params.batch_size, gen.z_dim, generator=g).to(dev)
-            code = _encode(gen, z, space, params.psi)
-            with torch.no_grad():
-                target = _decode(gen, code, space, params.psi, ParamEdit.single(d.layer, delta, z.shape[0], t))
-                base_err = float(((_decode(gen, code, space, params.psi) - target) ** 2).mean())
-            out = _decode(gen, code + u * scale, space, params.psi)
-            loss = ((out - target) ** 2).mean()
-            (grad,) = torch.autograd.grad(loss, u)
+            # the batch in paced pieces: the loss is a mean over the batch, so the pieces' gradients
+            # add up to the batch's (to rounding)
+            grad, loss_sum, base_sum = torch.zeros_like(u), 0.0, 0.0
+            for sl in pacer.slices(z.shape[0]):
+                code = _encode(gen, z[sl], space, params.psi)
+                with torch.no_grad():
+                    edit = ParamEdit.single(d.layer, delta, code.shape[0], t)
+                    target = _decode(gen, code, space, params.psi, edit)
+                    base_sum += float(((_decode(gen, code, space, params.psi) - target) ** 2).sum())
+                out = _decode(gen, code + u * scale, space, params.psi)
+                loss = ((out - target) ** 2).sum() / (target[0].numel() * z.shape[0])
+                grad += torch.autograd.grad(loss, u)[0]
+                loss_sum += float(loss.detach())
+                yield Progress(j * params.steps + i, total, stage=f"direction {k}")
+            base_err = base_sum / (target[0].numel() * z.shape[0])
             u.grad = grad
             opt.step()
             sched.step()
-            curve.append(float(loss.detach()) / max(base_err, 1e-30))
+            curve.append(loss_sum / max(base_err, 1e-30))
             yield Progress(
                 j * params.steps + i + 1, total, stage=f"direction {k}", metrics={"relative_loss": curve[-1]}
             )
         h = u.detach() * scale
-        res, size, ex = _evaluate(gen, z_eval, space, params.psi, d.layer, delta, t, h)
+        record = Progress((j + 1) * params.steps, total, stage=f"direction {k}", message="held-out residual")
+        res, size, ex = yield from _evaluate(gen, z_eval, space, params.psi, d.layer, delta, t, h, pacer, record)
         ts.append(t)
         residuals.append(res)
         sizes.append(size)
@@ -233,7 +251,6 @@ def _encode(gen, z: torch.Tensor, space: str, psi: float) -> torch.Tensor:
         return gen.encode(z, space, psi=psi)
 
 
-@torch.no_grad()
 def _evaluate(
     gen,
     z: torch.Tensor,
@@ -243,23 +260,29 @@ def _evaluate(
     delta: torch.Tensor,
     t: float,
     h: torch.Tensor,
-    batch_size: int = 64,
-) -> tuple[float, float, np.ndarray]:
-    """Held-out ``(relative residual, edit size per pixel, example images [3, N, H, W, 3])``."""
+    pacer: Pacer,
+    record: Progress,
+) -> Iterator[Progress]:
+    """Job: held-out ``(relative residual, edit size per pixel, example images [3, N, H, W, 3])``;
+    yields ``record`` after every paced piece of latents."""
     num = den = 0.0
     pixels = 0
     ex = None
-    for i in range(0, z.shape[0], batch_size):
-        code = _encode(gen, z[i : i + batch_size], space, psi)
-        base = _decode(gen, code, space, psi)
-        target = _decode(gen, code, space, psi, ParamEdit.single(layer, delta, code.shape[0], t))
-        shifted = _decode(gen, code + h, space, psi)
+    for sl in pacer.slices(z.shape[0]):
+        with torch.no_grad():
+            code = _encode(gen, z[sl], space, psi)
+            base = _decode(gen, code, space, psi)
+            target = _decode(gen, code, space, psi, ParamEdit.single(layer, delta, code.shape[0], t))
+            shifted = _decode(gen, code + h, space, psi)
         num += float(((shifted - target) ** 2).sum())
         den += float(((base - target) ** 2).sum())
         pixels += target.numel()
-        if ex is None:
-            n = min(N_EXAMPLES, code.shape[0])
-            ex = np.stack([to_uint8(base[:n]), to_uint8(target[:n]), to_uint8(shifted[:n])])
+        if ex is None or ex[0].shape[0] < N_EXAMPLES:
+            part = np.stack(
+                [to_uint8(base[:N_EXAMPLES]), to_uint8(target[:N_EXAMPLES]), to_uint8(shifted[:N_EXAMPLES])]
+            )
+            ex = part if ex is None else np.concatenate([ex, part], axis=1)[:, :N_EXAMPLES]
+        yield record
     if den <= 0:
         raise AtlasError(f"the parameter edit of {layer} at t = {t} does not change the images; nothing to reproduce")
     return num / den, den / pixels, ex

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.errors import AtlasError
+from engine.errors import AtlasError, describe_exception, one_line
 
 RESULT_FORMAT = "gan-atlas-analysis"
 RESULT_VERSION = 1
@@ -91,7 +91,7 @@ def load_result(path: str | Path) -> AnalysisResult:
     try:
         doc = json.loads(jpath.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AtlasError(f"{jpath}: not an analysis result (damaged or not JSON: {exc})") from None
+        raise AtlasError(f"{jpath}: not an analysis result (damaged or not JSON: {one_line(exc)})") from None
     if not isinstance(doc, dict) or doc.get("format") != RESULT_FORMAT:
         raise AtlasError(f'{jpath}: not a GAN Atlas analysis result (no \'"format": "{RESULT_FORMAT}"\')')
     if doc.get("version") != RESULT_VERSION:
@@ -111,7 +111,7 @@ def load_result(path: str | Path) -> AnalysisResult:
         with np.load(npath, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError) as exc:
-        raise AtlasError(f"{npath}: damaged array file ({exc})") from None
+        raise AtlasError(f"{npath}: damaged array file ({describe_exception(exc)})") from None
     names = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in (doc.get("result") or {}).items() if k in names}
     values.update({k: v for k, v in arrays.items() if k in names})

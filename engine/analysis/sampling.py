@@ -6,18 +6,24 @@ through ``engine.render.render_batch``, i.e. one batched forward serves many (z,
 (a parameter edit runs the layers before the edited one once per z). Shifts are in the
 direction's own units (see ``engine.directions``): latent units, or a fraction of the edited
 layer's weight norm.
+
+Jobs render in paced pieces (``render_pieces``: at most ``batch_size`` images, fewer when a
+piece would take longer than ``engine.jobs.PASS_SECONDS``) and yield after each, so a slow
+generator never keeps a cancel waiting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from engine.directions import Direction, DirectionSet
 from engine.errors import AtlasError
+from engine.jobs import Pacer
 from engine.render import check_set_fits, materialize, render_batch
+from engine.selection import check_job_memory
 
 
 def directions_of(dirset: DirectionSet, indices: Sequence[int] | None) -> list[tuple[int, Direction]]:
@@ -57,6 +63,40 @@ def check_fits(gen, dirset: DirectionSet) -> None:
     check_set_fits(gen, dirset)
 
 
+Rows = Callable[[slice], tuple[torch.Tensor, list | None]]  # rows -> (codes in z, their shifts or None)
+
+
+def unedited_rows(z: torch.Tensor) -> Rows:
+    """Row m is latent ``z[m]`` unedited."""
+    return lambda sl: (z[sl], None)
+
+
+def shift_rows(z: torch.Tensor, d: Direction, ts: Sequence[float]) -> Rows:
+    """Row ``m * S + s`` is latent ``z[m]`` shifted by ``ts[s]`` along ``d`` (``S = len(ts)``)."""
+    ts = [float(t) for t in ts]
+    S = len(ts)
+
+    def rows(sl: slice) -> tuple[torch.Tensor, list]:
+        r = torch.arange(sl.start, sl.stop)
+        return z[r // S], [((d, ts[i % S]),) if ts[i % S] != 0.0 else () for i in range(sl.start, sl.stop)]
+
+    return rows
+
+
+def render_pieces(gen, n: int, rows: Rows, pacer: Pacer, *, psi: float = 1.0) -> Iterator[tuple[slice, torch.Tensor]]:
+    """``(sl, images [len, C, H, W] float32)`` for paced pieces ``sl`` of ``n`` rows.
+
+    ``rows(sl)`` gives the pieces' codes (in z) and shifts. A piece is timed from its rendering
+    to the caller's next request, so what the caller does with it (a distance, a feature
+    network, its yield) counts too.
+    """
+    for sl in pacer.slices(n):
+        codes, shifts = rows(sl)
+        with torch.no_grad():
+            imgs = render_batch(gen, codes, shifts, space="z", psi=psi)
+        yield sl, imgs.float()
+
+
 @torch.no_grad()
 def render_shifts(
     gen, z: torch.Tensor, d: Direction, ts: Sequence[float], *, psi: float = 1.0, batch_size: int = 64
@@ -84,8 +124,14 @@ def render_base(gen, z: torch.Tensor, *, psi: float = 1.0, batch_size: int = 64)
     return torch.cat(out)
 
 
-def latents(gen, n: int, seed: int) -> torch.Tensor:
-    """``[n, z_dim]`` on the generator's device, reproducible from ``seed``."""
+def latents(gen, n: int, seed: int, *, param: str = "samples", extra: float = 0.0, what: str = "") -> torch.Tensor:
+    """``[n, z_dim]`` on the generator's device, reproducible from ``seed``.
+
+    ``param`` names the parameter that asked for ``n``: more than ``engine.selection.MAX_JOB_BYTES``
+    of latents (plus ``extra`` bytes per latent that the job keeps with each, ``what``) is refused
+    before anything is drawn.
+    """
     if n < 1:
         raise AtlasError(f"number of samples must be at least 1, got {n}")
+    check_job_memory(param, n, 4 * gen.z_dim + extra, f"the latents{what}")
     return gen.sample_latents(n, seed).to(gen.device)

@@ -40,20 +40,24 @@ from engine.analysis.sampling import (
     check_fits,
     directions_of,
     latents,
-    render_base,
-    render_shifts,
+    render_pieces,
     shift_grid,
     shift_range,
+    shift_rows,
+    unedited_rows,
 )
 from engine.directions import DirectionSet
+from engine.discovery.registry import validate_params
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import Pacer, Progress
 
 
 @dataclass(frozen=True)
 class Params:
-    seeds: int = field(default=64, metadata={"help": "latents z each direction is measured on", "min": 1})
-    steps: int = field(default=9, metadata={"help": "shifts t across each direction's range", "min": 2})
+    seeds: int = field(
+        default=64, metadata={"help": "latents z each direction is measured on", "min": 1, "max": 1_000_000}
+    )
+    steps: int = field(default=9, metadata={"help": "shifts t across each direction's range", "min": 2, "max": 1001})
     t_max: float | None = field(
         default=None, metadata={"help": "use [-t_max, t_max] instead of each direction's range", "min": 0.0}
     )
@@ -73,8 +77,11 @@ class Params:
         },
     )
     psi: float = field(default=1.0, metadata={"help": "truncation (style models)"})
-    batch_size: int = field(default=64, metadata={"help": "images per forward pass", "min": 1})
+    batch_size: int = field(default=64, metadata={"help": "images per forward pass", "min": 1, "max": 4096})
     seed: int = field(default=0, metadata={"help": "seed of the latents"})
+
+    def __post_init__(self) -> None:
+        validate_params(self)
 
 
 @register_result
@@ -192,27 +199,36 @@ def run(
         raise AtlasError(f"score needs at least 2 shifts per direction, got {params.steps}")
     check_fits(gen, dirset)
     dirs = directions_of(dirset, indices)
+    z = latents(gen, params.seeds, params.seed, param="seeds")
     factors = factors or procedural_factors(device=gen.device)
     F = len(factors.names)
-    z = latents(gen, params.seeds, params.seed)
-    total = len(dirs) + 1
-    yield Progress(0, total, stage="unedited samples")
-    base_imgs = render_base(gen, z, psi=params.psi, batch_size=params.batch_size)
-    base = _predict(factors, base_imgs)  # [M, F]
+    M = z.shape[0]
+    pacer = Pacer(params.batch_size, device=gen.device)
+    total = M * (1 + len(dirs) * params.steps)  # images
+    done = 0
+    yield Progress(done, total, stage="unedited samples")
+    parts = []
+    for _, imgs in render_pieces(gen, M, unedited_rows(z), pacer, psi=params.psi):
+        parts.append(_predict(factors, imgs))
+        done += imgs.shape[0]
+        yield Progress(done, total, stage="unedited samples")
+    base = np.concatenate(parts)  # [M, F]
     if base.shape[1] != F:
         raise AtlasError(f"the factor model predicts {base.shape[1]} factors but names {F}")
     fixed = getattr(factors, "scale", None)
     scale = np.asarray(fixed, dtype=np.float64) if fixed is not None else base.std(axis=0, ddof=1)
     scale = np.maximum(scale, 1e-6)
-    yield Progress(1, total, stage="unedited samples")
 
     effects, responses, grids = [], [], []
-    for j, (k, d) in enumerate(dirs):
+    for k, d in dirs:
         lo, hi = shift_range(d, params.t_max)
         ts = shift_grid(d, params.steps, params.t_max)
-        imgs = render_shifts(gen, z, d, ts, psi=params.psi, batch_size=params.batch_size)  # [M, S, C, H, W]
-        M, S = imgs.shape[:2]
-        pred = _predict(factors, imgs.reshape(M * S, *imgs.shape[2:])).reshape(M, S, F)
+        parts = []
+        for _, imgs in render_pieces(gen, M * len(ts), shift_rows(z, d, ts), pacer, psi=params.psi):
+            parts.append(_predict(factors, imgs))
+            done += imgs.shape[0]
+            yield Progress(done, total, stage="directions", message=f"direction {k}")
+        pred = np.concatenate(parts).reshape(M, len(ts), F)
         r = (pred - base[:, None, :]) / scale  # [M, S, F]
         eff = np.abs(slopes(ts, r)).mean(axis=0) * (hi - lo)  # [F]
         effects.append(eff)
@@ -220,7 +236,7 @@ def run(
         grids.append(ts)
         pur = purity_of(eff[None])[0]
         yield Progress(
-            j + 2,
+            done,
             total,
             stage="directions",
             metrics={"purity": float(pur), "effect": float(eff.max())},

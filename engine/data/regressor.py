@@ -22,7 +22,7 @@ from torch import nn
 
 from engine.checkpoints.torchfile import read_torch_file
 from engine.data.procedural import FACTOR_NAMES, N_FACTORS, ProceduralFaces
-from engine.errors import CheckpointError
+from engine.errors import CheckpointError, describe_exception
 
 REGRESSOR_FORMAT = "gan-atlas-procedural-regressor"
 REGRESSOR_VERSION = 1
@@ -120,7 +120,9 @@ def load_regressor(path: str | Path | None = None, device: str | torch.device = 
         model = FactorRegressor(RegressorConfig.from_dict(ckpt["config"]))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: regressor weights do not fit their config ({exc})") from None
+        raise CheckpointError(
+            f"{path}: regressor weights do not fit their config ({describe_exception(exc)})"
+        ) from None
     model.metrics = dict(ckpt.get("metrics", {}))
     return model.to(device).eval()
 

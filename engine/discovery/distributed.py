@@ -75,6 +75,29 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def broadcast_from_main(tensors: list[torch.Tensor]) -> None:
+    """Overwrite ``tensors`` in place with rank 0's values (a no-op in a single process)."""
+    if dist_info().active:
+        for t in tensors:
+            dist.broadcast(t.data, src=0)
+
+
+def average_gradients(params: list[torch.Tensor]) -> None:
+    """Replace each parameter's ``.grad`` by its mean over the ranks (a no-op in a single process).
+
+    What DistributedDataParallel does during the backward pass, done once after it: the trainers
+    accumulate a step's gradients over several backward passes (``engine.jobs.Pacer`` pieces).
+    """
+    info = dist_info()
+    if not info.active:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad /= info.world_size
+
+
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -13,6 +13,8 @@ N: the paper uses 10^6 samples; the default here is 20,000, enough for stable le
 and fast on a CPU (seconds for w, under a minute for the 8192-dimensional DCGAN activation).
 Activations are regenerated from seeded batches instead of stored. Covariances up to 4096
 dimensions are built exactly; larger ones use block subspace iteration with a residual test.
+Each seeded batch is computed in pieces sized by time (``engine.jobs.Pacer``) with a yield after
+each, so the samples are the same whatever the pieces and a slow model still yields every second.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from engine.discovery.registry import register_method, validate_params
 from engine.discovery.sefa import parse_layer_range
 from engine.discovery.shifts import stream_generator
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import Pacer, Progress, wait_for
 from engine.models.base import EARLY_ACTIVATION, MAPPING
 
 EXACT_MAX_DIM = 4096
@@ -36,9 +38,10 @@ DEFAULT_RANGE = 3.0  # in standard deviations
 
 @dataclass(frozen=True)
 class Params:
-    k: int = field(default=32, metadata={"help": "number of principal components", "min": 1})
+    k: int = field(default=32, metadata={"help": "number of principal components", "min": 1, "max": 4096})
     n_samples: int = field(
-        default=20_000, metadata={"help": "samples for the PCA (paper: 10^6; 20k is CPU-friendly)", "min": 2}
+        default=20_000,
+        metadata={"help": "samples for the PCA (paper: 10^6; 20k is CPU-friendly)", "min": 2, "max": 10**8},
     )
     layers: str = field(
         default="all", metadata={"help": "StyleGAN2: w+ layer range the edits act on, e.g. all, 0-3, 4-7"}
@@ -51,6 +54,7 @@ class Params:
             "layerN, default 2; adapters: the N-th module call from the first latent layer on, default the "
             "first activation)",
             "min": 0,
+            "max": 1000,
         },
     )
     solver: str = field(
@@ -63,7 +67,9 @@ class Params:
     shift: float = field(
         default=0.0, metadata={"help": "suggested shift range +-shift in standard deviations (0: 3)", "min": 0.0}
     )
-    batch_size: int = field(default=500, metadata={"help": "samples per generator batch", "min": 1, "key": False})
+    batch_size: int = field(
+        default=500, metadata={"help": "samples per generator batch", "min": 1, "max": 10_000, "key": False}
+    )
     seed: int = field(default=0, metadata={"help": "seed of the sampled latents"})
 
     def __post_init__(self) -> None:
@@ -71,7 +77,7 @@ class Params:
 
 
 # ---- streamed PCA ---------------------------------------------------------------------------
-Features = Callable[[int], torch.Tensor]  # batch index -> [b, D] float32 samples
+Features = Callable[[int], Iterator[torch.Tensor]]  # batch index -> its samples in pieces, each [n, D] float32
 
 
 def _batches(n: int, batch: int) -> list[int]:
@@ -93,7 +99,7 @@ def streamed_pca(
     tol: float = 1e-4,
     max_iter: int = 100,
 ) -> Iterator[Progress]:
-    """Job: top-k principal components of the samples ``features(i)`` for the batches ``i``.
+    """Job: top-k principal components of the samples ``features(i)`` (in pieces) for the batches ``i``.
 
     Returns ``(mean [D], components [D, k] (unit columns), variances [k] descending, total
     variance)``, variances with the unbiased ``1 / (N - 1)`` normalisation. ``subspace``: block
@@ -104,9 +110,10 @@ def streamed_pca(
     nb = len(sizes)
     mean = None
     for i in range(nb):
-        x = features(i).double()
-        mean = x.sum(0) if mean is None else mean + x.sum(0)
-        yield Progress(i + 1, 0, stage="mean")
+        for x in features(i):
+            x = x.double()
+            mean = x.sum(0) if mean is None else mean + x.sum(0)
+            yield Progress(i, nb, stage="mean")
     mean = mean / N
     D = mean.numel()
     k = min(k, D, N - 1)
@@ -115,11 +122,13 @@ def streamed_pca(
     if solver == "exact":
         C = torch.zeros(D, D, dtype=torch.float64)
         for i in range(nb):
-            xc = features(i).double() - mean
-            C += xc.T @ xc
-            yield Progress(i + 1, nb, stage="covariance")
+            for x in features(i):
+                xc = x.double() - mean
+                C += xc.T @ xc
+                yield Progress(i, nb, stage="covariance")
         C /= N - 1
-        vals, vecs = torch.linalg.eigh(C)
+        # one dense eigendecomposition (seconds at 4096 dimensions): on a helper thread
+        vals, vecs = yield from wait_for(torch.linalg.eigh, C, record=Progress(nb, nb, stage="covariance"))
         order = torch.argsort(vals, descending=True)[:k]
         return mean, vecs[:, order], vals[order].clamp_min(0), float(torch.trace(C))
 
@@ -134,11 +143,12 @@ def streamed_pca(
         Y = torch.zeros(D, p, dtype=torch.float64)
         tr = 0.0
         for i in range(nb):
-            xc = features(i) - mean32
-            Y += (xc.T @ (xc @ Q.float())).double()
-            if total is None:
-                tr += float((xc.double() ** 2).sum())
-            yield Progress(i + 1, nb, stage=f"subspace iteration {it + 1}")
+            for x in features(i):
+                xc = x - mean32
+                Y += (xc.T @ (xc @ Q.float())).double()
+                if total is None:
+                    tr += float((xc.double() ** 2).sum())
+                yield Progress(i, nb, stage=f"subspace iteration {it + 1}")
         Y /= N - 1
         if total is None:
             total = tr / (N - 1)
@@ -154,13 +164,14 @@ def streamed_pca(
 
 
 # ---- the method -----------------------------------------------------------------------------
-def _style_features(gen, params: Params, device) -> Features:
+def _style_features(gen, params: Params, device, pacer: Pacer) -> Features:
     sizes = _batches(params.n_samples, params.batch_size)
 
-    @torch.no_grad()
-    def features(i: int) -> torch.Tensor:
-        z = sample_latents(gen.z_dim, sizes[i], params.seed, i).to(device)
-        return gen.encode(z, "w", psi=1.0).float().cpu()
+    def features(i: int) -> Iterator[torch.Tensor]:
+        z = sample_latents(gen.z_dim, sizes[i], params.seed, i)
+        for sl in pacer.slices(sizes[i]):
+            with torch.no_grad():
+                yield gen.encode(z[sl].to(device), "w", psi=1.0).float().cpu()
 
     return features
 
@@ -174,20 +185,24 @@ def activation_depth(gen, params: Params) -> int:
     return depth
 
 
-def _activation_features(gen, params: Params, device, purpose: str = "ganspace") -> Features:
+def _activation_features(gen, params: Params, device, pacer: Pacer, purpose: str = "ganspace") -> Features:
     sizes = _batches(params.n_samples, params.batch_size)
     depth = activation_depth(gen, params)
 
-    @torch.no_grad()
-    def features(i: int) -> torch.Tensor:
+    def features(i: int) -> Iterator[torch.Tensor]:
         z = sample_latents(gen.z_dim, sizes[i], params.seed, i, purpose).to(device)
-        cond = gen.condition(z.shape[0])
-        return gen.early_activation(z, depth, classes=cond.classes).flatten(1).float().cpu()
+        classes = gen.condition(z.shape[0]).classes  # each row's class, as in the whole batch
+        for sl in pacer.slices(sizes[i]):
+            with torch.no_grad():
+                cls = None if classes is None else classes[sl]
+                yield gen.early_activation(z[sl], depth, classes=cls).flatten(1).float().cpu()
 
     return features
 
 
-def regress_to_latent(gen, params: Params, mean, comps, stdev, device) -> Iterator[Progress]:
+def regress_to_latent(
+    gen, params: Params, mean, comps, stdev, device, pacer: Pacer | None = None
+) -> Iterator[Progress]:
     """Job: z directions ``[k, z_dim]`` (unit rows) and the std of z along each, by least squares.
 
     Solves ``min_M sum ||x_i M - z_i||^2`` over fresh samples, ``x_i`` the standardised PCA
@@ -198,22 +213,27 @@ def regress_to_latent(gen, params: Params, mean, comps, stdev, device) -> Iterat
     k = comps.shape[1]
     XtX = torch.zeros(k, k, dtype=torch.float64)
     XtZ = torch.zeros(k, gen.z_dim, dtype=torch.float64)
-    zs = []
-    depth = activation_depth(gen, params)
-    with torch.no_grad():
-        for i, n in enumerate(sizes):
-            z = sample_latents(gen.z_dim, n, params.seed, i, "ganspace-regression")
-            zd = z.to(device)
-            cond = gen.condition(zd.shape[0])
-            y = gen.early_activation(zd, depth, classes=cond.classes).flatten(1).double().cpu()
-            x = (y - mean) @ comps / stdev.clamp_min(1e-12)
+    # the std of z along each direction, from the moments of z (no sample is kept)
+    z_sum = torch.zeros(gen.z_dim, dtype=torch.float64)
+    z_outer = torch.zeros(gen.z_dim, gen.z_dim, dtype=torch.float64)
+    pacer = pacer or Pacer(params.batch_size, device=device)
+    features = _activation_features(gen, params, device, pacer, "ganspace-regression")
+    for i, n in enumerate(sizes):
+        z = sample_latents(gen.z_dim, n, params.seed, i, "ganspace-regression").double()
+        start = 0
+        for y in features(i):
+            x = (y.double() - mean) @ comps / stdev.clamp_min(1e-12)
             XtX += x.T @ x
-            XtZ += x.T @ z.double()
-            zs.append(z.double())
-            yield Progress(i + 1, len(sizes), stage="regression")
+            XtZ += x.T @ z[start : start + y.shape[0]]
+            start += y.shape[0]
+            yield Progress(i, len(sizes), stage="regression")
+        z_sum += z.sum(0)
+        z_outer += z.T @ z
     M = torch.linalg.solve(XtX, XtZ)  # [k, z_dim]
     U = M / M.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    lat_std = (torch.cat(zs) @ U.T).std(dim=0)
+    N = sum(sizes)
+    cov = (z_outer - torch.outer(z_sum, z_sum) / N) / max(N - 1, 1)
+    lat_std = ((U @ cov) * U).sum(1).clamp_min(0).sqrt()  # sqrt(u^T Cov(z) u), as the std of z @ u
     return U, lat_std
 
 
@@ -228,10 +248,11 @@ def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
     """Job: k directions scaled by their std (t in standard deviations), scores = PCA variances."""
     device = torch.device(device)
     sizes = _batches(params.n_samples, params.batch_size)
+    pacer = Pacer(params.batch_size, device=device)
     if gen.supports(MAPPING):
         layer_range = parse_layer_range(params.layers, gen.num_ws)
         mean, comps, var, total = yield from streamed_pca(
-            _style_features(gen, params, device), sizes, params.k, solver=params.solver, seed=params.seed
+            _style_features(gen, params, device, pacer), sizes, params.k, solver=params.solver, seed=params.seed
         )
         vectors = (comps * var.sqrt()).T  # [k, w_dim], std along u_k is sqrt(var_k)
         space = "w" if layer_range is None else "w+"
@@ -239,13 +260,13 @@ def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
     elif gen.supports(EARLY_ACTIVATION):
         layer_range = None
         mean, comps, var, total = yield from streamed_pca(
-            _activation_features(gen, params, device),
+            _activation_features(gen, params, device, pacer),
             sizes,
             min(params.k, gen.z_dim),
             solver=params.solver,
             seed=params.seed,
         )
-        U, lat_std = yield from regress_to_latent(gen, params, mean, comps, var.sqrt(), device)
+        U, lat_std = yield from regress_to_latent(gen, params, mean, comps, var.sqrt(), device, pacer)
         vectors = U * lat_std.unsqueeze(1)
         space = "z"
     else:

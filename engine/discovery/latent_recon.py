@@ -32,7 +32,8 @@ BASELINES = ("none", "random", "coordinate")
 @dataclass(frozen=True)
 class Params:
     k: int = field(
-        default=64, metadata={"help": "number of directions K (paper: 64 on MNIST, 128 on AnimeFaces)", "min": 2}
+        default=64,
+        metadata={"help": "number of directions K (paper: 64 on MNIST, 128 on AnimeFaces)", "min": 2, "max": 4096},
     )
     parametrization: str = field(
         default="ortho",
@@ -70,11 +71,13 @@ class Params:
         metadata={
             "help": "training steps (paper: 1e5; 2000 is about 30 min on one CPU thread at 64 px)",
             "min": 0,
+            "max": 10**9,
             "key": False,
         },
     )
     batch_size: int = field(
-        default=32, metadata={"help": "pairs per step and rank (reference code: 32; paper: 128 for SN-GAN)", "min": 2}
+        default=32,
+        metadata={"help": "pairs per step and rank (reference code: 32; paper: 128 for SN-GAN)", "min": 2, "max": 4096},
     )
     lam: float = field(default=0.25, metadata={"help": "weight lambda of the shift regression loss", "min": 0.0})
     eps_max: float = field(default=6.0, metadata={"help": "shifts eps ~ U[-eps_max, eps_max]", "min": 0.0})
@@ -82,12 +85,15 @@ class Params:
         default=0.5, metadata={"help": "smallest |eps| (sign(eps) * max(|eps|, eps_min))", "min": 0.0}
     )
     lr: float = field(default=1e-4, metadata={"help": "Adam learning rate of A and R", "min": 0.0})
-    rca_every: int = field(default=500, metadata={"help": "steps between RCA measurements", "min": 1, "key": False})
+    rca_every: int = field(
+        default=500, metadata={"help": "steps between RCA measurements", "min": 1, "max": 10**9, "key": False}
+    )
     rca_samples: int = field(
-        default=1024, metadata={"help": "fresh pairs per RCA measurement (per rank)", "min": 1, "key": False}
+        default=1024,
+        metadata={"help": "fresh pairs per RCA measurement (per rank)", "min": 1, "max": 10**7, "key": False},
     )
     checkpoint_every: int = field(
-        default=100, metadata={"help": "steps between resumable checkpoints", "min": 1, "key": False}
+        default=100, metadata={"help": "steps between resumable checkpoints", "min": 1, "max": 10**9, "key": False}
     )
     seed: int = field(default=0, metadata={"help": "seed of the initialisation and of all sampling"})
 

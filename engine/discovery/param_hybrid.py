@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from engine.directions import DirectionSet
-from engine.discovery.param_opt import train_directions
+from engine.discovery.param_opt import check_shift_memory, train_directions
 from engine.discovery.param_space import dense_basis, resolve_layer
 from engine.discovery.param_spectrum import SPECTRUM_RANGE, hessian_eigen
 from engine.discovery.param_spectrum import Params as SpectrumParams
@@ -26,18 +26,35 @@ from engine.discovery.reconstructor import RECONSTRUCTORS, TrainConfig
 from engine.discovery.registry import register_method, validate_params
 from engine.distances import DISTANCES
 from engine.errors import AtlasError
+from engine.hashing import state_dict_sha256
 from engine.jobs import Progress
+
+
+def spectrum_identity(path: str) -> str:
+    """What identifies a run over a saved spectrum set: a sha256 of the eigenvectors it holds (the
+    file's integrity checked on loading), not its path: the same set moved or saved again is the
+    same run, another set saved under that name is not. (Not the tensor file's own sha256: the
+    safetensors writer orders its metadata arbitrarily, so one set saved twice hashes apart.)"""
+    if not path:
+        return ""
+    dset = DirectionSet.load(Path(path))
+    return "sha256:" + state_dict_sha256({f"delta.{i}": dset.param_delta(i) for i in range(len(dset))})
 
 
 @dataclass(frozen=True)
 class Params:
-    k: int = field(default=64, metadata={"help": "number of directions K (paper: 64)", "min": 2})
+    k: int = field(default=64, metadata={"help": "number of directions K (paper: 64)", "min": 2, "max": 4096})
     layer: str = field(default="", metadata={"help": "editable layer to shift (empty: the model's default)"})
     spectrum: str = field(
         default="",
-        metadata={"help": "a saved param-spectrum set whose eigenvectors form the basis (empty: compute them)"},
+        metadata={
+            "help": "a saved param-spectrum set whose eigenvectors form the basis (empty: compute them)",
+            "key_of": spectrum_identity,
+        },
     )
-    basis_k: int = field(default=64, metadata={"help": "Hessian eigenvectors in the basis (when computed)", "min": 1})
+    basis_k: int = field(
+        default=64, metadata={"help": "Hessian eigenvectors in the basis (when computed)", "min": 1, "max": 4096}
+    )
     distance: str = field(
         default="lpips-alex",
         metadata={
@@ -45,10 +62,12 @@ class Params:
             "choices": DISTANCES,
         },
     )
-    samples: int = field(default=64, metadata={"help": "latents of the Hessian minibatch (paper: 512)", "min": 1})
+    samples: int = field(
+        default=64, metadata={"help": "latents of the Hessian minibatch (paper: 512)", "min": 1, "max": 100_000}
+    )
     tol: float = field(default=1e-3, metadata={"help": "eigen-residual tolerance (relative to lambda_1)", "min": 0.0})
     # part of the run's key: the eigensolver's stopping point decides the basis the training runs on
-    spectrum_steps: int = field(default=40, metadata={"help": "most eigensolver iterations", "min": 1})
+    spectrum_steps: int = field(default=40, metadata={"help": "most eigensolver iterations", "min": 1, "max": 10_000})
     range: float = field(
         default=SPECTRUM_RANGE,
         metadata={
@@ -63,8 +82,10 @@ class Params:
             "choices": RECONSTRUCTORS,
         },
     )
-    steps: int = field(default=2000, metadata={"help": "training steps (CPU-sized default)", "min": 0, "key": False})
-    batch_size: int = field(default=16, metadata={"help": "pairs per step and rank (paper: 16)", "min": 2})
+    steps: int = field(
+        default=2000, metadata={"help": "training steps (CPU-sized default)", "min": 0, "max": 10**9, "key": False}
+    )
+    batch_size: int = field(default=16, metadata={"help": "pairs per step and rank (paper: 16)", "min": 2, "max": 4096})
     lam: float = field(
         default=2.5e-3, metadata={"help": "weight lambda of the shift regression (paper: 2.5e-3)", "min": 0.0}
     )
@@ -72,12 +93,15 @@ class Params:
     truncation: float = field(
         default=1.0, metadata={"help": "truncation psi of the latents (style models)", "min": 0.0, "max": 1.0}
     )
-    rca_every: int = field(default=500, metadata={"help": "steps between RCA measurements", "min": 1, "key": False})
+    rca_every: int = field(
+        default=500, metadata={"help": "steps between RCA measurements", "min": 1, "max": 10**9, "key": False}
+    )
     rca_samples: int = field(
-        default=1024, metadata={"help": "fresh pairs per RCA measurement (per rank)", "min": 1, "key": False}
+        default=1024,
+        metadata={"help": "fresh pairs per RCA measurement (per rank)", "min": 1, "max": 10**7, "key": False},
     )
     checkpoint_every: int = field(
-        default=100, metadata={"help": "steps between resumable checkpoints", "min": 1, "key": False}
+        default=100, metadata={"help": "steps between resumable checkpoints", "min": 1, "max": 10**9, "key": False}
     )
     seed: int = field(default=0, metadata={"help": "seed of the latents, the initialisation and all sampling"})
 
@@ -153,6 +177,7 @@ def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iter
     the eigensolver. Returns the K directions (coefficients over the eigenvectors).
     """
     info = resolve_layer(gen, params.layer)
+    check_shift_memory(params, info)
     extra = {}
     if state is not None and state.get("stage") == "train":
         vectors = state["basis"]
@@ -165,7 +190,9 @@ def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iter
             extra = {"basis_from": params.spectrum, "basis_eigenvalues": sset.metrics.get("eigenvalues")}
         else:
             sstate = state.get("spectrum") if state is not None else None
-            gen_eig = hessian_eigen(gen, params.spectrum_params(), device=device, state=sstate, stage="spectrum")
+            gen_eig = hessian_eigen(
+                gen, params.spectrum_params(), device=device, state=sstate, stage="spectrum", k_param="basis_k"
+            )
             while True:
                 try:
                     rec = next(gen_eig)

@@ -15,6 +15,7 @@ directions start at the top-K singular directions (``xi_k = e_k``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -28,7 +29,9 @@ from engine.discovery.reconstructor import RECONSTRUCTORS, TrainConfig, train_re
 from engine.discovery.registry import register_method, validate_params
 from engine.discovery.shifts import ShiftFamily, param_pair
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import Progress, wait_for
+from engine.models.base import LayerInfo
+from engine.selection import check_job_memory
 
 
 class BasisShifts(ShiftFamily):
@@ -88,7 +91,7 @@ class BasisShifts(ShiftFamily):
 
 @dataclass(frozen=True)
 class Params:
-    k: int = field(default=64, metadata={"help": "number of directions K (paper: 64)", "min": 2})
+    k: int = field(default=64, metadata={"help": "number of directions K (paper: 64)", "min": 2, "max": 4096})
     layer: str = field(default="", metadata={"help": "editable layer to shift (empty: the model's default)"})
     range: float = field(
         default=SVD_RANGE,
@@ -104,8 +107,10 @@ class Params:
             "choices": RECONSTRUCTORS,
         },
     )
-    steps: int = field(default=2000, metadata={"help": "training steps (CPU-sized default)", "min": 0, "key": False})
-    batch_size: int = field(default=32, metadata={"help": "pairs per step and rank (paper: 32)", "min": 2})
+    steps: int = field(
+        default=2000, metadata={"help": "training steps (CPU-sized default)", "min": 0, "max": 10**9, "key": False}
+    )
+    batch_size: int = field(default=32, metadata={"help": "pairs per step and rank (paper: 32)", "min": 2, "max": 4096})
     lam: float = field(
         default=2.5e-3, metadata={"help": "weight lambda of the shift regression (paper: 2.5e-3)", "min": 0.0}
     )
@@ -113,12 +118,15 @@ class Params:
     truncation: float = field(
         default=1.0, metadata={"help": "truncation psi of the latents (style models)", "min": 0.0, "max": 1.0}
     )
-    rca_every: int = field(default=500, metadata={"help": "steps between RCA measurements", "min": 1, "key": False})
+    rca_every: int = field(
+        default=500, metadata={"help": "steps between RCA measurements", "min": 1, "max": 10**9, "key": False}
+    )
     rca_samples: int = field(
-        default=1024, metadata={"help": "fresh pairs per RCA measurement (per rank)", "min": 1, "key": False}
+        default=1024,
+        metadata={"help": "fresh pairs per RCA measurement (per rank)", "min": 1, "max": 10**7, "key": False},
     )
     checkpoint_every: int = field(
-        default=100, metadata={"help": "steps between resumable checkpoints", "min": 1, "key": False}
+        default=100, metadata={"help": "steps between resumable checkpoints", "min": 1, "max": 10**9, "key": False}
     )
     seed: int = field(default=0, metadata={"help": "seed of the initialisation and of all sampling"})
 
@@ -151,6 +159,13 @@ def initial_coefficients(K: int, r: int, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
         init[r:] = torch.randn(K - r, r, generator=g)
     return init
+
+
+def check_shift_memory(params, layer: LayerInfo) -> None:
+    """Refuse a ``batch_size`` whose step would hold more than the memory budget: a step builds the
+    weight shift of every direction in its batch, with their gradients (before any work)."""
+    n = math.prod(layer.shape)
+    check_job_memory("batch_size", min(params.batch_size, params.k), 3 * 4 * n, f"the shifts of {layer.name}")
 
 
 def train_directions(
@@ -200,5 +215,6 @@ def train_directions(
 def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iterator[Progress]:
     """Job: returns K directions (coefficients over the SVD basis); scores = per-direction RCA."""
     info = resolve_layer(gen, params.layer)
-    basis = svd_basis(gen, info.name)
+    check_shift_memory(params, info)
+    basis = yield from wait_for(svd_basis, gen, info.name, record=Progress(0, params.steps, stage="svd"))
     return (yield from train_directions(gen, params, basis, "param-opt", device=device, state=state))

@@ -21,6 +21,7 @@ each direction records as ``info["d2_per_t2"]``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -33,7 +34,8 @@ from engine.discovery.param_space import basis_set, dense_basis, resolve_layer
 from engine.discovery.registry import register_method, validate_params
 from engine.distances import DISTANCES, load_distance
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import Progress, wait_for
+from engine.selection import check_job_memory
 
 # Default suggested range, in fractions of ||W||_F; chosen on digiface-dcgan-64 grids (README).
 SPECTRUM_RANGE = 0.03
@@ -41,7 +43,7 @@ SPECTRUM_RANGE = 0.03
 
 @dataclass(frozen=True)
 class Params:
-    k: int = field(default=16, metadata={"help": "number of eigenvectors K (paper: 64)", "min": 1})
+    k: int = field(default=16, metadata={"help": "number of eigenvectors K (paper: 64)", "min": 1, "max": 4096})
     layer: str = field(default="", metadata={"help": "editable layer to shift (empty: the model's default)"})
     distance: str = field(
         default="lpips-alex",
@@ -53,20 +55,35 @@ class Params:
     )
     samples: int = field(
         default=64,
-        metadata={"help": "latents in the fixed minibatch of the expectation (paper: 512; 64 is CPU-sized)", "min": 1},
+        metadata={
+            "help": "latents in the fixed minibatch of the expectation (paper: 512; 64 is CPU-sized)",
+            "min": 1,
+            "max": 100_000,
+        },
     )
     tol: float = field(
         default=1e-3, metadata={"help": "stop when every ||Hv - lambda v|| / lambda_1 is below this", "min": 0.0}
     )
-    steps: int = field(default=40, metadata={"help": "most block iterations", "min": 1, "key": False})
+    steps: int = field(default=40, metadata={"help": "most block iterations", "min": 1, "max": 10_000, "key": False})
     guard: int = field(
-        default=4, metadata={"help": "extra vectors iterated beside the K wanted (speeds up the last ones)", "min": 0}
+        default=4,
+        metadata={
+            "help": "extra vectors iterated beside the K wanted (speeds up the last ones)",
+            "min": 0,
+            "max": 4096,
+        },
     )
     distance_size: int = field(
         default=64,
-        metadata={"help": "images larger than this are downsampled before the distance (reference: 64)", "min": 16},
+        metadata={
+            "help": "images larger than this are downsampled before the distance (reference: 64)",
+            "min": 16,
+            "max": 1024,
+        },
     )
-    chunk: int = field(default=128, metadata={"help": "images per batched pass (memory)", "min": 1, "key": False})
+    chunk: int = field(
+        default=128, metadata={"help": "images per batched pass (memory)", "min": 1, "max": 4096, "key": False}
+    )
     truncation: float = field(
         default=1.0, metadata={"help": "truncation psi of the latents (style models)", "min": 0.0, "max": 1.0}
     )
@@ -113,7 +130,9 @@ def spectrum_set(
     return dset
 
 
-def hessian_eigen(gen, params: Params, *, device, state: dict | None = None, stage: str = "spectrum"):
+def hessian_eigen(
+    gen, params: Params, *, device, state: dict | None = None, stage: str = "spectrum", k_param: str = "k"
+):
     """Job: the top-K eigenpairs of the layer Hessian. Returns ``(layer, EigResult, H, distance, metrics)``.
 
     Yields ``Progress`` per block iteration with the current Ritz values and residuals and a
@@ -122,14 +141,22 @@ def hessian_eigen(gen, params: Params, *, device, state: dict | None = None, sta
     never waits for a whole product.
     """
     info = resolve_layer(gen, params.layer)
-    yield Progress(0, params.steps, stage=stage, message="loading the distance")
-    distance = load_distance(params.distance, device=device, size=params.distance_size)
+    n = math.prod(info.shape)
+    if params.k > n:
+        raise AtlasError(f"{k_param}={params.k} exceeds the {n} weights of {info.name}")
+    # the solver keeps about ten blocks of k + guard weight-sized vectors (X, W, P, their products, ...)
+    what = f"the eigensolver's blocks of {min(params.k + params.guard, n)} vectors of {info.name}'s {n:,} weights"
+    check_job_memory(k_param, params.k, 10 * 4 * n * min(params.k + params.guard, n) / params.k, what)
+    loading = Progress(0, params.steps, stage=stage, message="loading the distance")
+    yield loading
+    # importing and building the distance network: seconds, in calls that cannot be cut
+    distance = yield from wait_for(
+        load_distance, params.distance, device=device, size=params.distance_size, record=loading
+    )
     yield Progress(0, params.steps, stage=stage, message="starting the eigensolver")
     z = gen.sample_latents(params.samples, seed=params.seed)
     H = LayerHessian(gen, info.name, distance, z, psi=params.truncation, chunk=params.chunk)
     m = min(params.k + params.guard, H.n)
-    if params.k > H.n:
-        raise AtlasError(f"k={params.k} exceeds the {H.n} weights of {info.name}")
     if state is not None and "X" in state:
         X0 = state["X"].to(torch.float32)
         if tuple(X0.shape) != (H.n, m):

@@ -17,7 +17,7 @@ import torch
 from engine.discovery.param_space import basis_set, resolve_layer, svd_basis
 from engine.discovery.registry import register_method, validate_params
 from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.jobs import Progress, wait_for
 
 # Default suggested range, in fractions of ||W||_F; chosen on digiface-dcgan-64 grids (README).
 SVD_RANGE = 0.2
@@ -25,7 +25,9 @@ SVD_RANGE = 0.2
 
 @dataclass(frozen=True)
 class Params:
-    k: int = field(default=16, metadata={"help": "number of directions: the top-K singular values", "min": 1})
+    k: int = field(
+        default=16, metadata={"help": "number of directions: the top-K singular values", "min": 1, "max": 4096}
+    )
     layer: str = field(default="", metadata={"help": "editable layer to shift (empty: the model's default)"})
     range: float = field(
         default=SVD_RANGE,
@@ -45,7 +47,7 @@ def run(gen, params: Params, *, device="cpu", state=None) -> Iterator[Progress]:
     """Job (closed form): the top-K singular directions of the layer; returns a ``DirectionSet``."""
     info = resolve_layer(gen, params.layer)
     yield Progress(0, 1, stage="svd", message=f"SVD of {info.name} {'x'.join(map(str, info.shape))}")
-    basis = svd_basis(gen, info.name)
+    basis = yield from wait_for(svd_basis, gen, info.name, record=Progress(0, 1, stage="svd"))  # one LAPACK call
     r = basis.rank
     if params.k > r:
         raise AtlasError(f"k={params.k} exceeds the rank {r} of {info.name}'s flattened weight; use k <= {r}")

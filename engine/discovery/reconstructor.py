@@ -18,8 +18,10 @@ Using it::
 ``mae``, ``acc`` and, every ``rca_every`` steps, ``rca``), a resumable ``state`` every
 ``checkpoint_every`` steps and at the end (and a ``snapshot`` at every step, for a state on
 cancel), and an optional ``partial`` result at RCA points.
-Under ``torchrun`` it trains with DistributedDataParallel: ``batch_size`` is per rank, each rank
-draws its own batches, gradients are averaged, RCA is pooled over the ranks' samples.
+Under ``torchrun`` it trains data-parallel as DistributedDataParallel does: ``batch_size`` is per
+rank, each rank draws its own batches, every rank starts from rank 0's weights, gradients are
+averaged after each step's backward passes, R's BatchNorm statistics follow rank 0's, and RCA is
+pooled over the ranks' samples.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.discovery.checkpoint import cpu_snapshot
-from engine.discovery.distributed import all_reduce_sum, dist_info
-from engine.discovery.shifts import ShiftFamily, sample_shift_batch, stream_generator
-from engine.errors import AtlasError
-from engine.jobs import Progress
+from engine.discovery.distributed import all_reduce_sum, average_gradients, broadcast_from_main, dist_info
+from engine.discovery.shifts import ShiftFamily, latent_classes, sample_shift_batch, stream_generator
+from engine.errors import AtlasError, describe_exception
+from engine.jobs import PASS_SECONDS, Pacer, Progress
 from engine.models.base import Generator
 
 RECONSTRUCTORS = ("auto", "lenet", "resnet18")
@@ -150,7 +152,8 @@ class TrainConfig:
     ``eps_min``: the shift distribution. ``lr`` / ``lr_family``: Adam rates of R and of the
     family. ``rca_every`` / ``rca_samples``: how often and on how many fresh pairs RCA is
     measured. ``checkpoint_every``: steps between resumable states. ``seed``: initialisation and
-    all random streams.
+    all random streams. ``pass_seconds``: what each paced piece of a step or an RCA measurement
+    aims to take (``engine.jobs.Pacer``); ``None`` renders whole batches (no yield within them).
     """
 
     steps: int = 2000
@@ -168,6 +171,7 @@ class TrainConfig:
     rca_batch: int = 64
     checkpoint_every: int = 200
     seed: int = 0
+    pass_seconds: float | None = PASS_SECONDS  # None: a whole batch per pass, no yield within a step
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "rca_every", "rca_samples", "rca_batch", "checkpoint_every", "width"):
@@ -179,6 +183,8 @@ class TrainConfig:
             )
         if self.reconstructor not in RECONSTRUCTORS:
             raise AtlasError(f"unknown reconstructor '{self.reconstructor}'; choose one of {', '.join(RECONSTRUCTORS)}")
+        if self.pass_seconds is not None and not self.pass_seconds > 0:
+            raise AtlasError(f"trainer setting pass_seconds={self.pass_seconds} must be positive (or None)")
 
 
 @dataclass
@@ -193,23 +199,6 @@ class ReconResult:
     history: dict[str, list] = field(default_factory=dict)
 
 
-class _Joint(nn.Module):
-    """Family + R as one module, so DistributedDataParallel averages both sets of gradients.
-
-    The generator is kept out of the module tree: it is frozen and must not be synchronised.
-    """
-
-    def __init__(self, family: ShiftFamily, reconstructor: Reconstructor, gen: Generator) -> None:
-        super().__init__()
-        self.family = family
-        self.reconstructor = reconstructor
-        self.__dict__["gen"] = gen
-
-    def forward(self, z, k, eps):
-        x0, x1 = self.family.pair(self.gen, z, k, eps)
-        return self.reconstructor(x0, x1)
-
-
 @torch.no_grad()
 def evaluate_rca(
     gen: Generator, family: ShiftFamily, R: Reconstructor, cfg: TrainConfig, *, device: torch.device
@@ -218,28 +207,116 @@ def evaluate_rca(
 
     Returns (RCA in [0, 1], per-direction accuracy ``[K]``). The pairs come from the "rca"
     stream, disjoint from training batches and the same at every evaluation of a run.
+    ``evaluate_rca_job`` is the same as a job.
+    """
+    job = evaluate_rca_job(gen, family, R, cfg, device=torch.device(device))
+    while True:
+        try:
+            next(job)
+        except StopIteration as stop:
+            return stop.value
+
+
+def evaluate_rca_job(
+    gen: Generator,
+    family: ShiftFamily,
+    R: Reconstructor,
+    cfg: TrainConfig,
+    *,
+    device: torch.device,
+    pacer: Pacer | None = None,
+) -> Iterator[int]:
+    """Job: ``evaluate_rca``, yielding the number of pairs done after every paced piece.
+
+    Batch i of ``cfg.rca_batch`` pairs is drawn from the "rca" stream as a whole and rendered in
+    pieces sized by ``pacer`` (R is in eval mode: a pair's prediction does not depend on the
+    others), so the pairs and the result are those of the unpaced evaluation.
     """
     info = dist_info()
+    pacer = pacer or Pacer(cfg.rca_batch, seconds=cfg.pass_seconds, device=device)
     K = family.K
     correct = torch.zeros(K, dtype=torch.float64, device=device)
     count = torch.zeros(K, dtype=torch.float64, device=device)
     was_training = R.training
     R.eval()
+    done = 0
     try:
         n_batches = -(-cfg.rca_samples // cfg.rca_batch)
         for i in range(n_batches):
             g = stream_generator("rca", cfg.seed, info.rank, i)
             n = min(cfg.rca_batch, cfg.rca_samples - i * cfg.rca_batch)
             z, k, eps = (t.to(device) for t in sample_shift_batch(g, n, gen.z_dim, K, cfg.eps_max, cfg.eps_min))
-            logits, _ = R(*family.pair(gen, z, k, eps))
-            hit = (logits.argmax(dim=1) == k).double()
-            correct.index_add_(0, k, hit)
-            count.index_add_(0, k, torch.ones_like(hit))
+            classes = latent_classes(gen, z)
+            for sl in pacer.slices(n):
+                with torch.no_grad():
+                    logits, _ = R(*family.pair(_rows(gen, classes, sl), z[sl], k[sl], eps[sl]))
+                hit = (logits.argmax(dim=1) == k[sl]).double()
+                correct.index_add_(0, k[sl], hit)
+                count.index_add_(0, k[sl], torch.ones_like(hit))
+                done += sl.stop - sl.start
+                yield done
     finally:
         R.train(was_training)
     correct, count = all_reduce_sum(correct), all_reduce_sum(count)
     rca = float(correct.sum() / count.sum().clamp_min(1))
     return rca, (correct / count.clamp_min(1)).float().cpu()
+
+
+def _rows(gen: Generator, classes: torch.Tensor | None, sl: slice) -> Generator:
+    """``gen`` for rows ``sl`` of a batch whose rows have ``classes`` (class-conditional models:
+    a view bound to exactly those rows' classes, so a piece of a batch keeps each row's class)."""
+    return gen if classes is None else gen.conditioned(classes=classes[sl].cpu())
+
+
+def _paced_step(
+    gen: Generator,
+    family: ShiftFamily,
+    R: Reconstructor,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    cfg: TrainConfig,
+    pacer: Pacer,
+    before_r: Callable[[], None],
+) -> Iterator[None]:
+    """Job: the gradients of one step's loss on ``batch = (z, k, eps)``, in paced pieces.
+
+    The generator side (the expensive part) runs in pieces of ``pacer`` size, yielding between
+    them: first the pieces' forward passes (their graphs kept), then R's forward and backward on
+    the whole batch at once (its BatchNorm sees the whole batch, as in one big step), then the
+    pieces' backward passes with their slices of the gradient R sends back to the images. The
+    gradients are those of the one-batch step (to rounding: sums in another order). Returns
+    ``(logits, ce, mae, loss)``; the optimiser steps are the caller's. ``before_r()`` runs just
+    before R's forward, which updates R's BatchNorm statistics.
+    """
+    z, k, eps = batch
+    B = z.shape[0]
+    classes = latent_classes(gen, z)
+    pieces: list[tuple[slice, torch.Tensor | None, torch.Tensor | None, float]] = []
+    start = 0
+    while start < B:
+        sl = slice(start, start + pacer.take(B - start))
+        t0 = pacer.clock()
+        x0, x1 = family.pair(_rows(gen, classes, sl), z[sl], k[sl], eps[sl])
+        pieces.append((sl, x0, x1, pacer.elapsed(t0)))
+        start = sl.stop
+        yield
+    X0 = torch.cat([p[1].detach() for p in pieces]).requires_grad_(any(p[1].requires_grad for p in pieces))
+    X1 = torch.cat([p[2].detach() for p in pieces]).requires_grad_(any(p[2].requires_grad for p in pieces))
+    before_r()
+    logits, eps_hat = R(X0, X1)
+    ce = F.cross_entropy(logits, k)
+    mae = (eps_hat - eps).abs().mean()
+    loss = ce + cfg.lam * mae
+    loss.backward()
+    for i, (sl, x0, x1, forward_s) in enumerate(pieces):
+        t0 = pacer.clock()
+        outs = [(x, X.grad[sl]) for x, X in ((x0, X0), (x1, X1)) if x.requires_grad]
+        if outs:
+            torch.autograd.backward([o for o, _ in outs], [g for _, g in outs])
+        pacer.record(sl.stop - sl.start, forward_s + pacer.elapsed(t0))
+        pieces[i] = (sl, None, None, 0.0)  # the piece's graph is freed
+        if outs:
+            yield
+    return logits, ce, mae, loss
 
 
 def train_reconstructor(
@@ -258,6 +335,12 @@ def train_reconstructor(
     config). ``partial(family, rca)`` builds the partial result shown while training: before the
     first step, every ``PARTIAL_EVERY`` steps and at every RCA measurement (``rca`` is the latest
     one, ``None`` before the first).
+
+    Besides the record of every step, the job yields within steps and RCA measurements after
+    every paced piece of images (``engine.jobs.Pacer``, about every ``PASS_SECONDS``), so a
+    cancel never waits for a whole batch of a slow generator. Those records carry no metrics;
+    their ``snapshot`` is the state as of the last whole step. The pieces' size is kept in the
+    state (``micro_batch``), so a resumed run groups its images as the uninterrupted run did.
     Returns a ``ReconResult``.
     """
     device = torch.device(device)
@@ -286,6 +369,9 @@ def train_reconstructor(
 
     step = 0
     history: dict[str, list] = {"step": [], "loss": [], "acc": [], "rca": []}
+    pacer = Pacer(cfg.batch_size, seconds=cfg.pass_seconds, device=device)
+    rca_pacer = Pacer(cfg.rca_batch, seconds=cfg.pass_seconds, device=device)
+    rca_pending = False  # the step is done, its RCA measurement is not
     if state is not None:
         try:
             family.load_state_dict(state["family"])
@@ -295,33 +381,62 @@ def train_reconstructor(
                 opt_F.load_state_dict(state["opt_family"])
             step = int(state["step"])
             history = {k: list(v) for k, v in state["history"].items()}
-        except (KeyError, RuntimeError, ValueError) as exc:
+            if cfg.pass_seconds is not None:
+                pacer.size = max(1, min(cfg.batch_size, int(state.get("micro_batch", pacer.size))))
+            rca_pending = bool(state.get("rca_pending", False))
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise AtlasError(
-                f"the saved state does not fit this run ({exc.__class__.__name__}: {exc}); "
-                "start it again without resuming"
+                f"the saved state does not fit this run ({describe_exception(exc)}); start it again without resuming"
             ) from None
+    if info.active:  # every rank starts from rank 0's weights (as DistributedDataParallel does)
+        broadcast_from_main([*family.state_dict().values(), *R.state_dict().values()])
 
-    joint = _Joint(family, R, gen)
-    model: nn.Module = joint
-    if info.active:
-        from torch.nn.parallel import DistributedDataParallel
+    step_plan = pacer.size  # the piece size the current step started with
+    before_step: dict[str, torch.Tensor] | None = None  # R's buffers before a step's forward updated them
 
-        ids = None
-        if device.type == "cuda":
-            ids = [device.index if device.index is not None else torch.cuda.current_device()]
-        model = DistributedDataParallel(joint, device_ids=ids)
+    def keep_buffers() -> None:
+        nonlocal before_step
+        before_step = {name: b.detach().clone() for name, b in R.named_buffers()}
+        if info.active:  # R's BatchNorm statistics follow rank 0's (DistributedDataParallel's default)
+            broadcast_from_main(list(R.buffers()))
 
-    def snapshot() -> dict:
-        return cpu_snapshot(
+    def snapshot(*, pending: bool = False) -> dict:
+        """The state as of the last whole step (R's statistics from before a step in progress)."""
+        r_state = R.state_dict()
+        if before_step is not None:
+            r_state = {**r_state, **before_step}
+        out = cpu_snapshot(
             {
                 "step": step,
                 "family": family.state_dict(),
-                "reconstructor": R.state_dict(),
+                "reconstructor": r_state,
                 "opt_reconstructor": opt_R.state_dict(),
                 "opt_family": opt_F.state_dict() if opt_F is not None else None,
                 "history": history,
+                "micro_batch": step_plan,
             }
         )
+        if pending:
+            out["rca_pending"] = True
+        return out
+
+    def pending_snapshot() -> dict:
+        return snapshot(pending=True)
+
+    def measure_rca() -> Iterator[Progress]:
+        job = evaluate_rca_job(gen, family, R, cfg, device=device, pacer=rca_pacer)
+        while True:
+            try:
+                done = next(job)
+            except StopIteration as stop:
+                return stop.value
+            yield Progress(
+                step,
+                cfg.steps,
+                stage=stage,
+                message=f"RCA: {done}/{cfg.rca_samples} pairs",
+                snapshot=pending_snapshot if info.is_main else None,
+            )
 
     window: list[tuple[float, float, float, float]] = []
     last_rca: float | None = history["rca"][-1][1] if history["rca"] else None
@@ -329,28 +444,53 @@ def train_reconstructor(
     if partial is not None and step < cfg.steps:
         # the directions exist before the first step: show them at once, RCA comes later
         yield Progress(step, cfg.steps, stage=stage, partial=partial(family, last_rca))
+    if rca_pending:  # resumed during the measurement after step `step`: take it now
+        last_rca, rca_dirs = yield from measure_rca()
+        history["rca"].append([step, last_rca])
+        yield Progress(
+            step,
+            cfg.steps,
+            stage=stage,
+            metrics={"rca": last_rca},
+            partial=partial(family, last_rca) if partial is not None else None,
+            state=snapshot() if info.is_main else None,
+            snapshot=snapshot if info.is_main else None,
+        )
     while step < cfg.steps:
         g = stream_generator("train", cfg.seed, info.rank, step)
-        z, k, eps = (
+        batch = tuple(
             t.to(device) for t in sample_shift_batch(g, cfg.batch_size, gen.z_dim, K, cfg.eps_max, cfg.eps_min)
         )
-        logits, eps_hat = model(z, k, eps)
-        ce = F.cross_entropy(logits, k)
-        mae = (eps_hat - eps).abs().mean()
-        loss = ce + cfg.lam * mae
         opt_R.zero_grad(set_to_none=True)
         if opt_F is not None:
             opt_F.zero_grad(set_to_none=True)
-        loss.backward()
+        step_plan, before_step = pacer.size, None
+        inner = _paced_step(gen, family, R, batch, cfg, pacer, keep_buffers)
+        while True:
+            try:
+                next(inner)
+            except StopIteration as stop:
+                logits, ce, mae, loss = stop.value
+                break
+            yield Progress(
+                step,
+                cfg.steps,
+                stage=stage,
+                message=f"step {step + 1}",
+                snapshot=snapshot if info.is_main else None,
+            )
+        if info.active:
+            average_gradients([*R.parameters(), *fam_params])
         opt_R.step()
         if opt_F is not None:
             opt_F.step()
         step += 1
+        step_plan, before_step = pacer.size, None
         vals = (
             float(loss.detach()),
             float(ce.detach()),
             float(mae.detach()),
-            float((logits.detach().argmax(dim=1) == k).float().mean()),
+            float((logits.detach().argmax(dim=1) == batch[1]).float().mean()),
         )
         window.append(vals)
         if step % 10 == 0 or step == cfg.steps:
@@ -361,7 +501,7 @@ def train_reconstructor(
         metrics = dict(zip(("loss", "ce", "mae", "acc"), vals, strict=True))
         measure = step % cfg.rca_every == 0 or step == cfg.steps
         if measure:
-            last_rca, rca_dirs = evaluate_rca(gen, family, R, cfg, device=device)
+            last_rca, rca_dirs = yield from measure_rca()
             history["rca"].append([step, last_rca])
         part = None
         if partial is not None and (measure or step % PARTIAL_EVERY == 0):
@@ -379,7 +519,7 @@ def train_reconstructor(
             snapshot=snapshot if info.is_main else None,
         )
     if rca_dirs is None:  # resumed a finished run, or zero steps: measure now
-        last_rca, rca_dirs = evaluate_rca(gen, family, R, cfg, device=device)
+        last_rca, rca_dirs = yield from measure_rca()
     family.eval()
     R.eval()
     return ReconResult(family, R, step, float(last_rca), rca_dirs, history)

@@ -18,9 +18,11 @@ A method module looks like::
 from it. ``engine.discovery.checkpoint`` saves and loads such states.
 
 Field metadata understood here (and by the GUI form and ``main.py discover --set``):
-``help`` (one line), ``choices`` (allowed values), ``min`` / ``max`` (inclusive bounds) and
+``help`` (one line), ``choices`` (allowed values), ``min`` / ``max`` (inclusive bounds),
 ``key`` (``False`` for fields that do not change a run's trajectory, such as the step count or
-how often RCA is logged: a run may be resumed with a different value of those).
+how often RCA is logged: a run may be resumed with a different value of those) and ``key_of``
+(a function of the value giving what identifies the run instead of the value itself, e.g. the
+content hash of a file a path names: the same file under another path is the same run).
 ``validate_params`` checks choices and bounds; Params classes call it from ``__post_init__``.
 """
 
@@ -145,8 +147,14 @@ def validate_params(params: Any) -> None:
 
 
 def key_fields(params: Any) -> dict[str, Any]:
-    """The fields that identify a run (all but those with ``metadata={"key": False}``)."""
-    return {f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.metadata.get("key", True)}
+    """The fields that identify a run (all but those with ``metadata={"key": False}``), each through
+    its ``key_of`` function where it has one."""
+    out = {}
+    for f in dataclasses.fields(params):
+        if f.metadata.get("key", True):
+            value = getattr(params, f.name)
+            out[f.name] = f.metadata["key_of"](value) if "key_of" in f.metadata else value
+    return out
 
 
 def parse_param_value(method: str, name: str, tp: Any, text: str) -> Any:

@@ -34,7 +34,11 @@ DEFAULT_RANGE = {"z": 5.0, "w": 5.0, "w+": 5.0}
 class Params:
     k: int = field(
         default=32,
-        metadata={"help": "directions kept: the top-k eigenvectors (at most the latent dimension)", "min": 1},
+        metadata={
+            "help": "directions kept: the top-k eigenvectors (at most the latent dimension)",
+            "min": 1,
+            "max": 4096,
+        },
     )
     layers: str = field(
         default="all",

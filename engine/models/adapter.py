@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.errors import AtlasError
+from engine.errors import AtlasError, describe_exception
 from engine.hashing import file_sha256, state_dict_sha256
 from engine.models.base import (
     EARLY_ACTIVATION,
@@ -365,14 +365,14 @@ def load_adapter(path: str | Path) -> AdapterGenerator:
     try:
         spec.loader.exec_module(mod)
     except Exception as exc:  # noqa: BLE001 - the user's code failed; say where
-        raise AtlasError(f"{path}: the adapter raised {exc.__class__.__name__}: {exc}") from None
+        raise AtlasError(f"{path}: the adapter raised {describe_exception(exc)}") from None
     fn = getattr(mod, "load_generator", None)
     if not callable(fn):
         raise AtlasError(f"{path}: an adapter must define load_generator() returning (module, latent_dim)")
     try:
         res = fn()
     except Exception as exc:  # noqa: BLE001
-        raise AtlasError(f"{path}: load_generator() raised {exc.__class__.__name__}: {exc}") from None
+        raise AtlasError(f"{path}: load_generator() raised {describe_exception(exc)}") from None
     if isinstance(res, dict):
         module, dim = res.get("module"), res.get("latent_dim")
         name, resolution = res.get("name") or path.stem, res.get("resolution")
@@ -389,9 +389,7 @@ def load_adapter(path: str | Path) -> AdapterGenerator:
     except AtlasError as exc:
         raise AtlasError(f"{path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - the user's module failed on a probe latent
-        raise AtlasError(
-            f"{path}: the module failed on a latent of size {dim}: {exc.__class__.__name__}: {exc}"
-        ) from None
+        raise AtlasError(f"{path}: the module failed on a latent of size {dim}: {describe_exception(exc)}") from None
     weights_hash = state_dict_sha256(module.state_dict())
     gen.identity = f"{file_sha256(path)[:32]}{weights_hash[:32]}"
     gen.source = str(path)

@@ -778,12 +778,20 @@ class StyleGAN2Generator(Generator):
         return self.w_avg
 
     def mapping(
-        self, z: torch.Tensor, *, psi: float = 1.0, cutoff: int | None = None, classes: torch.Tensor | None = None
+        self,
+        z: torch.Tensor,
+        *,
+        psi: float = 1.0,
+        cutoff: int | None = None,
+        classes: torch.Tensor | None = None,
+        track: bool = True,
     ) -> torch.Tensor:
         """``z [B, z_dim] -> ws [B, num_ws, w_dim]``; truncation ``w_avg.lerp(w, psi)`` on ws[:, :cutoff] (all if None).
 
         Conditional models embed ``classes`` (long ``[B]``; default: the view's bound classes)
         as one-hot labels; the truncation centre is shared by all classes, as in NVIDIA's code.
+        In training mode each call moves ``w_avg`` towards the batch's mean w, unless ``track``
+        is off (a trainer mapping one batch in pieces calls ``track_w_avg`` once with its mean).
         """
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise AtlasError(f"model '{self.name}' expects z of shape [B, {self.z_dim}], got {list(z.shape)}")
@@ -793,9 +801,8 @@ class StyleGAN2Generator(Generator):
                 classes = self.condition(z.shape[0]).classes
             labels = F.one_hot(classes.to(z.device, torch.long), self.num_classes)
         w = self.mapping_net(z, labels)
-        if self.training and self.config.w_avg_beta:
-            with torch.no_grad():
-                self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, self.config.w_avg_beta))
+        if track:
+            self.track_w_avg(w.detach().mean(dim=0))
         ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
         if psi != 1:
             center = self.w_avg.to(ws.dtype)
@@ -804,6 +811,12 @@ class StyleGAN2Generator(Generator):
             else:
                 ws = torch.cat([center.lerp(ws[:, :cutoff], psi), ws[:, cutoff:]], dim=1)
         return ws
+
+    def track_w_avg(self, w_mean: torch.Tensor) -> None:
+        """In training mode, one step of the moving average: ``w_avg <- w_mean.lerp(w_avg, w_avg_beta)``."""
+        if self.training and self.config.w_avg_beta:
+            with torch.no_grad():
+                self.w_avg.copy_(w_mean.lerp(self.w_avg, self.config.w_avg_beta))
 
     def mix(
         self,

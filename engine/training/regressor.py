@@ -13,9 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.data.procedural import random_batches
-from engine.data.regressor import FactorRegressor, RegressorConfig, evaluate, held_out_set
-from engine.jobs import Progress
+from engine.data.procedural import ProceduralFaces, random_batches
+from engine.data.regressor import HELD_OUT_SEED, FactorRegressor, RegressorConfig, factor_scores, predict_factors
+from engine.errors import BadValueError
+from engine.jobs import Pacer, Progress
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,16 @@ class RegressorParams:
     blur_prob: float = 0.3
     eval_every: int = 1000
     eval_n: int = 2048
+
+    def __post_init__(self) -> None:
+        """Every count within its bounds (the held-out images are kept: ``eval_n`` is bounded by memory)."""
+        bounds = {"steps": 10**9, "batch_size": 4096, "eval_every": 10**9, "eval_n": 100_000}
+        for name, most in bounds.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= most:
+                raise BadValueError(f"regressor setting {name}={v!r}: expected a whole number from 1 to {most:,}")
+        if self.resolution not in (16, 32, 64, 128):
+            raise BadValueError(f"regressor setting resolution={self.resolution!r}: choose 16, 32, 64 or 128")
 
 
 def degrade(images: torch.Tensor, rng: torch.Generator, noise_max: float, blur_prob: float) -> torch.Tensor:
@@ -63,7 +74,12 @@ def train_regressor(
         params.batch_size, resolution=params.resolution, generator=np.random.default_rng(params.seed)
     )
     rng = torch.Generator().manual_seed(params.seed)
-    held = held_out_set(params.eval_n, params.resolution)
+    # the held-out set (engine.data.regressor.held_out_set), drawn in paced pieces
+    faces, parts = ProceduralFaces(params.eval_n, seed=HELD_OUT_SEED, resolution=params.resolution), []
+    for sl in Pacer(1024).slices(params.eval_n):
+        parts.append(faces.batch(np.arange(sl.start, sl.stop)))
+        yield Progress(0, params.steps, "train", message="drawing the held-out set")
+    held = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
     mean_r2 = float("nan")
     for step in range(params.steps):
         model.train()
@@ -75,11 +91,13 @@ def train_regressor(
         opt.step()
         sched.step()
         if (step + 1) % params.eval_every == 0 or step + 1 == params.steps:
-            scores = evaluate(model, data=held)
+            scores = yield from _evaluate(
+                model, held, Progress(step + 1, params.steps, "train", message="held-out R^2")
+            )
             mean_r2 = float(np.mean([s["r2"] for s in scores.values()]))
         yield Progress(step + 1, params.steps, "train", {"loss": float(loss.detach()), "held_out_r2": mean_r2})
     model.eval()
-    scores = evaluate(model, data=held)
+    scores = yield from _evaluate(model, held, Progress(params.steps, params.steps, "train", message="held-out R^2"))
     metrics = {
         "per_factor": scores,
         "mean_r2": float(np.mean([s["r2"] for s in scores.values()])),
@@ -87,3 +105,13 @@ def train_regressor(
         "held_out_n": params.eval_n,
     }
     return model, metrics
+
+
+def _evaluate(model: FactorRegressor, held: tuple[torch.Tensor, torch.Tensor], record: Progress) -> Iterator[Progress]:
+    """Job: ``engine.data.regressor.evaluate`` on ``held``, predicting in paced pieces (yielding ``record``)."""
+    images, factors = held
+    preds = []
+    for sl in Pacer(256).slices(images.shape[0]):
+        preds.append(predict_factors(images[sl], model))
+        yield record
+    return factor_scores(torch.cat(preds).cpu().numpy(), factors.cpu().numpy())

@@ -39,9 +39,9 @@ import torch.nn.functional as F
 
 from engine.checkpoints.atlas import save_stylegan2
 from engine.data.procedural import random_batches
-from engine.errors import AtlasError, BadValueError, CheckpointError
-from engine.jobs import Progress
-from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, mix_styles
+from engine.errors import AtlasError, BadValueError, CheckpointError, describe_exception
+from engine.jobs import PASS_SECONDS, Pacer, Progress
+from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator, mix_styles, random_noise
 from engine.training.checkpoint import atomic_save, safe_load
 from engine.training.discriminator import Discriminator, DiscriminatorConfig
 
@@ -71,6 +71,22 @@ _AT_LEAST_ONE = {
     "sample_grid",
 }
 _POSITIVE = {"kimg", "lr", "sample_every_kimg"}
+# ceilings of the sizes (memory) and counts; a larger value is refused before anything is built
+_AT_MOST = {
+    "z_dim": 4096,
+    "w_dim": 4096,
+    "mapping_layers": 64,
+    "batch_size": 4096,
+    "r1_interval": 10**6,
+    "pl_interval": 10**6,
+    "pl_batch_shrink": 4096,
+    "mbstd_group": 4096,
+    "sample_grid": 32,  # an N x N grid rendered at every sample point
+    "kimg": 10**7,
+    "sample_every_kimg": 10**7,
+    "seed": 2**63 - 1,
+}
+MAX_CHANNELS = 4096
 _NON_NEGATIVE = {"r1_gamma", "pl_weight", "pl_decay", "style_mixing", "ema_kimg", "ema_rampup", "seed"}
 
 
@@ -96,8 +112,8 @@ def _checked_setting(name: str, value):
                 res = int(k)
             except (TypeError, ValueError):
                 fail("an object of resolution: channels")
-            if number(v, True) < 1 or res < 4:
-                fail("positive channel counts at resolutions of at least 4")
+            if not 1 <= number(v, True) <= MAX_CHANNELS or not 4 <= res <= 4096:
+                fail(f"channel counts of 1 to {MAX_CHANNELS} at resolutions of 4 to 4096")
             out[res] = int(v)
         return out
     if name == "betas":
@@ -117,6 +133,8 @@ def _checked_setting(name: str, value):
         fail("a positive number")
     if name in _NON_NEGATIVE and v < 0:
         fail("a number of at least 0")
+    if name in _AT_MOST and v > _AT_MOST[name]:
+        fail(f"at most {_AT_MOST[name]:,}")
     return v
 
 
@@ -285,7 +303,7 @@ def load_state(path: Path, device: torch.device, cfg: TrainConfig | None = None)
         st.opt_G.load_state_dict(ck["opt_G"])
         st.opt_D.load_state_dict(ck["opt_D"])
     except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: damaged training checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: damaged training checkpoint ({describe_exception(exc)})") from None
     st.rng.set_state(ck["rng"])
     st.data_rng.bit_generator.state = json.loads(ck["data_rng"])
     st.cur_nimg, st.step, st.seconds = int(ck["cur_nimg"]), int(ck["step"]), float(ck["seconds"])
@@ -296,26 +314,101 @@ def load_state(path: Path, device: torch.device, cfg: TrainConfig | None = None)
 # ---- one iteration -------------------------------------------------------------------------
 
 
-def _ws(G: StyleGAN2Generator, st: TrainState, batch: int, device: torch.device) -> torch.Tensor:
-    """Mapped latents ``[B, num_ws, w_dim]`` with style mixing (one crossover layer per batch)."""
+@dataclass
+class Draws:
+    """The random numbers one generator pass takes from ``st.rng``, drawn for the whole batch in
+    the order the unpaced pass drew them: latents, the style-mixing choice, the noise maps."""
+
+    z: torch.Tensor  # [B, z_dim]
+    z2: torch.Tensor | None  # [B, z_dim], the second latents of style mixing
+    cut: int  # the crossover layer (with z2)
+    noise: dict[str, torch.Tensor]  # {layer: [B, 1, R, R]}
+
+
+def _draw(G: StyleGAN2Generator, st: TrainState, batch: int, device: torch.device) -> Draws:
     z = torch.randn(batch, G.z_dim, generator=st.rng).to(device)
-    ws = G.mapping(z)
+    z2, cut = None, 0
     if st.cfg.style_mixing > 0 and float(torch.rand([], generator=st.rng)) < st.cfg.style_mixing:
         cut = int(torch.randint(1, G.num_ws, [], generator=st.rng))
         z2 = torch.randn(batch, G.z_dim, generator=st.rng).to(device)
-        ws = mix_styles(ws, G.mapping(z2), cut)
-    return ws
+    like = torch.empty(0, device=device)
+    noise = {
+        name: random_noise((batch, 1, m.shape[-1], m.shape[-1]), like, st.rng) for name, m in G.noise_maps().items()
+    }
+    return Draws(z, z2, cut, noise)
 
 
-def _generate(
-    G: StyleGAN2Generator, st: TrainState, batch: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    ws = _ws(G, st, batch, device)
-    return G.synthesis(ws, noise="random", noise_generator=st.rng), ws
+class _Pass:
+    """One generator pass over a drawn batch, in pieces: ``images(rows)``; ``done()`` then moves
+    ``w_avg`` as the unpaced pass's mapping calls did (once per latent set, with the batch's mean)."""
+
+    def __init__(self, G: StyleGAN2Generator, d: Draws) -> None:
+        self.G, self.d = G, d
+        self.sums = [torch.zeros(G.w_dim, device=d.z.device) for _ in range(1 if d.z2 is None else 2)]
+        self.n = 0
+
+    def images(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``[n, 3, R, R]`` and ``ws`` of rows ``rows`` of the drawn batch."""
+        G, d = self.G, self.d
+        ws = G.mapping(d.z[rows], track=False)
+        self.sums[0] += ws[:, 0].detach().sum(0)
+        if d.z2 is not None:
+            ws2 = G.mapping(d.z2[rows], track=False)
+            self.sums[1] += ws2[:, 0].detach().sum(0)
+            ws = mix_styles(ws, ws2, d.cut)
+        self.n += rows.numel()
+        return G.synthesis(ws, noise={k: v[rows] for k, v in d.noise.items()}), ws
+
+    def done(self) -> None:
+        for s in self.sums:
+            self.G.track_w_avg(s / max(self.n, 1))
+
+
+def _groups(B: int, cfg: TrainConfig, pacer: Pacer) -> Iterator[torch.Tensor]:
+    """Paced pieces of a batch of ``B``, as row indices: whole minibatch-std groups, each laid out
+    as the discriminator groups the whole batch (group m = rows m, m + M, ..., M = B / group), so
+    a piece is judged exactly as within the whole batch."""
+    G = min(cfg.mbstd_group, B)
+    M = B // G
+    for sl in pacer.slices(M):
+        yield torch.tensor([g * M + m for g in range(G) for m in range(sl.start, sl.stop)])
+
+
+@dataclass
+class StepPacers:
+    """One ``Pacer`` per phase of an iteration (their pieces cost differently), in minibatch-std groups."""
+
+    g_main: Pacer
+    g_pl: Pacer
+    d_main: Pacer
+    d_r1: Pacer
+
+    @staticmethod
+    def make(cfg: TrainConfig, device, seconds: float | None = PASS_SECONDS) -> StepPacers:
+        M = cfg.batch_size // min(cfg.mbstd_group, cfg.batch_size)
+        return StepPacers(*(Pacer(M, seconds=seconds, device=device) for _ in range(4)))
 
 
 def train_step(st: TrainState, reals: torch.Tensor) -> dict[str, float]:
     """One G step and one D step (plus lazy regularisers when due) on ``reals [B, 3, R, R]``."""
+    job = train_step_job(st, reals, StepPacers.make(st.cfg, reals.device, seconds=None))
+    while True:
+        try:
+            next(job)
+        except StopIteration as stop:
+            return stop.value
+
+
+def train_step_job(st: TrainState, reals: torch.Tensor, pacers: StepPacers) -> Iterator[str]:
+    """Job: ``train_step`` in paced pieces of whole minibatch-std groups, yielding the phase's
+    name after each piece; returns the step's statistics.
+
+    Every loss is a mean over the batch, so each piece adds its share of the gradient and the
+    optimiser steps once per phase: the unpaced step to rounding. Random numbers are drawn for
+    the whole batch first, in the unpaced order (``Draws``). Between its first optimiser step
+    and its end the iteration has changed ``st`` in part: a caller that stops it there must not
+    keep ``st`` (``train`` saves the state from before the iteration instead).
+    """
     cfg, G, D = st.cfg, st.G, st.D
     device = reals.device
     B = reals.shape[0]
@@ -324,52 +417,76 @@ def train_step(st: TrainState, reals: torch.Tensor) -> dict[str, float]:
     # G main: non-saturating loss
     D.requires_grad_(False)
     G.requires_grad_(True)
-    fake, _ = _generate(G, st, B, device)
-    loss_G = F.softplus(-D(fake)).mean()
+    gen_pass = _Pass(G, _draw(G, st, B, device))
     st.opt_G.zero_grad(set_to_none=True)
-    loss_G.backward()
+    total = 0.0
+    for rows in _groups(B, cfg, pacers.g_main):
+        fake, _ = gen_pass.images(rows)
+        loss = F.softplus(-D(fake)).sum() / B
+        loss.backward()
+        total += float(loss.detach())
+        yield "G"
+    gen_pass.done()
     st.opt_G.step()
-    stats["loss_G"] = float(loss_G.detach())
+    stats["loss_G"] = total
 
-    # G reg: path length (lazy)
+    # G reg: path length (lazy); the running mean needs every length before the loss
     if cfg.pl_weight > 0 and st.step % cfg.pl_interval == 0:
         pb = max(1, B // cfg.pl_batch_shrink)
-        fake, ws = _generate(G, st, pb, device)
-        noise = torch.randn(fake.shape, generator=st.rng).to(device) / math.sqrt(fake.shape[2] * fake.shape[3])
-        (grad,) = torch.autograd.grad((fake * noise).sum(), ws, create_graph=True)
-        lengths = grad.square().sum(2).mean(1).sqrt()
-        st.pl_mean = st.pl_mean.lerp(lengths.mean().detach(), cfg.pl_decay)
-        loss_pl = (lengths - st.pl_mean).square().mean() * cfg.pl_weight * cfg.pl_interval
+        gen_pass = _Pass(G, _draw(G, st, pb, device))
+        noise = torch.randn((pb, G.img_channels, G.resolution, G.resolution), generator=st.rng).to(device)
+        noise = noise / math.sqrt(G.resolution * G.resolution)
+        lengths = []  # each piece's graph is kept until its loss is known (it needs the new mean)
+        for rows in _groups(pb, cfg, pacers.g_pl):
+            fake, ws = gen_pass.images(rows)
+            (grad,) = torch.autograd.grad((fake * noise[rows]).sum(), ws, create_graph=True)
+            lengths.append(grad.square().sum(2).mean(1).sqrt())
+            yield "PL"
+        gen_pass.done()
+        mean = torch.cat(lengths).mean()
+        st.pl_mean = st.pl_mean.lerp(mean.detach(), cfg.pl_decay)
         st.opt_G.zero_grad(set_to_none=True)
-        loss_pl.backward()
+        for i, length in enumerate(lengths):
+            ((length - st.pl_mean).square().sum() / pb * cfg.pl_weight * cfg.pl_interval).backward()
+            lengths[i] = None
+            yield "PL"
         st.opt_G.step()
-        stats["pl"] = float(lengths.mean().detach())
+        stats["pl"] = float(mean.detach())
 
     # D main
     G.requires_grad_(False)
     D.requires_grad_(True)
-    with torch.no_grad():
-        fake, _ = _generate(G, st, B, device)
-    logits_fake = D(fake)
-    logits_real = D(reals)
-    loss_D = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+    gen_pass = _Pass(G, _draw(G, st, B, device))
     st.opt_D.zero_grad(set_to_none=True)
-    loss_D.backward()
+    sums = {"loss_D": 0.0, "D_real": 0.0, "D_fake": 0.0}
+    for rows in _groups(B, cfg, pacers.d_main):
+        with torch.no_grad():
+            fake, _ = gen_pass.images(rows)
+        logits_fake = D(fake)
+        logits_real = D(reals[rows])
+        loss = (F.softplus(logits_fake).sum() + F.softplus(-logits_real).sum()) / B
+        loss.backward()
+        sums["loss_D"] += float(loss.detach())
+        sums["D_real"] += float(logits_real.detach().sum()) / B
+        sums["D_fake"] += float(logits_fake.detach().sum()) / B
+        yield "D"
+    gen_pass.done()
     st.opt_D.step()
-    stats["loss_D"] = float(loss_D.detach())
-    stats["D_real"] = float(logits_real.detach().mean())
-    stats["D_fake"] = float(logits_fake.detach().mean())
+    stats.update(sums)
 
     # D reg: R1 on reals (lazy)
     if cfg.gamma > 0 and st.step % cfg.r1_interval == 0:
-        x = reals.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
-        r1 = grad.square().sum(dim=[1, 2, 3])
-        loss_r1 = r1.mean() * (cfg.gamma / 2) * cfg.r1_interval
         st.opt_D.zero_grad(set_to_none=True)
-        loss_r1.backward()
+        r1_sum = 0.0
+        for rows in _groups(B, cfg, pacers.d_r1):
+            x = reals[rows].detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+            r1 = grad.square().sum(dim=[1, 2, 3])
+            (r1.sum() / B * (cfg.gamma / 2) * cfg.r1_interval).backward()
+            r1_sum += float(r1.detach().sum())
+            yield "R1"
         st.opt_D.step()
-        stats["r1"] = float(r1.detach().mean())
+        stats["r1"] = r1_sum / B
 
     # EMA of G (half-life ema_nimg, ramped up early in training)
     st.cur_nimg += B
@@ -384,6 +501,17 @@ def train_step(st: TrainState, reals: torch.Tensor) -> dict[str, float]:
         for b_ema, b in zip(st.G_ema.buffers(), G.buffers()):
             b_ema.copy_(b)
     return stats
+
+
+def _cloned(obj):
+    """A deep copy of nested dicts / lists / tuples, every tensor detached and cloned."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _cloned(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cloned(v) for v in obj)
+    return obj
 
 
 # ---- the job -------------------------------------------------------------------------------
@@ -443,8 +571,10 @@ def train(
 
     ``run_dir`` receives the checkpoint, sample grids and log (see the module docstring). With
     ``resume`` the run continues from ``run_dir/checkpoint.pt`` (bit-for-bit the same state that
-    was saved: networks, optimisers, EMA, random streams). Closing the job at a yield saves a
-    checkpoint first, so a cancelled run can be resumed. Returns a ``TrainResult``.
+    was saved: networks, optimisers, EMA, random streams). Iterations run in paced pieces
+    (``train_step_job``), yielding after each. Closing the job at a yield saves a checkpoint
+    first (the state from before the iteration in progress), so a cancelled run can be resumed.
+    Returns a ``TrainResult``.
     """
     device = torch.device(device)
     run_dir = Path(run_dir)
@@ -476,18 +606,35 @@ def train(
     seg_start = time.perf_counter()
     seg_seconds0 = st.seconds
 
-    def checkpoint() -> None:
+    pacers = StepPacers.make(cfg, device)
+    before: dict | None = None  # the state from before the iteration in progress, while it changes st
+
+    def checkpoint(payload: dict | None = None) -> None:
         nonlocal saved_at
         st.seconds = seg_seconds0 + (time.perf_counter() - seg_start)
-        atomic_save(state_payload(st), ckpt_path)
-        saved_at = st.cur_nimg
+        payload = payload if payload is not None else state_payload(st)
+        atomic_save({**payload, "seconds": st.seconds}, ckpt_path)
+        saved_at = payload["cur_nimg"]
 
     try:
         while st.cur_nimg < total:
             t0 = time.perf_counter()
+            data_state = json.dumps(st.data_rng.bit_generator.state)
             reals, _ = next(stream)
             data_seconds += time.perf_counter() - t0
-            stats = train_step(st, reals.to(device))
+            # the iteration yields between paced pieces and changes st as it goes: stopped within it,
+            # the job saves the state from before it (a copy: a few MB at the default widths)
+            start = {**_cloned(state_payload(st)), "data_rng": data_state}
+            step = train_step_job(st, reals.to(device), pacers)
+            while True:
+                try:
+                    phase = next(step)
+                except StopIteration as stop:
+                    stats = stop.value
+                    break
+                before = start
+                yield Progress(st.cur_nimg, total, "train", message=f"iteration {st.step + 1}: {phase}")
+            before = None
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v
                 counts[k] = counts.get(k, 0) + 1
@@ -519,7 +666,7 @@ def train(
             yield Progress(st.cur_nimg, total, "train", metrics)
     finally:
         if saved_at != st.cur_nimg and st.cur_nimg > 0:
-            checkpoint()
+            checkpoint(before)  # the state from before an iteration stopped half-way, else the current one
         log.close()
     st.seconds = seg_seconds0 + (time.perf_counter() - seg_start)
     return TrainResult(st.G_ema, cfg, st.cur_nimg, st.seconds)

@@ -231,7 +231,7 @@ def test_jobs_cancel_at_a_yield(gen):
     job = locality.run(gen, dset, None, locality.Params(samples=64, shifts=3, batch_size=4))
     seen = []
     assert run_job(job, lambda p: seen.append(p) or len(seen) < 3) is None
-    assert len(seen) == 3 and seen[-1].total == 64  # one latent (with its 3 shifts) per batch of 4
+    assert len(seen) == 3 and seen[-1].total == 64 * 4  # images: each latent unedited and at its 3 shifts
 
 
 def test_results_save_load_and_plot(gen, tmp_path):
@@ -329,3 +329,42 @@ def test_inception_features_read_the_weights_file_without_a_download(tmp_path, m
     out = feats(torch.rand(2, 3, 32, 32) * 2 - 1)
     assert out.shape == (2, 2048) and torch.isfinite(out).all()
     assert fid_inception.load_state_dict_from_url is original  # the package's own loader is put back
+
+
+# ---- every analysis yields at least once a second (issue 11) ------------------------------------
+@pytest.mark.parametrize("name", ["curves", "locality", "fid", "reproduce", "score"])
+def test_every_analysis_yields_within_a_second_of_a_slow_generator(name, monkeypatch):
+    """A generator taking 0.2 s per image (on the pacers' fake clock): each analysis renders in
+    pieces small enough to yield at least every second (they used to yield per direction, per
+    batch of up to 64 images, or per Adam step of 32 latents rendered three times)."""
+    import engine.jobs
+
+    now = [0.0]
+    monkeypatch.setattr(engine.jobs, "_clock", lambda: now[0])
+    real = QuadrantGenerator.decode
+
+    def slow(self, code, *args, **kw):
+        out = real(self, code, *args, **kw)
+        now[0] += 0.2 * out.shape[0]
+        return out
+
+    monkeypatch.setattr(QuadrantGenerator, "decode", slow)
+    gen = QuadrantGenerator().eval()
+    if name == "reproduce":
+        dset = param_set(gen, [scale_factor_delta(gen, 0)])
+    else:
+        dset = latent_set(gen, [[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    small = {
+        "curves": curves.Params(seeds=6, steps=5, distance="pixel"),
+        "locality": locality.Params(samples=6, shifts=5),
+        "fid": realism.Params(samples=8, reference=8, steps=3),
+        "reproduce": reproduce.Params(steps=2, batch_size=8, eval_samples=8),
+        "score": score.Params(seeds=6, steps=5),
+    }[name]
+    extra = {"fid": {"features": lambda x: x.flatten(1)[:, ::64]}, "score": {"factors": exact_factors()}}.get(name, {})
+    stamps = []
+    result = run_job(ANALYSES[name].run(gen, dset, None, small, **extra), lambda rec: stamps.append(now[0]))
+    gaps = np.diff([0.0, *stamps, now[0]])
+    assert gaps.max() <= 1.0, gaps.max()
+    assert now[0] > 5.0 and len(stamps) > 5  # the work did take many (fake) seconds, in many pieces
+    assert result.kind == ANALYSES[name].result.kind

@@ -220,3 +220,80 @@ def test_export_cli_grid_labels(gen, dset, tmp_path, monkeypatch):
     plain, labelled = iio.imread(tmp_path / "plain.png"), iio.imread(tmp_path / "labelled.png")
     assert labelled.shape[0] > plain.shape[0] and labelled.shape[1] > plain.shape[1]
     assert np.array_equal(labelled[-plain.shape[0] :, -plain.shape[1] :], plain)
+
+
+# ---- every export yields at least once a second (issue 11) -------------------------------------
+@pytest.fixture()
+def slow_gen(monkeypatch):
+    """A 16 px DCGAN that takes 0.15 s per image on the pacers' fake clock."""
+    import engine.jobs
+
+    now = [0.0]
+    monkeypatch.setattr(engine.jobs, "_clock", lambda: now[0])
+    real = DCGANGenerator.decode
+
+    def slow(self, code, *args, **kw):
+        out = real(self, code, *args, **kw)
+        now[0] += 0.15 * out.shape[0]
+        return out
+
+    monkeypatch.setattr(DCGANGenerator, "decode", slow)
+    torch.manual_seed(0)
+    g = DCGANGenerator(nz=8, ngf=8, n_up=2).eval()
+    g.name, g.identity = "tiny", "tiny-id"
+    return g, now
+
+
+@pytest.mark.parametrize("what", ["images", "grid", "mp4", "gif", "batch"])
+def test_every_export_yields_within_a_second_of_a_slow_generator(slow_gen, dset, tmp_path, what):
+    """Exports used to render 16 or 32 images per yield (2.4-4.8 s here); now each piece of images
+    is sized to yield within a second, and two seeds of a frame may come from two pieces."""
+    from engine.render import Item, render_items
+
+    gen, now = slow_gen
+    codes = gen.seed_latents([0, 1, 2])
+    dirs = [dset.directions[0], dset.directions[1]]
+    opts = MorphOptions(frames=8, size=32)
+    job = {
+        "images": lambda: render_items(gen, [Item(c) for c in gen.seed_latents(range(20))]),
+        "grid": lambda: export_grid(gen, codes, dirs, [-2.0, 0.0, 2.0], tmp_path / "g.png"),
+        "mp4": lambda: export_morph(gen, codes, dirs[:1], tmp_path / "m.mp4", opts),
+        "gif": lambda: export_morph(gen, codes, dirs[:1], tmp_path / "m.gif", opts),
+        "batch": lambda: export_interpretable(gen, dset, codes, tmp_path / "batch", fmt="gif", opts=opts),
+    }[what]()
+    stamps = []
+    run_job(job, lambda rec: stamps.append(now[0]))
+    gaps = np.diff([0.0, *stamps, now[0]])
+    assert gaps.max() <= 1.0, gaps.max()
+    assert now[0] >= 0.15 * 18 and len(stamps) > 5
+    if what == "mp4":  # the frames are the unpaced ones: seed 1 of frame 5 is G(z_1 + t_5 d)
+        frames = iio.mimread(tmp_path / "m.mp4")
+        assert len(frames) == 8 and frames[0].shape == (32, 3 * 32 + 2 * 4, 3)
+
+
+def test_a_video_cancelled_while_it_is_written_leaves_no_file(gen, dset, tmp_path, monkeypatch):
+    """The GIF is encoded on a helper thread while the job yields; cancelled then, the file the
+    helper goes on writing is removed when it is done."""
+    import threading
+
+    import engine.export as export
+
+    gate, wrote = threading.Event(), threading.Event()
+    real = export._write_gif
+
+    def slow_write(path, frames, fps):
+        gate.wait()
+        real(path, frames, fps)
+        wrote.set()
+
+    monkeypatch.setattr(export, "_write_gif", slow_write)
+    job = export_morph(gen, gen.seed_latents([0]), [dset.directions[0]], tmp_path / "m.gif", MorphOptions(frames=4))
+    assert run_job(job, lambda rec: not rec.message.endswith("writing")) is None  # cancelled while writing
+    gate.set()
+    assert wrote.wait(10)
+    partial = tmp_path / ".m.partial.gif"
+    for _ in range(200):  # the helper removes its file right after writing it
+        if not partial.exists():
+            break
+        threading.Event().wait(0.05)
+    assert not partial.exists() and not (tmp_path / "m.gif").exists()

@@ -7,7 +7,7 @@ import torch
 from engine.discovery import get_method
 from engine.discovery.ganspace import Params, _activation_features, _batches, sample_latents, streamed_pca
 from engine.errors import AtlasError
-from engine.jobs import run_job
+from engine.jobs import Pacer, run_job
 from tests.engine.tiny_generators import tiny_dcgan
 
 
@@ -46,7 +46,7 @@ def test_pca_matches_numpy(solver):
     mu, V, lam = _numpy_pca(X, 5)
     mean, comps, var, total = run_job(
         streamed_pca(
-            _activation_features(gen, p, torch.device("cpu")),
+            _activation_features(gen, p, torch.device("cpu"), Pacer(p.batch_size)),
             _batches(p.n_samples, p.batch_size),
             5,
             solver=solver,
@@ -97,3 +97,30 @@ def test_stylegan2_w_pca_matches_numpy_and_is_scaled_by_std():
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), np.sqrt(lam), rtol=1e-4)
     np.testing.assert_allclose(np.abs(np.sum(got / np.sqrt(lam)[:, None] * V.T, axis=1)), 1.0, atol=1e-4)
     assert dset[0].space == "w+" and dset[0].layers == (0, 3)
+
+
+def test_a_slow_model_yields_within_each_batch_and_gives_the_same_directions(monkeypatch):
+    """0.01 s per sample on the pacers' fake clock: a batch of 300 samples (3 s) used to be one
+    yield; now it is computed in pieces, with the same samples, so the directions are the same."""
+    import engine.jobs
+    from engine.models.dcgan import DCGANGenerator
+
+    gen = tiny_dcgan(nz=8, ngf=4, n_up=2, seed=2)
+    p = Params(k=4, n_samples=1200, batch_size=300)
+    whole = run_job(get_method("ganspace").run(gen, p))
+    now = [0.0]
+    monkeypatch.setattr(engine.jobs, "_clock", lambda: now[0])
+    real = DCGANGenerator.early_activation
+
+    def slow(self, z, *args, **kw):
+        now[0] += 0.01 * z.shape[0]
+        return real(self, z, *args, **kw)
+
+    monkeypatch.setattr(DCGANGenerator, "early_activation", slow)
+    stamps = []
+    paced = run_job(get_method("ganspace").run(gen, p), lambda rec: stamps.append(now[0]))
+    gaps = np.diff([0.0, *stamps, now[0]])
+    assert gaps.max() <= 1.0, gaps.max()
+    assert now[0] > 0.01 * 1200 * 2.9  # mean, covariance and regression passes over the samples
+    for a, b in zip(whole.directions, paced.directions):
+        np.testing.assert_allclose(a.vector.numpy(), b.vector.numpy(), rtol=1e-4, atol=1e-5)

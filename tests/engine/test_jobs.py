@@ -30,3 +30,53 @@ def test_closing_the_outer_job_closes_the_inner_one():
     next(job)
     job.close()
     assert log == ["closed"]
+
+
+# ---- Pacer: pieces of work sized by time -------------------------------------------------------
+def test_pacer_grows_while_pieces_are_quick_and_shrinks_to_fit(monkeypatch):
+    import engine.jobs
+    from engine.jobs import Pacer
+
+    now = [0.0]
+    monkeypatch.setattr(engine.jobs, "_clock", lambda: now[0])
+    pacer = Pacer(64, seconds=0.3)
+    sizes = []
+    for sl in pacer.slices(200):
+        sizes.append(sl.stop - sl.start)
+        now[0] += 0.01 * (sl.stop - sl.start)  # 10 ms per item: 30 items fit in 0.3 s
+    assert sizes[:5] == [1, 2, 4, 8, 16] and sum(sizes) == 200
+    assert all(16 <= s <= 32 for s in sizes[5:-1])  # between half the target and the target
+    pacer.record(pacer.size, 10.0)  # a stall: the plan is scaled down to fit at once
+    assert pacer.size == 1
+    for _ in range(20):
+        pacer.record(pacer.size, 0.0)
+    assert pacer.size == 64  # never more than `most`
+    fixed = Pacer(64, seconds=None)
+    assert [s.stop - s.start for s in fixed.slices(150)] == [64, 64, 22]
+
+
+def test_wait_for_yields_while_one_long_call_runs_and_can_be_closed():
+    import threading
+
+    from engine.jobs import wait_for
+
+    gate = threading.Event()
+    job = wait_for(lambda: gate.wait() and 42, record=Progress(3, 9, message="waiting"))
+    assert next(job).message == "waiting"  # the call is still blocked: the job yields meanwhile
+    gate.set()
+    assert run_job(job) == 42
+    stuck = threading.Event()
+    job = wait_for(stuck.wait)
+    next(job)
+    job.close()  # cancelled while the call still runs: it is abandoned on its daemon thread
+    stuck.set()
+
+    def fail():
+        raise ValueError("boom")
+
+    try:
+        run_job(wait_for(fail))
+    except ValueError as exc:
+        assert str(exc) == "boom"
+    else:
+        raise AssertionError("the call's exception was not raised")

@@ -106,7 +106,11 @@ def test_a_checkpoint_never_moves_back_unless_asked(tmp_path):
     assert state_position({"stage": "train", "position": [1, 2]}) > state_position({"position": [0, 40]})
 
 
-def test_cancel_before_the_first_checkpoint_saves_the_same_run(tmp_path):
+def test_cancel_before_the_first_checkpoint_saves_the_same_run(tmp_path, monkeypatch):
+    import engine.jobs
+
+    # the pacers see no time pass: both runs group their images alike (see engine.jobs.Pacer)
+    monkeypatch.setattr(engine.jobs, "_clock", FakeClock())
     gen = tiny_dcgan(nz=8)
     spec = get_method("latent-recon")
     params = spec.make_params(k=3, steps=4, batch_size=4, rca_every=100, rca_samples=8, checkpoint_every=100)

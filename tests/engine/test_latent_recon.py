@@ -130,7 +130,9 @@ def _tensors(result):
     return {**{f"f.{k}": v for k, v in fam.state_dict().items()}, **{f"r.{k}": v for k, v in R.state_dict().items()}}
 
 
-def test_resume_after_cancel_continues_the_same_run(tmp_path):
+def test_resume_after_cancel_continues_the_same_run(tmp_path, fake_clock):
+    # fake_clock: the pacer sees no time pass, so both runs group their images alike (a real clock
+    # can group a step's images differently in two runs: the same result to rounding only)
     gen = tiny_dcgan(nz=8)
     cfg = TrainConfig(steps=7, batch_size=8, checkpoint_every=2, rca_every=100, rca_samples=16)
 
@@ -259,3 +261,123 @@ def test_partial_sets_come_before_the_first_rca():
     assert "rca" in partials[-1][1].metrics
     moved = torch.stack([d.vector for d in partials[2][1].directions]) - torch.stack([d.vector for d in first])
     assert moved.abs().max() > 0  # the partial at step 20 shows the trained directions, not the start
+
+
+# ---- paced steps (issue 11: every job yields at least once a second) ------------------------------
+class FakeClock:
+    """Time that passes only while the (fake-slow) generator renders: ``per_image`` s per image."""
+
+    def __init__(self, per_image: float = 0.0) -> None:
+        self.now, self.per_image = 0.0, per_image
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """The pacers' clock, advanced by the tiny DCGAN's decode (every instance, copies included)."""
+    import engine.jobs
+    from engine.models.dcgan import DCGANGenerator
+
+    clock = FakeClock()
+    monkeypatch.setattr(engine.jobs, "_clock", clock)
+    real = DCGANGenerator.decode
+
+    def decode(self, code, *args, **kw):
+        out = real(self, code, *args, **kw)
+        clock.now += clock.per_image * out.shape[0]
+        return out
+
+    monkeypatch.setattr(DCGANGenerator, "decode", decode)
+    return clock
+
+
+def _paced_cfg(**kw):
+    return TrainConfig(**{"steps": 3, "batch_size": 8, "rca_every": 100, "rca_samples": 16, **kw})
+
+
+def _latent_family():
+    return LatentShifts(torch.eye(8)[:, :3], "ortho")
+
+
+def test_a_slow_generator_yields_within_each_step(fake_clock):
+    """0.3 s per image: a step of 8 pairs (16 images, 4.8 s) used to be one yield; now every piece of
+    images yields, and no two yields are more than a second of (fake) rendering apart."""
+    fake_clock.per_image = 0.3
+    gen = tiny_dcgan(nz=8)
+    stamps, records = [], []
+    result = run_job(
+        train_reconstructor(gen, _latent_family(), _paced_cfg()),
+        lambda rec: stamps.append(fake_clock.now) or records.append(rec),
+    )
+    gaps = [b - a for a, b in zip([0.0, *stamps], [*stamps, fake_clock.now])]
+    assert max(gaps) <= 1.0, max(gaps)
+    assert fake_clock.now >= 0.3 * 16 * 3  # every step rendered its 16 images
+    assert sum("loss" in r.metrics for r in records) == 3 and len(records) > 3 * 8
+    assert result.step == 3
+
+
+def test_paced_pieces_give_the_one_batch_step(fake_clock):
+    """Pieces of 2 pairs (gradients accumulated over 4 backward passes) train A and R as one batch
+    of 8 does, to rounding; and R's BatchNorm sees the whole batch, as before."""
+    whole = run_job(train_reconstructor(tiny_dcgan(nz=8), _latent_family(), _paced_cfg(pass_seconds=None)))
+    fake_clock.per_image = 0.05  # pieces of 2 pairs (0.2 s of images) fit the 0.3 s target
+    sizes = []
+    paced = run_job(
+        train_reconstructor(tiny_dcgan(nz=8), _latent_family(), _paced_cfg()),
+        lambda rec: sizes.append(rec.message) if rec.message == "step 3" else None,
+    )
+    assert len(sizes) == 8  # step 3: 4 forward and 4 backward pieces of 2 pairs
+    a, b = _tensors(whole), _tensors(paced)
+    assert not torch.equal(a["f.M"], torch.eye(8)[:, :3])  # A was trained
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-7, msg=name)
+    assert paced.rca == whole.rca
+
+
+@pytest.mark.parametrize("where", ["forward", "backward", "rca"])
+def test_cancel_within_a_step_resumes_the_same_run(fake_clock, tmp_path, where):
+    """Cancelled in the middle of step 3 (while its images render, after R's forward has updated
+    R's BatchNorm statistics, or while the RCA after step 2 is measured), the state saved on
+    cancel is that of step 2 and the resumed run is the uninterrupted one, bit for bit."""
+    from engine.discovery.checkpoint import Checkpointer
+
+    fake_clock.per_image = 0.05
+    cfg = _paced_cfg(steps=4, rca_every=2)
+    gen = tiny_dcgan(nz=8)
+    full = run_job(train_reconstructor(gen, _latent_family(), cfg))
+    seen = []
+
+    def go_on(rec):
+        if where == "rca":
+            return not rec.message.startswith("RCA")  # the first piece of the RCA after step 2
+        if rec.message == "step 3":
+            seen.append(rec)
+        return len(seen) < (2 if where == "forward" else 6)  # pieces 1-4 render, 5-8 run backward
+
+    keeper = Checkpointer(tmp_path / "job.ckpt", "k")
+    assert run_job(keeper.run(train_reconstructor(gen, _latent_family(), cfg)), go_on) is None
+    state = load_checkpoint(tmp_path / "job.ckpt", key="k")
+    assert state["step"] == 2 and state["micro_batch"] == 2
+    assert state.get("rca_pending", False) == (where == "rca")
+    resumed = run_job(train_reconstructor(gen, _latent_family(), cfg, state=state))
+    a, b = _tensors(full), _tensors(resumed)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert resumed.rca == full.rca and resumed.history["rca"] == full.history["rca"]
+
+
+def test_rca_measurement_in_pieces_is_the_whole_measurement(fake_clock):
+    from engine.discovery.reconstructor import evaluate_rca_job
+
+    gen = tiny_dcgan(nz=8)
+    family = _latent_family()
+    R = build_reconstructor("lenet", 3, channels=3, resolution=gen.resolution)
+    cfg = _paced_cfg(rca_samples=40, rca_batch=16)
+    whole = run_job(evaluate_rca_job(gen, family, R, dataclasses.replace(cfg, pass_seconds=None), device="cpu"))
+    fake_clock.per_image = 0.1  # pieces of 1-2 pairs
+    ticks = []
+    paced = run_job(evaluate_rca_job(gen, family, R, cfg, device="cpu"), ticks.append)
+    assert paced[0] == whole[0] and torch.equal(paced[1], whole[1])
+    assert len(ticks) > 3 and ticks[-1] == 40

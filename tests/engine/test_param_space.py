@@ -278,3 +278,34 @@ def test_param_opt_and_hybrid_run_and_report_rca(tmp_path):
     assert "spectrum" not in stages and h2.metrics["steps"] == 4
     assert h2.params["distance"] == "pixel" and len(h2.params["basis_eigenvalues"]) == 4
     assert torch.allclose(h2.bases["layer"].tensors["vectors"], states[-1]["basis"])
+
+
+def test_hybrid_run_over_a_saved_spectrum_is_keyed_on_the_sets_tensors(tmp_path):
+    """The checkpoint key of ``param-hybrid --set spectrum=FILE`` hashes the set's eigenvectors: the
+    same set under another name (saved again) resumes the same run; another set saved under the
+    same name does not (the path used to be the key: both ways round wrong)."""
+    from engine.discovery.checkpoint import job_key
+    from engine.discovery.param_spectrum import Params as SpectrumParams
+    from engine.discovery.param_spectrum import spectrum_set
+
+    gen = tiny_dcgan()
+    n = gen.layer_weight("main.3").numel()
+
+    def spectrum(seed):  # a saved param-spectrum set of 3 orthonormal "eigenvectors"
+        Q, _ = torch.linalg.qr(torch.randn(n, 3, generator=torch.Generator().manual_seed(seed)))
+        return spectrum_set(gen, SpectrumParams(k=3), "main.3", torch.tensor([3.0, 2.0, 1.0]), Q, distance_info={})
+
+    a, b = spectrum(0), spectrum(1)
+    a.save(tmp_path / "spec.json")
+    DirectionSet.load(tmp_path / "spec.json").save(tmp_path / "moved" / "copy.json")
+    hyb = get_method("param-hybrid")
+
+    def key(path):
+        return job_key(gen, "param-hybrid", hyb.make_params(spectrum=str(path), layer="main.3"))
+
+    before = key(tmp_path / "spec.json")
+    assert key(tmp_path / "moved" / "copy.json") == before
+    b.save(tmp_path / "spec.json")  # another spectrum, same file name
+    assert key(tmp_path / "spec.json") != before
+    with pytest.raises(AtlasError, match="no such direction set"):
+        key(tmp_path / "missing.json")

@@ -134,3 +134,61 @@ def test_train_cli_writes_the_generator_and_refuses_bad_settings(tmp_path, capsy
     assert main(args + ["--resume"]) == 0
     assert main(["train", "--out", str(out), "--config", '{"lr": 1, "nope": 2}']) == 2
     assert "unknown training setting nope" in capsys.readouterr().err
+
+
+# ---- paced iterations (issue 11: every job yields at least once a second) -------------------------
+@pytest.fixture
+def slow_clock(monkeypatch):
+    """The pacers' clock advances a second per reading: every piece is one minibatch-std group."""
+    import itertools
+
+    import engine.jobs
+
+    ticks = itertools.count()
+    monkeypatch.setattr(engine.jobs, "_clock", lambda: float(next(ticks)))
+
+
+def _iteration(paced: bool):
+    from engine.training.stylegan2 import StepPacers, build_state, train_step, train_step_job
+
+    cfg = tiny(8)
+    st = build_state(cfg, torch.device("cpu"))
+    reals = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    if not paced:
+        return st, train_step(st, reals), 1
+    job, phases = train_step_job(st, reals, StepPacers.make(cfg, "cpu")), []
+    while True:
+        try:
+            phases.append(next(job))
+        except StopIteration as stop:
+            return st, stop.value, phases
+
+
+def test_an_iteration_in_pieces_is_the_whole_iteration(slow_clock):
+    """Step 0 runs every phase (G, path length, D, R1); in pieces of one minibatch-std group each,
+    with the losses' shares of the gradient added up, it gives the unpaced iteration to rounding:
+    the same random numbers, groups and w_avg updates."""
+    st_a, stats_a, _ = _iteration(paced=False)
+    st_b, stats_b, phases = _iteration(paced=True)
+    assert phases == ["G", "G", "PL", "PL", "D", "D", "R1", "R1"]  # PL: half a batch, one group
+    for name, net in (("G", "G"), ("D", "D"), ("G_ema", "G_ema")):
+        a, b = getattr(st_a, net).state_dict(), getattr(st_b, net).state_dict()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=f"{name}.{k}")
+    torch.testing.assert_close(st_a.pl_mean, st_b.pl_mean)
+    assert torch.equal(st_a.rng.get_state(), st_b.rng.get_state())  # the same random numbers were drawn
+    assert stats_a.keys() == stats_b.keys() and all(stats_a[k] == pytest.approx(stats_b[k], rel=1e-5) for k in stats_a)
+
+
+def test_cancel_within_an_iteration_keeps_the_state_before_it(tmp_path, slow_clock):
+    full = run_job(train(tiny(12), tmp_path / "full", checkpoint_seconds=1e9))
+    seen = []
+    job = train(tiny(12), tmp_path / "split", checkpoint_seconds=1e9)
+    # cancelled in iteration 2, after its G step changed G (at its first D piece)
+    assert run_job(job, lambda rec: not (rec.message == "iteration 2: D" and not seen.append(rec))) is None
+    st = load_state(tmp_path / "split" / "checkpoint.pt", torch.device("cpu"))
+    assert st.cur_nimg == 4 and st.step == 1
+    resumed = run_job(train(tiny(12), tmp_path / "split", resume=True, checkpoint_seconds=1e9))
+    a, b = full.G_ema.state_dict(), resumed.G_ema.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
