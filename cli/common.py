@@ -152,6 +152,30 @@ def row_classes(
     return classes
 
 
+# ---- Params (engine.params parses the text) ----------------------------------------------
+def add_set_option(p, what: str = "analysis", example: str = "batch_size=32") -> None:
+    """``--set NAME=VALUE`` (repeatable): any parameter of the method or analysis."""
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"any parameter of the {what} (repeatable), e.g. --set {example}",
+    )
+
+
+def set_pairs(texts: list[str]) -> dict[str, str]:
+    """``["k=16", "lr = 1e-3"]`` -> ``{"k": "16", "lr": "1e-3"}`` (the text of each ``--set``)."""
+    pairs: dict[str, str] = {}
+    for text in texts:
+        if "=" not in text:
+            raise BadValueError(f"--set {text}: expected NAME=VALUE")
+        name, value = (s.strip() for s in text.split("=", 1))
+        pairs[name] = value
+    return pairs
+
+
 # ---- models ------------------------------------------------------------------------------------
 def add_model_args(p: argparse.ArgumentParser, *, default_help: str = "digiface-dcgan-64") -> None:
     p.add_argument(

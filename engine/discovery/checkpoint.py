@@ -28,10 +28,10 @@ from typing import Any
 
 import torch
 
-from engine.discovery.registry import key_fields
 from engine.errors import CheckpointError, describe_exception
 from engine.files import atomic_write as _atomic_write
 from engine.hashing import params_key
+from engine.params import key_fields
 
 FORMAT = "gan-atlas-job-state"
 VERSION = 1

@@ -21,10 +21,11 @@ import torch
 
 from engine.directions import DirectionSet, model_ref
 from engine.discovery.reconstructor import RECONSTRUCTORS, TrainConfig, train_reconstructor
-from engine.discovery.registry import register_method, validate_params
+from engine.discovery.registry import register_method
 from engine.discovery.shifts import LatentShifts
 from engine.errors import AtlasError
 from engine.jobs import Progress
+from engine.params import validate_params
 
 BASELINES = ("none", "random", "coordinate")
 

@@ -23,10 +23,11 @@ from engine.discovery.param_space import dense_basis, resolve_layer
 from engine.discovery.param_spectrum import SPECTRUM_RANGE, hessian_eigen
 from engine.discovery.param_spectrum import Params as SpectrumParams
 from engine.discovery.reconstructor import RECONSTRUCTORS, TrainConfig
-from engine.discovery.registry import register_method, validate_params
+from engine.discovery.registry import register_method
 from engine.distances import DISTANCES
 from engine.errors import AtlasError
 from engine.jobs import Progress
+from engine.params import validate_params
 
 
 @dataclass(frozen=True)

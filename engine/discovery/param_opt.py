@@ -25,10 +25,11 @@ from engine.directions import ParamBasis
 from engine.discovery.param_space import basis_set, resolve_layer, svd_basis
 from engine.discovery.param_svd import SVD_RANGE
 from engine.discovery.reconstructor import RECONSTRUCTORS, TrainConfig, train_reconstructor
-from engine.discovery.registry import register_method, validate_params
+from engine.discovery.registry import register_method
 from engine.discovery.shifts import ShiftFamily, param_pair
 from engine.errors import AtlasError
 from engine.jobs import Progress
+from engine.params import validate_params
 
 
 class BasisShifts(ShiftFamily):

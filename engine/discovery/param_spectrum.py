@@ -30,10 +30,11 @@ import torch
 from engine.discovery.eigensolver import EigResult, EigStep, Phase, lobpcg
 from engine.discovery.hessian import LayerHessian, ProductProgress
 from engine.discovery.param_space import basis_set, dense_basis, resolve_layer
-from engine.discovery.registry import register_method, validate_params
+from engine.discovery.registry import register_method
 from engine.distances import DISTANCES, load_distance
 from engine.errors import AtlasError
 from engine.jobs import Progress
+from engine.params import validate_params
 
 # Default suggested range, in fractions of ||W||_F; chosen on digiface-dcgan-64 grids (README).
 SPECTRUM_RANGE = 0.03

@@ -187,7 +187,7 @@ def test_params_validation_messages():
         Params(k=1)
     with pytest.raises(AtlasError, match="has no parameter kk"):
         SPEC.make_params(kk=3)
-    with pytest.raises(AtlasError, match="must be an integer"):
+    with pytest.raises(AtlasError, match="parameter k='many' must be a whole number"):
         SPEC.params_from_strings({"k": "many"})
     p = SPEC.params_from_strings({"k": "12", "lr": "3e-4", "baseline": "random"})
     assert (p.k, p.lr, p.baseline) == (12, 3e-4, "random")
