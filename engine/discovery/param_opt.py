@@ -88,7 +88,11 @@ class BasisShifts(ShiftFamily):
 
 
 @dataclass(frozen=True)
-class Params:
+class TrainingParams:
+    """The fields param-opt and param-hybrid share: K directions over a basis of one layer, trained
+    with a reconstructor (``train_config``). A subclass adds its own fields after these and may
+    redefine a default (a redefined field keeps its place in forms and ``--list-params``)."""
+
     k: int = field(default=64, metadata={"help": "number of directions K (paper: 64)", "min": 2})
     layer: str = field(default="", metadata={"help": "editable layer to shift (empty: the model's default)"})
     range: float = field(
@@ -141,6 +145,11 @@ class Params:
             checkpoint_every=self.checkpoint_every,
             seed=self.seed,
         )
+
+
+@dataclass(frozen=True)
+class Params(TrainingParams):
+    """param-opt: the shared training fields over the layer's SVD basis, at the paper's settings."""
 
 
 def initial_coefficients(K: int, r: int, seed: int) -> torch.Tensor:

@@ -278,3 +278,29 @@ def test_param_opt_and_hybrid_run_and_report_rca(tmp_path):
     assert "spectrum" not in stages and h2.metrics["steps"] == 4
     assert h2.params["distance"] == "pixel" and len(h2.params["basis_eigenvalues"]) == 4
     assert torch.allclose(h2.bases["layer"].tensors["vectors"], states[-1]["basis"])
+
+
+def test_param_opt_and_hybrid_share_their_training_fields():
+    """One base (``param_opt.TrainingParams``) holds the reconstructor training fields of both methods;
+    the hybrid keeps its paper defaults (batch 16, param-spectrum's range) and adds its own after them."""
+    import dataclasses
+
+    from engine.discovery import param_hybrid, param_opt
+    from engine.discovery.param_spectrum import SPECTRUM_RANGE
+    from engine.discovery.param_svd import SVD_RANGE
+
+    shared = [f.name for f in dataclasses.fields(param_opt.TrainingParams)]
+    for cls in (param_opt.Params, param_hybrid.Params):
+        assert issubclass(cls, param_opt.TrainingParams)
+        assert [f.name for f in dataclasses.fields(cls)][: len(shared)] == shared  # same order in forms
+        cfg = cls(steps=7, batch_size=4, lam=0.5, lr=2e-3, rca_every=3, rca_samples=5, seed=9).train_config()
+        assert (cfg.steps, cfg.batch_size, cfg.lam, cfg.lr, cfg.lr_family) == (7, 4, 0.5, 2e-3, 2e-3)
+        assert (cfg.rca_every, cfg.rca_samples, cfg.seed, cfg.checkpoint_every) == (3, 5, 9, 100)
+        with pytest.raises(AtlasError, match="range=0.0 must be positive"):
+            cls(range=0.0)
+        with pytest.raises(AtlasError, match="batch_size=1 is too small"):
+            cls(batch_size=1)
+    assert (param_opt.Params().batch_size, param_opt.Params().range) == (32, SVD_RANGE)
+    assert (param_hybrid.Params().batch_size, param_hybrid.Params().range) == (16, SPECTRUM_RANGE)
+    extra = [f.name for f in dataclasses.fields(param_hybrid.Params)][len(shared) :]
+    assert extra == ["spectrum", "basis_k", "distance", "samples", "tol", "spectrum_steps"]
