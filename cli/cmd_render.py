@@ -79,14 +79,14 @@ def register(sub) -> None:
 def load_codes(args, gen, default_classes: list[int] | None = None) -> tuple[torch.Tensor, str, list | None]:
     """The base codes to render, the space they are in, and their bases (``engine.render.Base``:
     a projected image's tuned weights and noise maps, and each row's class), ``None`` without any.
+    Seeds and a projected image become codes in ``engine.seeds`` (as in the editor).
 
     Classes of a class-conditional model: ``--class`` (one for every row, or one per row), else
     ``default_classes`` (the classes a direction set was found on) cycled over the rows; a
     projected image (``--latent``) keeps the class it was fitted on unless ``--class`` is given.
     """
-    import torch
-
     from engine.render import with_classes
+    from engine.seeds import seed_codes, widen_space
 
     text = getattr(args, "classes", None)
     if args.latent:
@@ -95,8 +95,9 @@ def load_codes(args, gen, default_classes: list[int] | None = None) -> tuple[tor
         lat = load_latent(args.latent, gen)
         if text is not None:
             lat.classes = row_classes(gen, text, len(lat))
-        space = args.space or lat.space
-        return lat.codes_in(gen, space, psi=args.psi).cpu(), space, lat.bases()
+        space = args.space or widen_space([lat])
+        codes, bases = seed_codes(gen, [lat], space, args.psi)
+        return codes.cpu(), space, bases
     space = args.space or "z"
     if getattr(args, "latents", None):
         codes = load_latents_file(Path(args.latents), gen, space)
@@ -106,13 +107,8 @@ def load_codes(args, gen, default_classes: list[int] | None = None) -> tuple[tor
         return codes, space, with_classes(None, classes, codes.shape[0])
     seeds = parse_seeds(args.seeds)
     classes = row_classes(gen, text, len(seeds), default=default_classes)
-    if classes is None and gen.num_classes:
-        gen.condition(len(seeds))
-    z = gen.seed_latents(seeds, psi=args.psi)
-    if space != "z":
-        with torch.no_grad():
-            z = gen.encode(z.to(gen.device), space, psi=args.psi, classes=classes).cpu()
-    return z, space, with_classes(None, classes, len(seeds))
+    codes, bases = seed_codes(gen, seeds, space, args.psi, classes)
+    return codes.cpu(), space, bases
 
 
 def load_latents_file(path: Path, gen, space: str) -> torch.Tensor:

@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.rendering import restrict, seed_codes, seed_label, seeds_space
 from desktop.widgets import show_error
 from desktop.workers import JobRunner
 from desktop.workspace import SetEntry
@@ -44,6 +43,7 @@ from engine.export import (
     slug,
 )
 from engine.jobs import Progress
+from engine.seeds import restrict, seed_codes, seed_label, widen_space
 from engine.selection import parse_indices, parse_seeds
 
 TABS = ("image", "grid", "video", "batch")
@@ -57,7 +57,7 @@ class ExportContext:
     entry: SetEntry | None
     current: int | None
     pinned: list[int] = field(default_factory=list)  # pinned directions of ``entry``
-    seeds: tuple = (0,)  # ints and projected images (desktop.rendering.Seed)
+    seeds: tuple = (0,)  # ints and projected images (engine.seeds.Seed)
     psi: float = 1.0
     space: str = "z"
     layers: tuple[int, int] | None = None
@@ -70,7 +70,7 @@ def _directions(c: ExportContext, ks: list[int]):
     """The chosen directions, expanded, restricted to the preview's w+ layer range (worker thread)."""
     from engine.render import materialize
 
-    return [restrict(materialize(c.entry.dset, k), c.space, c.layers, c.gen.num_ws) for k in ks]
+    return [restrict(materialize(c.entry.dset, k), c.space, c.layers) for k in ks]
 
 
 def _path_row(parent: QWidget, edit: QLineEdit, filters: str, folder: bool = False) -> QHBoxLayout:
@@ -277,7 +277,7 @@ class ExportDialog(QDialog):
         if tab == "grid":
             ks = self._indices(self.grid_which.text())
             seeds = self._seed_list(self.grid_seeds.text())
-            space = seeds_space(seeds)
+            space = widen_space(seeds)
             T, steps = self.grid_T.value(), self.grid_steps.value()
             out, size, smooth = self.grid_out.text(), self.grid_size.value(), self.grid_smooth.isChecked()
             labels = self.grid_labels.isChecked()
@@ -313,7 +313,7 @@ class ExportDialog(QDialog):
         )
         opts.check()
         seeds = self._seed_list(self.video_seeds.text())
-        space = seeds_space(seeds)
+        space = widen_space(seeds)
 
         def codes_kw():
             codes, bases = seed_codes(c.gen, seeds, space, c.psi)
