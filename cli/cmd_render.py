@@ -72,7 +72,12 @@ def register(sub) -> None:
     )
     p.add_argument("--columns", type=positive_int, default=None, help="columns of a seed mosaic")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
-    p.add_argument("--out", "-o", required=True, help="output .png/.jpg, or .npy for raw float images")
+    p.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        help="output image (.png, .jpg, any image format of export), or .npy for raw floats",
+    )
     p.set_defaults(func=run)
 
 
@@ -147,9 +152,10 @@ def run(args) -> int:
     from engine.export import save_image, seed_mosaic
     from engine.render import Item, grid_image, materialize, render_items
     from engine.selection import check_render_size
+    from engine.writers import suffixes
 
     raw = args.out.lower().endswith(".npy")
-    out = out_path(args.out, (".png", ".jpg", ".jpeg", ".npy"))
+    out = out_path(args.out, (*suffixes("image"), ".npy"))
     dset = load_direction_set(args.directions) if args.directions else None
     if dset is not None:
         idx = parse_indices(args.index, len(dset))
