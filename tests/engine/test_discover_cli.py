@@ -7,6 +7,11 @@ import torch
 
 from cli.main import main
 from engine.directions import DirectionSet
+from engine.discovery.rca import rca_of_set
+from engine.discovery.reconstructor import TrainConfig
+from engine.jobs import run_job
+from engine.models import load_generator
+from tests.engine.rca_checks import assert_rca_is_an_accuracy
 from tests.engine.tiny_generators import save_tiny_dcgan
 
 
@@ -72,7 +77,12 @@ def test_latent_recon_cli_resume_and_rca(tiny_ckpt, tmp_path, capsys):
         == 0
     )
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert res["K"] == 3 and 0 <= res["rca"] <= 1 and res["chance"] == pytest.approx(1 / 3)
+    assert res["K"] == 3 and res["chance"] == pytest.approx(1 / 3) and res["steps"] == 3
+    cfg = TrainConfig(steps=3, rca_samples=16, rca_every=3, checkpoint_every=3)  # what `rca` runs
+    assert_rca_is_an_accuracy(res["rca"], res["per_direction"], cfg, K=3, z_dim=8, tol=1e-4)  # rounded to 4 places
+    # the command reports what the engine measures for the same set and settings
+    rep = run_job(rca_of_set(load_generator(tiny_ckpt), DirectionSet.load(out), cfg))
+    assert res["rca"] == rep.rca and res["per_direction"] == [round(float(a), 4) for a in rep.per_direction]
     assert DirectionSet.load(out).metrics["rca_eval"]["steps"] == 3
 
 

@@ -10,10 +10,11 @@ from engine.discovery import get_method
 from engine.discovery.checkpoint import job_key, load_checkpoint, save_checkpoint
 from engine.discovery.latent_recon import Params, build_family
 from engine.discovery.rca import rca_of_set
-from engine.discovery.reconstructor import TrainConfig, build_reconstructor, train_reconstructor
+from engine.discovery.reconstructor import TrainConfig, build_reconstructor, evaluate_rca, train_reconstructor
 from engine.discovery.shifts import LatentShifts, ParamShifts, family_from_set, param_pair
 from engine.errors import AtlasError, CheckpointError
 from engine.jobs import run_job
+from tests.engine.rca_checks import assert_rca_is_an_accuracy
 from tests.engine.tiny_generators import tiny_dcgan, tiny_stylegan2
 
 SPEC = get_method("latent-recon")
@@ -212,7 +213,12 @@ def test_rca_of_saved_latent_and_param_sets(tmp_path):
     torch.testing.assert_close(fam.scale, torch.full((3,), 0.5))
     cfg = TrainConfig(steps=3, batch_size=8, rca_samples=16)
     rep = run_job(rca_of_set(gen, lat, cfg))
-    assert rep.K == 3 and 0.0 <= rep.rca <= 1.0 and rep.steps == 3
+    assert rep.K == 3 and rep.steps == 3
+    assert_rca_is_an_accuracy(rep.rca, rep.per_direction, cfg, K=3, z_dim=8)
+    # the report is the accuracy of the R that the same training gives, measured again on the same samples
+    res = run_job(train_reconstructor(gen, family_from_set(gen, lat, eps_max=cfg.eps_max), cfg, stage="rca"))
+    again, per = evaluate_rca(gen, res.family, res.reconstructor, cfg, device=torch.device("cpu"))
+    assert again == rep.rca and torch.equal(per, rep.per_direction)
 
     from engine.directions import Direction
 

@@ -23,6 +23,7 @@ from engine.jobs import run_job
 from engine.models.base import ParamEdit
 from engine.models.dcgan import DCGANGenerator
 from engine.render import materialize, render_batch
+from tests.engine.rca_checks import assert_rca_is_an_accuracy
 
 
 def tiny_dcgan(ngf: int = 2, n_up: int = 3, seed: int = 0) -> DCGANGenerator:
@@ -251,8 +252,12 @@ def test_param_opt_and_hybrid_run_and_report_rca(tmp_path):
     gen = tiny_dcgan(ngf=4, n_up=2, seed=2)
     small = dict(k=3, layer="main.3", steps=4, rca_every=2, rca_samples=8, checkpoint_every=2, batch_size=4)
     opt = get_method("param-opt")
-    dset = run_job(opt.run(gen, opt.make_params(**small)))
-    assert 0 <= dset.metrics["rca"] <= 1 and dset.metrics["chance"] == pytest.approx(1 / 3)
+    params = opt.make_params(**small)
+    dset = run_job(opt.run(gen, params))
+    assert dset.metrics["chance"] == pytest.approx(1 / 3)
+    # RCA: correct / 8 on the evaluation stream; each direction's score is its own share of those hits
+    scores = [d.score for d in dset.directions]
+    assert_rca_is_an_accuracy(dset.metrics["rca"], scores, params.train_config(), K=3, z_dim=gen.z_dim)
     assert dset.bases["layer"].kind == "svd" and dset.directions[0].range == (-0.2, 0.2)
     # hybrid over the eigenvectors of a saved param-spectrum set, and over freshly computed ones
     spec = get_method("param-spectrum")
@@ -262,6 +267,8 @@ def test_param_opt_and_hybrid_run_and_report_rca(tmp_path):
     h1 = run_job(hyb.run(gen, hyb.make_params(spectrum=str(path), **small)))
     assert h1.bases["layer"].kind == "dense" and h1.bases["layer"].rank == 4
     assert h1.params["basis_from"] == str(path)
+    cfg = hyb.make_params(spectrum=str(path), **small).train_config()
+    assert_rca_is_an_accuracy(h1.metrics["rca"], [d.score for d in h1.directions], cfg, K=3, z_dim=gen.z_dim)
     # computed basis; cancelled at the first training checkpoint, then resumed without the eigensolver
     params = hyb.make_params(basis_k=4, distance="pixel", samples=2, spectrum_steps=3, **small)
     states = []
