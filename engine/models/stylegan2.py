@@ -68,10 +68,8 @@ from engine.models.base import (
     Generator,
     LayerInfo,
     ParamEdit,
-    as_edit_list,
     edits_for,
     per_sample_shift,
-    shared_source,
     uniform_shift,
 )
 
@@ -849,15 +847,9 @@ class StyleGAN2Generator(Generator):
         if noise not in NOISE_MODES:
             raise AtlasError(f"unknown noise mode '{noise}'; choose one of {', '.join(NOISE_MODES)}")
         ws = ws.to(self.w_avg.dtype)
-        edits = as_edit_list(edit)
         # shared-prefix form (grids): ws holds the distinct codes; rows expand to the batch at the
         # first block with an edited layer, so earlier blocks run once per code
-        source = shared_source(edits)
-        B = ws.shape[0] if source is None else source.shape[0]
-        for e in edits:
-            self._check_edit(e, B)
-        if source is not None and (source.min() < 0 or source.max() >= ws.shape[0]):
-            raise AtlasError(f"edit source indices must lie in [0, {ws.shape[0]})")
+        edits, source = self.checked_edits(edit, ws.shape[0])
         edited = {e.layer.split(".")[1] for e in edits}
         if self.fused_modconv is None:
             fused = not self.training and ws.device.type == "cuda"
@@ -920,16 +912,6 @@ class StyleGAN2Generator(Generator):
                 y = run(block, "torgb", x)
                 img = y if img is None else img + y
         return img
-
-    def _check_edit(self, e: ParamEdit, batch: int) -> None:
-        info = self.layer_info(e.layer)
-        if tuple(e.delta.shape[1:]) != info.shape:
-            raise AtlasError(
-                f"edit of layer '{e.layer}': delta has shape {list(e.delta.shape[1:])}, "
-                f"the layer's weight is {list(info.shape)}"
-            )
-        if e.index.shape != (batch,) or e.t.shape != (batch,):
-            raise AtlasError(f"edit of layer '{e.layer}': index and t must have shape [{batch}] (the batch)")
 
     # ---- description -----------------------------------------------------------------------
     def describe(self) -> dict:
