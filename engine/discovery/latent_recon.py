@@ -98,20 +98,7 @@ class Params:
             raise AtlasError(f"parameter eps_min={self.eps_min} must be smaller than eps_max={self.eps_max}")
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            steps=self.steps,
-            batch_size=self.batch_size,
-            lam=self.lam,
-            eps_max=self.eps_max,
-            eps_min=self.eps_min,
-            lr=self.lr,
-            lr_family=self.lr,
-            reconstructor=self.reconstructor,
-            rca_every=self.rca_every,
-            rca_samples=self.rca_samples,
-            checkpoint_every=self.checkpoint_every,
-            seed=self.seed,
-        )
+        return TrainConfig.of(self)
 
 
 def resolve_space(gen, space: str) -> str:

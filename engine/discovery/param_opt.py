@@ -133,18 +133,7 @@ class TrainingParams:
             raise AtlasError(f"parameter range={self.range} must be positive")
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            steps=self.steps,
-            batch_size=self.batch_size,
-            lam=self.lam,
-            lr=self.lr,
-            lr_family=self.lr,
-            reconstructor=self.reconstructor,
-            rca_every=self.rca_every,
-            rca_samples=self.rca_samples,
-            checkpoint_every=self.checkpoint_every,
-            seed=self.seed,
-        )
+        return TrainConfig.of(self)
 
 
 @dataclass(frozen=True)

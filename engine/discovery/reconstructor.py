@@ -24,6 +24,7 @@ draws its own batches, gradients are averaged, RCA is pooled over the ranks' sam
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,6 +180,16 @@ class TrainConfig:
             )
         if self.reconstructor not in RECONSTRUCTORS:
             raise AtlasError(f"unknown reconstructor '{self.reconstructor}'; choose one of {', '.join(RECONSTRUCTORS)}")
+
+    @classmethod
+    def of(cls, params: Any) -> TrainConfig:
+        """The settings a method's ``Params`` gives: every field named as one of ours (``steps``,
+        ``batch_size``, ``lam``, ``lr``, ``rca_every``, ...), and ``lr_family = lr`` (one Adam rate for
+        R and the directions, as the reference code)."""
+        ours = {f.name for f in dataclasses.fields(cls)}
+        values = {f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.name in ours}
+        values.setdefault("lr_family", values.get("lr", cls.lr_family))
+        return cls(**values)
 
 
 @dataclass

@@ -309,5 +309,17 @@ def test_param_opt_and_hybrid_share_their_training_fields():
             cls(batch_size=1)
     assert (param_opt.Params().batch_size, param_opt.Params().range) == (32, SVD_RANGE)
     assert (param_hybrid.Params().batch_size, param_hybrid.Params().range) == (16, SPECTRUM_RANGE)
+    from engine.discovery.latent_recon import Params as ReconParams  # TrainConfig.of: the same names
+
+    cfg = ReconParams(eps_max=4.0, eps_min=1.0, lam=0.3, lr=2e-3, batch_size=8, steps=5).train_config()
+    assert (cfg.eps_max, cfg.eps_min, cfg.lam, cfg.lr, cfg.lr_family, cfg.batch_size, cfg.steps) == (
+        4.0,
+        1.0,
+        0.3,
+        2e-3,
+        2e-3,
+        8,
+        5,
+    )
     extra = [f.name for f in dataclasses.fields(param_hybrid.Params)][len(shared) :]
     assert extra == ["spectrum", "basis_k", "distance", "samples", "tol", "spectrum_steps"]
