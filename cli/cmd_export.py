@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cli.common import (
-    add_class_arg,
     add_model_args,
-    add_transform_args,
     drive,
     finite_float,
     load_model_for_set,
@@ -26,6 +24,7 @@ from engine.errors import BadValueError
 
 
 def register(sub) -> None:
+    from cli.cmd_render import add_code_args
     from engine.writers import describe, writers
 
     videos, images = describe("video"), describe("image")
@@ -54,19 +53,7 @@ def register(sub) -> None:
         choices=[w.name for w in writers()],
         help="file type of a batch export: a video format writes morphs, an image format grids (default mp4)",
     )
-    p.add_argument("--seeds", default="0", help="seeds tiled side by side, e.g. 0,1 or 0-3 (default 0)")
-    p.add_argument(
-        "--latent",
-        default=None,
-        help="a projected image's .latent file (from main.py project) to edit instead of seeds; its tuned "
-        "weights apply. Edited in its own space (--space w+ widens a w code)",
-    )
-    p.add_argument(
-        "--space",
-        default=None,
-        choices=["z", "w", "w+"],
-        help="space the codes are held and edited in (default: z for seeds, the latent's own for --latent)",
-    )
+    add_code_args(p, seeds="0", batch_size=16)  # several seeds are tiled side by side
     p.add_argument("--frames", type=positive_int, default=60, help="frames per loop (default 60)")
     p.add_argument("--fps", type=positive_float, default=30.0, help="frames per second (default 30)")
     p.add_argument(
@@ -92,18 +79,6 @@ def register(sub) -> None:
         action="store_true",
         help="grids: write each row's direction (#index name) and seed on the left and each column's shift t on top",
     )
-    p.add_argument(
-        "--truncation",
-        "--psi",
-        dest="psi",
-        type=finite_float,
-        default=1.0,
-        help="truncation psi (style models; BigGAN: the model's truncation, and seeds draw truncated noise)",
-    )
-    add_class_arg(p)
-    p.add_argument("--noise", default="const", choices=["const", "random", "none"], help="noise inputs (StyleGAN2)")
-    add_transform_args(p)
-    p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass (default 16)")
     p.add_argument(
         "--out",
         "-o",

@@ -38,12 +38,34 @@ def register(sub) -> None:
         "writes the raw float images (N, C, H, W) instead.",
     )
     add_model_args(p, default_help="the --directions set's own model, else digiface-dcgan-64")
-    p.add_argument("--seeds", default="0-7", help="seeds, e.g. 0-7 or 0,3,9 (default 0-7; at most 1024)")
+    add_code_args(p, seeds="0-7", batch_size=32)
     p.add_argument("--latents", help="an .npy array of latents to render instead of seeds (N x z_dim; in --space)")
+    p.add_argument("--directions", help="a direction set (.json)")
+    p.add_argument("--index", default="0", help="direction indices for --directions: 3, 0,2,5, 0-7 or all")
+    p.add_argument(
+        "--shifts",
+        default=None,
+        help="shifts start:stop:count, e.g. -3:3:7, or a list -2,0,2 (default: each direction's range, 7 steps)",
+    )
+    p.add_argument("--columns", type=positive_int, default=None, help="columns of a seed mosaic")
+    p.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        help="output image (.png, .jpg, any image format of export), or .npy for raw floats",
+    )
+    p.set_defaults(func=run)
+
+
+def add_code_args(p, *, seeds: str, batch_size: int) -> None:
+    """The options that say what to render and how, shared by ``render`` and ``export``: seeds or a
+    projected image (``load_codes``), truncation, class, space, noise, input transform, batch size."""
+    p.add_argument("--seeds", default=seeds, help=f"seeds, e.g. 0-7 or 0,3,9 (default {seeds}; at most 1024)")
     p.add_argument(
         "--latent",
-        help="a projected image's .latent file (from main.py project): rendered, with its tuned "
-        "weights, in its own space (or in --space w+ for a w code)",
+        default=None,
+        help="a projected image's .latent file (from main.py project) instead of seeds: rendered and "
+        "edited with its tuned weights, in its own space (--space w+ widens a w code)",
     )
     p.add_argument(
         "--truncation",
@@ -58,27 +80,14 @@ def register(sub) -> None:
         "--space",
         default=None,
         choices=["z", "w", "w+"],
-        help="space the codes live in: seeds are mapped (and truncated) into it; --latents are read in it "
+        help="space the codes are held and edited in: seeds are mapped (and truncated) into it "
         "(default: z, or a --latent's own space)",
     )
     p.add_argument("--noise", default="const", choices=["const", "random", "none"], help="noise inputs (StyleGAN2)")
     add_transform_args(p)
-    p.add_argument("--directions", help="a direction set (.json)")
-    p.add_argument("--index", default="0", help="direction indices for --directions: 3, 0,2,5, 0-7 or all")
     p.add_argument(
-        "--shifts",
-        default=None,
-        help="shifts start:stop:count, e.g. -3:3:7, or a list -2,0,2 (default: each direction's range, 7 steps)",
+        "--batch-size", type=positive_int, default=batch_size, help=f"images per forward pass (default {batch_size})"
     )
-    p.add_argument("--columns", type=positive_int, default=None, help="columns of a seed mosaic")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
-    p.add_argument(
-        "--out",
-        "-o",
-        required=True,
-        help="output image (.png, .jpg, any image format of export), or .npy for raw floats",
-    )
-    p.set_defaults(func=run)
 
 
 def load_codes(args, gen, default_classes: list[int] | None = None) -> tuple[torch.Tensor, str, list | None]:

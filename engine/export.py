@@ -241,19 +241,8 @@ def export_morph(
     sink = writer.open(tmp, opts.fps)
     done = False
     try:
-        job = render_morph(
-            gen,
-            codes,
-            directions,
-            opts,
-            space=space,
-            psi=psi,
-            noise=noise,
-            batch_size=batch_size,
-            bases=bases,
-            transform=transform,
-        )
-        for rec in job:
+        render = dict(space=space, psi=psi, noise=noise, batch_size=batch_size, bases=bases, transform=transform)
+        for rec in render_morph(gen, codes, directions, opts, **render):
             for frame in rec.partial if rec.partial is not None else ():
                 sink.add(frame)
             yield Progress(rec.step, rec.total, stage="video", message=path.name)
@@ -430,6 +419,7 @@ def export_interpretable(
     opts.check()
     per = 1 if still else opts.frames
     total = per * len(chosen)
+    render = dict(space=space, psi=psi, noise=noise, batch_size=batch_size, bases=bases, transform=transform)
     written: list[Path] = []
     rows = []
     yield Progress(0, total, stage="batch")
@@ -447,30 +437,13 @@ def export_interpretable(
                 path,
                 size=opts.size,
                 smooth=opts.smooth,
-                space=space,
-                psi=psi,
-                noise=noise,
-                batch_size=batch_size,
-                bases=bases,
-                transform=transform,
                 labels=labels,
                 names=[direction_title(k, d)],
                 seed_names=seed_names,
+                **render,
             )
         else:
-            job = export_morph(
-                gen,
-                codes,
-                [d],
-                path,
-                opts,
-                space=space,
-                psi=psi,
-                noise=noise,
-                batch_size=batch_size,
-                bases=bases,
-                transform=transform,
-            )
+            job = export_morph(gen, codes, [d], path, opts, **render)
         yield from relabel(
             job,
             lambda rec, i=i, path=path: Progress(
