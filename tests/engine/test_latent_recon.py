@@ -17,16 +17,9 @@ from engine.jobs import run_job
 from tests.engine.rca_checks import assert_rca_is_an_accuracy
 from tests.engine.tiny_generators import tiny_dcgan, tiny_stylegan2
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SPEC = get_method("latent-recon")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on two oversubscribed ones (shared CI cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_reconstructor_learns_distinguishable_directions():
