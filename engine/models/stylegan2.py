@@ -791,17 +791,8 @@ class StyleGAN2Generator(Generator):
                 classes = self.condition(z.shape[0]).classes
             labels = F.one_hot(classes.to(z.device, torch.long), self.num_classes)
         w = self.mapping_net(z, labels)
-        if self.training and self.config.w_avg_beta:
-            with torch.no_grad():
-                self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, self.config.w_avg_beta))
-        ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
-        if psi != 1:
-            center = self.w_avg.to(ws.dtype)
-            if cutoff is None:
-                ws = center.lerp(ws, psi)
-            else:
-                ws = torch.cat([center.lerp(ws[:, :cutoff], psi), ws[:, cutoff:]], dim=1)
-        return ws
+        beta = self.config.w_avg_beta if self.training else None
+        return broadcast_truncate(w, self.w_avg, self.num_ws, psi=psi, cutoff=cutoff, track_beta=beta)
 
     def mix(
         self,
@@ -945,6 +936,33 @@ class StyleGAN2Generator(Generator):
         return d
 
 
+def broadcast_truncate(
+    w: torch.Tensor,
+    w_avg: torch.Tensor,
+    num_ws: int,
+    *,
+    psi: float = 1.0,
+    cutoff: int | None = None,
+    track_beta: float | None = None,
+) -> torch.Tensor:
+    """NVIDIA's mapping epilogue (StyleGAN2 and StyleGAN3): ``w [B, w_dim] -> ws [B, num_ws, w_dim]``,
+    truncated towards ``w_avg`` (``w_avg.lerp(w, psi)``) on layers ``[:cutoff]`` (all if ``None``).
+
+    ``track_beta`` (training only): ``w_avg`` first moves to ``mean(w).lerp(w_avg, beta)``, in place.
+    """
+    if track_beta:
+        with torch.no_grad():
+            w_avg.copy_(w.detach().mean(dim=0).lerp(w_avg, track_beta))
+    ws = w.unsqueeze(1).repeat(1, num_ws, 1)
+    if psi != 1:
+        center = w_avg.to(ws.dtype)
+        if cutoff is None:
+            ws = center.lerp(ws, psi)
+        else:
+            ws = torch.cat([center.lerp(ws[:, :cutoff], psi), ws[:, cutoff:]], dim=1)
+    return ws
+
+
 def mix_styles(ws_a: torch.Tensor, ws_b: torch.Tensor, index: int) -> torch.Tensor:
     """``ws [B, num_ws, w_dim]`` with layers ``[:index]`` from ``ws_a`` and ``[index:]`` from ``ws_b``."""
     return torch.cat([ws_a[:, :index], ws_b[:, index:]], dim=1)
@@ -961,6 +979,7 @@ __all__ = [
     "ARCHITECTURES",
     "StyleGAN2Config",
     "StyleGAN2Generator",
+    "broadcast_truncate",
     "mix_styles",
     "modulated_conv2d",
 ]

@@ -65,7 +65,7 @@ from engine.models.base import (
     edits_for,
     per_sample_shift,
 )
-from engine.models.stylegan2 import EqualLinear, MappingNetwork, mix_styles
+from engine.models.stylegan2 import EqualLinear, MappingNetwork, broadcast_truncate, mix_styles
 
 SQRT2 = math.sqrt(2.0)
 MAX_SIZE = 8192  # largest grid (px, margin included) a layer may declare
@@ -702,17 +702,8 @@ class StyleGAN3Generator(Generator):
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise AtlasError(f"model '{self.name}' expects z of shape [B, {self.z_dim}], got {list(z.shape)}")
         w = self.mapping_net(z)
-        if self.training and self.config.w_avg_beta:
-            with torch.no_grad():
-                self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, self.config.w_avg_beta))
-        ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
-        if psi != 1:
-            center = self.w_avg.to(ws.dtype)
-            if cutoff is None:
-                ws = center.lerp(ws, psi)
-            else:
-                ws = torch.cat([center.lerp(ws[:, :cutoff], psi), ws[:, cutoff:]], dim=1)
-        return ws
+        beta = self.config.w_avg_beta if self.training else None
+        return broadcast_truncate(w, self.w_avg, self.num_ws, psi=psi, cutoff=cutoff, track_beta=beta)
 
     def mix(
         self, z: torch.Tensor, z2: torch.Tensor, index: int, *, psi: float = 1.0, cutoff: int | None = None
