@@ -6,8 +6,17 @@ Writes ``STEM.png`` (plot or heatmap), ``STEM.json`` (the numbers and settings) 
 
 from __future__ import annotations
 
-from cli.analysis_args import add_set_option, load_model_for_set, params_from_args
-from cli.common import add_model_args, drive, finite_float, nonneg_float, out_path, parse_indices, positive_int
+from cli.analysis_args import load_model_for_set, params_from_args
+from cli.common import (
+    add_model_args,
+    add_set_option,
+    drive,
+    finite_float,
+    nonneg_float,
+    out_path,
+    parse_indices,
+    positive_int,
+)
 from engine.errors import BadValueError
 
 SHORTCUTS = {

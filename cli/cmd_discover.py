@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from cli.common import add_class_arg, add_model_args, drive, out_path, parse_classes
+from cli.common import add_class_arg, add_model_args, add_set_option, drive, out_path, parse_classes, set_pairs
 from engine.errors import BadValueError
 
 DESCRIPTION = "Run a discovery method on a generator and save the K directions it finds."
@@ -42,14 +42,7 @@ def register(sub) -> None:
     p.add_argument("--steps", type=str, default=None, help="training/iteration steps (the method's 'steps')")
     p.add_argument("--layer", default=None, help="layer to edit (parameter-space methods' 'layer')")
     p.add_argument("--baseline", default=None, help="latent-recon: random or coordinate (A fixed, only R trained)")
-    p.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="any parameter of the method (repeatable); see --list-params",
-    )
+    add_set_option(p, "method", "lr=1e-3; see --list-params")
     p.add_argument("--list-params", action="store_true", help="print the method's parameters and defaults, then exit")
     p.add_argument("--resume", action="store_true", help="continue this run from its last checkpoint")
     p.add_argument(
@@ -67,12 +60,7 @@ def _overrides(args, spec) -> dict[str, str]:
     import dataclasses
 
     fields = {f.name for f in dataclasses.fields(spec.params)}
-    pairs: dict[str, str] = {}
-    for text in args.sets:
-        if "=" not in text:
-            raise BadValueError(f"--set {text}: expected NAME=VALUE")
-        name, value = text.split("=", 1)
-        pairs[name.strip()] = value.strip()
+    pairs = set_pairs(args.sets)
     for flag, name in (("k", "k"), ("steps", "steps"), ("layer", "layer"), ("baseline", "baseline")):
         value = getattr(args, flag)
         if value is None:

@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cli.common import (
-    add_class_arg,
     add_model_args,
-    add_transform_args,
     drive,
     finite_float,
     load_model_for_set,
@@ -26,14 +24,20 @@ from engine.errors import BadValueError
 
 
 def register(sub) -> None:
+    from cli.cmd_render import add_code_args
+    from engine.writers import describe, writers
+
+    videos, images = describe("video"), describe("image")
     p = sub.add_parser(
         "export",
-        help="export morph videos (.mp4/.gif) or grids (.png) of directions",
-        description="Export directions of a set. --out ending in .mp4 or .gif writes a morph video: one "
+        help=f"export morph videos ({videos}) or grids ({images}) of directions",
+        description=f"Export directions of a set. --out ending in {videos} writes a morph video: one "
         "--index is swept -T..T..-T, several (e.g. 2,5,7) make a path through them; the seeds "
-        "are tiled side by side. --out ending in .png writes a grid (rows = direction x seed, "
+        f"are tiled side by side. --out ending in {images} writes a grid (rows = direction x seed, "
         "columns = shifts). --interpretable exports every direction marked interpretable into "
-        "the folder --out, one file per direction plus index.csv.",
+        "the folder --out, one file per direction plus index.csv. File types: "
+        + "; ".join(f"{w.name} ({' '.join(w.suffixes)}, {w.kind})" for w in writers())
+        + ".",
     )
     add_model_args(p, default_help="the set's own model")
     p.add_argument("--directions", "-d", required=True, help="a direction set (.json)")
@@ -43,20 +47,13 @@ def register(sub) -> None:
         action="store_true",
         help="batch: one file per direction marked interpretable, into the folder --out",
     )
-    p.add_argument("--format", default="mp4", choices=["mp4", "gif", "png"], help="file type of a batch export")
-    p.add_argument("--seeds", default="0", help="seeds tiled side by side, e.g. 0,1 or 0-3 (default 0)")
     p.add_argument(
-        "--latent",
-        default=None,
-        help="a projected image's .latent file (from main.py project) to edit instead of seeds; its tuned "
-        "weights apply. Edited in its own space (--space w+ widens a w code)",
+        "--format",
+        default="mp4",
+        choices=[w.name for w in writers()],
+        help="file type of a batch export: a video format writes morphs, an image format grids (default mp4)",
     )
-    p.add_argument(
-        "--space",
-        default=None,
-        choices=["z", "w", "w+"],
-        help="space the codes are held and edited in (default: z for seeds, the latent's own for --latent)",
-    )
+    add_code_args(p, seeds="0", batch_size=16)  # several seeds are tiled side by side
     p.add_argument("--frames", type=positive_int, default=60, help="frames per loop (default 60)")
     p.add_argument("--fps", type=positive_float, default=30.0, help="frames per second (default 30)")
     p.add_argument(
@@ -83,26 +80,17 @@ def register(sub) -> None:
         help="grids: write each row's direction (#index name) and seed on the left and each column's shift t on top",
     )
     p.add_argument(
-        "--truncation",
-        "--psi",
-        dest="psi",
-        type=finite_float,
-        default=1.0,
-        help="truncation psi (style models; BigGAN: the model's truncation, and seeds draw truncated noise)",
+        "--out",
+        "-o",
+        required=True,
+        help=f"output {videos} (video) or {images} (grid), or a folder with --interpretable",
     )
-    add_class_arg(p)
-    p.add_argument("--noise", default="const", choices=["const", "random", "none"], help="noise inputs (StyleGAN2)")
-    add_transform_args(p)
-    p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass (default 16)")
-    p.add_argument("--out", "-o", required=True, help="output .mp4 / .gif / .png, or a folder with --interpretable")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from cli.cmd_render import load_codes, load_direction_set
     from engine.export import (
-        IMAGE_SUFFIXES,
-        VIDEO_SUFFIXES,
         MorphOptions,
         direction_title,
         export_grid,
@@ -111,17 +99,20 @@ def run(args) -> int:
     )
     from engine.render import materialize
     from engine.selection import check_render_size
+    from engine.writers import describe, get_writer, suffixes, writer_for
 
     out = Path(args.out)
     suffix = out.suffix.lower()
-    if not args.interpretable and suffix not in VIDEO_SUFFIXES + IMAGE_SUFFIXES:
+    if not args.interpretable and suffix not in suffixes():
         raise BadValueError(
-            f"--out {args.out}: end it with .mp4 or .gif (video) or .png (grid), or use --interpretable with a folder"
+            f"--out {args.out}: end it with {describe('video')} (video) or {describe('image')} (grid), "
+            "or use --interpretable with a folder"
         )
-    if args.interpretable and suffix in VIDEO_SUFFIXES + IMAGE_SUFFIXES:
+    if args.interpretable and suffix in suffixes():
         raise BadValueError(
             f"--out {args.out}: with --interpretable, --out is a folder (choose the file type with --format)"
         )
+    writer = get_writer(args.format) if args.interpretable else writer_for(out)
     writable_folder(out if args.interpretable else out.parent, "the batch export" if args.interpretable else out.name)
     opts = MorphOptions(frames=args.frames, fps=args.fps, size=args.size, smooth=not args.nearest, T=args.T)
     opts.check()
@@ -134,13 +125,13 @@ def run(args) -> int:
     codes, space, bases = load_codes(args, gen, dset.classes)
     kw = dict(space=space, psi=args.psi, noise=args.noise, batch_size=args.batch_size, bases=bases, transform=transform)
     M = codes.shape[0]
-    still = suffix in IMAGE_SUFFIXES or (args.interpretable and args.format == "png")
+    still = writer.kind == "image"
     tile = args.size or (gen.resolution if still else max(256, gen.resolution))
     grid_kw = dict(labels=True, seed_names=_seed_names(args, codes.shape[0])) if args.labels else {}
 
     if args.interpretable:
-        if args.format == "gif":
-            check_render_size(opts.frames * M, tile, what="each GIF")
+        if writer.holds_frames:
+            check_render_size(opts.frames * M, tile, what=f"each {writer.name} video")
         paths = drive(
             export_interpretable(gen, dset, codes, out, fmt=args.format, opts=opts, shifts=shifts, **kw, **grid_kw),
             "export batch",
@@ -149,7 +140,7 @@ def run(args) -> int:
         return 0
 
     dirs = [materialize(dset, k) for k in idx]
-    if suffix in IMAGE_SUFFIXES:
+    if still:
         if shifts is None:
             lo = min(d.range[0] for d in dirs)
             hi = max(d.range[1] for d in dirs)
@@ -161,8 +152,8 @@ def run(args) -> int:
         drive(job, "export grid")
         print(f"wrote {out} ({len(dirs)} directions x {len(shifts)} shifts x {M} seeds)")
         return 0
-    if suffix == ".gif":
-        check_render_size(opts.frames * M, tile, what="the GIF")
+    if writer.holds_frames:
+        check_render_size(opts.frames * M, tile, what=f"the {writer.name} video")
     drive(export_morph(gen, codes, dirs, out, opts, **kw), "export video")
     what = f"direction {idx[0]}" if len(idx) == 1 else f"path through directions {','.join(map(str, idx))}"
     print(f"wrote {out} ({opts.frames} frames at {opts.fps:g} fps, {what}, {M} seed(s))")

@@ -38,12 +38,34 @@ def register(sub) -> None:
         "writes the raw float images (N, C, H, W) instead.",
     )
     add_model_args(p, default_help="the --directions set's own model, else digiface-dcgan-64")
-    p.add_argument("--seeds", default="0-7", help="seeds, e.g. 0-7 or 0,3,9 (default 0-7; at most 1024)")
+    add_code_args(p, seeds="0-7", batch_size=32)
     p.add_argument("--latents", help="an .npy array of latents to render instead of seeds (N x z_dim; in --space)")
+    p.add_argument("--directions", help="a direction set (.json)")
+    p.add_argument("--index", default="0", help="direction indices for --directions: 3, 0,2,5, 0-7 or all")
+    p.add_argument(
+        "--shifts",
+        default=None,
+        help="shifts start:stop:count, e.g. -3:3:7, or a list -2,0,2 (default: each direction's range, 7 steps)",
+    )
+    p.add_argument("--columns", type=positive_int, default=None, help="columns of a seed mosaic")
+    p.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        help="output image (.png, .jpg, any image format of export), or .npy for raw floats",
+    )
+    p.set_defaults(func=run)
+
+
+def add_code_args(p, *, seeds: str, batch_size: int) -> None:
+    """The options that say what to render and how, shared by ``render`` and ``export``: seeds or a
+    projected image (``load_codes``), truncation, class, space, noise, input transform, batch size."""
+    p.add_argument("--seeds", default=seeds, help=f"seeds, e.g. 0-7 or 0,3,9 (default {seeds}; at most 1024)")
     p.add_argument(
         "--latent",
-        help="a projected image's .latent file (from main.py project): rendered, with its tuned "
-        "weights, in its own space (or in --space w+ for a w code)",
+        default=None,
+        help="a projected image's .latent file (from main.py project) instead of seeds: rendered and "
+        "edited with its tuned weights, in its own space (--space w+ widens a w code)",
     )
     p.add_argument(
         "--truncation",
@@ -58,35 +80,27 @@ def register(sub) -> None:
         "--space",
         default=None,
         choices=["z", "w", "w+"],
-        help="space the codes live in: seeds are mapped (and truncated) into it; --latents are read in it "
+        help="space the codes are held and edited in: seeds are mapped (and truncated) into it "
         "(default: z, or a --latent's own space)",
     )
     p.add_argument("--noise", default="const", choices=["const", "random", "none"], help="noise inputs (StyleGAN2)")
     add_transform_args(p)
-    p.add_argument("--directions", help="a direction set (.json)")
-    p.add_argument("--index", default="0", help="direction indices for --directions: 3, 0,2,5, 0-7 or all")
     p.add_argument(
-        "--shifts",
-        default=None,
-        help="shifts start:stop:count, e.g. -3:3:7, or a list -2,0,2 (default: each direction's range, 7 steps)",
+        "--batch-size", type=positive_int, default=batch_size, help=f"images per forward pass (default {batch_size})"
     )
-    p.add_argument("--columns", type=positive_int, default=None, help="columns of a seed mosaic")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
-    p.add_argument("--out", "-o", required=True, help="output .png/.jpg, or .npy for raw float images")
-    p.set_defaults(func=run)
 
 
 def load_codes(args, gen, default_classes: list[int] | None = None) -> tuple[torch.Tensor, str, list | None]:
     """The base codes to render, the space they are in, and their bases (``engine.render.Base``:
     a projected image's tuned weights and noise maps, and each row's class), ``None`` without any.
+    Seeds and a projected image become codes in ``engine.seeds`` (as in the editor).
 
     Classes of a class-conditional model: ``--class`` (one for every row, or one per row), else
     ``default_classes`` (the classes a direction set was found on) cycled over the rows; a
     projected image (``--latent``) keeps the class it was fitted on unless ``--class`` is given.
     """
-    import torch
-
     from engine.render import with_classes
+    from engine.seeds import seed_codes, widen_space
 
     text = getattr(args, "classes", None)
     if args.latent:
@@ -95,8 +109,9 @@ def load_codes(args, gen, default_classes: list[int] | None = None) -> tuple[tor
         lat = load_latent(args.latent, gen)
         if text is not None:
             lat.classes = row_classes(gen, text, len(lat))
-        space = args.space or lat.space
-        return lat.codes_in(gen, space, psi=args.psi).cpu(), space, lat.bases()
+        space = args.space or widen_space([lat])
+        codes, bases = seed_codes(gen, [lat], space, args.psi)
+        return codes.cpu(), space, bases
     space = args.space or "z"
     if getattr(args, "latents", None):
         codes = load_latents_file(Path(args.latents), gen, space)
@@ -106,13 +121,8 @@ def load_codes(args, gen, default_classes: list[int] | None = None) -> tuple[tor
         return codes, space, with_classes(None, classes, codes.shape[0])
     seeds = parse_seeds(args.seeds)
     classes = row_classes(gen, text, len(seeds), default=default_classes)
-    if classes is None and gen.num_classes:
-        gen.condition(len(seeds))
-    z = gen.seed_latents(seeds, psi=args.psi)
-    if space != "z":
-        with torch.no_grad():
-            z = gen.encode(z.to(gen.device), space, psi=args.psi, classes=classes).cpu()
-    return z, space, with_classes(None, classes, len(seeds))
+    codes, bases = seed_codes(gen, seeds, space, args.psi, classes)
+    return codes.cpu(), space, bases
 
 
 def load_latents_file(path: Path, gen, space: str) -> torch.Tensor:
@@ -151,9 +161,10 @@ def run(args) -> int:
     from engine.export import save_image, seed_mosaic
     from engine.render import Item, grid_image, materialize, render_items
     from engine.selection import check_render_size
+    from engine.writers import suffixes
 
     raw = args.out.lower().endswith(".npy")
-    out = out_path(args.out, (".png", ".jpg", ".jpeg", ".npy"))
+    out = out_path(args.out, (*suffixes("image"), ".npy"))
     dset = load_direction_set(args.directions) if args.directions else None
     if dset is not None:
         idx = parse_indices(args.index, len(dset))

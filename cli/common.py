@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import AtlasError, BadValueError
-from engine.jobs import Progress
+from engine.jobs import Progress, run_job
 from engine.selection import MAX_SEEDS
 from engine.selection import parse_indices as _parse_indices
 from engine.selection import parse_seeds as _parse_seeds
@@ -150,6 +150,30 @@ def row_classes(
     if len(classes) != n:
         raise BadValueError(f"--class {text}: {len(classes)} classes for {n} {rows}s; give one, or one per {rows}")
     return classes
+
+
+# ---- Params (engine.params parses the text) ----------------------------------------------
+def add_set_option(p, what: str = "analysis", example: str = "batch_size=32") -> None:
+    """``--set NAME=VALUE`` (repeatable): any parameter of the method or analysis."""
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"any parameter of the {what} (repeatable), e.g. --set {example}",
+    )
+
+
+def set_pairs(texts: list[str]) -> dict[str, str]:
+    """``["k=16", "lr = 1e-3"]`` -> ``{"k": "16", "lr": "1e-3"}`` (the text of each ``--set``)."""
+    pairs: dict[str, str] = {}
+    for text in texts:
+        if "=" not in text:
+            raise BadValueError(f"--set {text}: expected NAME=VALUE")
+        name, value = (s.strip() for s in text.split("=", 1))
+        pairs[name] = value
+    return pairs
 
 
 # ---- models ------------------------------------------------------------------------------------
@@ -308,39 +332,39 @@ def drive(job: Iterator[Progress], desc: str, *, quiet: bool = False) -> Any:
     from tqdm import tqdm
 
     bar = None
+
+    def show(rec: Progress) -> None:
+        nonlocal bar
+        if stop.requested:
+            raise KeyboardInterrupt
+        if quiet:
+            return
+        if bar is None:
+            bar = tqdm(
+                total=rec.total or None,
+                initial=rec.step,
+                desc=desc,
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=True,
+            )
+        if rec.step < bar.n:  # a new stage counts from 0 again (e.g. param-hybrid's training)
+            bar.reset(total=rec.total or None)
+        if rec.total and bar.total != rec.total:
+            bar.total = rec.total
+        post = {k: _fmt(v) for k, v in rec.metrics.items() if isinstance(v, (int, float))}
+        if rec.stage:
+            post = {"stage": rec.stage, **post}
+        bar.set_postfix(post, refresh=False)
+        if rec.step != bar.n:
+            bar.update(rec.step - bar.n)
+        else:
+            bar.refresh()
+
     try:
         with StopRequests() as stop:
-            while True:
-                try:
-                    rec = next(job)
-                except StopIteration as done:
-                    return done.value
-                if stop.requested:
-                    raise KeyboardInterrupt
-                if quiet:
-                    continue
-                if bar is None:
-                    bar = tqdm(
-                        total=rec.total or None,
-                        initial=rec.step,
-                        desc=desc,
-                        unit="step",
-                        file=sys.stderr,
-                        dynamic_ncols=True,
-                        leave=True,
-                    )
-                if rec.step < bar.n:  # a new stage counts from 0 again (e.g. param-hybrid's training)
-                    bar.reset(total=rec.total or None)
-                if rec.total and bar.total != rec.total:
-                    bar.total = rec.total
-                post = {k: _fmt(v) for k, v in rec.metrics.items() if isinstance(v, (int, float))}
-                if rec.stage:
-                    post = {"stage": rec.stage, **post}
-                bar.set_postfix(post, refresh=False)
-                if rec.step != bar.n:
-                    bar.update(rec.step - bar.n)
-                else:
-                    bar.refresh()
+            return run_job(job, show)
     finally:
         if bar is not None:
             bar.close()

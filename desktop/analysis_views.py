@@ -65,8 +65,8 @@ def _image_box(layout: pg.GraphicsLayoutWidget, row: int, col: int, title: str) 
     return vb
 
 
-class EffectCurvesView(pg.PlotWidget):
-    """Distance vs shift t, one line per direction, with a band of one standard deviation over z."""
+class _ShiftCurvesView(pg.PlotWidget):
+    """A plot against the shift t with one line per direction (``curves``) and a legend."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -76,6 +76,17 @@ class EffectCurvesView(pg.PlotWidget):
         self.addLegend(offset=(10, 10))
         self.result = None
         self.curves: list[pg.PlotDataItem] = []
+
+    def _curve(self, r, i: int, t, y) -> pg.PlotDataItem:
+        """Direction ``i``'s line through ``(t, y)``, in its colour, named in the legend."""
+        pen = _pen(i)
+        return self.plot(
+            t, y, pen=pen, symbol="o", symbolSize=5, symbolBrush=pen.color(), name=f"direction {_dir_name(r, i)}"
+        )
+
+
+class EffectCurvesView(_ShiftCurvesView):
+    """Distance vs shift t, one line per direction, with a band of one standard deviation over z."""
 
     def set_result(self, r) -> None:
         self.result = r
@@ -90,30 +101,11 @@ class EffectCurvesView(pg.PlotWidget):
             color = _pen(i).color()
             color.setAlpha(40)
             self.addItem(pg.FillBetweenItem(lo, hi, brush=color))
-            self.curves.append(
-                self.plot(
-                    t,
-                    m,
-                    pen=_pen(i),
-                    symbol="o",
-                    symbolSize=5,
-                    symbolBrush=_pen(i).color(),
-                    name=f"direction {_dir_name(r, i)}",
-                )
-            )
+            self.curves.append(self._curve(r, i, t, m))
 
 
-class RealismView(pg.PlotWidget):
+class RealismView(_ShiftCurvesView):
     """Fréchet distance (FID or regressor features) vs shift t, one line per direction."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setBackground(None)
-        self.showGrid(x=True, y=True, alpha=0.3)
-        self.setLabel("bottom", "shift t")
-        self.addLegend(offset=(10, 10))
-        self.result = None
-        self.curves: list[pg.PlotDataItem] = []
 
     def set_result(self, r) -> None:
         self.result = r
@@ -122,26 +114,16 @@ class RealismView(pg.PlotWidget):
         self.setTitle(
             f"{r.features_label}: {r.samples} edited vs {r.reference} unedited; t = 0 is the floor", size="8pt"
         )
-        self.curves = [
-            self.plot(
-                r.shifts[i],
-                r.distance[i],
-                pen=_pen(i),
-                symbol="o",
-                symbolSize=5,
-                symbolBrush=_pen(i).color(),
-                name=f"direction {_dir_name(r, i)}",
-            )
-            for i in range(len(r.indices))
-        ]
+        self.curves = [self._curve(r, i, r.shifts[i], r.distance[i]) for i in range(len(r.indices))]
 
 
-class LocalityView(QWidget):
-    """The heatmap of one direction (chosen in a combo box) with a colour bar, beside an example edit."""
+class _OneDirectionView(QWidget):
+    """A view of one direction of a result at a time: a direction chooser and an info line on top
+    (``lay`` takes the rest); ``_show(i)`` draws direction ``i``."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        lay = QVBoxLayout(self)
+        self.lay = lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         top = QHBoxLayout()
         self.choice = QComboBox(self)
@@ -152,6 +134,26 @@ class LocalityView(QWidget):
         self.info = QLabel("", self)
         self.info.setWordWrap(True)
         lay.addWidget(self.info)
+        self.result = None
+
+    def set_result(self, r) -> None:
+        self.result = r
+        self.choice.blockSignals(True)
+        self.choice.clear()
+        self.choice.addItems([_dir_name(r, i) for i in range(len(r.indices))])
+        self.choice.blockSignals(False)
+        self._show(0)
+
+    def _show(self, i: int) -> None:
+        raise NotImplementedError
+
+
+class LocalityView(_OneDirectionView):
+    """The heatmap of one direction (chosen in a combo box) with a colour bar, beside an example edit."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        lay = self.lay
         self.canvas = pg.GraphicsLayoutWidget(self)
         self.canvas.setBackground(None)
         lay.addWidget(self.canvas, 1)
@@ -171,15 +173,6 @@ class LocalityView(QWidget):
         self.colorbar = pg.ColorBarItem(colorMap=pg.colormap.get(HEATMAP), interactive=False, width=12)
         self.colorbar.setImageItem(self.heat)
         self.canvas.addItem(self.colorbar, row=1, col=3)
-        self.result = None
-
-    def set_result(self, r) -> None:
-        self.result = r
-        self.choice.blockSignals(True)
-        self.choice.clear()
-        self.choice.addItems([_dir_name(r, i) for i in range(len(r.indices))])
-        self.choice.blockSignals(False)
-        self._show(0)
 
     def heatmap(self) -> np.ndarray:
         """The raw map shown now (``[H, W]``)."""
@@ -257,22 +250,12 @@ class ScoreTable(QWidget):
         )
 
 
-class ReproduceView(QWidget):
+class ReproduceView(_OneDirectionView):
     """Residual of the best latent shift, its optimisation curve and example images."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        top = QHBoxLayout()
-        self.choice = QComboBox(self)
-        self.choice.currentIndexChanged.connect(self._show)
-        top.addWidget(QLabel("direction", self))
-        top.addWidget(self.choice, 1)
-        lay.addLayout(top)
-        self.info = QLabel("", self)
-        self.info.setWordWrap(True)
-        lay.addWidget(self.info)
+        lay = self.lay
         self.plot = pg.PlotWidget(self)
         self.plot.setBackground(None)
         self.plot.showGrid(x=True, y=True, alpha=0.3)
@@ -285,15 +268,6 @@ class ReproduceView(QWidget):
         self.grid = _image_item(np.zeros((2, 2, 3), np.uint8))
         self.images_box.addItem(self.grid)
         lay.addWidget(self.images, 1)
-        self.result = None
-
-    def set_result(self, r) -> None:
-        self.result = r
-        self.choice.blockSignals(True)
-        self.choice.clear()
-        self.choice.addItems([_dir_name(r, i) for i in range(len(r.indices))])
-        self.choice.blockSignals(False)
-        self._show(0)
 
     def _show(self, i: int) -> None:
         r = self.result

@@ -1,14 +1,11 @@
 """The direction browser: model -> direction sets -> directions, with filters and inline rename.
 
 The loaded model's sets are live workspace entries. Sets in the library folder that were found
-on *other* models are listed under their model, greyed; double-clicking one opens that model.
+on *other* models are listed under their model, greyed (``engine.directions.library_sets``: each
+read from its manifest alone); double-clicking one opens that model.
 """
 
 from __future__ import annotations
-
-import json
-from dataclasses import dataclass
-from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QAction, QBrush, QColor, QFont, QIcon, QStandardItem, QStandardItemModel
@@ -26,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from desktop.widgets import INTERP_COLOR, INTERP_MARK, stars, swatch_pixmap
 from desktop.workspace import SetEntry, Workspace
+from engine.directions import SetSummary
 
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1
 UID_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -34,44 +32,6 @@ PATH_ROLE = Qt.ItemDataRole.UserRole + 4
 SOURCE_ROLE = Qt.ItemDataRole.UserRole + 5
 COLUMNS = ("#", "Name", "Score", "★", "✓")
 NAME_COL = 1
-
-
-@dataclass
-class LibrarySet:
-    """A direction set file in the library, known from its manifest alone."""
-
-    path: Path
-    method: str
-    model_name: str
-    model_identity: str
-    model_source: str
-    count: int
-
-
-def scan_library(folder: Path) -> list[LibrarySet]:
-    """Manifests of the direction sets under ``folder`` (unreadable files are skipped)."""
-    out = []
-    if not folder.is_dir():
-        return out
-    for path in sorted(folder.rglob("*.json")):
-        try:
-            man = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if not isinstance(man, dict) or man.get("format") != "gan-atlas-directions":
-            continue
-        model = man.get("model") or {}
-        out.append(
-            LibrarySet(
-                path,
-                str(man.get("method", "?")),
-                str(model.get("name", "?")),
-                str(model.get("identity", "")),
-                str(model.get("source", "")),
-                len(man.get("directions") or []),
-            )
-        )
-    return out
 
 
 class FilterProxy(QSortFilterProxyModel):
@@ -132,7 +92,7 @@ class DirectionBrowser(QWidget):
     def __init__(self, ws: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ws = ws
-        self.library: list[LibrarySet] = []
+        self.library: list[SetSummary] = []
         self._items: dict[tuple[int, int], list[QStandardItem]] = {}
         self._set_items: dict[int, QStandardItem] = {}
         self._auto_expanded: set[int] = set()
@@ -214,7 +174,7 @@ class DirectionBrowser(QWidget):
         self.rebuild()
 
     # ---- building ------------------------------------------------------------------------------
-    def set_library(self, sets: list[LibrarySet]) -> None:
+    def set_library(self, sets: list[SetSummary]) -> None:
         self.library = sets
         self.rebuild()
 
@@ -250,7 +210,7 @@ class DirectionBrowser(QWidget):
             for entry in self.ws.entries:
                 top[0].appendRow(self._set_row(entry))
             self.view.setFirstColumnSpanned(0, QModelIndex(), False)
-        others: dict[str, list[LibrarySet]] = {}
+        others: dict[str, list[SetSummary]] = {}
         here = gen.identity if gen is not None else None
         for s in self.library:
             if s.model_identity != here:

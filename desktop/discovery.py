@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
-import math
-import types
 import typing
 from pathlib import Path
 
@@ -47,6 +45,7 @@ from engine.discovery.registry import MethodSpec, methods
 from engine.errors import AtlasError
 from engine.export import slug
 from engine.jobs import Eta, Progress
+from engine.params import field_hints, optional_inner, parse_value
 
 pg.setConfigOptions(antialias=True)
 MAX_CURVES = 6
@@ -73,7 +72,7 @@ def _as_array(v) -> np.ndarray | None:
 class ParamField:
     """One form widget for one dataclass field; ``value()`` parses it back (AtlasError if bad)."""
 
-    def __init__(self, f: dataclasses.Field, hint, gen, parent: QWidget) -> None:
+    def __init__(self, f: dataclasses.Field, hint, gen, parent: QWidget, owner: str = "") -> None:
         self.field = f
         self.name = f.name
         self.default = (
@@ -81,14 +80,10 @@ class ParamField:
             if f.default is not dataclasses.MISSING
             else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         )  # type: ignore[misc]
-        self.optional = False
-        origin = typing.get_origin(hint)
-        args = typing.get_args(hint)
-        if origin in (typing.Union, types.UnionType) and type(None) in args:
-            self.optional = True
-            rest = [a for a in args if a is not type(None)]
-            hint = rest[0] if len(rest) == 1 else str
-            origin, args = typing.get_origin(hint), typing.get_args(hint)
+        self.owner = owner
+        self.full_hint = hint
+        hint, self.optional = optional_inner(hint)
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
         self.hint = hint
         choices = f.metadata.get("choices")
         if choices is None and origin is typing.Literal:
@@ -164,54 +159,21 @@ class ParamField:
             w.setText(self._text(self.default))
 
     def value(self):
-        v = self._value()
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            lo, hi = self.field.metadata.get("min"), self.field.metadata.get("max")
-            if lo is not None and v < lo or hi is not None and v > hi:
-                bounds = " and ".join(
-                    b for b in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "") if b
-                )
-                raise AtlasError(f"parameter {self.name} = {v}: must be {bounds}")
-        return v
-
-    def _value(self):
+        """The widget's value (text parsed by ``engine.params.parse_value``; bounds and choices are
+        checked by the spec's ``make_params``)."""
         w = self.widget
         if isinstance(w, QComboBox):
             if w.isEditable() and w.currentText() != w.itemText(w.currentIndex()):
-                text = w.currentText().strip()
-                return None if (self.optional and not text) else self._parse(text, self.hint)
+                return self._parse(w.currentText())
             return w.currentData()
         if isinstance(w, QCheckBox):
             return w.isChecked()
         if isinstance(w, QSpinBox):
             return int(w.value())
-        text = w.text().strip()
-        if not text and self.optional:
-            return None
-        return self._parse(text, self.hint)
+        return self._parse(w.text())
 
-    def _parse(self, text: str, hint):
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-        try:
-            if hint is float:
-                v = float(text)
-                if not math.isfinite(v):
-                    raise ValueError
-                return v
-            if hint is int:
-                return int(text)
-            if hint is bool:
-                return text.lower() in ("1", "true", "yes", "on")
-            if origin in (tuple, list):
-                elem = args[0] if args else str
-                parts = [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
-                items = [self._parse(p, elem) for p in parts]
-                return tuple(items) if origin is tuple else items
-        except (ValueError, TypeError):
-            raise AtlasError(
-                f"parameter {self.name}: '{text}' is not a valid {getattr(hint, '__name__', hint)}"
-            ) from None
-        return text
+    def _parse(self, text: str):
+        return parse_value(text, self.full_hint, name=self.name, owner=self.owner)
 
 
 class ParamsForm(QWidget):
@@ -225,19 +187,12 @@ class ParamsForm(QWidget):
         lay.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         lay.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         lay.setVerticalSpacing(4)
-        try:
-            hints = typing.get_type_hints(spec.params)
-        except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to the defaults' types
-            hints = {}
+        hints = field_hints(spec.params)
         self.fields: list[ParamField] = []
         for f in dataclasses.fields(spec.params):
             if not f.init:
                 continue
-            hint = hints.get(f.name)
-            if hint is None:
-                default = f.default if f.default is not dataclasses.MISSING else ""
-                hint = type(default)
-            pf = ParamField(f, hint, gen, self)
+            pf = ParamField(f, hints[f.name], gen, self, owner=spec.owner)
             label = QLabel(f.name.replace("_", " "), self)
             helptext = f.metadata.get("help", "")
             label.setToolTip(helptext)
@@ -260,10 +215,7 @@ class ParamsForm(QWidget):
         return {pf.name: pf.value() for pf in self.fields}
 
     def make_params(self):
-        try:
-            return self.spec.make_params(**self.values())
-        except TypeError as exc:
-            raise AtlasError(f"method {self.spec.name}: {exc}") from None
+        return self.spec.make_params(**self.values())
 
     def reset(self) -> None:
         for pf in self.fields:

@@ -1,6 +1,8 @@
 """Export dialogs: the current image, a grid, a morph video (MP4 / GIF), a batch of the directions
 marked interpretable. Grids, videos and batches are ``engine.export`` jobs run on a worker with
-progress and cancel; the dialog stays responsive and can be closed only when nothing runs.
+progress and cancel; the dialog stays responsive and can be closed only when nothing runs. The
+file types (file filters, the batch formats) are those of ``engine.writers``: a format registered
+there appears here.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.rendering import restrict, seed_codes, seed_label, seeds_space
 from desktop.widgets import error_text, show_error
 from desktop.workers import JobRunner
 from desktop.workspace import SetEntry
@@ -44,7 +45,9 @@ from engine.export import (
     slug,
 )
 from engine.jobs import Progress
+from engine.seeds import restrict, seed_codes, seed_label, widen_space
 from engine.selection import parse_indices, parse_seeds
+from engine.writers import writer_for, writers
 
 TABS = ("image", "grid", "video", "batch")
 
@@ -57,7 +60,7 @@ class ExportContext:
     entry: SetEntry | None
     current: int | None
     pinned: list[int] = field(default_factory=list)  # pinned directions of ``entry``
-    seeds: tuple = (0,)  # ints and projected images (desktop.rendering.Seed)
+    seeds: tuple = (0,)  # ints and projected images (engine.seeds.Seed)
     psi: float = 1.0
     space: str = "z"
     layers: tuple[int, int] | None = None
@@ -70,7 +73,12 @@ def _directions(c: ExportContext, ks: list[int]):
     """The chosen directions, expanded, restricted to the preview's w+ layer range (worker thread)."""
     from engine.render import materialize
 
-    return [restrict(materialize(c.entry.dset, k), c.space, c.layers, c.gen.num_ws) for k in ks]
+    return [restrict(materialize(c.entry.dset, k), c.space, c.layers) for k in ks]
+
+
+def _filters(kind: str) -> str:
+    """File-dialog filters of the registered writers of ``kind`` (``engine.writers``)."""
+    return ";;".join(w.pattern for w in writers(kind))
 
 
 def _path_row(parent: QWidget, edit: QLineEdit, filters: str, folder: bool = False) -> QHBoxLayout:
@@ -118,7 +126,7 @@ class ExportDialog(QDialog):
         w = QWidget()
         f = QFormLayout(w)
         self.image_out = QLineEdit(str(base / f"{stem}-seed{seed_label(ctx.seeds[0]).lstrip('@')}.png"))
-        f.addRow("File", _path_row(self, self.image_out, "Images (*.png *.jpg)"))
+        f.addRow("File", _path_row(self, self.image_out, _filters("image")))
         self.image_size = QSpinBox()
         self.image_size.setRange(8, 4096)
         self.image_size.setValue(max(res, 512))
@@ -133,7 +141,7 @@ class ExportDialog(QDialog):
         w = QWidget()
         f = QFormLayout(w)
         self.grid_out = QLineEdit(str(base / f"{stem}-grid.png"))
-        f.addRow("File", _path_row(self, self.grid_out, "PNG (*.png)"))
+        f.addRow("File", _path_row(self, self.grid_out, _filters("image")))
         self.grid_which = QLineEdit(self._default_indices())
         self.grid_which.setToolTip("direction indices: 3, 0,2,5, 0-7 or all")
         f.addRow("Directions", self.grid_which)
@@ -164,7 +172,7 @@ class ExportDialog(QDialog):
         w = QWidget()
         f = QFormLayout(w)
         self.video_out = QLineEdit(str(base / f"{stem}-{k}.mp4"))
-        f.addRow("File", _path_row(self, self.video_out, "Video (*.mp4 *.gif)"))
+        f.addRow("File", _path_row(self, self.video_out, _filters("video")))
         self.video_which = QLineEdit(self._video_indices())
         self.video_which.setToolTip("one index: sweep -T..T..-T; several (2,5,7): a path through them")
         f.addRow("Directions", self.video_which)
@@ -199,14 +207,16 @@ class ExportDialog(QDialog):
         self.batch_out = QLineEdit(str(base / f"{stem}-interpretable"))
         f.addRow("Folder", _path_row(self, self.batch_out, "", folder=True))
         self.batch_format = QComboBox()
-        self.batch_format.addItems(["mp4", "gif", "png"])
+        for writer in writers():
+            self.batch_format.addItem(f"{writer.name}  ({writer.kind}: {writer.summary})", writer.name)
         f.addRow("Format", self.batch_format)
         n = len(interpretable_indices(ctx.entry.dset)) if ctx.entry else 0
         f.addRow(
             "",
             QLabel(
                 f"{n} direction(s) of {ctx.entry.title if ctx.entry else '—'} are marked interpretable;\n"
-                "each gets one file (video settings from the Video tab), plus index.csv."
+                "each gets one file (a video format: a morph with the Video tab's settings;\n"
+                "an image format: a grid of 7 shifts), plus index.csv."
             ),
         )
         self.tabs.addTab(w, "Batch")
@@ -277,9 +287,10 @@ class ExportDialog(QDialog):
         if tab == "grid":
             ks = self._indices(self.grid_which.text())
             seeds = self._seed_list(self.grid_seeds.text())
-            space = seeds_space(seeds)
+            space = widen_space(seeds)
             T, steps = self.grid_T.value(), self.grid_steps.value()
             out, size, smooth = self.grid_out.text(), self.grid_size.value(), self.grid_smooth.isChecked()
+            writer_for(out, "image")  # refused now, not on the worker
             labels = self.grid_labels.isChecked()
 
             def grid_job():
@@ -313,7 +324,7 @@ class ExportDialog(QDialog):
         )
         opts.check()
         seeds = self._seed_list(self.video_seeds.text())
-        space = seeds_space(seeds)
+        space = widen_space(seeds)
 
         def codes_kw():
             codes, bases = seed_codes(c.gen, seeds, space, c.psi)
@@ -322,15 +333,14 @@ class ExportDialog(QDialog):
         if tab == "video":
             ks = self._indices(self.video_which.text())
             out = Path(self.video_out.text())
-            if out.suffix.lower() not in (".mp4", ".gif"):
-                raise AtlasError(f"{out}: a video file must end with .mp4 or .gif")
+            writer_for(out, "video")  # refused now, not on the worker
 
             def video_job():
                 codes, kw = codes_kw()
                 return export_morph(c.gen, codes, _directions(c, ks), out, opts, **kw)
 
             return video_job
-        folder, fmt = self.batch_out.text(), self.batch_format.currentText()
+        folder, fmt = self.batch_out.text(), self.batch_format.currentData()
 
         def batch_job():
             codes, kw = codes_kw()

@@ -45,10 +45,11 @@ from PySide6.QtWidgets import (
 from superqt import QElidingLabel
 
 from desktop.preview import parse_seed_text
-from desktop.rendering import GridRequest, render_grid_rows, seed_label
+from desktop.rendering import GridRequest, render_grid_rows
 from desktop.widgets import INTERP_COLOR, INTERP_MARK, qimage, show_error, stars
 from desktop.workers import LatestWins
 from desktop.workspace import SetEntry, Workspace
+from engine.seeds import seed_label
 
 PAGE = 8
 CACHE_ROWS = 160
@@ -69,7 +70,7 @@ class GridModel(QAbstractTableModel):
         self.entry: SetEntry | None = None
         self.T = 0.0  # 0: each direction's own range
         self.steps = 7
-        self.seeds: tuple = (0, 1)  # ints and projected images (desktop.rendering.Seed)
+        self.seeds: tuple = (0, 1)  # ints and projected images (engine.seeds.Seed)
         self.psi = 1.0
         self.thumb = 80
         self.generation = 0

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from desktop.analysis_views import AnalysisPanel
-from desktop.browser import DirectionBrowser, scan_library
+from desktop.browser import DirectionBrowser
 from desktop.discovery import DiscoveryPanel
 from desktop.export_dialog import ExportContext, ExportDialog
 from desktop.grid import GridInspector
@@ -41,7 +41,7 @@ from desktop.widgets import error_text, show_error
 from desktop.workers import BackgroundCall, LatestWins, job_pool, shutdown_job_process
 from desktop.workspace import SetEntry, Workspace
 from engine.device import DEVICE_CHOICES, cap_threads, default_threads
-from engine.directions import DirectionSet
+from engine.directions import DirectionSet, library_sets
 from engine.errors import AtlasError
 
 SHORTCUTS = [
@@ -352,7 +352,7 @@ class MainWindow(QMainWindow):
         """List the library's sets; open the ones found on the loaded model."""
         if not self.scan:
             return
-        sets = scan_library(self.settings.library)
+        sets = library_sets(self.settings.library)
         self.browser.set_library(sets)
         ident = self.ws.gen.identity if self.ws.gen is not None else None
         for s in sets:
@@ -469,7 +469,7 @@ class MainWindow(QMainWindow):
     def _discovery_finished(self, entry: SetEntry) -> None:
         if entry.dset.path is not None:
             self.settings.add_recent("sets", str(entry.dset.path))
-        self.browser.set_library(scan_library(self.settings.library)) if self.scan else None
+        self.browser.set_library(library_sets(self.settings.library)) if self.scan else None
         if len(entry.dset):
             self.ws.select(entry, 0)
         self.grid.show_set(entry)

@@ -32,12 +32,13 @@ from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledRangeSlider
 from superqt.utils import qthrottled, signals_blocked
 
 from desktop.input_transform import TransformControls
-from desktop.rendering import PreviewRequest, PreviewResult, applicable, render_preview, seed_label
+from desktop.rendering import PreviewRequest, PreviewResult, render_preview
 from desktop.widgets import ImageCanvas, show_error
 from desktop.workers import LatestWins
 from desktop.workspace import SetEntry, Workspace
 from engine.errors import AtlasError, BadValueError
 from engine.models.base import INPUT_TRANSFORM
+from engine.seeds import applicable, seed_label
 from engine.selection import parse_seeds
 
 THROTTLE_MS = 25

@@ -1,7 +1,8 @@
 """The torch side of the editor's previews: plain functions that run on worker threads.
 
 Each takes the generator and a frozen request and returns uint8 numpy arrays (``[..., H, W, 3]``);
-nothing here touches Qt, and nothing it returns is a tensor.
+nothing here touches Qt, and nothing it returns is a tensor. Seeds (integers and projected images)
+become codes in ``engine.seeds``, as on the command line.
 """
 
 from __future__ import annotations
@@ -10,65 +11,17 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from engine.directions import Direction
 from engine.errors import AtlasError
 from engine.export import resize
 from engine.jobs import run_job
-from engine.latents import Latent
 from engine.models.base import input_transform
-from engine.render import Base, compose_grid, materialize, render_batch, render_grid, to_uint8
-
-Seed = int | Latent  # an integer seed, or a projected image (``engine.latents.Latent``)
-
-
-def seed_label(seed: Seed) -> str:
-    """How a seed is written in the seed fields: ``5``, or ``@name`` for a projected image."""
-    if isinstance(seed, Latent):
-        return "@" + (getattr(seed, "seed_name", None) or seed.name)  # seed_name: given by Workspace.add_image
-    return str(int(seed))
-
-
-def seeds_space(seeds: Sequence[Seed], space: str = "z") -> str:
-    """The space to hold ``seeds`` in: ``space``, widened to a projected image's w / w+ if needed
-    (a w code cannot be expressed in z)."""
-    order = {"z": 0, "w": 1, "w+": 2}
-    for s in seeds:
-        if isinstance(s, Latent) and order[s.space] > order[space]:
-            space = s.space
-    return space
-
-
-def seed_codes(
-    gen, seeds: Sequence[Seed], space: str, psi: float, class_index: int | None = None
-) -> tuple[torch.Tensor, list | None]:
-    """``(codes [N, ...] in space, bases or None)`` of integer seeds and projected images, in order.
-
-    Integer seeds are mapped (truncated by ``psi``) into ``space``; on a class-conditional model
-    they take ``class_index`` (the editor's class picker), carried in their ``Base``. A projected
-    image gives its own code (``Latent.codes_in``) and its ``Base`` (tuned weights, noise maps
-    and the class it was fitted on).
-    """
-    ints = [int(s) for s in seeds if not isinstance(s, Latent)]
-    int_codes = iter(codes_for(gen, ints, space, psi, class_index)) if ints else iter(())
-    int_base = Base(class_index=int(class_index)) if class_index is not None and gen.num_classes else None
-    codes, bases = [], []
-    for s in seeds:
-        if isinstance(s, Latent):
-            c = s.codes_in(gen, space, psi=psi)
-            codes.extend(c)
-            bases.extend(s.bases())
-        else:
-            codes.append(next(int_codes))
-            bases.append(int_base)
-    if not codes:
-        raise AtlasError("no seed given")
-    return torch.stack(codes), (bases if any(b is not None for b in bases) else None)
+from engine.render import compose_grid, materialize, render_batch, render_grid, to_uint8
+from engine.seeds import Seed, acts, applicable, restrict, seed_codes, widen_space
 
 
 @dataclass(frozen=True)
@@ -102,31 +55,6 @@ class PreviewResult:
     before: np.ndarray | None  # the same without edits
     seconds: float
     size: tuple[int, int]  # one seed's image (H, W)
-
-
-def applicable(d: Direction, space: str) -> bool:
-    """Whether a direction can act on codes held in ``space`` (z directions need z codes)."""
-    return not (d.kind == "latent" and d.space == "z" and space != "z")
-
-
-def restrict(d: Direction, space: str, layers: tuple[int, int] | None, num_ws: int) -> Direction:
-    """In ``w+`` with a layer range, a w / w+ direction acts only on those layers."""
-    if space != "w+" or d.kind != "latent" or d.space not in ("w", "w+") or layers is None:
-        return d
-    lo, hi = layers
-    if d.layers is not None:
-        lo, hi = max(lo, d.layers[0]), min(hi, d.layers[1])
-    if hi <= lo:
-        lo, hi = 0, 0
-    return replace(d, space="w+", layers=(lo, hi))
-
-
-def codes_for(gen, seeds: Sequence[int], space: str, psi: float, class_index: int | None = None) -> torch.Tensor:
-    """The seeds' codes in ``space`` (truncated by ``psi`` when mapped; of class ``class_index``)."""
-    z = gen.seed_latents(list(seeds), psi=psi).to(gen.device)
-    if space == "z":
-        return z
-    return gen.encode(z, space, psi=psi, classes=class_index)
 
 
 def tile(images: np.ndarray, pad: int = 6, background: int = 24) -> np.ndarray:
@@ -211,8 +139,8 @@ def render_preview(gen, req: PreviewRequest, cache: BeforeCache | None = BEFORE_
         d = materialize(dset, k)
         if not applicable(d, req.space):
             continue
-        d = restrict(d, req.space, req.layers, gen.num_ws)
-        if float(t) == 0 or (d.kind == "latent" and d.layers is not None and d.layers[1] <= d.layers[0]):
+        d = restrict(d, req.space, req.layers)
+        if float(t) == 0 or not acts(d):
             continue  # acts on nothing: the image is the unedited one
         shifts.append((d, float(t)))
     edited = bool(shifts)
@@ -268,7 +196,7 @@ class GridRequest:
 def render_grid_rows(gen, req: GridRequest) -> tuple[int, dict[int, np.ndarray]]:
     """``(generation, {row: uint8 [S, M, thumb, thumb_w, 3]})`` for the requested rows."""
     out: dict[int, np.ndarray] = {}
-    space = seeds_space(req.seeds)
+    space = widen_space(req.seeds)
     codes, bases = seed_codes(gen, req.seeds, space, req.psi, req.class_index)
     with torch.no_grad():
         # rows with the same shifts share one render_grid call

@@ -28,7 +28,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
 from superqt.utils import FunctionWorker, GeneratorWorker, create_worker
 
-from engine.jobs import Progress
+from engine.jobs import Progress, relabel
 
 DELIVERY_INTERVAL_S = 0.05
 WORKER_NICE = 4
@@ -86,21 +86,20 @@ def _batched(make_job: Callable[[], Iterator[Progress]]):
     job = make_job()
     pending: list[Progress] = []
     last = 0.0
-    try:
-        while True:
-            try:
-                rec = next(job)
-            except StopIteration as stop:
-                if pending:
-                    yield pending
-                return stop.value
-            pending.append(rec)
-            now = time.perf_counter()
-            if now - last >= DELIVERY_INTERVAL_S:
-                yield pending
-                pending, last = [], now
-    finally:
-        job.close()
+
+    def collect(rec: Progress) -> list[Progress] | None:
+        nonlocal pending, last
+        pending.append(rec)
+        now = time.perf_counter()
+        if now - last < DELIVERY_INTERVAL_S:
+            return None
+        out, pending, last = pending, [], now
+        return out
+
+    result = yield from relabel(job, collect)  # closes the job when the worker stops
+    if pending:
+        yield pending
+    return result
 
 
 class JobRunner(QObject):

@@ -265,29 +265,7 @@ class DirectionSet:
         what loads can be rendered on a model it fits (``engine.analysis.sampling.check_fits``).
         """
         path = manifest_path(Path(path))
-        try:
-            if not path.is_file():
-                raise DirectionSetError(f"{path}: no such direction set file")
-            if path.stat().st_size > MAX_MANIFEST_BYTES:
-                raise DirectionSetError(f"{path}: over {MAX_MANIFEST_BYTES >> 20} MB: not a direction set manifest")
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise DirectionSetError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-        except UnicodeDecodeError:
-            raise DirectionSetError(f"{path}: not a direction set (damaged or not JSON: not UTF-8 text)") from None
-        try:
-            man = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            reason = str(exc)[:120] if isinstance(exc, ValueError) else "nested too deeply"
-            raise DirectionSetError(f"{path}: not a direction set (damaged or not JSON: {reason})") from None
-        if not isinstance(man, dict) or man.get("format") != FORMAT:
-            raise DirectionSetError(f'{path}: not a GAN Atlas direction set (no \'"format": "{FORMAT}"\')')
-        version = man.get("version")
-        if type(version) is not int or version > FORMAT_VERSION or version < 1:
-            raise DirectionSetError(
-                f"{path}: direction set format version {show(version)} is not supported (this program reads 1..{FORMAT_VERSION})"
-            )
-        return cls._from_manifest(path, man)
+        return cls._from_manifest(path, read_manifest(path))
 
     @classmethod
     def _from_manifest(cls, path: Path, man: dict) -> DirectionSet:
@@ -535,6 +513,85 @@ def model_ref(gen) -> dict[str, Any]:
         ref["num_classes"] = gen.num_classes
         ref["classes"] = gen.classes_bound
     return ref
+
+
+def read_manifest(path: str | Path) -> dict:
+    """A direction set's manifest (the ``.json``, not its tensors), checked to be one of ours.
+
+    Bounded (at most ``MAX_MANIFEST_BYTES``); any problem is a ``DirectionSetError`` naming the file.
+    ``DirectionSet.load`` goes on to check every field against the tensors; ``read_summary`` reads
+    only what a library listing shows.
+    """
+    path = manifest_path(Path(path))
+    try:
+        if not path.is_file():
+            raise DirectionSetError(f"{path}: no such direction set file")
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise DirectionSetError(f"{path}: over {MAX_MANIFEST_BYTES >> 20} MB: not a direction set manifest")
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DirectionSetError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise DirectionSetError(f"{path}: not a direction set (damaged or not JSON: not UTF-8 text)") from None
+    try:
+        man = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        reason = str(exc)[:120] if isinstance(exc, ValueError) else "nested too deeply"
+        raise DirectionSetError(f"{path}: not a direction set (damaged or not JSON: {reason})") from None
+    if not isinstance(man, dict) or man.get("format") != FORMAT:
+        raise DirectionSetError(f'{path}: not a GAN Atlas direction set (no \'"format": "{FORMAT}"\')')
+    version = man.get("version")
+    if type(version) is not int or version > FORMAT_VERSION or version < 1:
+        raise DirectionSetError(
+            f"{path}: direction set format version {show(version)} is not supported (this program reads 1..{FORMAT_VERSION})"
+        )
+    return man
+
+
+@dataclass(frozen=True)
+class SetSummary:
+    """What a library listing shows of a direction set, read from its manifest alone (no tensors)."""
+
+    path: Path
+    method: str
+    model_name: str
+    model_identity: str
+    model_source: str
+    count: int  # directions
+
+
+def read_summary(path: str | Path) -> SetSummary:
+    """The ``SetSummary`` of the set at ``path`` (``DirectionSetError`` if it is not a readable set)."""
+    path = manifest_path(Path(path))
+    man = read_manifest(path)
+    model = man.get("model") if isinstance(man.get("model"), dict) else {}
+    dirs = man.get("directions")
+
+    def text(v: Any, default: str = "") -> str:
+        return v[:MAX_TEXT] if isinstance(v, str) else default
+
+    return SetSummary(
+        path,
+        text(man.get("method"), "?"),
+        text(model.get("name"), "?"),
+        text(model.get("identity")),
+        text(model.get("source")),
+        len(dirs) if isinstance(dirs, list) else 0,
+    )
+
+
+def library_sets(folder: str | Path) -> list[SetSummary]:
+    """The summaries of the direction sets under ``folder`` (recursively); other files are skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            out.append(read_summary(path))
+        except DirectionSetError:
+            continue
+    return out
 
 
 def manifest_path(path: Path) -> Path:

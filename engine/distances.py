@@ -97,6 +97,7 @@ class Distance(nn.Module):
     name: str = ""
     label: str = ""
     perceptual: bool = False
+    reason: str = ""  # why this distance stands in for the one asked for ("" when it does not)
 
     def __init__(self, size: int | None = None) -> None:
         super().__init__()
@@ -119,17 +120,34 @@ class Distance(nn.Module):
             total = total + (w * (a - b) ** 2).flatten(1).sum(1)
         return total
 
+    @property
+    def title(self) -> str:
+        """The distance's name as reports show it (a fit's ``distance_name``)."""
+        return self.name
+
     def describe(self) -> dict:
         """What a direction set records about the distance it was made with."""
         return {"distance": self.name, "distance_label": self.label, "distance_size": self.size}
 
 
 class PixelDistance(Distance):
-    """``d2 = mean_{c,h,w} (x - y)^2``: a pixel-space stand-in for LPIPS, labelled as such."""
+    """``d2 = mean_{c,h,w} (x - y)^2``: a pixel-space stand-in for LPIPS, labelled as such.
+
+    ``reason`` (``engine.projection.resolve_distance``): why LPIPS, asked for, was not used (its
+    backbone file is missing); the title then says "LPIPS unavailable" wherever a figure is shown.
+    """
 
     name = "pixel"
     label = PIXEL_LABEL
     perceptual = False
+
+    def __init__(self, size: int | None = None, *, reason: str = "") -> None:
+        super().__init__(size)
+        self.reason = reason
+
+    @property
+    def title(self) -> str:
+        return "pixel MSE" + (" (LPIPS unavailable)" if self.reason else "")
 
     def features_weights(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         f = self.prepare(x)

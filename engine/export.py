@@ -1,16 +1,17 @@
 """Writing images, grids and morph videos to disk.
 
 Every pixel written here comes from ``engine.render`` (``render_batch`` / ``render_grid`` /
-``to_uint8`` / ``grid_image``); this module only resizes, tiles and encodes.
+``to_uint8`` / ``grid_image``); this module only resizes and tiles, and hands the result to the
+writer of the file's suffix (``engine.writers``: PNG, JPEG, MP4, GIF, and any format registered
+there): a still (``save_image``, ``export_grid``) to an ``image`` writer, a morph's frames
+(``export_morph``) to a ``video`` writer.
 
 Morph videos
 ------------
 A morph shows one direction swept ``-T .. T .. -T`` (``render.sweep``: a seamless loop) or a
 path through several directions (``render.path_shifts``: ramp each one up in turn, then back),
-for one or several seeds tiled side by side. MP4 goes through imageio's ffmpeg plugin with the
-ffmpeg binary bundled in ``imageio-ffmpeg`` (libx264, yuv420p, so both sides are made even);
-GIF through imageio's Pillow plugin (GIF frame delays are whole centiseconds, so the real frame
-rate is ``100 / round(100 / fps)``). Files are written under a temporary name and renamed when
+for one or several seeds tiled side by side. Frames have even sides (yuv420p needs them).
+Files are written under a temporary name and renamed when
 complete, so a cancelled or failed export never leaves a truncated video behind.
 """
 
@@ -29,25 +30,20 @@ import numpy as np
 import torch
 
 from engine.directions import Direction, DirectionSet
-from engine.errors import AtlasError, BadValueError, describe_exception
+from engine.errors import AtlasError, BadValueError
 from engine.files import ensure_folder
 from engine.jobs import Pacer, Progress, relabel, wait_for
+from engine.writers import get_writer, writer_for
 
-VIDEO_SUFFIXES = (".mp4", ".gif")
 GRID_PAD = 2  # px of white between (and around) the cells of a direction grid
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def save_image(image: np.ndarray, path: str | Path) -> Path:
-    """Save a ``[H, W, 3]`` uint8 image (PNG/JPEG by suffix)."""
-    from PIL import Image
-
+    """Save a ``[H, W, 3]`` uint8 image with the image writer of ``path``'s suffix (``engine.writers``)."""
     path = Path(path)
+    writer = writer_for(path, "image")
     ensure_folder(path.parent, path.name)
-    try:
-        Image.fromarray(np.ascontiguousarray(image)).save(path)
-    except (OSError, ValueError) as exc:
-        raise AtlasError(f"{path}: cannot write image ({describe_exception(exc)})") from None
+    writer.save(np.ascontiguousarray(image), path)
     return path
 
 
@@ -239,56 +235,33 @@ def export_morph(
     bases=None,
     transform=None,
 ) -> Iterator[Progress]:
-    """Job: write a morph video (``.mp4`` or ``.gif`` by suffix); returns the path.
+    """Job: write a morph video with the video writer of ``path``'s suffix (``engine.writers``: MP4,
+    GIF, ...); returns the path.
 
     See ``render_morph`` for the arguments. Cancelling (closing the job) removes the partial file.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in VIDEO_SUFFIXES:
-        raise AtlasError(f"{path}: a video must end with {' or '.join(VIDEO_SUFFIXES)}")
+    writer = writer_for(path, "video")
     opts.check()
     ensure_folder(path.parent, path.name)
-    tmp = path.with_name(f".{path.stem}.partial{suffix}")
-    # MP4 frames stream into ffmpeg; GIF needs every frame at once (its palette and frame deltas are
-    # computed over the whole clip), so they are collected and written at the end: cancelling a GIF
-    # then costs nothing.
-    writer = _open_mp4_writer(tmp, opts.fps) if suffix == ".mp4" else None
-    gif_frames: list[np.ndarray] = []
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix.lower()}")
+    sink = writer.open(tmp, opts.fps)
     done = False
     finishing = None  # the encoder's last work, once started on a helper thread (see below)
     thrown_away = threading.Event()
 
     def finish() -> None:
         try:
-            if writer is not None:
-                writer.close()
-            else:
-                _write_gif(tmp, gif_frames, opts.fps)
+            sink.close()
         finally:
             if thrown_away.is_set():  # cancelled while this ran: the file is nobody's
                 tmp.unlink(missing_ok=True)
 
     try:
-        job = render_morph(
-            gen,
-            codes,
-            directions,
-            opts,
-            space=space,
-            psi=psi,
-            noise=noise,
-            batch_size=batch_size,
-            bases=bases,
-            transform=transform,
-        )
-        for rec in job:
-            if rec.partial is not None:
-                for frame in rec.partial:
-                    if writer is not None:
-                        writer.append_data(frame)
-                    else:
-                        gif_frames.append(frame)
+        render = dict(space=space, psi=psi, noise=noise, batch_size=batch_size, bases=bases, transform=transform)
+        for rec in render_morph(gen, codes, directions, opts, **render):
+            for frame in rec.partial if rec.partial is not None else ():
+                sink.add(frame)
             yield Progress(rec.step, rec.total, stage="video", message=path.name)
         # the encoder's last frames (MP4), or the whole palette and encoding (GIF): seconds, in one
         # call, on a helper thread while the job yields
@@ -302,41 +275,10 @@ def export_morph(
     finally:
         if not done:
             thrown_away.set()
-            if writer is not None and finishing is None:
-                try:
-                    writer.close()
-                except Exception:  # noqa: BLE001 - the file is being thrown away anyway
-                    pass
+            if finishing is None:
+                sink.abort()
             tmp.unlink(missing_ok=True)
     return path
-
-
-def _open_mp4_writer(path: Path, fps: float):
-    import imageio.v2 as iio
-
-    try:
-        # macro_block_size=2: frames are already even, so imageio must not rescale them
-        return iio.get_writer(
-            path,
-            format="FFMPEG",
-            mode="I",
-            fps=fps,
-            codec="libx264",
-            pixelformat="yuv420p",
-            macro_block_size=2,
-            quality=8,
-        )
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise AtlasError(f"{path}: cannot start the MP4 encoder ({describe_exception(exc)})") from None
-
-
-def _write_gif(path: Path, frames: list[np.ndarray], fps: float) -> None:
-    import imageio.v3 as iio3
-
-    try:
-        iio3.imwrite(path, np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
-    except (OSError, ValueError) as exc:
-        raise AtlasError(f"{path}: cannot write the GIF ({describe_exception(exc)})") from None
 
 
 # ---- grids -------------------------------------------------------------------------------
@@ -359,7 +301,8 @@ def export_grid(
     names: Sequence[str] | None = None,
     seed_names: Sequence[str] | None = None,
 ) -> Iterator[Progress]:
-    """Job: a PNG grid, rows = (direction, seed), columns = shifts; returns the path.
+    """Job: a grid image (PNG, JPEG, ... by ``path``'s suffix), rows = (direction, seed), columns =
+    shifts; returns the path.
 
     ``size`` is each cell's height in px (``None``: the generator's resolution); ``bases``: the
     seeds' ``engine.render.Base`` (projected images), see ``render_morph``. ``labels`` writes
@@ -371,8 +314,7 @@ def export_grid(
     if not directions:
         raise AtlasError("a grid needs at least one direction")
     path = Path(path)
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise AtlasError(f"{path}: a grid image must end with one of {', '.join(IMAGE_SUFFIXES)}")
+    writer_for(path, "image")  # a grid is a still: refused before any rendering if no image writer has the suffix
     grid = yield from render_grid(
         gen,
         codes,
@@ -482,31 +424,32 @@ def export_interpretable(
 ) -> Iterator[Progress]:
     """Job: one file per direction marked interpretable, plus ``index.csv``; returns the paths.
 
-    ``fmt`` is ``mp4``, ``gif`` (morphs with ``opts``) or ``png`` (a grid over ``shifts``, default
-    7 steps across each direction's range; ``labels``: see ``export_grid``). Files are named
+    ``fmt`` names a writer (``engine.writers``): a video writer (``mp4``, ``gif``, ...) writes a
+    morph with ``opts``, an image writer (``png``, ``jpg``, ...) a grid over ``shifts`` (default 7
+    steps across each direction's range; ``labels``: see ``export_grid``). Files are named
     ``KKK-name.ext``.
     """
     from engine.render import materialize
 
-    fmt = fmt.lower().lstrip(".")
-    if fmt not in ("mp4", "gif", "png"):
-        raise AtlasError(f"batch format '{fmt}': choose mp4, gif or png")
+    writer = get_writer(fmt)
+    still = writer.kind == "image"
     chosen = interpretable_indices(dset)
     if not chosen:
         where = dset.path.name if dset.path else dset.title
         raise AtlasError(f"{where}: no direction is marked interpretable (yes); tag some first")
     folder = ensure_folder(Path(folder), "the batch export")
     opts.check()
-    per = opts.frames if fmt != "png" else 1
+    per = 1 if still else opts.frames
     total = per * len(chosen)
+    render = dict(space=space, psi=psi, noise=noise, batch_size=batch_size, bases=bases, transform=transform)
     written: list[Path] = []
     rows = []
     yield Progress(0, total, stage="batch")
     for i, k in enumerate(chosen):
         d = materialize(dset, k)
         name = d.annotation.name
-        path = folder / f"{k:03d}-{slug(name, 'direction')}.{fmt}"
-        if fmt == "png":
+        path = folder / f"{k:03d}-{slug(name, 'direction')}{writer.suffix}"
+        if still:
             row = np.asarray(shifts) if shifts is not None else np.linspace(d.range[0], d.range[1], 7)
             job = export_grid(
                 gen,
@@ -516,34 +459,17 @@ def export_interpretable(
                 path,
                 size=opts.size,
                 smooth=opts.smooth,
-                space=space,
-                psi=psi,
-                noise=noise,
-                batch_size=batch_size,
-                bases=bases,
-                transform=transform,
                 labels=labels,
                 names=[direction_title(k, d)],
                 seed_names=seed_names,
+                **render,
             )
         else:
-            job = export_morph(
-                gen,
-                codes,
-                [d],
-                path,
-                opts,
-                space=space,
-                psi=psi,
-                noise=noise,
-                batch_size=batch_size,
-                bases=bases,
-                transform=transform,
-            )
+            job = export_morph(gen, codes, [d], path, opts, **render)
         yield from relabel(
             job,
             lambda rec, i=i, path=path: Progress(
-                i * per + int((rec.fraction if fmt != "png" else 0.0) * per),
+                i * per + int((0.0 if still else rec.fraction) * per),
                 total,
                 stage="batch",
                 message=f"{path.name} ({i + 1}/{len(chosen)})",

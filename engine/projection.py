@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -49,11 +49,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.distances import DISTANCES, Distance, PixelDistance, backbone, load_distance
 from engine.errors import AtlasError, BadValueError, describe_exception
 from engine.jobs import Pacer, Progress, relabel, wait_for
 from engine.latents import Latent, model_ref
 
-Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
@@ -111,26 +111,6 @@ def load_image(image: str | Path | np.ndarray, resolution: int, channels: int = 
 
 
 # ---- distances -----------------------------------------------------------------------------
-DISTANCE_NAMES = ("lpips-alex", "lpips-vgg", "lpips-squeeze", "pixel")
-
-
-class PixelDistance:
-    """Mean squared pixel difference of ``[B, C, H, W]`` images in [-1, 1] -> ``[B]``.
-
-    The honest stand-in when LPIPS's ImageNet backbone is not on disk: its values are not LPIPS
-    values, and ``name`` says so wherever a figure is reported; ``reason`` says why LPIPS was not used.
-    """
-
-    perceptual = False
-
-    def __init__(self, reason: str = "") -> None:
-        self.reason = reason
-        self.name = "pixel MSE" + (" (LPIPS unavailable)" if reason else "")
-
-    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (a - b).square().flatten(1).mean(1)
-
-
 def distance_fallback(distance: str | None) -> str:
     """Why a fit with ``distance`` would use the pixel distance instead ("" when it would not).
 
@@ -139,8 +119,6 @@ def distance_fallback(distance: str | None) -> str:
     """
     if distance is None or distance == "pixel" or not isinstance(distance, str):
         return ""
-    from engine.distances import backbone
-
     net = distance.split("-", 1)[1] if distance.startswith("lpips-") else "alex"
     try:
         b = backbone(net)
@@ -154,27 +132,23 @@ def distance_fallback(distance: str | None) -> str:
     )
 
 
-def resolve_distance(distance: str | Distance | None = "lpips-vgg", device: torch.device | str = "cpu"):
-    """The distance to fit with: a callable ``(a, b) -> [B]`` with a ``name`` attribute.
+def resolve_distance(distance: str | Distance | None = "lpips-vgg", device: torch.device | str = "cpu") -> Distance:
+    """The distance to fit with (an ``engine.distances.Distance``; ``title`` names it in reports).
 
-    Strings are ``lpips-alex``, ``lpips-vgg``, ``lpips-squeeze`` (LPIPS through
-    ``engine.distances``) or ``pixel``. Without an LPIPS backbone file on disk the labelled pixel
-    distance is used instead, its ``reason`` naming the missing file. A callable is used as given.
+    Strings are ``lpips-alex``, ``lpips-vgg``, ``lpips-squeeze`` (LPIPS) or ``pixel``. Without an
+    LPIPS backbone file on disk the labelled pixel distance is used instead: its ``reason`` names
+    the missing file and its title says "LPIPS unavailable". A ``Distance`` is used as given.
     """
-    if callable(distance):
-        if not hasattr(distance, "name"):
-            distance.name = getattr(distance, "__name__", "custom distance")
+    if isinstance(distance, Distance):
         return distance
-    if distance is None or distance == "pixel":
-        return PixelDistance()
-    if distance not in DISTANCE_NAMES:
-        raise AtlasError(f"unknown distance '{distance}'; choose one of {', '.join(DISTANCE_NAMES)}")
-    from engine.distances import load_distance
-
+    if distance is None:
+        distance = "pixel"
+    if distance not in DISTANCES:
+        raise AtlasError(f"unknown distance '{distance}'; choose one of {', '.join(DISTANCES)}")
     try:
         d = load_distance(distance, device=device, size=256)
     except AtlasError as exc:  # the backbone file is missing: say so, and fit with pixels
-        return PixelDistance(str(exc))
+        d = PixelDistance(256, reason=str(exc)).to(device)
     d.requires_grad_(False)
     return d
 
@@ -190,7 +164,7 @@ def _for_distance(x: torch.Tensor, dist=None) -> torch.Tensor:
     # LPIPS backbones need at least 64 px (their pooling stack), so small images are upsampled for them
     if x.shape[-1] > 256:
         return F.interpolate(x, size=(256, 256), mode="area")
-    if getattr(dist, "perceptual", False) and x.shape[-1] < 64:
+    if dist.perceptual and x.shape[-1] < 64:
         return F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
     return x
 
@@ -420,7 +394,7 @@ def project(
         space=space,
         model=model_ref(gen),
         image=info,
-        params={**asdict(params), "space": space, "distance": dist.name},
+        params={**asdict(params), "space": space, "distance": dist.title},
         noise={k: v.detach()[:, 0].cpu() for k, v in noise_maps.items()},
         classes=gen.classes_bound,
     )
@@ -493,8 +467,8 @@ def reconstruction_metrics(gen, lat: Latent, target: torch.Tensor, dist: Distanc
         d = float(dist(_for_distance(x, dist), _for_distance(target, dist)).reshape(-1)[0])
         p = float(psnr(x, target)[0])
         mse = float((x.clamp(-1, 1) - target).square().mean())
-    out = {f"{prefix}distance": d, f"{prefix}distance_name": dist.name, f"{prefix}psnr": p, f"{prefix}mse": mse}
-    if getattr(dist, "reason", ""):
+    out = {f"{prefix}distance": d, f"{prefix}distance_name": dist.title, f"{prefix}psnr": p, f"{prefix}mse": mse}
+    if dist.reason:
         out[f"{prefix}distance_note"] = dist.reason
     return out
 
@@ -596,13 +570,13 @@ def tune(
             metrics={"loss": float(loss.detach()), "distance": float(d.detach())},
             partial=_uint8(x[0]) if show else None,
         )
-        if getattr(dist, "perceptual", False) and float(d.detach()) < params.stop_distance:
+        if dist.perceptual and float(d.detach()) < params.stop_distance:
             break
     tuned = replace(
         lat,
         tuning={n: v.detach().cpu() for n, v in deltas().items()},
         metrics=dict(lat.metrics),
-        params={**lat.params, "tuning": {**asdict(params), "distance": dist.name}},
+        params={**lat.params, "tuning": {**asdict(params), "distance": dist.title}},
         path=None,
         warnings=list(lat.warnings),
     )

@@ -17,6 +17,21 @@ SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 
 
 @pytest.fixture(autouse=True)
+def _torch_threads():
+    """Every test gets the suite's torch thread budget back afterwards (commands cap it in-process)."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny models avoid thread hand-off costs on a busy 2-core
+    machine. Modules use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
 def _private_data_dir(tmp_path, monkeypatch):
     """Crash logs (``engine.crash_log``) and other per-user files go to a temporary folder."""
     monkeypatch.setenv("GAN_ATLAS_DATA_DIR", str(tmp_path / "data"))

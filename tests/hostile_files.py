@@ -13,7 +13,8 @@ the bytes the way an attacker would, with ``pickle``, ``zipfile`` and ``torch.sa
 * ``many_dicts_pickle``: as many opcodes, keeping an empty dict per two;
 * ``many_ops_torch_zip``: the same as a torch archive that passes the rosinality probe;
 * ``legacy_memo_bomb``: a legacy ``torch.save`` stream whose object pickle ends on a huge memo index;
-* ``huge_legacy_storage``: a legacy (non-zip) ``torch.save`` stream declaring a huge storage.
+* ``huge_legacy_storage``: a legacy (non-zip) ``torch.save`` stream declaring a huge storage;
+* ``source_replaced_pkl``: a real NVIDIA snapshot whose stored network sources would create a file.
 """
 
 from __future__ import annotations
@@ -351,3 +352,19 @@ def huge_legacy_storage(path, *, numel: int = 1 << 29) -> Path:
     buf.write(bytes(64))
     Path(path).write_bytes(buf.getvalue())
     return Path(path)
+
+
+def source_replaced_pkl(src, dst, sentinel) -> int:
+    """Copy the NVIDIA snapshot ``src`` to ``dst`` with every stored module source (the strings that
+    start ``# Copyright``) replaced, at the same length, by code that would create ``sentinel``.
+    Returns how many sources were replaced."""
+    data = bytearray(Path(src).read_bytes())
+    replaced = 0
+    for op, arg, pos in list(pickletools.genops(bytes(data))):
+        if op.name == "BINUNICODE" and isinstance(arg, str) and arg.startswith("# Copyright"):
+            n = len(arg.encode("utf-8"))
+            code = f"import pathlib; pathlib.Path({str(sentinel)!r}).touch()\n".encode()
+            data[pos + 5 : pos + 5 + n] = code + b"#" * (n - len(code))
+            replaced += 1
+    Path(dst).write_bytes(bytes(data))
+    return replaced

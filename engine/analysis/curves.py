@@ -33,10 +33,10 @@ from engine.analysis.sampling import (
     unedited_rows,
 )
 from engine.directions import DirectionSet
-from engine.discovery.registry import validate_params
 from engine.distances import DISTANCES, load_distance
 from engine.errors import AtlasError
 from engine.jobs import Pacer, Progress, wait_for
+from engine.params import validate_params
 
 DistanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PERCEPTUAL_MIN_SIZE = 64

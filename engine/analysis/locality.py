@@ -22,9 +22,9 @@ from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
 from engine.analysis.sampling import check_fits, directions_of, latents, render_pieces, shift_range
 from engine.directions import DirectionSet
-from engine.discovery.registry import validate_params
 from engine.errors import AtlasError
 from engine.jobs import Pacer, Progress
+from engine.params import validate_params
 from engine.render import render_batch, to_uint8
 
 TOP_SHARE = 0.1

@@ -41,9 +41,9 @@ from engine.analysis.sampling import (
 )
 from engine.checkpoints.torchfile import read_torch_file
 from engine.directions import DirectionSet
-from engine.discovery.registry import validate_params
 from engine.errors import AtlasError
 from engine.jobs import Pacer, Progress, wait_for
+from engine.params import validate_params
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FEATURES = ("inception", "regressor")

@@ -11,16 +11,19 @@ result with its own view where it has one and with the result's PNG figure other
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from engine.discovery.registry import validate_params
 from engine.errors import AtlasError, BadValueError
+from engine.params import HasParams
 
 
 @dataclass(frozen=True)
-class AnalysisSpec:
-    """One analysis: its name, ``Params`` dataclass, job, result class and what it needs."""
+class AnalysisSpec(HasParams):
+    """One analysis: its name, ``Params`` dataclass, job, result class and what it needs
+    (``make_params`` / ``params_from_strings``: ``engine.params``)."""
+
+    what = "analysis"  # how messages name it: "analysis 'curves'"
 
     name: str
     params: type
@@ -29,19 +32,6 @@ class AnalysisSpec:
     result: type  # the AnalysisResult subclass the job returns
     param_only: bool = False  # only parameter directions make sense
     needs_factors: bool = False  # needs a factor model (the procedural regressor): ``main.py score``
-
-    def make_params(self, **overrides) -> Any:
-        """``Params`` with ``overrides`` (unknown names are an error listing the valid ones)."""
-        names = {f.name for f in fields(self.params)}
-        bad = sorted(set(overrides) - names)
-        if bad:
-            raise BadValueError(
-                f"analysis '{self.name}' has no parameter {', '.join(bad)}; "
-                f"its parameters are {', '.join(sorted(names))}"
-            )
-        params = self.params(**overrides)
-        validate_params(params)  # choices, min / max, finite numbers
-        return params
 
 
 ANALYSES: dict[str, AnalysisSpec] = {}

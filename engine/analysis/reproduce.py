@@ -33,10 +33,10 @@ from engine.analysis.registry import AnalysisSpec, register_analysis
 from engine.analysis.results import AnalysisResult, register_result
 from engine.analysis.sampling import check_fits, directions_of, latents
 from engine.directions import DirectionSet
-from engine.discovery.registry import validate_params
 from engine.errors import AtlasError
 from engine.jobs import Pacer, Progress
 from engine.models.base import ParamEdit
+from engine.params import validate_params
 from engine.render import to_uint8
 
 SPACES = ("auto", "z", "w", "w+")

@@ -47,9 +47,9 @@ from engine.analysis.sampling import (
     unedited_rows,
 )
 from engine.directions import DirectionSet
-from engine.discovery.registry import validate_params
 from engine.errors import AtlasError
 from engine.jobs import Pacer, Progress
+from engine.params import validate_params
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,10 @@ from typing import Any
 import torch
 
 from engine.checkpoints.torchfile import open_torch_file, read_torch_file
-from engine.discovery.registry import key_fields
 from engine.errors import CheckpointError
 from engine.files import atomic_write as _atomic_write
 from engine.hashing import params_key
+from engine.params import key_fields
 
 FORMAT = "gan-atlas-job-state"
 VERSION = 1

@@ -25,12 +25,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from engine.directions import DirectionSet, model_ref
-from engine.discovery.registry import register_method, validate_params
+from engine.discovery.registry import register_method
 from engine.discovery.sefa import parse_layer_range
 from engine.discovery.shifts import stream_generator
 from engine.errors import AtlasError
 from engine.jobs import Pacer, Progress, wait_for
 from engine.models.base import EARLY_ACTIVATION, MAPPING
+from engine.params import validate_params
 
 EXACT_MAX_DIM = 4096
 DEFAULT_RANGE = 3.0  # in standard deviations

@@ -41,6 +41,7 @@ import torch.distributed as dist
 from torch.func import jvp, vjp, vmap
 
 from engine.distances import Distance
+from engine.jobs import run_job
 from engine.models.base import Generator, ParamEdit
 
 _clock = time.perf_counter  # the pass timer (tests give a slow fake generator a fake clock)
@@ -176,12 +177,7 @@ class LayerHessian:
 
     def matvec(self, V: torch.Tensor) -> torch.Tensor:
         """``H V`` for ``V [n, m]``, computed in the generator's precision; exact up to rounding."""
-        job = self.matvec_job(V)
-        while True:
-            try:
-                next(job)
-            except StopIteration as stop:
-                return stop.value
+        return run_job(self.matvec_job(V))
 
     def matvec_job(self, V: torch.Tensor) -> Iterator[ProductProgress]:
         """Job: ``H V`` for ``V [n, m]``, yielding a ``ProductProgress`` after every pass."""

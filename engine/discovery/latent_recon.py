@@ -21,10 +21,11 @@ import torch
 
 from engine.directions import DirectionSet, model_ref
 from engine.discovery.reconstructor import RECONSTRUCTORS, TrainConfig, train_reconstructor
-from engine.discovery.registry import register_method, validate_params
+from engine.discovery.registry import register_method
 from engine.discovery.shifts import LatentShifts
 from engine.errors import AtlasError
 from engine.jobs import Progress
+from engine.params import validate_params
 
 BASELINES = ("none", "random", "coordinate")
 
@@ -103,20 +104,7 @@ class Params:
             raise AtlasError(f"parameter eps_min={self.eps_min} must be smaller than eps_max={self.eps_max}")
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            steps=self.steps,
-            batch_size=self.batch_size,
-            lam=self.lam,
-            eps_max=self.eps_max,
-            eps_min=self.eps_min,
-            lr=self.lr,
-            lr_family=self.lr,
-            reconstructor=self.reconstructor,
-            rca_every=self.rca_every,
-            rca_samples=self.rca_samples,
-            checkpoint_every=self.checkpoint_every,
-            seed=self.seed,
-        )
+        return TrainConfig.of(self)
 
 
 def resolve_space(gen, space: str) -> str:

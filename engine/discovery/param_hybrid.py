@@ -12,22 +12,21 @@ here the range defaults to param-spectrum's (a fraction of ``||W||_F``).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from engine.directions import DirectionSet
-from engine.discovery.param_opt import check_shift_memory, train_directions
+from engine.discovery.param_opt import TrainingParams, check_shift_memory, train_directions
 from engine.discovery.param_space import dense_basis, resolve_layer
 from engine.discovery.param_spectrum import SPECTRUM_RANGE, hessian_eigen
 from engine.discovery.param_spectrum import Params as SpectrumParams
-from engine.discovery.reconstructor import RECONSTRUCTORS, TrainConfig
-from engine.discovery.registry import register_method, validate_params
+from engine.discovery.registry import register_method
 from engine.distances import DISTANCES
 from engine.errors import AtlasError
 from engine.hashing import state_dict_sha256
-from engine.jobs import Progress
+from engine.jobs import Progress, relabel
 
 
 def spectrum_identity(path: str) -> str:
@@ -42,9 +41,19 @@ def spectrum_identity(path: str) -> str:
 
 
 @dataclass(frozen=True)
-class Params:
-    k: int = field(default=64, metadata={"help": "number of directions K (paper: 64)", "min": 2, "max": 4096})
-    layer: str = field(default="", metadata={"help": "editable layer to shift (empty: the model's default)"})
+class Params(TrainingParams):
+    """param-opt's training fields (``TrainingParams``; batch 16 and param-spectrum's range here), then
+    those of the Hessian eigenvectors the training runs over."""
+
+    range: float = field(
+        default=SPECTRUM_RANGE,
+        metadata={
+            "help": "shift range +-T as a fraction of the layer's weight norm (training and suggested)",
+            "min": 0.0,
+        },
+    )
+    batch_size: int = field(default=16, metadata={"help": "pairs per step and rank (paper: 16)", "min": 2, "max": 4096})
+    seed: int = field(default=0, metadata={"help": "seed of the latents, the initialisation and all sampling"})
     spectrum: str = field(
         default="",
         metadata={
@@ -68,61 +77,6 @@ class Params:
     tol: float = field(default=1e-3, metadata={"help": "eigen-residual tolerance (relative to lambda_1)", "min": 0.0})
     # part of the run's key: the eigensolver's stopping point decides the basis the training runs on
     spectrum_steps: int = field(default=40, metadata={"help": "most eigensolver iterations", "min": 1, "max": 10_000})
-    range: float = field(
-        default=SPECTRUM_RANGE,
-        metadata={
-            "help": "shift range +-T as a fraction of the layer's weight norm (training and suggested)",
-            "min": 0.0,
-        },
-    )
-    reconstructor: str = field(
-        default="auto",
-        metadata={
-            "help": "R: lenet, resnet18, or auto (LeNet up to 64 px, ResNet-18 above)",
-            "choices": RECONSTRUCTORS,
-        },
-    )
-    steps: int = field(
-        default=2000, metadata={"help": "training steps (CPU-sized default)", "min": 0, "max": 10**9, "key": False}
-    )
-    batch_size: int = field(default=16, metadata={"help": "pairs per step and rank (paper: 16)", "min": 2, "max": 4096})
-    lam: float = field(
-        default=2.5e-3, metadata={"help": "weight lambda of the shift regression (paper: 2.5e-3)", "min": 0.0}
-    )
-    lr: float = field(default=1e-4, metadata={"help": "Adam learning rate of the directions and R", "min": 0.0})
-    truncation: float = field(
-        default=1.0, metadata={"help": "truncation psi of the latents (style models)", "min": 0.0, "max": 1.0}
-    )
-    rca_every: int = field(
-        default=500, metadata={"help": "steps between RCA measurements", "min": 1, "max": 10**9, "key": False}
-    )
-    rca_samples: int = field(
-        default=1024,
-        metadata={"help": "fresh pairs per RCA measurement (per rank)", "min": 1, "max": 10**7, "key": False},
-    )
-    checkpoint_every: int = field(
-        default=100, metadata={"help": "steps between resumable checkpoints", "min": 1, "max": 10**9, "key": False}
-    )
-    seed: int = field(default=0, metadata={"help": "seed of the latents, the initialisation and all sampling"})
-
-    def __post_init__(self) -> None:
-        validate_params(self)
-        if self.range <= 0:
-            raise AtlasError(f"parameter range={self.range} must be positive")
-
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            steps=self.steps,
-            batch_size=self.batch_size,
-            lam=self.lam,
-            lr=self.lr,
-            lr_family=self.lr,
-            reconstructor=self.reconstructor,
-            rca_every=self.rca_every,
-            rca_samples=self.rca_samples,
-            checkpoint_every=self.checkpoint_every,
-            seed=self.seed,
-        )
 
     def spectrum_params(self) -> SpectrumParams:
         return SpectrumParams(
@@ -190,19 +144,18 @@ def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iter
             extra = {"basis_from": params.spectrum, "basis_eigenvalues": sset.metrics.get("eigenvalues")}
         else:
             sstate = state.get("spectrum") if state is not None else None
-            gen_eig = hessian_eigen(
+            eig = hessian_eigen(
                 gen, params.spectrum_params(), device=device, state=sstate, stage="spectrum", k_param="basis_k"
             )
-            while True:
-                try:
-                    rec = next(gen_eig)
-                except StopIteration as stop:
-                    layer, result, _, distance, metrics = stop.value
-                    break
-                rec.partial = None  # the partial eigenvectors are not this method's directions
-                rec.state = _spectrum_state(rec.state)
-                rec.snapshot = _wrapped(rec.snapshot, _spectrum_state)
-                yield rec
+            layer, result, _, distance, metrics = yield from relabel(
+                eig,
+                lambda rec: replace(
+                    rec,
+                    partial=None,  # the partial eigenvectors are not this method's directions
+                    state=_spectrum_state(rec.state),
+                    snapshot=_wrapped(rec.snapshot, _spectrum_state),
+                ),
+            )
             W = gen.layer_weight(layer)
             vectors = result.vectors.T.reshape(-1, *W.shape).cpu()
             extra = {
@@ -224,19 +177,9 @@ def run(gen, params: Params, *, device="cpu", state: dict | None = None) -> Iter
             "trainer": trainer,
         }
 
-    def with_basis(job):
-        try:
-            while True:
-                rec = next(job)
-                rec.state = wrap_trainer(rec.state)
-                rec.snapshot = _wrapped(rec.snapshot, wrap_trainer)
-                yield rec
-        except StopIteration as stop:
-            return stop.value
-        finally:
-            job.close()
-
-    dset = yield from with_basis(
-        train_directions(gen, params, basis, "param-hybrid", device=device, state=train_state, extra_params=extra)
+    job = train_directions(gen, params, basis, "param-hybrid", device=device, state=train_state, extra_params=extra)
+    dset = yield from relabel(
+        job,
+        lambda rec: replace(rec, state=wrap_trainer(rec.state), snapshot=_wrapped(rec.snapshot, wrap_trainer)),
     )
     return dset

@@ -26,11 +26,12 @@ from engine.directions import ParamBasis
 from engine.discovery.param_space import basis_set, resolve_layer, svd_basis
 from engine.discovery.param_svd import SVD_RANGE
 from engine.discovery.reconstructor import RECONSTRUCTORS, TrainConfig, train_reconstructor
-from engine.discovery.registry import register_method, validate_params
+from engine.discovery.registry import register_method
 from engine.discovery.shifts import ShiftFamily, param_pair
 from engine.errors import AtlasError
 from engine.jobs import Progress, wait_for
 from engine.models.base import LayerInfo
+from engine.params import validate_params
 from engine.selection import check_job_memory
 
 
@@ -90,7 +91,11 @@ class BasisShifts(ShiftFamily):
 
 
 @dataclass(frozen=True)
-class Params:
+class TrainingParams:
+    """The fields param-opt and param-hybrid share: K directions over a basis of one layer, trained
+    with a reconstructor (``train_config``). A subclass adds its own fields after these and may
+    redefine a default (a redefined field keeps its place in forms and ``--list-params``)."""
+
     k: int = field(default=64, metadata={"help": "number of directions K (paper: 64)", "min": 2, "max": 4096})
     layer: str = field(default="", metadata={"help": "editable layer to shift (empty: the model's default)"})
     range: float = field(
@@ -136,18 +141,12 @@ class Params:
             raise AtlasError(f"parameter range={self.range} must be positive")
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            steps=self.steps,
-            batch_size=self.batch_size,
-            lam=self.lam,
-            lr=self.lr,
-            lr_family=self.lr,
-            reconstructor=self.reconstructor,
-            rca_every=self.rca_every,
-            rca_samples=self.rca_samples,
-            checkpoint_every=self.checkpoint_every,
-            seed=self.seed,
-        )
+        return TrainConfig.of(self)
+
+
+@dataclass(frozen=True)
+class Params(TrainingParams):
+    """param-opt: the shared training fields over the layer's SVD basis, at the paper's settings."""
 
 
 def initial_coefficients(K: int, r: int, seed: int) -> torch.Tensor:

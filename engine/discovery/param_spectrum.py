@@ -31,10 +31,11 @@ import torch
 from engine.discovery.eigensolver import EigResult, EigStep, Phase, lobpcg
 from engine.discovery.hessian import LayerHessian, ProductProgress
 from engine.discovery.param_space import basis_set, dense_basis, resolve_layer
-from engine.discovery.registry import register_method, validate_params
+from engine.discovery.registry import register_method
 from engine.distances import DISTANCES, load_distance
 from engine.errors import AtlasError
-from engine.jobs import Progress, wait_for
+from engine.jobs import Progress, relabel, wait_for
+from engine.params import validate_params
 from engine.selection import check_job_memory
 
 # Default suggested range, in fractions of ||W||_F; chosen on digiface-dcgan-64 grids (README).
@@ -171,7 +172,6 @@ def hessian_eigen(
     X0 = X0.to(H.device)
     t0 = time.perf_counter()
     solver = lobpcg(H.matvec_job, X0, params.k, tol=params.tol, max_iter=max(0, params.steps - start_iter), phases=True)
-    result: EigResult | None = None
     step, last_state = start_iter, None
 
     def product_progress(p: ProductProgress | Phase) -> Progress:
@@ -184,15 +184,10 @@ def hessian_eigen(
             snapshot=(lambda s=last_state: s) if last_state is not None else None,
         )
 
-    while True:
-        try:
-            s = next(solver)
-        except StopIteration as stop:
-            result = stop.value
-            break
+    def report(s) -> Progress:
+        nonlocal step, last_state
         if not isinstance(s, EigStep):  # a pass of a block product, or a step of an iteration
-            yield product_progress(s)
-            continue
+            return product_progress(s)
         step = start_iter + s.iteration
         metrics = {
             "lambda_1": float(s.theta[0]),
@@ -210,7 +205,7 @@ def hessian_eigen(
             distance_info=distance.describe(),
         )
         last_state = {"step": step, "X": s.X.detach().cpu().clone()}
-        yield Progress(
+        return Progress(
             step,
             params.steps,
             stage=stage,
@@ -219,15 +214,11 @@ def hessian_eigen(
             state=last_state,
             snapshot=lambda s=last_state: s,
         )
+
+    result: EigResult = yield from relabel(solver, report)
     # residuals with fresh products (not the solver's running ones)
     V = result.vectors
-    job = H.matvec_job(V)
-    while True:
-        try:
-            yield product_progress(next(job))
-        except StopIteration as stop:
-            HV = stop.value
-            break
+    HV = yield from relabel(H.matvec_job(V), product_progress)
     lam = result.values.to(V.dtype)
     r = (HV - V * lam[None, :]).norm(dim=0).double().cpu()
     lam_c = result.values.double().cpu()

@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from engine.discovery.param_space import basis_set, resolve_layer, svd_basis
-from engine.discovery.registry import register_method, validate_params
+from engine.discovery.registry import register_method
 from engine.errors import AtlasError
 from engine.jobs import Progress, wait_for
+from engine.params import validate_params
 
 # Default suggested range, in fractions of ||W||_F; chosen on digiface-dcgan-64 grids (README).
 SVD_RANGE = 0.2

@@ -26,6 +26,7 @@ pooled over the ranks' samples.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -185,6 +186,16 @@ class TrainConfig:
             raise AtlasError(f"unknown reconstructor '{self.reconstructor}'; choose one of {', '.join(RECONSTRUCTORS)}")
         if self.pass_seconds is not None and not self.pass_seconds > 0:
             raise AtlasError(f"trainer setting pass_seconds={self.pass_seconds} must be positive (or None)")
+
+    @classmethod
+    def of(cls, params: Any) -> TrainConfig:
+        """The settings a method's ``Params`` gives: every field named as one of ours (``steps``,
+        ``batch_size``, ``lam``, ``lr``, ``rca_every``, ...), and ``lr_family = lr`` (one Adam rate for
+        R and the directions, as the reference code)."""
+        ours = {f.name for f in dataclasses.fields(cls)}
+        values = {f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.name in ours}
+        values.setdefault("lr_family", values.get("lr", cls.lr_family))
+        return cls(**values)
 
 
 @dataclass

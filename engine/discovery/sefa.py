@@ -20,10 +20,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from engine.directions import DirectionSet, model_ref
-from engine.discovery.registry import register_method, validate_params
+from engine.discovery.registry import register_method
 from engine.errors import AtlasError
 from engine.jobs import Progress
 from engine.models.base import FIRST_LATENT_LAYER, STYLE_AFFINES
+from engine.params import validate_params
 
 # Suggested shift range per space (unit directions): z ~ N(0, I_100) has norm ~10, so +-5 is a
 # clear but on-manifold edit; w codes of StyleGAN2 are larger and SeFa's own demo uses +-3..+-5.

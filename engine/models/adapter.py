@@ -49,7 +49,6 @@ from engine.models.base import (
     LayerInfo,
     ParamEdit,
     apply_conv_edit,
-    as_edit_list,
 )
 
 _ACTIVE_EDITS: contextvars.ContextVar[tuple[ParamEdit, ...]] = contextvars.ContextVar("atlas_adapter_edits", default=())
@@ -346,9 +345,7 @@ class AdapterGenerator(Generator):
         return got[0]
 
     def synthesis(self, ws, *, noise="const", edit: EditArg = None, noise_generator=None, cond=None):
-        edits = as_edit_list(edit)
-        for e in edits:
-            self.layer_info(e.layer)
+        edits, _ = self.checked_edits(edit, ws.shape[0])
         token = _ACTIVE_EDITS.set(tuple(edits))
         try:
             return self.net(ws)

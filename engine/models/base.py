@@ -643,6 +643,33 @@ class Generator(nn.Module):
             f"model '{self.name}' has no editable layer '{name}'; its layers are " + ", ".join(i.name for i in layers)
         )
 
+    def checked_edits(self, edit: EditArg, rows: int) -> tuple[list[ParamEdit], torch.Tensor | None]:
+        """The parameter edits of one ``synthesis`` call, checked: ``(edits, source)``.
+
+        ``rows``: the codes given to the call. Each edit must name an editable layer (else the
+        one-line error listing them), its delta must have that layer's weight shape and its index
+        and t one entry per sample; all share one ``source`` (``shared_source``), whose indices
+        lie in ``[0, rows)``. Models call this first, whatever their layer loop.
+        """
+        edits = as_edit_list(edit)
+        source = shared_source(edits)
+        if not edits:
+            return edits, source
+        batch = rows if source is None else source.shape[0]
+        layers = {i.name: i for i in self.editable_layers()}
+        for e in edits:
+            info = layers.get(e.layer) or self.layer_info(e.layer)
+            if tuple(e.delta.shape[1:]) != tuple(info.shape):
+                raise AtlasError(
+                    f"edit of layer '{e.layer}': delta has shape {list(e.delta.shape[1:])}, "
+                    f"the layer's weight is {list(info.shape)}"
+                )
+            if e.index.shape != (batch,) or e.t.shape != (batch,):
+                raise AtlasError(f"edit of layer '{e.layer}': index and t must have shape [{batch}] (the batch)")
+        if source is not None and (source.min() < 0 or source.max() >= rows):
+            raise AtlasError(f"edit source indices must lie in [0, {rows})")
+        return edits, source
+
     def layer_weight(self, name: str) -> torch.Tensor:
         """The weight tensor of an editable layer, in the shape ``LayerInfo.shape`` reports."""
         raise AtlasError(f"model '{self.name}' has no editable layers")

@@ -57,9 +57,7 @@ from engine.models.base import (
     LayerInfo,
     ParamEdit,
     apply_conv_edit,
-    as_edit_list,
     edits_for,
-    shared_source,
 )
 
 TRUNCNORM_BOUND = 2.0  # the reference samples truncnorm(-2, 2)
@@ -499,14 +497,7 @@ class BigGANGenerator(Generator):
         t = 1.0 if cond.truncation is None else cond.truncation
         check_truncation(t)
         c = self.cond_vector(ws.to(self.device), cond.classes)
-        edits = as_edit_list(edit)
-        source = shared_source(edits)
-        B = ws.shape[0] if source is None else source.shape[0]
-        table = self._layer_table()
-        for e in edits:
-            self._check_edit(e, B, table)
-        if source is not None and (source.min() < 0 or source.max() >= ws.shape[0]):
-            raise AtlasError(f"edit source indices must lie in [0, {ws.shape[0]})")
+        edits, source = self.checked_edits(edit, ws.shape[0])
         edited = {e.layer for e in edits}
 
         def expand_if(prefix: str) -> None:
@@ -532,17 +523,6 @@ class BigGANGenerator(Generator):
         x = F.batch_norm(x, mean, var, self.bn_weight, self.bn_bias, training=False, momentum=0.0, eps=self.config.eps)
         x = self.conv_to_rgb(F.relu(x), edits_for(edits, "generator.conv_to_rgb") if edits else [])
         return torch.tanh(x[:, :3])
-
-    def _check_edit(self, e: ParamEdit, batch: int, table) -> None:
-        if e.layer not in table:
-            self.layer_info(e.layer)
-        shape = tuple(table[e.layer][1].shape)
-        if tuple(e.delta.shape[1:]) != shape:
-            raise AtlasError(
-                f"edit of layer '{e.layer}': delta has shape {list(e.delta.shape[1:])}, the layer's weight is {list(shape)}"
-            )
-        if e.index.shape != (batch,) or e.t.shape != (batch,):
-            raise AtlasError(f"edit of layer '{e.layer}': index and t must have shape [{batch}] (the batch)")
 
     def describe(self) -> dict:
         c = self.config

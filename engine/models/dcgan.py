@@ -37,10 +37,8 @@ from engine.models.base import (
     LatentLayer,
     LayerInfo,
     apply_conv_edit,
-    as_edit_list,
     conv_transpose_fn,
     edits_for,
-    shared_source,
     uniform_shift,
 )
 from engine.models.registry import CheckpointFormat, register_format, register_model
@@ -124,10 +122,7 @@ class DCGANGenerator(Generator):
         cond: Condition | None = None,
     ) -> torch.Tensor:
         x = ws.reshape(ws.shape[0], self.z_dim, 1, 1)
-        edits = as_edit_list(edit)
-        for e in edits:
-            self.layer_info(e.layer)
-        source = shared_source(edits)  # rows expand to the full batch at the first edited layer
+        edits, source = self.checked_edits(edit, x.shape[0])  # rows expand to the batch at the first edited layer
         for i, m in enumerate(self.main):
             mine = edits_for(edits, f"main.{i}") if edits else []
             if mine:

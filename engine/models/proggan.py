@@ -40,9 +40,7 @@ from engine.models.base import (
     LatentLayer,
     LayerInfo,
     apply_conv_edit,
-    as_edit_list,
     edits_for,
-    shared_source,
 )
 
 LRELU_SLOPE = 0.2
@@ -203,10 +201,7 @@ class ProGANGenerator(Generator):
     ) -> torch.Tensor:
         """``z [B, z_dim]`` (or ``[B, z_dim, 1, 1]``) -> images; the model has no noise inputs."""
         x = self._input(ws)
-        edits = as_edit_list(edit)
-        for e in edits:
-            self.layer_info(e.layer)
-        source = shared_source(edits)  # rows expand to the full batch at the first edited layer
+        edits, source = self.checked_edits(edit, x.shape[0])  # rows expand to the batch at the first edited layer
         for name in self.layer_names:
             mine = edits_for(edits, name) if edits else []
             x = self._conv(name)(x, mine, source if mine else None)

@@ -68,10 +68,8 @@ from engine.models.base import (
     Generator,
     LayerInfo,
     ParamEdit,
-    as_edit_list,
     edits_for,
     per_sample_shift,
-    shared_source,
     uniform_shift,
 )
 
@@ -801,16 +799,8 @@ class StyleGAN2Generator(Generator):
                 classes = self.condition(z.shape[0]).classes
             labels = F.one_hot(classes.to(z.device, torch.long), self.num_classes)
         w = self.mapping_net(z, labels)
-        if track:
-            self.track_w_avg(w.detach().mean(dim=0))
-        ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
-        if psi != 1:
-            center = self.w_avg.to(ws.dtype)
-            if cutoff is None:
-                ws = center.lerp(ws, psi)
-            else:
-                ws = torch.cat([center.lerp(ws[:, :cutoff], psi), ws[:, cutoff:]], dim=1)
-        return ws
+        beta = self.config.w_avg_beta if self.training and track else None
+        return broadcast_truncate(w, self.w_avg, self.num_ws, psi=psi, cutoff=cutoff, track_beta=beta)
 
     def track_w_avg(self, w_mean: torch.Tensor) -> None:
         """In training mode, one step of the moving average: ``w_avg <- w_mean.lerp(w_avg, w_avg_beta)``."""
@@ -862,15 +852,9 @@ class StyleGAN2Generator(Generator):
         if noise not in NOISE_MODES:
             raise AtlasError(f"unknown noise mode '{noise}'; choose one of {', '.join(NOISE_MODES)}")
         ws = ws.to(self.w_avg.dtype)
-        edits = as_edit_list(edit)
         # shared-prefix form (grids): ws holds the distinct codes; rows expand to the batch at the
         # first block with an edited layer, so earlier blocks run once per code
-        source = shared_source(edits)
-        B = ws.shape[0] if source is None else source.shape[0]
-        for e in edits:
-            self._check_edit(e, B)
-        if source is not None and (source.min() < 0 or source.max() >= ws.shape[0]):
-            raise AtlasError(f"edit source indices must lie in [0, {ws.shape[0]})")
+        edits, source = self.checked_edits(edit, ws.shape[0])
         edited = {e.layer.split(".")[1] for e in edits}
         if self.fused_modconv is None:
             fused = not self.training and ws.device.type == "cuda"
@@ -934,16 +918,6 @@ class StyleGAN2Generator(Generator):
                 img = y if img is None else img + y
         return img
 
-    def _check_edit(self, e: ParamEdit, batch: int) -> None:
-        info = self.layer_info(e.layer)
-        if tuple(e.delta.shape[1:]) != info.shape:
-            raise AtlasError(
-                f"edit of layer '{e.layer}': delta has shape {list(e.delta.shape[1:])}, "
-                f"the layer's weight is {list(info.shape)}"
-            )
-        if e.index.shape != (batch,) or e.t.shape != (batch,):
-            raise AtlasError(f"edit of layer '{e.layer}': index and t must have shape [{batch}] (the batch)")
-
     # ---- description -----------------------------------------------------------------------
     def describe(self) -> dict:
         c = self.config
@@ -976,6 +950,33 @@ class StyleGAN2Generator(Generator):
         return d
 
 
+def broadcast_truncate(
+    w: torch.Tensor,
+    w_avg: torch.Tensor,
+    num_ws: int,
+    *,
+    psi: float = 1.0,
+    cutoff: int | None = None,
+    track_beta: float | None = None,
+) -> torch.Tensor:
+    """NVIDIA's mapping epilogue (StyleGAN2 and StyleGAN3): ``w [B, w_dim] -> ws [B, num_ws, w_dim]``,
+    truncated towards ``w_avg`` (``w_avg.lerp(w, psi)``) on layers ``[:cutoff]`` (all if ``None``).
+
+    ``track_beta`` (training only): ``w_avg`` first moves to ``mean(w).lerp(w_avg, beta)``, in place.
+    """
+    if track_beta:
+        with torch.no_grad():
+            w_avg.copy_(w.detach().mean(dim=0).lerp(w_avg, track_beta))
+    ws = w.unsqueeze(1).repeat(1, num_ws, 1)
+    if psi != 1:
+        center = w_avg.to(ws.dtype)
+        if cutoff is None:
+            ws = center.lerp(ws, psi)
+        else:
+            ws = torch.cat([center.lerp(ws[:, :cutoff], psi), ws[:, cutoff:]], dim=1)
+    return ws
+
+
 def mix_styles(ws_a: torch.Tensor, ws_b: torch.Tensor, index: int) -> torch.Tensor:
     """``ws [B, num_ws, w_dim]`` with layers ``[:index]`` from ``ws_a`` and ``[index:]`` from ``ws_b``."""
     return torch.cat([ws_a[:, :index], ws_b[:, index:]], dim=1)
@@ -992,6 +993,7 @@ __all__ = [
     "ARCHITECTURES",
     "StyleGAN2Config",
     "StyleGAN2Generator",
+    "broadcast_truncate",
     "mix_styles",
     "modulated_conv2d",
 ]

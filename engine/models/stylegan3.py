@@ -62,13 +62,10 @@ from engine.models.base import (
     EditArg,
     Generator,
     LayerInfo,
-    ParamEdit,
-    as_edit_list,
     edits_for,
     per_sample_shift,
-    shared_source,
 )
-from engine.models.stylegan2 import EqualLinear, MappingNetwork, mix_styles
+from engine.models.stylegan2 import EqualLinear, MappingNetwork, broadcast_truncate, mix_styles
 
 SQRT2 = math.sqrt(2.0)
 MAX_SIZE = 8192  # largest grid (px, margin included) a layer may declare
@@ -705,17 +702,8 @@ class StyleGAN3Generator(Generator):
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise AtlasError(f"model '{self.name}' expects z of shape [B, {self.z_dim}], got {list(z.shape)}")
         w = self.mapping_net(z)
-        if self.training and self.config.w_avg_beta:
-            with torch.no_grad():
-                self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, self.config.w_avg_beta))
-        ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
-        if psi != 1:
-            center = self.w_avg.to(ws.dtype)
-            if cutoff is None:
-                ws = center.lerp(ws, psi)
-            else:
-                ws = torch.cat([center.lerp(ws[:, :cutoff], psi), ws[:, cutoff:]], dim=1)
-        return ws
+        beta = self.config.w_avg_beta if self.training else None
+        return broadcast_truncate(w, self.w_avg, self.num_ws, psi=psi, cutoff=cutoff, track_beta=beta)
 
     def mix(
         self, z: torch.Tensor, z2: torch.Tensor, index: int, *, psi: float = 1.0, cutoff: int | None = None
@@ -755,13 +743,7 @@ class StyleGAN3Generator(Generator):
         if transform is not None:
             transform = torch.as_tensor(transform, dtype=torch.float32, device=ws.device).reshape(3, 3)
         ws = ws.to(self.w_avg.dtype)
-        edits = as_edit_list(edit)
-        source = shared_source(edits)
-        B = ws.shape[0] if source is None else source.shape[0]
-        for e in edits:
-            self._check_edit(e, B)
-        if source is not None and (source.min() < 0 or source.max() >= ws.shape[0]):
-            raise AtlasError(f"edit source indices must lie in [0, {ws.shape[0]})")
+        edits, source = self.checked_edits(edit, ws.shape[0])
         edited = {e.layer for e in edits}
         fused = self.fused_modconv if self.fused_modconv is not None else (not self.training and ws.is_cuda)
 
@@ -774,16 +756,6 @@ class StyleGAN3Generator(Generator):
             shift = per_sample_shift(mine, ws.shape[0], layer.weight.shape, layer.weight) if mine else None
             x = layer(x, ws[:, idx], shift=shift, fused=fused)
         return x * self.config.output_scale
-
-    def _check_edit(self, e: ParamEdit, batch: int) -> None:
-        info = self.layer_info(e.layer)
-        if tuple(e.delta.shape[1:]) != info.shape:
-            raise AtlasError(
-                f"edit of layer '{e.layer}': delta has shape {list(e.delta.shape[1:])}, "
-                f"the layer's weight is {list(info.shape)}"
-            )
-        if e.index.shape != (batch,) or e.t.shape != (batch,):
-            raise AtlasError(f"edit of layer '{e.layer}': index and t must have shape [{batch}] (the batch)")
 
     # ---- description -----------------------------------------------------------------------
     def describe(self) -> dict:

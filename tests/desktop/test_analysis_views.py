@@ -20,14 +20,7 @@ from engine.analysis import curves, locality, realism, reproduce, score
 from engine.jobs import run_job
 from tests.engine.analysis_toys import QuadrantGenerator, exact_factors, latent_set, param_set, scale_factor_delta
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids thread hand-off costs on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -269,6 +269,35 @@ def test_export_image_and_grid(qtbot, make_window, dirset, tmp_path):
     assert iio.imread(tmp_path / "grid.png").shape[:2] == (3 * 1 * 18 + 2, 5 * 18 + 2)
 
 
+def test_a_registered_export_format_is_offered_and_written_by_the_dialog(qtbot, make_window, dirset, tmp_path):
+    """A format registered from outside (``tests.engine.toy_writer``) shows in the dialog's file filters
+    and batch formats, and its grid and video tabs write it, with no edit to the dialog."""
+    from desktop.export_dialog import _filters
+    from tests.engine.toy_writer import TOY_IMAGE, TOY_VIDEO, read_toy
+
+    win = make_window([dirset.path])
+    open_set(qtbot, win, dirset)
+    wait_preview(qtbot, win)
+    dlg = win.export_dialog("grid")
+    formats = [dlg.batch_format.itemData(i) for i in range(dlg.batch_format.count())]
+    assert formats[:4] == ["png", "jpg", "mp4", "gif"] and {TOY_IMAGE, TOY_VIDEO} <= set(formats)
+    assert "*.toyimg" in _filters("image") and "*.toyvid" in _filters("video") and "*.toyvid" not in _filters("image")
+    dlg.grid_out.setText(str(tmp_path / "grid.toyimg"))
+    dlg.grid_which.setText("0-1")
+    dlg.grid_steps.setValue(3)
+    dlg.grid_size.setValue(16)
+    with qtbot.waitSignal(dlg.runner.stopped, timeout=30000):
+        dlg.export_btn.click()
+    assert read_toy(tmp_path / "grid.toyimg").shape == (2 * 18 + 2, 3 * 18 + 2, 3)
+    dlg.tabs.setCurrentIndex(2)
+    dlg.video_out.setText(str(tmp_path / "morph.toyvid"))
+    dlg.frames.setValue(4)
+    dlg.video_size.setValue(16)
+    with qtbot.waitSignal(dlg.runner.stopped, timeout=30000):
+        dlg.export_btn.click()
+    assert dlg.result == tmp_path / "morph.toyvid" and read_toy(dlg.result).shape[:3] == (4, 16, 16)
+
+
 def test_errors_are_dialogs_not_tracebacks(qtbot, make_window, tmp_path):
     from PySide6.QtWidgets import QMessageBox
 

@@ -71,11 +71,18 @@ def test_form_rejects_bad_values_with_the_parameter_name(qtbot, tiny_gen):
     form = ParamsForm(_spec(), tiny_gen)
     qtbot.addWidget(form)
     form.fields[1].widget.setText("fast")
-    with pytest.raises(AtlasError, match="parameter lr: 'fast' is not a valid float"):
+    with pytest.raises(AtlasError, match="method 'all-kinds': parameter lr='fast' must be a finite number"):
         form.make_params()
     form.fields[1].widget.setText("-1")
-    with pytest.raises(AtlasError, match="parameter lr = -1.0: must be >= 0.0"):
+    with pytest.raises(AtlasError, match="parameter lr=-1.0 is too small; it must be at least 0.0"):
         form.make_params()
+    form.fields[1].widget.setText("0.001")
+    shifts = next(p for p in form.fields if p.name == "shifts").widget
+    shifts.setText("-1, x")
+    with pytest.raises(AtlasError, match="parameter shifts='-1, x' must be comma-separated values, each a finite"):
+        form.make_params()
+    shifts.setText("-1; 0.5")  # the command line's rules: commas or semicolons
+    assert form.make_params().shifts == (-1.0, 0.5)
 
 
 @pytest.mark.parametrize("spec", methods(), ids=lambda s: s.name)

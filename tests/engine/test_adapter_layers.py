@@ -24,16 +24,10 @@ from engine.render import materialize, render_batch
 from tests.engine.test_proggan import check_methods_run_and_sets_render
 from tests.engine.tiny_generators import tiny_dcgan
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = "resources/examples/tiny_adapter.py"
 MLP = "resources/examples/mlp_adapter.py"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def write_adapter(tmp_path, body: str, name: str = "adapter.py") -> str:

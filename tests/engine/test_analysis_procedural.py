@@ -14,14 +14,7 @@ from engine.data.procedural import FACTOR_NAMES  # noqa: E402
 from engine.jobs import run_job  # noqa: E402
 from tests.engine.analysis_toys import ProceduralRenderer, latent_set  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids thread hand-off costs on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,14 @@ import pytest
 import torch
 
 from cli.main import main
-from engine.directions import Direction, DirectionSet
+from engine.directions import Direction
 from engine.errors import AtlasError, CheckpointError, UnsafePickleError
 from engine.jobs import run_job
 from engine.models import load_generator
 from engine.models.base import CLASSES, EARLY_ACTIVATION, FIRST_LATENT_LAYER, ParamEdit
 from engine.models.biggan import BigGANConfig, batchnorm_stats, bn_statistics_rows
 from engine.render import Base, Item, materialize, render_batch, render_items
+from tests.engine.cli_runs import CLASS_METHODS, check_discover_on_a_class
 from tests.engine.tiny_generators import tiny_biggan
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "biggan"
@@ -301,29 +302,11 @@ def test_config_checks_consistency():
 # ---- discovery with the class fixed --------------------------------------------------------
 @needs_fixture
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "method, extra",
-    [
-        ("sefa", []),
-        ("ganspace", ["--set", "n_samples=1000"]),
-        ("latent-recon", ["--steps", "50", "--set", "rca_every=50", "--set", "rca_samples=64"]),
-        ("param-svd", []),
-    ],
-)
+@pytest.mark.parametrize("method, extra", CLASS_METHODS, ids=[m for m, _ in CLASS_METHODS])
 def test_discover_on_a_class_records_it_and_renders_on_it(tmp_path, method, extra):
-    out = tmp_path / f"{method}.json"
-    args = ["discover", "--model", str(FOLDER), "--class", "207", "--method", method, "--k", "4", "--quiet"]
-    assert main([*args, *extra, "--checkpoint-dir", str(tmp_path / "ck"), "--out", str(out)]) == 0
-    dset = DirectionSet.load(out)
-    assert dset.classes == [207] and len(dset) == 4
+    dset, default = check_discover_on_a_class(FOLDER, "207", "1", tmp_path, method, extra)
     if method == "latent-recon":
-        assert dset.metrics["steps"] == 50
-    grid = ["render", "--model", str(FOLDER), "--directions", str(out), "--index", "0-1", "--seeds", "0,1"]
-    assert main([*grid, "--out", str(tmp_path / "default.npy")]) == 0  # on class 207 by default
-    assert main([*grid, "--class", "207", "--out", str(tmp_path / "c207.npy")]) == 0
-    assert main([*grid, "--class", "1", "--out", str(tmp_path / "c1.npy")]) == 0
-    default, c207, c1 = (np.load(tmp_path / f"{n}.npy") for n in ("default", "c207", "c1"))
-    assert np.array_equal(default, c207) and np.abs(default - c1).max() > 1e-3
+        assert dset.metrics["steps"] == 10
     gen = load_generator(str(FOLDER), device="cpu")
     d = materialize(dset, 0)
     z = gen.seed_latents([0])

@@ -38,3 +38,33 @@ def test_unconditional_models_refuse_a_class_and_views_share_weights():
     view = gen.conditioned()
     assert view is not gen and view.main is gen.main
     torch.testing.assert_close(view.decode(z), gen.decode(z))
+
+
+@pytest.mark.parametrize("family", ["dcgan", "stylegan2", "biggan", "proggan"])
+def test_every_model_checks_its_edits_the_same_way(family):
+    """``Generator.checked_edits``: one check of a synthesis call's edits for every family (before,
+    DCGAN and ProGAN checked only the layer name and let a misfit delta reach torch)."""
+    from engine.models.base import ParamEdit
+    from tests.engine.tiny_generators import tiny_biggan
+
+    if family == "proggan":
+        from engine.models.proggan import ProGANConfig, ProGANGenerator
+
+        torch.manual_seed(0)
+        gen = ProGANGenerator(ProGANConfig(z_dim=8, widths=(8, 4))).eval()
+    else:
+        gen = {"dcgan": tiny_dcgan, "stylegan2": tiny_stylegan2, "biggan": tiny_biggan}[family]()
+    layer = gen.default_edit_layer
+    shape = tuple(gen.layer_weight(layer).shape)
+    z = gen.seed_latents([0, 1])
+    kw = {"classes": 0} if gen.num_classes else {}
+    wrong = torch.zeros(1, *shape[:-1], shape[-1] + 1)
+    with pytest.raises(AtlasError, match=rf"edit of layer '{layer}': delta has shape .*the layer's weight is"):
+        gen.decode(z, "z", edit=ParamEdit.single(layer, wrong[0], 2), **kw)
+    short = ParamEdit(layer, torch.zeros(1, *shape), torch.zeros(3, dtype=torch.long), torch.ones(3))
+    with pytest.raises(AtlasError, match=r"index and t must have shape \[2\]"):
+        gen.decode(z, "z", edit=short, **kw)
+    with pytest.raises(AtlasError, match="has no editable layer 'nope'; its layers are"):
+        gen.decode(z, "z", edit=ParamEdit.single("nope", torch.zeros(shape), 2), **kw)
+    ok = gen.decode(z, "z", edit=ParamEdit.single(layer, torch.zeros(shape), 2), **kw)
+    torch.testing.assert_close(ok, gen.decode(z, "z", **kw))

@@ -137,22 +137,11 @@ def test_tensorflow_pickle_gets_a_specific_refusal(tmp_path):
 @needs_fixtures
 def test_module_src_is_never_executed(tmp_path):
     """Replace the networks.py source inside a real snapshot by code that would create a file."""
-    import pickletools
-
     from engine.checkpoints.nvidia_pkl import load_nvidia_pkl
+    from tests.hostile_files import source_replaced_pkl
 
-    data = bytearray((FIXTURES / "nvada_orig_res16.pkl").read_bytes())
-    sentinel = tmp_path / "SENTINEL"
-    replaced = 0
-    for op, arg, pos in list(pickletools.genops(bytes(data))):
-        if op.name == "BINUNICODE" and isinstance(arg, str) and arg.startswith("# Copyright"):
-            n = len(arg.encode("utf-8"))
-            code = f"import pathlib; pathlib.Path({str(sentinel)!r}).touch()\n".encode()
-            data[pos + 5 : pos + 5 + n] = code + b"#" * (n - len(code))
-            replaced += 1
-    assert replaced >= 1
-    path = tmp_path / "src.pkl"
-    path.write_bytes(bytes(data))
+    sentinel, path = tmp_path / "SENTINEL", tmp_path / "src.pkl"
+    assert source_replaced_pkl(FIXTURES / "nvada_orig_res16.pkl", path, sentinel) >= 1
     g = load_nvidia_pkl(path)
     assert not sentinel.exists()
     # and the model is still the same network

@@ -22,6 +22,7 @@ from engine.models import load_generator
 from engine.models.base import CLASSES
 from engine.projection import ProjectParams, project
 from engine.render import Base, render_batch, with_classes
+from tests.engine.cli_runs import CLASS_METHODS, check_discover_on_a_class
 from tests.engine.tiny_generators import tiny_cond_stylegan2, tiny_dcgan
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "stylegan3"
@@ -219,24 +220,6 @@ def test_projection_fits_on_the_chosen_class_and_the_latent_keeps_it(tmp_path):
 # ---- discovery on the conditional pickle --------------------------------------------------------
 @needs_fixture
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "method, extra",
-    [
-        ("sefa", []),
-        ("ganspace", ["--set", "n_samples=1000"]),
-        ("latent-recon", ["--steps", "50", "--set", "rca_every=50", "--set", "rca_samples=64"]),
-        ("param-svd", []),
-    ],
-)
+@pytest.mark.parametrize("method, extra", CLASS_METHODS, ids=[m for m, _ in CLASS_METHODS])
 def test_discover_on_the_conditional_pickle_with_a_class(tmp_path, method, extra):
-    out = tmp_path / f"{method}.json"
-    args = ["discover", "--model", str(PKL), "--class", "3", "--method", method, "--k", "4", "--quiet"]
-    assert main([*args, *extra, "--checkpoint-dir", str(tmp_path / "ck"), "--out", str(out)]) == 0
-    dset = DirectionSet.load(out)
-    assert dset.classes == [3] and len(dset) == 4
-    grid = ["render", "--model", str(PKL), "--directions", str(out), "--index", "0-1", "--seeds", "0,1"]
-    assert main([*grid, "--out", str(tmp_path / "default.npy")]) == 0
-    assert main([*grid, "--class", "3", "--out", str(tmp_path / "c3.npy")]) == 0
-    assert main([*grid, "--class", "0,8", "--out", str(tmp_path / "c08.npy")]) == 0  # one class per seed
-    default, c3, c08 = (np.load(tmp_path / f"{n}.npy") for n in ("default", "c3", "c08"))
-    assert np.array_equal(default, c3) and np.abs(default - c08).max() > 1e-3
+    check_discover_on_a_class(PKL, "3", "0,8", tmp_path, method, extra)  # 0,8: one class per seed

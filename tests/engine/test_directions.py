@@ -144,3 +144,38 @@ def test_damaged_tensor_file_and_bad_annotation_are_detected(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(DirectionSetError, match="no such direction set"):
         DirectionSet.load(tmp_path / "nope.json")
+
+
+def test_the_library_lists_sets_from_their_manifests_alone(tmp_path):
+    """``library_sets`` (the editor's library listing) reads manifests through the loader's own
+    checks: a set whose tensors are damaged is still listed (no tensors are read), files that are
+    not sets this program can open are not (before, the browser parsed JSON itself and listed a
+    manifest of a future version, or of any size)."""
+    from engine.directions import MAX_MANIFEST_BYTES, library_sets, read_summary
+
+    d = make_set()
+    d.model = {"name": "tiny", "identity": "abc123", "source": "/models/tiny.pt"}
+    path = d.save(tmp_path / "lib" / "model" / "one.json")
+    next(path.parent.glob("one.*.safetensors")).write_bytes(b"garbage")  # tensors damaged: still listed
+    (tmp_path / "lib" / "notes.json").write_text(json.dumps({"format": "something-else"}))
+    future = json.loads(path.read_text())
+    future["version"] = 99
+    (tmp_path / "lib" / "future.json").write_text(json.dumps(future))
+    big = tmp_path / "lib" / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(MAX_MANIFEST_BYTES + 1)
+    (tmp_path / "lib" / "broken.json").write_text("{")
+    sets = library_sets(tmp_path / "lib")
+    assert [s.path for s in sets] == [path]
+    s = sets[0]
+    assert (s.method, s.model_name, s.model_identity, s.model_source, s.count) == (
+        d.method,
+        "tiny",
+        "abc123",
+        "/models/tiny.pt",
+        len(d),
+    )
+    assert read_summary(path.with_suffix("")) == s
+    with pytest.raises(DirectionSetError, match="format version 99 is not supported"):
+        read_summary(tmp_path / "lib" / "future.json")
+    assert library_sets(tmp_path / "nowhere") == []

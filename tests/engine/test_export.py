@@ -276,17 +276,17 @@ def test_a_video_cancelled_while_it_is_written_leaves_no_file(gen, dset, tmp_pat
     helper goes on writing is removed when it is done."""
     import threading
 
-    import engine.export as export
+    from engine.writers.gif import GifSink
 
     gate, wrote = threading.Event(), threading.Event()
-    real = export._write_gif
+    real = GifSink.close
 
-    def slow_write(path, frames, fps):
+    def slow_close(self):
         gate.wait()
-        real(path, frames, fps)
+        real(self)
         wrote.set()
 
-    monkeypatch.setattr(export, "_write_gif", slow_write)
+    monkeypatch.setattr(GifSink, "close", slow_close)
     job = export_morph(gen, gen.seed_latents([0]), [dset.directions[0]], tmp_path / "m.gif", MorphOptions(frames=4))
     assert run_job(job, lambda rec: not rec.message.endswith("writing")) is None  # cancelled while writing
     gate.set()
@@ -297,3 +297,46 @@ def test_a_video_cancelled_while_it_is_written_leaves_no_file(gen, dset, tmp_pat
             break
         threading.Event().wait(0.05)
     assert not partial.exists() and not (tmp_path / "m.gif").exists()
+
+
+def test_a_format_registered_from_outside_is_offered_and_written_by_the_export_command(
+    gen, dset, tmp_path, monkeypatch, capsys
+):
+    """A new export format is one module plus ``register_writer``: ``main.py export`` lists it
+    (help, ``--format``), writes grids and morphs with it by ``--out``'s suffix, and in batches."""
+    import cli.cmd_export as cmd
+    from cli.main import main
+    from engine.writers import Writer, register_writer, writer_for
+    from tests.engine.toy_writer import TOY_IMAGE, TOY_VIDEO, read_toy
+
+    monkeypatch.setattr(cmd, "load_model_for_set", lambda args, dset, quiet=False: gen)
+    set_path = str(dset.path)
+    assert main(["export", "--help"]) in (0, None)
+    helptext = " ".join(capsys.readouterr().out.split())
+    assert f"{TOY_IMAGE} (.toyimg, image)" in helptext and f"{TOY_VIDEO} (.toyvid, video)" in helptext
+    grid = tmp_path / "g.toyimg"
+    assert main(["export", "-d", set_path, "--index", "0-1", "--shifts=-1:1:3", "--out", str(grid)]) == 0
+    png = tmp_path / "g.png"
+    assert main(["export", "-d", set_path, "--index", "0-1", "--shifts=-1:1:3", "--out", str(png)]) == 0
+    assert np.array_equal(read_toy(grid), iio.imread(png)[..., :3])  # the same pixels, another writer
+    video = tmp_path / "m.toyvid"
+    args = ["export", "-d", set_path, "--index", "1", "--frames", "5", "--size", "16", "--out"]
+    assert main([*args, str(video)]) == 0
+    frames = read_toy(video)
+    assert frames.shape == (5, 16, 16, 3)
+    ref = to_uint8(render_batch(gen, gen.seed_latents([0]), [[(dset[1], -4.0)]]))
+    assert np.array_equal(frames[0], ref[0])  # frame 0 of the sweep is t = -T
+    batch = tmp_path / "batch"
+    assert (
+        main(["export", "-d", set_path, "--interpretable", "--format", TOY_VIDEO, "--frames", "4", "--out", str(batch)])
+        == 0
+    )
+    assert sorted(p.name for p in batch.iterdir()) == ["001-smile-wide.toyvid", "003-direction.toyvid", "index.csv"]
+    capsys.readouterr()
+    assert main(["export", "-d", set_path, "--out", str(tmp_path / "x.toyzzz")]) == 2
+    err = capsys.readouterr().err
+    assert ".toyvid" in err and ".toyimg" in err  # the refusal lists the registered suffixes
+    with pytest.raises(AtlasError, match="an image file must end with one of .png, .jpg, .jpeg, .toyimg"):
+        writer_for("a.mp4", "image")
+    with pytest.raises(ValueError, match="suffix .png is already written by 'png'"):
+        register_writer(Writer("png2", (".png",), "image", "another PNG", save=lambda image, path: None))

@@ -10,13 +10,7 @@ from engine.errors import AtlasError
 from engine.jobs import Pacer, run_job
 from tests.engine.tiny_generators import tiny_dcgan
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _numpy_pca(X: np.ndarray, k: int):

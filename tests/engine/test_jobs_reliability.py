@@ -7,11 +7,9 @@ import re
 import signal
 import time
 
-import pytest
 import torch
 
 import engine.discovery.hessian as hessian
-from cli.main import main
 from engine.directions import DirectionSet
 from engine.discovery import get_method
 from engine.discovery.checkpoint import (
@@ -23,14 +21,8 @@ from engine.discovery.checkpoint import (
     state_position,
 )
 from engine.jobs import Progress, run_job
+from tests.engine.cli_runs import discover
 from tests.engine.tiny_generators import save_tiny_dcgan, tiny_dcgan
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 # ---- cancel latency -------------------------------------------------------------------------------
@@ -173,32 +165,10 @@ def test_job_key_includes_what_makes_a_different_run():
 
 # ---- the command line: shorter runs, Ctrl-C, the rate after a resume ---------------------------------------
 def _discover(ckpt, tmp_path, *extra):
-    return main(
-        [
-            "discover",
-            "--model",
-            ckpt,
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--quiet",
-            "--checkpoint-dir",
-            str(tmp_path / "jobs"),
-            "--method",
-            "latent-recon",
-            "--k",
-            "3",
-            "--set",
-            "rca_samples=8",
-            "--set",
-            "batch_size=4",
-            "--set",
-            "checkpoint_every=2",
-            "--out",
-            str(tmp_path / "recon.json"),
-            *extra,
-        ]
+    """A short latent-recon run of ``ckpt`` into ``recon.json``."""
+    common = ["--method", "latent-recon", "--k", "3", "--set", "rca_samples=8", "--set", "batch_size=4"]
+    return discover(
+        ckpt, tmp_path, *common, "--set", "checkpoint_every=2", "--out", str(tmp_path / "recon.json"), *extra
     )
 
 

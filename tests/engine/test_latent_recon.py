@@ -10,22 +10,16 @@ from engine.discovery import get_method
 from engine.discovery.checkpoint import job_key, load_checkpoint, save_checkpoint
 from engine.discovery.latent_recon import Params, build_family
 from engine.discovery.rca import rca_of_set
-from engine.discovery.reconstructor import TrainConfig, build_reconstructor, train_reconstructor
+from engine.discovery.reconstructor import TrainConfig, build_reconstructor, evaluate_rca, train_reconstructor
 from engine.discovery.shifts import LatentShifts, ParamShifts, family_from_set, param_pair
 from engine.errors import AtlasError, CheckpointError
 from engine.jobs import run_job
+from tests.engine.rca_checks import assert_rca_is_an_accuracy
 from tests.engine.tiny_generators import tiny_dcgan, tiny_stylegan2
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SPEC = get_method("latent-recon")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on two oversubscribed ones (shared CI cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_reconstructor_learns_distinguishable_directions():
@@ -189,7 +183,7 @@ def test_params_validation_messages():
         Params(k=1)
     with pytest.raises(AtlasError, match="has no parameter kk"):
         SPEC.make_params(kk=3)
-    with pytest.raises(AtlasError, match="must be an integer"):
+    with pytest.raises(AtlasError, match="parameter k='many' must be a whole number"):
         SPEC.params_from_strings({"k": "many"})
     p = SPEC.params_from_strings({"k": "12", "lr": "3e-4", "baseline": "random"})
     assert (p.k, p.lr, p.baseline) == (12, 3e-4, "random")
@@ -214,7 +208,12 @@ def test_rca_of_saved_latent_and_param_sets(tmp_path):
     torch.testing.assert_close(fam.scale, torch.full((3,), 0.5))
     cfg = TrainConfig(steps=3, batch_size=8, rca_samples=16)
     rep = run_job(rca_of_set(gen, lat, cfg))
-    assert rep.K == 3 and 0.0 <= rep.rca <= 1.0 and rep.steps == 3
+    assert rep.K == 3 and rep.steps == 3
+    assert_rca_is_an_accuracy(rep.rca, rep.per_direction, cfg, K=3, z_dim=8)
+    # the report is the accuracy of the R that the same training gives, measured again on the same samples
+    res = run_job(train_reconstructor(gen, family_from_set(gen, lat, eps_max=cfg.eps_max), cfg, stage="rca"))
+    again, per = evaluate_rca(gen, res.family, res.reconstructor, cfg, device=torch.device("cpu"))
+    assert again == rep.rca and torch.equal(per, rep.per_direction)
 
     from engine.directions import Direction
 

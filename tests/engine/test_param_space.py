@@ -23,6 +23,7 @@ from engine.jobs import run_job
 from engine.models.base import ParamEdit
 from engine.models.dcgan import DCGANGenerator
 from engine.render import materialize, render_batch
+from tests.engine.rca_checks import assert_rca_is_an_accuracy
 
 
 def tiny_dcgan(ngf: int = 2, n_up: int = 3, seed: int = 0) -> DCGANGenerator:
@@ -251,8 +252,12 @@ def test_param_opt_and_hybrid_run_and_report_rca(tmp_path):
     gen = tiny_dcgan(ngf=4, n_up=2, seed=2)
     small = dict(k=3, layer="main.3", steps=4, rca_every=2, rca_samples=8, checkpoint_every=2, batch_size=4)
     opt = get_method("param-opt")
-    dset = run_job(opt.run(gen, opt.make_params(**small)))
-    assert 0 <= dset.metrics["rca"] <= 1 and dset.metrics["chance"] == pytest.approx(1 / 3)
+    params = opt.make_params(**small)
+    dset = run_job(opt.run(gen, params))
+    assert dset.metrics["chance"] == pytest.approx(1 / 3)
+    # RCA: correct / 8 on the evaluation stream; each direction's score is its own share of those hits
+    scores = [d.score for d in dset.directions]
+    assert_rca_is_an_accuracy(dset.metrics["rca"], scores, params.train_config(), K=3, z_dim=gen.z_dim)
     assert dset.bases["layer"].kind == "svd" and dset.directions[0].range == (-0.2, 0.2)
     # hybrid over the eigenvectors of a saved param-spectrum set, and over freshly computed ones
     spec = get_method("param-spectrum")
@@ -262,6 +267,8 @@ def test_param_opt_and_hybrid_run_and_report_rca(tmp_path):
     h1 = run_job(hyb.run(gen, hyb.make_params(spectrum=str(path), **small)))
     assert h1.bases["layer"].kind == "dense" and h1.bases["layer"].rank == 4
     assert h1.params["basis_from"] == str(path)
+    cfg = hyb.make_params(spectrum=str(path), **small).train_config()
+    assert_rca_is_an_accuracy(h1.metrics["rca"], [d.score for d in h1.directions], cfg, K=3, z_dim=gen.z_dim)
     # computed basis; cancelled at the first training checkpoint, then resumed without the eigensolver
     params = hyb.make_params(basis_k=4, distance="pixel", samples=2, spectrum_steps=3, **small)
     states = []
@@ -309,3 +316,41 @@ def test_hybrid_run_over_a_saved_spectrum_is_keyed_on_the_sets_tensors(tmp_path)
     assert key(tmp_path / "spec.json") != before
     with pytest.raises(AtlasError, match="no such direction set"):
         key(tmp_path / "missing.json")
+
+
+def test_param_opt_and_hybrid_share_their_training_fields():
+    """One base (``param_opt.TrainingParams``) holds the reconstructor training fields of both methods;
+    the hybrid keeps its paper defaults (batch 16, param-spectrum's range) and adds its own after them."""
+    import dataclasses
+
+    from engine.discovery import param_hybrid, param_opt
+    from engine.discovery.param_spectrum import SPECTRUM_RANGE
+    from engine.discovery.param_svd import SVD_RANGE
+
+    shared = [f.name for f in dataclasses.fields(param_opt.TrainingParams)]
+    for cls in (param_opt.Params, param_hybrid.Params):
+        assert issubclass(cls, param_opt.TrainingParams)
+        assert [f.name for f in dataclasses.fields(cls)][: len(shared)] == shared  # same order in forms
+        cfg = cls(steps=7, batch_size=4, lam=0.5, lr=2e-3, rca_every=3, rca_samples=5, seed=9).train_config()
+        assert (cfg.steps, cfg.batch_size, cfg.lam, cfg.lr, cfg.lr_family) == (7, 4, 0.5, 2e-3, 2e-3)
+        assert (cfg.rca_every, cfg.rca_samples, cfg.seed, cfg.checkpoint_every) == (3, 5, 9, 100)
+        with pytest.raises(AtlasError, match="range=0.0 must be positive"):
+            cls(range=0.0)
+        with pytest.raises(AtlasError, match="batch_size=1 is too small"):
+            cls(batch_size=1)
+    assert (param_opt.Params().batch_size, param_opt.Params().range) == (32, SVD_RANGE)
+    assert (param_hybrid.Params().batch_size, param_hybrid.Params().range) == (16, SPECTRUM_RANGE)
+    from engine.discovery.latent_recon import Params as ReconParams  # TrainConfig.of: the same names
+
+    cfg = ReconParams(eps_max=4.0, eps_min=1.0, lam=0.3, lr=2e-3, batch_size=8, steps=5).train_config()
+    assert (cfg.eps_max, cfg.eps_min, cfg.lam, cfg.lr, cfg.lr_family, cfg.batch_size, cfg.steps) == (
+        4.0,
+        1.0,
+        0.3,
+        2e-3,
+        2e-3,
+        8,
+        5,
+    )
+    extra = [f.name for f in dataclasses.fields(param_hybrid.Params)][len(shared) :]
+    assert extra == ["spectrum", "basis_k", "distance", "samples", "tol", "spectrum_steps"]

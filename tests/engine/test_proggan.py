@@ -19,6 +19,9 @@ from engine.models import load_generator
 from engine.models.base import EARLY_ACTIVATION, FIRST_LATENT_LAYER, SHARED_PREFIX, ParamEdit
 from engine.models.proggan import pixel_norm
 from tests.conftest import require_fixtures
+from tests.engine.cli_runs import discover
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "proggan"
 ND = FIXTURES / "proggan_netdissect_res32.pth"
@@ -30,14 +33,6 @@ TOL = 1e-4  # the fixtures' README: other valid evaluation orders differ by up t
 def proggan_fixtures():
     """The ProGAN fixtures: skip without them, fail under CI (see tests/conftest.py)."""
     return require_fixtures(FIXTURES)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def expected(path: Path) -> dict[str, np.ndarray]:
@@ -166,24 +161,6 @@ def test_param_edits_equal_patched_weights_and_share_the_prefix():
                 torch.testing.assert_close(shared[b : b + 1], want0, atol=2e-5, rtol=0)
 
 
-def _discover(model, tmp_path, *extra) -> int:
-    return main(
-        [
-            "discover",
-            "--model",
-            model,
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--quiet",
-            "--checkpoint-dir",
-            str(tmp_path / "jobs"),
-            *extra,
-        ]
-    )
-
-
 def check_methods_run_and_sets_render(model: str, tmp_path) -> None:
     """sefa, ganspace, latent-recon (50 steps) and param-svd through ``main.py discover``; each set
     renders through ``main.py render --directions`` and its largest shift changes the image."""
@@ -195,7 +172,7 @@ def check_methods_run_and_sets_render(model: str, tmp_path) -> None:
     }
     for method, extra in runs.items():
         out = tmp_path / f"{method}.json"
-        assert _discover(model, tmp_path, "--method", method, *extra, "--out", str(out)) == 0, method
+        assert discover(model, tmp_path, "--method", method, *extra, "--out", str(out)) == 0, method
         dset = DirectionSet.load(out)
         assert len(dset.directions) == 4 and dset.method == method
         img = tmp_path / f"{method}.npy"

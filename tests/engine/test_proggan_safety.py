@@ -26,19 +26,13 @@ FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / 
 ND = FIXTURES / "proggan_netdissect_res32.pth"
 GLD = FIXTURES / "proggan_gld_res32.pth"
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(autouse=True, scope="module")
 def proggan_fixtures():
     """The ProGAN fixtures: skip without them, fail under CI (see tests/conftest.py)."""
     return require_fixtures(FIXTURES)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def netdissect_records() -> OrderedDict:

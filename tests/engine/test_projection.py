@@ -163,16 +163,18 @@ def test_projected_noise_maps_are_used_when_rendering():
 
 
 def test_without_the_lpips_backbone_the_fit_uses_labelled_pixels():
+    from engine.distances import PixelDistance
     from engine.projection import resolve_distance
 
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     if hub.is_dir() and any(p.name.startswith("vgg16") for p in hub.iterdir()):
         pytest.skip("the VGG backbone is installed here")
     d = resolve_distance("lpips-vgg")
-    assert d.name == "pixel MSE (LPIPS unavailable)" and d.reason
+    assert isinstance(d, PixelDistance) and d.title == "pixel MSE (LPIPS unavailable)" and d.reason
+    assert d.name == "pixel" and "NOT perceptual" in d.describe()["distance_label"]  # engine.distances' own
     gen = TinyInjective()
     lat = run_job(project(gen, image_of(gen, gen.seed_latents([1])), ProjectParams(steps=3, candidates=4, starts=1)))
-    assert lat.metrics["distance_name"] == d.name and lat.metrics["distance_note"] == d.reason
+    assert lat.metrics["distance_name"] == d.title and lat.metrics["distance_note"] == d.reason
     with pytest.raises(AtlasError, match="unknown distance 'lpips-foo'"):
         resolve_distance("lpips-foo")
 

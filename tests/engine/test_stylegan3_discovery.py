@@ -20,17 +20,11 @@ from engine.models import load_generator
 from engine.models.base import input_transform
 from engine.models.stylegan3 import StyleGAN3Config, StyleGAN3Generator, SynthesisLayer
 from engine.render import materialize, render_batch
+from tests.engine.cli_runs import discover as run_discover
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "stylegan3"
 SG3T = FIXTURES / "sg3t_res32.pkl"
 needs_fixtures = pytest.mark.skipif(not SG3T.is_file(), reason=f"StyleGAN3 fixtures not found at {FIXTURES}")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_sg3(seed: int = 0, radial: bool = False) -> StyleGAN3Generator:
@@ -55,9 +49,7 @@ def tiny_sg3(seed: int = 0, radial: bool = False) -> StyleGAN3Generator:
 
 def discover(tmp_path, method: str, *extra: str) -> DirectionSet:
     out = tmp_path / f"{method}.json"
-    args = ["discover", "--model", str(SG3T), "--method", method, "--device", "cpu", "--threads", "1"]
-    args += ["--quiet", "--checkpoint-dir", str(tmp_path / "jobs"), "--out", str(out), *extra]
-    assert main(args) == 0
+    assert run_discover(SG3T, tmp_path, "--method", method, "--out", str(out), *extra) == 0
     return DirectionSet.load(out)
 
 

@@ -240,20 +240,12 @@ def test_style_affines_leave_out_the_input_and_sefa_leaves_out_torgb():
 
 def test_hostile_module_src_is_never_executed(tmp_path):
     """The stored network source replaced by code that would create a file: loads, renders the same."""
-    import pickletools
+    from tests.hostile_files import source_replaced_pkl
 
-    data = bytearray((FIXTURES / "sg3t_res32.pkl").read_bytes())
-    sentinel = tmp_path / "SENTINEL"
-    replaced = 0
-    for op, arg, pos in list(pickletools.genops(bytes(data))):
-        if op.name == "BINUNICODE" and isinstance(arg, str) and arg.startswith("# Copyright"):
-            n = len(arg.encode("utf-8"))
-            code = f"import pathlib; pathlib.Path({str(sentinel)!r}).touch()\n".encode()
-            data[pos + 5 : pos + 5 + n] = code + b"#" * (n - len(code))
-            replaced += 1
-    assert replaced >= 3  # networks_stylegan3.py, networks_stylegan2.py (D), augment.py
-    path = tmp_path / "src.pkl"
-    path.write_bytes(bytes(data))
+    sentinel, path = tmp_path / "SENTINEL", tmp_path / "src.pkl"
+    assert (
+        source_replaced_pkl(FIXTURES / "sg3t_res32.pkl", path, sentinel) >= 3
+    )  # networks_stylegan3.py, networks_stylegan2.py (D), augment.py
     g = load_generator(str(path), device="cpu")
     assert not sentinel.exists()
     e = expected("sg3t_res32")

@@ -27,14 +27,7 @@ TINY = dict(
     pl_interval=2,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny convolutions on a shared 2-core machine run many times faster on one thread
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(n_images: int, **kw) -> TrainConfig:
