@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,7 +59,26 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--model", default=None)
     ap.add_argument("--trace", action="store_true", help="print where the UI thread was during stalls > 100 ms")
+    ap.add_argument(
+        "--load",
+        type=int,
+        default=0,
+        help="start N busy-looping processes (nice 0) for the whole run: the same contention in runs to compare",
+    )
+    ap.add_argument("--profile", action="store_true", help="cProfile the UI thread during the job+drag phase")
     args = ap.parse_args()
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL) for _ in range(args.load)
+    ]
+    try:
+        return measure(args)
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+
+
+def measure(args) -> int:
 
     tmp = tempfile.mkdtemp(prefix="gan-atlas-bench-")
     os.environ["GAN_ATLAS_CONFIG_DIR"] = str(Path(tmp) / "config")
@@ -146,13 +166,23 @@ def main() -> int:
     drag.timeout.connect(drag_step)
 
     phases = {}
+    ui_cpu = {}  # phase -> UI thread CPU seconds per second of the phase
     order = ["idle", "job", "job+drag"]
+    cpu_start = [0.0]
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile(time.thread_time)  # CPU time of the UI thread
 
     def run_phase(i: int) -> None:
         if i > 0:
             name = order[i - 1]
             gaps = np.diff(np.array(ticks)) - 0.010
             phases[name] = gaps
+            ui_cpu[name] = (time.thread_time() - cpu_start[0]) / args.seconds
+            if name == "job+drag" and profiler is not None:
+                profiler.disable()
         if i == len(order):
             timer.stop()
             drag.stop()
@@ -167,6 +197,9 @@ def main() -> int:
         if name == "job+drag":
             frames.clear()
             drag.start()
+            if profiler is not None:
+                profiler.enable()
+        cpu_start[0] = time.thread_time()
         ticks.clear()
         clock.start()
         QTimer.singleShot(int(args.seconds * 1000), lambda: run_phase(i + 1))
@@ -205,7 +238,8 @@ def main() -> int:
         worst[name] = float(gaps.max()) * 1000
         print(
             f"{name:9s} ticks {len(gaps):5d}  worst stall {gaps.max() * 1000:7.1f} ms  "
-            f"p99 {np.percentile(gaps, 99) * 1000:6.1f} ms  median {np.median(gaps) * 1000:5.2f} ms"
+            f"p99 {np.percentile(gaps, 99) * 1000:6.1f} ms  median {np.median(gaps) * 1000:5.2f} ms  "
+            f"UI thread CPU {ui_cpu.get(name, 0) * 1000:5.0f} ms/s"
         )
     if len(steps_seen) > 1:
         (t0, s0), (t1, s1) = steps_seen[0], steps_seen[-1]
@@ -218,6 +252,10 @@ def main() -> int:
         f"worst stall ratio job/idle: {worst['job'] / max(worst['idle'], 1e-3):.1f}x; "
         f"job+drag/idle: {worst['job+drag'] / max(worst['idle'], 1e-3):.1f}x"
     )
+    if profiler is not None:
+        import pstats
+
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     gaps = phases.get("job+drag", np.zeros(1))
     print(
         f"RESULT worst_stall_ms={gaps.max() * 1000:.1f} p99_ms={np.percentile(gaps, 99) * 1000:.1f} "
