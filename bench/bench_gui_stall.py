@@ -53,6 +53,14 @@ def pick_method(name: str | None):
     return next(iter(available.values()), None)
 
 
+def run_queue_wait() -> float:
+    """Seconds the calling thread has spent runnable but waiting for a CPU (Linux schedstat; else 0)."""
+    try:
+        return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--method", default=None)
@@ -167,8 +175,10 @@ def measure(args) -> int:
 
     phases = {}
     ui_cpu = {}  # phase -> UI thread CPU seconds per second of the phase
+    ui_wait = {}  # phase -> seconds per second the UI thread was runnable but waited for a core
     order = ["idle", "job", "job+drag"]
     cpu_start = [0.0]
+    wait_start = [0.0]
     profiler = None
     if args.profile:
         import cProfile
@@ -181,6 +191,7 @@ def measure(args) -> int:
             gaps = np.diff(np.array(ticks)) - 0.010
             phases[name] = gaps
             ui_cpu[name] = (time.thread_time() - cpu_start[0]) / args.seconds
+            ui_wait[name] = (run_queue_wait() - wait_start[0]) / args.seconds
             if name == "job+drag" and profiler is not None:
                 profiler.disable()
         if i == len(order):
@@ -200,6 +211,7 @@ def measure(args) -> int:
             if profiler is not None:
                 profiler.enable()
         cpu_start[0] = time.thread_time()
+        wait_start[0] = run_queue_wait()
         ticks.clear()
         clock.start()
         QTimer.singleShot(int(args.seconds * 1000), lambda: run_phase(i + 1))
@@ -239,7 +251,7 @@ def measure(args) -> int:
         print(
             f"{name:9s} ticks {len(gaps):5d}  worst stall {gaps.max() * 1000:7.1f} ms  "
             f"p99 {np.percentile(gaps, 99) * 1000:6.1f} ms  median {np.median(gaps) * 1000:5.2f} ms  "
-            f"UI thread CPU {ui_cpu.get(name, 0) * 1000:5.0f} ms/s"
+            f"UI thread CPU {ui_cpu.get(name, 0) * 1000:4.0f} ms/s, waited for a core {ui_wait.get(name, 0) * 1000:4.0f} ms/s"
         )
     if len(steps_seen) > 1:
         (t0, s0), (t1, s1) = steps_seen[0], steps_seen[-1]
