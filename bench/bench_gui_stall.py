@@ -73,7 +73,14 @@ def main() -> int:
         default=0,
         help="start N busy-looping processes (nice 0) for the whole run: the same contention in runs to compare",
     )
-    ap.add_argument("--profile", action="store_true", help="cProfile the UI thread during the job+drag phase")
+    ap.add_argument(
+        "--profile",
+        nargs="?",
+        const="job+drag",
+        default=None,
+        choices=("idle", "job", "job+drag"),
+        help="cProfile the UI thread's CPU time during one phase (default job+drag)",
+    )
     args = ap.parse_args()
     burners = [
         subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL) for _ in range(args.load)
@@ -192,7 +199,7 @@ def measure(args) -> int:
             phases[name] = gaps
             ui_cpu[name] = (time.thread_time() - cpu_start[0]) / args.seconds
             ui_wait[name] = (run_queue_wait() - wait_start[0]) / args.seconds
-            if name == "job+drag" and profiler is not None:
+            if name == args.profile and profiler is not None:
                 profiler.disable()
         if i == len(order):
             timer.stop()
@@ -208,8 +215,8 @@ def measure(args) -> int:
         if name == "job+drag":
             frames.clear()
             drag.start()
-            if profiler is not None:
-                profiler.enable()
+        if name == args.profile and profiler is not None:
+            profiler.enable()
         cpu_start[0] = time.thread_time()
         wait_start[0] = run_queue_wait()
         ticks.clear()
@@ -253,6 +260,7 @@ def measure(args) -> int:
             f"p99 {np.percentile(gaps, 99) * 1000:6.1f} ms  median {np.median(gaps) * 1000:5.2f} ms  "
             f"UI thread CPU {ui_cpu.get(name, 0) * 1000:4.0f} ms/s, waited for a core {ui_wait.get(name, 0) * 1000:4.0f} ms/s"
         )
+    print(f"discovery status at the end: {win.discovery.status.text()}")
     if len(steps_seen) > 1:
         (t0, s0), (t1, s1) = steps_seen[0], steps_seen[-1]
         print(f"job progress: {s1 - s0} steps in {t1 - t0:.1f} s ({(s1 - s0) / max(t1 - t0, 1e-9):.2f} steps/s)")

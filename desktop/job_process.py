@@ -11,9 +11,9 @@ Protocol (tuples over a ``multiprocessing`` pipe):
 
 * to the worker: ``("run", job_id, JobSpec)``, ``("cancel", job_id)``, ``("stop",)``;
 * from it: ``("ready",)``, ``("progress", job_id, [Progress, ...])`` (batched, at most ~20 a
-  second; a ``DirectionSet`` in ``partial`` is written to disk and sent as its path, and
-  resumable ``state`` is dropped), ``("finished", job_id, result)`` (a ``DirectionSet`` result
-  as its path), ``("failed", job_id, one line)``, ``("cancelled", job_id)``.
+  second; a ``DirectionSet`` in ``partial`` is written to disk and sent as its path; resumable
+  ``state`` and the ``snapshot`` function are dropped), ``("finished", job_id, result)`` (a
+  ``DirectionSet`` result as its path), ``("failed", job_id, one line)``, ``("cancelled", job_id)``.
 
 A cancel is a message the worker reads at the job's next yield (the job is closed there); if the
 job has not stopped within ``CANCEL_GRACE_S`` the process is killed and started again. A worker
@@ -193,7 +193,7 @@ def _run_one(conn, job_id: int, spec: JobSpec, models: dict, out_dir: Path) -> N
             if rec.partial is not None:
                 n_partial += 1
                 rec = replace(rec, partial=_portable(rec.partial, out_dir, job_id, f"partial{n_partial % 2}"))
-            pending.append(replace(rec, state=None))
+            pending.append(replace(rec, state=None, snapshot=None))  # neither crosses the pipe
             now = time.perf_counter()
             if now - last >= DELIVERY_INTERVAL_S:
                 conn.send(("progress", job_id, pending))

@@ -48,6 +48,7 @@ def test_job_streams_progress_and_partial_sets_then_its_result(proc, tiny_gen):
     events = drain(proc)
     records = [r for ev in events if ev[0] == "progress" for r in ev[1]]
     assert [r.step for r in records] == list(range(1, 7)) and all(r.state is None for r in records)
+    assert all(r.snapshot is None for r in records)  # a closure cannot cross the pipe: it stays behind
     partials = [load_portable(r.partial) for r in records]
     assert all(isinstance(d, DirectionSet) and len(d) == 3 for d in partials[-1:])
     assert events[-1][0] == "finished"
