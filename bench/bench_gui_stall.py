@@ -275,7 +275,9 @@ def measure(args) -> int:
     if profiler is not None:
         import pstats
 
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        stats = pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "tottime"))
+        stats.print_stats(25)
+        stats.print_callers("gc.collect|paintEvent")
     gaps = phases.get("job+drag", np.zeros(1))
     print(
         f"RESULT worst_stall_ms={gaps.max() * 1000:.1f} p99_ms={np.percentile(gaps, 99) * 1000:.1f} "
