@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,13 +53,47 @@ def pick_method(name: str | None):
     return next(iter(available.values()), None)
 
 
+def run_queue_wait() -> float:
+    """Seconds the calling thread has spent runnable but waiting for a CPU (Linux schedstat; else 0)."""
+    try:
+        return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--method", default=None)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--model", default=None)
     ap.add_argument("--trace", action="store_true", help="print where the UI thread was during stalls > 100 ms")
+    ap.add_argument(
+        "--load",
+        type=int,
+        default=0,
+        help="start N busy-looping processes (nice 0) for the whole run: the same contention in runs to compare",
+    )
+    ap.add_argument(
+        "--profile",
+        nargs="?",
+        const="job+drag",
+        default=None,
+        choices=("idle", "job", "job+drag"),
+        help="cProfile the UI thread's CPU time during one phase (default job+drag)",
+    )
     args = ap.parse_args()
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL) for _ in range(args.load)
+    ]
+    try:
+        return measure(args)
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+
+
+def measure(args) -> int:
 
     tmp = tempfile.mkdtemp(prefix="gan-atlas-bench-")
     os.environ["GAN_ATLAS_CONFIG_DIR"] = str(Path(tmp) / "config")
@@ -146,13 +181,26 @@ def main() -> int:
     drag.timeout.connect(drag_step)
 
     phases = {}
+    ui_cpu = {}  # phase -> UI thread CPU seconds per second of the phase
+    ui_wait = {}  # phase -> seconds per second the UI thread was runnable but waited for a core
     order = ["idle", "job", "job+drag"]
+    cpu_start = [0.0]
+    wait_start = [0.0]
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile(time.thread_time)  # CPU time of the UI thread
 
     def run_phase(i: int) -> None:
         if i > 0:
             name = order[i - 1]
             gaps = np.diff(np.array(ticks)) - 0.010
             phases[name] = gaps
+            ui_cpu[name] = (time.thread_time() - cpu_start[0]) / args.seconds
+            ui_wait[name] = (run_queue_wait() - wait_start[0]) / args.seconds
+            if name == args.profile and profiler is not None:
+                profiler.disable()
         if i == len(order):
             timer.stop()
             drag.stop()
@@ -167,6 +215,10 @@ def main() -> int:
         if name == "job+drag":
             frames.clear()
             drag.start()
+        if name == args.profile and profiler is not None:
+            profiler.enable()
+        cpu_start[0] = time.thread_time()
+        wait_start[0] = run_queue_wait()
         ticks.clear()
         clock.start()
         QTimer.singleShot(int(args.seconds * 1000), lambda: run_phase(i + 1))
@@ -205,8 +257,10 @@ def main() -> int:
         worst[name] = float(gaps.max()) * 1000
         print(
             f"{name:9s} ticks {len(gaps):5d}  worst stall {gaps.max() * 1000:7.1f} ms  "
-            f"p99 {np.percentile(gaps, 99) * 1000:6.1f} ms  median {np.median(gaps) * 1000:5.2f} ms"
+            f"p99 {np.percentile(gaps, 99) * 1000:6.1f} ms  median {np.median(gaps) * 1000:5.2f} ms  "
+            f"UI thread CPU {ui_cpu.get(name, 0) * 1000:4.0f} ms/s, waited for a core {ui_wait.get(name, 0) * 1000:4.0f} ms/s"
         )
+    print(f"discovery status at the end: {win.discovery.status.text()}")
     if len(steps_seen) > 1:
         (t0, s0), (t1, s1) = steps_seen[0], steps_seen[-1]
         print(f"job progress: {s1 - s0} steps in {t1 - t0:.1f} s ({(s1 - s0) / max(t1 - t0, 1e-9):.2f} steps/s)")
@@ -218,6 +272,12 @@ def main() -> int:
         f"worst stall ratio job/idle: {worst['job'] / max(worst['idle'], 1e-3):.1f}x; "
         f"job+drag/idle: {worst['job+drag'] / max(worst['idle'], 1e-3):.1f}x"
     )
+    if profiler is not None:
+        import pstats
+
+        stats = pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "tottime"))
+        stats.print_stats(25)
+        stats.print_callers("gc.collect|paintEvent")
     gaps = phases.get("job+drag", np.zeros(1))
     print(
         f"RESULT worst_stall_ms={gaps.max() * 1000:.1f} p99_ms={np.percentile(gaps, 99) * 1000:.1f} "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
+import math
 import typing
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.job_process import JobSpec, function_path, model_ref_of
-from desktop.widgets import error_text, show_error
+from desktop.widgets import error_text, on_screen, show_error
 from desktop.workers import BackgroundCall, ProcessJobRunner, torch_threads
 from desktop.workspace import SetEntry, Workspace
 from engine.directions import DirectionSet
@@ -49,6 +50,8 @@ from engine.params import field_hints, optional_inner, parse_value
 
 pg.setConfigOptions(antialias=True)
 MAX_CURVES = 6
+REDRAW_MS = 1000  # plots of a running job
+STATUS_MS = 250  # its status line and progress bar
 
 
 def _is_scalar(v) -> bool:
@@ -271,16 +274,75 @@ class ParamsForm(QWidget):
             w.setText(pf._text(value))
 
 
+class _Series:
+    """A growing ``(step, value)`` series in numpy buffers (amortised O(1) appends, no list copies)."""
+
+    def __init__(self) -> None:
+        self.x = np.empty(256)
+        self.y = np.empty(256)
+        self.n = 0
+
+    def append(self, x: float, y: float) -> None:
+        if self.n == self.x.size:
+            self.x = np.concatenate([self.x, np.empty(self.x.size)])
+            self.y = np.concatenate([self.y, np.empty(self.y.size)])
+        self.x[self.n] = x
+        self.y[self.n] = y
+        self.n += 1
+
+    def data(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[: self.n], self.y[: self.n]
+
+
+def peak_decimate(x: np.ndarray, y: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``2 * points`` samples of a long curve that keep its envelope: the minimum and the
+    maximum of each of ``points`` consecutive bins, in step order (what a plot of that width can
+    show anyway). Short curves come back as they are."""
+    n = x.size
+    if n <= 2 * points:
+        return x, y
+    step = -(-n // points)
+    bins = -(-n // step)
+    pad = bins * step - n
+    grid = np.concatenate([y, np.full(pad, y[-1])]).reshape(bins, step)  # the last value repeated: no new extreme
+    base = np.arange(bins) * step
+    lo = np.minimum(base + grid.argmin(axis=1), n - 1)
+    hi = np.minimum(base + grid.argmax(axis=1), n - 1)
+    idx = np.sort(np.stack([lo, hi], axis=1), axis=1).reshape(-1)
+    return x[idx], y[idx]
+
+
+def nice_ceiling(v: float) -> float:
+    """The smallest of 1, 2, 5 x 10^k that is >= v (v > 0)."""
+    k = 10.0 ** math.floor(math.log10(v))
+    for m in (1.0, 2.0, 5.0, 10.0):
+        if m * k >= v:
+            return m * k
+    return 10 * k
+
+
 class MetricPlots(pg.GraphicsLayoutWidget):
-    """One small plot per scalar metric (against the step), bars for array metrics."""
+    """One small plot per scalar metric (against the step), bars for array metrics.
+
+    Drawing runs on the UI thread, so it is kept cheap (the panel calls ``redraw`` about once a
+    second while a job runs): curves hold at most ``2 * MAX_POINTS`` samples (peak-decimated:
+    about one per pixel column of a small plot), drawn with a 1 px pen,
+    and the axes move only when the data leave the visible range or fill under ``SHRINK`` of it
+    (x grows in 1-2-5 steps): re-laying out axis labels is most of a plot's repaint. A hidden
+    panel (another dock tab in front) draws nothing until it is shown.
+    """
+
+    MAX_POINTS = 150
+    SHRINK = 0.3
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setBackground(None)
-        self.history: dict[str, tuple[list[float], list[float]]] = {}
+        self.history: dict[str, _Series | tuple[np.ndarray, np.ndarray]] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.bars: dict[str, pg.BarGraphItem] = {}
         self.plots: dict[str, pg.PlotItem] = {}
+        self.dirty: set[str] = set()
         self.setMinimumHeight(200)
 
     def clear_all(self) -> None:
@@ -289,6 +351,7 @@ class MetricPlots(pg.GraphicsLayoutWidget):
         self.curves.clear()
         self.bars.clear()
         self.plots.clear()
+        self.dirty.clear()
 
     def _plot(self, key: str) -> pg.PlotItem:
         if key not in self.plots:
@@ -298,48 +361,88 @@ class MetricPlots(pg.GraphicsLayoutWidget):
             p.showGrid(x=True, y=True, alpha=0.25)
             p.hideButtons()
             p.getAxis("left").setWidth(46)
+            p.disableAutoRange()  # ranges are set in _fit (with hysteresis)
             self.plots[key] = p
         return self.plots[key]
 
     def add(self, rec: Progress) -> None:
         for key, v in rec.metrics.items():
             if _is_scalar(v):
-                if key not in self.history and len(self.curves) >= MAX_CURVES:
-                    continue
-                xs, ys = self.history.setdefault(key, ([], []))
-                xs.append(rec.step)
-                ys.append(float(v))
+                series = self.history.get(key)
+                if series is None:
+                    if len(self.curves) + sum(isinstance(h, _Series) for h in self.history.values()) >= MAX_CURVES:
+                        continue
+                    series = self.history[key] = _Series()
+                series.append(float(rec.step), float(v))
+                self.dirty.add(key)
             else:
                 arr = _as_array(v)
                 if arr is not None:
-                    self.history[key] = (list(range(1, arr.size + 1)), arr.tolist())
+                    self.history[key] = (np.arange(1, arr.size + 1, dtype=float), arr)
                     self.bars.setdefault(key, None)
+                    self.dirty.add(key)
 
-    def redraw(self) -> bool:
-        """Draw what was added; returns True if plots are still to be created (one per call, so
-        building several plots at once never stalls the event loop)."""
+    def shown(self) -> None:
+        """The plots came on screen (their dock tab was chosen): draw what arrived while hidden."""
+        while self.redraw():
+            pass
+
+    def redraw(self, force: bool = False) -> bool:
+        """Draw what was added since the last call; returns True if plots are still to be
+        created (one per call, so building several plots at once never stalls the event loop).
+        Hidden, it draws nothing (``force``: draw anyway)."""
+        if not force and not on_screen(self):
+            return False
         created = False
-        for key, (xs, ys) in self.history.items():
+        for key in list(self.history):
+            if key not in self.dirty:
+                continue
             if key not in self.plots:
                 if created:
                     return True
                 created = True
+            self.dirty.discard(key)
             p = self._plot(key)
             if key in self.bars:
+                xs, ys = self.history[key]
                 if self.bars[key] is None:
-                    self.bars[key] = pg.BarGraphItem(
-                        x=np.asarray(xs), height=np.asarray(ys), width=0.8, brush="#58a6ff"
-                    )
+                    self.bars[key] = pg.BarGraphItem(x=xs, height=ys, width=0.8, brush="#58a6ff")
                     p.addItem(self.bars[key])
                     p.setLabel("bottom", "index")
                 else:
-                    self.bars[key].setOpts(x=np.asarray(xs), height=np.asarray(ys))
+                    self.bars[key].setOpts(x=xs, height=ys)
+                _fit(p, (0.4, xs.size + 0.6), (min(0.0, float(ys.min())), max(0.0, float(ys.max()))), self.SHRINK)
             else:
+                xs, ys = self.history[key].data()
                 if key not in self.curves:
-                    self.curves[key] = p.plot(pen=pg.mkPen("#58a6ff", width=2))
+                    # a 1 px cosmetic pen: an antialiased 2 px one costs Qt's raster engine 3-7x more
+                    self.curves[key] = p.plot(pen=pg.mkPen("#58a6ff", width=1))
                     p.setLabel("bottom", "step")
-                self.curves[key].setData(np.asarray(xs, float), np.asarray(ys, float))
+                self.curves[key].setData(*peak_decimate(xs, ys, self.MAX_POINTS))
+                finite = ys[np.isfinite(ys)]
+                if finite.size:
+                    last = float(xs[-1])
+                    _fit(
+                        p,
+                        (float(xs[0]), nice_ceiling(max(last, 1.0))),
+                        (float(finite.min()), float(finite.max())),
+                        self.SHRINK,
+                    )
         return False
+
+
+def _fit(plot: pg.PlotItem, x: tuple[float, float], y: tuple[float, float], shrink: float) -> None:
+    """Show ``x`` exactly and ``y`` with a margin, moving an axis only if its data left the view or
+    fill under ``shrink`` of it (so the labels are not laid out again at every redraw)."""
+    (vx0, vx1), (vy0, vy1) = plot.getViewBox().viewRange()
+    if (x[0], x[1]) != (vx0, vx1):
+        plot.setXRange(x[0], x[1], padding=0)
+    lo, hi = y
+    span = hi - lo
+    inside = vy0 <= lo and hi <= vy1
+    if not inside or span < shrink * (vy1 - vy0):
+        pad = 0.1 * span if span > 0 else max(abs(hi), 1.0) * 0.1
+        plot.setYRange(lo - pad, hi + pad, padding=0)
 
 
 def save_set(dset: DirectionSet, path: Path) -> Path:
@@ -374,18 +477,24 @@ class DiscoveryPanel(QWidget):
         self.entry: SetEntry | None = None
         self.form: ParamsForm | None = None
         self.eta = Eta()
+        self._eta: float | None = None
         self.last: Progress | None = None
         self.spec: MethodSpec | None = None
         self.params = None
         self.started_at = ""
         self.saving = 0  # results being written on a worker
-        # plots redraw at most 5x and partial sets reach the browser at most 2x a second, however
-        # often the job reports: the UI thread stays free for the preview
+        # plots redraw about once a second, the status line and the bar 4x and partial sets reach
+        # the browser 2x a second, however often the job reports: the UI thread stays free for the
+        # preview (bench/bench_gui_stall.py)
         self._pending_partial: tuple[DirectionSet, str] | None = None
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setSingleShot(True)
-        self._redraw_timer.setInterval(200)
+        self._redraw_timer.setInterval(REDRAW_MS)
         self._redraw_timer.timeout.connect(self._redraw)
+        self._status_timer = QTimer(self)
+        self._status_timer.setSingleShot(True)
+        self._status_timer.setInterval(STATUS_MS)
+        self._status_timer.timeout.connect(self._show_status)
         self._partial_timer = QTimer(self)
         self._partial_timer.setSingleShot(True)
         self._partial_timer.setInterval(500)
@@ -561,22 +670,11 @@ class DiscoveryPanel(QWidget):
                 partial = rec.partial
             self.last = rec
         if not self._redraw_timer.isActive():
-            self._redraw_timer.start()
+            self._redraw_timer.start(REDRAW_MS)
         rec = self.last
-        eta = self.eta.update(rec.step, rec.total)
-        if rec.total > 0:
-            self.bar.setRange(0, rec.total)
-            self.bar.setValue(min(rec.step, rec.total))
-        bits = [f"{self.spec.name}", f"step {rec.step}/{rec.total}" if rec.total else f"step {rec.step}"]
-        if rec.stage:
-            bits.append(rec.stage)
-        if rec.total:
-            bits.append(f"ETA {_fmt_seconds(eta)}")
-        scalars = [f"{k} {float(v):.4g}" for k, v in rec.metrics.items() if _is_scalar(v)][:3]
-        bits += scalars
-        if rec.message:
-            bits.append(rec.message)
-        self.status.setText(" · ".join(bits))
+        self._eta = self.eta.update(rec.step, rec.total)
+        if not self._status_timer.isActive():
+            self._status_timer.start()
         if partial is not None:
             status = f"running {int(100 * rec.fraction)}%"
             if self.entry is None or self.entry not in self.ws.entries:
@@ -586,9 +684,28 @@ class DiscoveryPanel(QWidget):
                 if not self._partial_timer.isActive():
                     self._partial_timer.start()
 
+    def _show_status(self) -> None:
+        """The last record's step, stage, ETA and first metrics in the status line and the bar."""
+        rec = self.last
+        if rec is None or self.spec is None:
+            return
+        if rec.total > 0:
+            self.bar.setRange(0, rec.total)
+            self.bar.setValue(min(rec.step, rec.total))
+        bits = [f"{self.spec.name}", f"step {rec.step}/{rec.total}" if rec.total else f"step {rec.step}"]
+        if rec.stage:
+            bits.append(rec.stage)
+        if rec.total:
+            bits.append(f"ETA {_fmt_seconds(self._eta)}")
+        scalars = [f"{k} {float(v):.4g}" for k, v in rec.metrics.items() if _is_scalar(v)][:3]
+        bits += scalars
+        if rec.message:
+            bits.append(rec.message)
+        self.status.setText(" · ".join(bits))
+
     def _redraw(self) -> None:
         if self.plots.redraw():
-            self._redraw_timer.start()
+            self._redraw_timer.start(50)  # the next new plot soon; each call builds one
 
     def _apply_partial(self) -> None:
         self._partial_timer.stop()
@@ -599,8 +716,9 @@ class DiscoveryPanel(QWidget):
     def _flush(self) -> None:
         """Deliver what the timers still hold (the job has ended)."""
         self._apply_partial()
+        self._status_timer.stop()
         self._redraw_timer.stop()
-        while self.plots.redraw():
+        while self.plots.redraw(force=True):
             pass
 
     def _set_path(self, suffix: str = "") -> Path:

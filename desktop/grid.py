@@ -46,7 +46,7 @@ from superqt import QElidingLabel
 
 from desktop.preview import parse_seed_text
 from desktop.rendering import GridRequest, render_grid_rows
-from desktop.widgets import INTERP_COLOR, INTERP_MARK, qimage, show_error, stars
+from desktop.widgets import INTERP_COLOR, INTERP_MARK, on_screen, qimage, show_error, stars
 from desktop.workers import LatestWins
 from desktop.workspace import SetEntry, Workspace
 from engine.seeds import seed_label
@@ -592,6 +592,10 @@ class GridInspector(QWidget):
             self.status.setText(KEYS_HINT)
 
     def _visible_rows(self) -> range:
+        if not on_screen(self.view):
+            # a hidden panel (another dock tab in front) renders nothing: a discovery's partial set
+            # re-rendered every second behind the discovery panel would compete with the preview
+            return range(0, 0)
         vp = self.view.viewport()
         first = self.view.rowAt(0)
         last = self.view.rowAt(vp.height() - 1)
@@ -600,6 +604,10 @@ class GridInspector(QWidget):
         if last < 0:
             last = self.model.rowCount() - 1
         return range(first, last + 1)
+
+    def shown(self) -> None:
+        """The panel came on screen (its dock tab was chosen): render what is visible now."""
+        self.model._pump_timer.start()
 
     def _rendered(self, n: int) -> None:
         total = self.model.rowCount()

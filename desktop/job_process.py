@@ -11,9 +11,9 @@ Protocol (tuples over a ``multiprocessing`` pipe):
 
 * to the worker: ``("run", job_id, JobSpec)``, ``("cancel", job_id)``, ``("stop",)``;
 * from it: ``("ready",)``, ``("progress", job_id, [Progress, ...])`` (batched, at most ~20 a
-  second; a ``DirectionSet`` in ``partial`` is written to disk and sent as its path, and
-  resumable ``state`` is dropped), ``("finished", job_id, result)`` (a ``DirectionSet`` result
-  as its path), ``("failed", job_id, one line)``, ``("cancelled", job_id)``.
+  second; a ``DirectionSet`` in ``partial`` is written to disk and sent as its path; resumable
+  ``state`` and the ``snapshot`` function are dropped), ``("finished", job_id, result)`` (a
+  ``DirectionSet`` result as its path), ``("failed", job_id, one line)``, ``("cancelled", job_id)``.
 
 A cancel is a message the worker reads at the job's next yield (the job is closed there); if the
 job has not stopped within ``CANCEL_GRACE_S`` the process is killed and started again. A worker
@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 CANCEL_GRACE_S = 2.0
-DELIVERY_INTERVAL_S = 0.05
-WORKER_NICE = 4
+DELIVERY_INTERVAL_S = 0.1
+WORKER_NICE = 10
 
 
 @dataclass(frozen=True)
@@ -89,12 +89,29 @@ def function_path(fn) -> str:
 # ---- the worker process --------------------------------------------------------------------------
 
 
+def lower_process_priority() -> None:
+    """Make this process (and the threads it starts later) yield the CPU to the editor.
+
+    Nice ``WORKER_NICE`` (weight ~1/9 of the editor's) and, on Linux, the ``SCHED_BATCH`` policy
+    (a CPU-bound task that never preempts others when it wakes). On an otherwise idle machine the
+    job still gets a whole core; when the cores are busy the editor's UI thread gets one first
+    (bench/bench_gui_stall.py). Unprivileged users may lower their priority but not raise it back.
+    """
+    if hasattr(os, "nice"):
+        try:
+            os.nice(WORKER_NICE)
+        except OSError:
+            pass
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        except OSError:
+            pass
+
+
 def worker_main(conn, out_dir: str) -> None:
     """The worker process: run jobs one at a time, reading cancels between their yields."""
-    try:
-        os.nice(WORKER_NICE)  # the editor's UI and previews come first
-    except OSError:
-        pass
+    lower_process_priority()
     import torch  # noqa: F401 - paid once, while the editor starts
 
     models: dict[tuple, Any] = {}

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from desktop.analysis_views import AnalysisPanel
+from desktop.app import settle_garbage
 from desktop.browser import DirectionBrowser
 from desktop.discovery import DiscoveryPanel
 from desktop.export_dialog import ExportContext, ExportDialog
@@ -192,6 +193,11 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["grid"], self.docks["discovery"])
         self.tabifyDockWidget(self.docks["discovery"], self.docks["analysis"])
         self.docks["grid"].raise_()
+        # the grid and the plots work only while on screen; they catch up when their tab is chosen
+        for key, widget in (("grid", self.grid), ("discovery", self.discovery.plots)):
+            self.docks[key].visibilityChanged.connect(
+                lambda on, w=widget: on and QTimer.singleShot(0, w.shown)  # after the dock has moved in
+            )
         self._fit_to_screen()
 
         self.loader = LatestWins(_load_model, self)
@@ -332,6 +338,8 @@ class MainWindow(QMainWindow):
         pending, self._pending_sets = self._pending_sets, []
         for path in pending:
             self.open_set(path)
+        # the model, torch and Qt are long-lived now: freeze them out of the UI thread's collections
+        QTimer.singleShot(0, settle_garbage)
 
     def _model_failed(self, _stamp: int, exc: Exception) -> None:
         tried = getattr(self, "_loading_spec", "") or "the built-in model"

@@ -8,6 +8,7 @@ waiting one, and results older than the image on screen are dropped.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
@@ -33,7 +34,7 @@ from superqt.utils import qthrottled, signals_blocked
 
 from desktop.input_transform import TransformControls
 from desktop.rendering import PreviewRequest, PreviewResult, render_preview
-from desktop.widgets import ImageCanvas, show_error
+from desktop.widgets import Frame, ImageCanvas, prepare_frame, show_error
 from desktop.workers import LatestWins
 from desktop.workspace import SetEntry, Workspace
 from engine.errors import AtlasError, BadValueError
@@ -146,6 +147,25 @@ class ClassPicker(QComboBox):
             self.classPicked.emit(row)
 
 
+@dataclass(frozen=True)
+class PreviewFrames:
+    """A rendered preview with its after / before images ready for the canvas (``Frame``)."""
+
+    result: PreviewResult
+    after: Frame
+    before: Frame
+
+
+def render_preview_frames(gen, req: PreviewRequest, view: tuple | None = None) -> PreviewFrames:
+    """``render_preview`` plus the canvas's work on its images, on the same worker thread: the
+    QImage conversion and the scaling for the canvas's ``view`` (``ImageCanvas.view()``), so that
+    the UI thread only copies the finished pixels to the screen."""
+    result = render_preview(gen, req)
+    after = prepare_frame(result.after, view)
+    before = after if result.before is result.after else prepare_frame(result.before, view)
+    return PreviewFrames(result, after, before)
+
+
 class SliderRow(QFrame):
     """One active direction on two lines: pin, colour, name and set; the shift slider across the
     whole width with its value, and a Reset button (this shift to 0)."""
@@ -231,10 +251,11 @@ class PreviewPanel(QWidget):
     def __init__(self, ws: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ws = ws
-        self.renderer = LatestWins(render_preview, self)
+        self.renderer = LatestWins(render_preview_frames, self)
         self.renderer.result.connect(self._on_result)
         self.renderer.failed.connect(self._on_failed)
         self.result: PreviewResult | None = None
+        self.frames: PreviewFrames | None = None
         self._rows: list[SliderRow] = []
         self._last_error = ""
 
@@ -542,10 +563,11 @@ class PreviewPanel(QWidget):
     def request_render(self, *_args) -> None:
         if self.ws.gen is None:
             return
-        self.renderer.submit(self.ws.gen, self.current_request())
+        self.renderer.submit(self.ws.gen, self.current_request(), self.canvas.view())
 
-    def _on_result(self, _stamp: int, result: PreviewResult) -> None:
-        self.result = result
+    def _on_result(self, _stamp: int, frames: PreviewFrames) -> None:
+        result = frames.result
+        self.frames, self.result = frames, result
         self._last_error = ""
         self._show()
         req = self.current_request()
@@ -573,10 +595,9 @@ class PreviewPanel(QWidget):
             show_error(self, exc if isinstance(exc, Exception) else AtlasError(msg))
 
     def _show(self, *_args) -> None:
-        if self.result is None:
+        if self.frames is None:
             return
-        img = self.result.before if self.before.isChecked() else self.result.after
-        self.canvas.set_image(img)
+        self.canvas.set_frame(self.frames.before if self.before.isChecked() else self.frames.after)
         if self.canvas.caption:
             base = self.canvas.caption.replace(" · BEFORE", "")
             self.canvas.caption = base + (" · BEFORE" if self.before.isChecked() else "")

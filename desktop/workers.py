@@ -354,11 +354,13 @@ class ProcessJobRunner(QObject):
     """``JobRunner``'s signals for a job run in the long-job process (``desktop.job_process``).
 
     ``start(spec)`` takes a ``JobSpec``; a timer on the UI thread reads the pipe every
-    ``POLL_MS``. Direction sets (partial results in ``Progress.partial``, the result) arrive as
-    files and are read back here; a failure arrives as one line (``AtlasError``).
+    ``POLL_MS`` (the worker sends progress at most every 0.1 s: reading more often would only
+    wake the UI thread for nothing). Direction sets (partial results in ``Progress.partial``,
+    the result) arrive as files and are read back here; a failure arrives as one line
+    (``AtlasError``).
     """
 
-    POLL_MS = 25
+    POLL_MS = 100
     progress = Signal(object)
     finished = Signal(object)
     failed = Signal(object)

@@ -48,6 +48,7 @@ def run(gen, params: Params, *, device, state=None):
             stage="power",
             metrics={"residual": float((M @ Q - Q * eig).norm()), "eigenvalues": eig.cpu().numpy()},
             partial=partial,
+            snapshot=lambda Q=Q: {"Q": Q.clone()},  # a closure, as the real methods' resumable state is
         )
     return partial
 

@@ -1,0 +1,139 @@
+"""What keeps the editor's UI thread free while a job runs (bench/bench_gui_stall.py measures the
+stalls; these tests check the behaviour that removes them, never a timing):
+
+* hidden panels do no work: the grid renders no thumbnails and the metric plots draw nothing
+  while another dock tab is in front, and catch up when shown;
+* the metric plots hold a bounded number of points however long the job runs, and their axes
+  move only when the data leave the view;
+* the preview's images arrive converted and scaled for the canvas (the UI thread only copies
+  them), and a canvas resize scales again once;
+* the garbage collector freezes what was loaded, so that collections on the UI thread skip it,
+  and still collects garbage made later.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+from desktop.widgets import on_screen
+from engine.jobs import Progress
+from tests.desktop.conftest import make_set
+from tests.desktop.test_editor import wait_preview
+
+
+def test_a_hidden_grid_renders_nothing_until_it_is_shown(qtbot, make_window, tiny_gen, tmp_path):
+    s = make_set(tiny_gen, tmp_path / "hidden.json", k=12)
+    win = make_window()
+    win.show_dock("discovery")  # the grid's tab is behind the discovery panel's
+    win.open_set(str(s.path))
+    qtbot.waitUntil(lambda: len(win.ws.entries) == 1, timeout=10000)
+    model = win.grid.model
+    assert model.entry is not None and model.entry.dset.path == s.path
+    qtbot.wait(300)
+    assert not on_screen(win.grid.view) and not model.cache and not model.inflight
+    assert list(model.visible_rows()) == []
+    win.show_dock("grid")
+    qtbot.waitUntil(lambda: 0 in model.cache, timeout=20000)
+
+
+def _metric(step: int) -> Progress:
+    return Progress(step, 10_000, metrics={"loss": 1.0 / step + 0.01 * (step % 7), "rca": 0.5 + 1e-5 * step})
+
+
+def test_metric_plots_draw_only_when_visible_and_keep_few_points(qtbot, make_window):
+    win = make_window()
+    win.show_dock("grid")  # the discovery panel's tab is behind
+    plots = win.discovery.plots
+    for step in range(1, 4991):
+        plots.add(_metric(step))
+    assert not plots.redraw() and not plots.curves  # hidden: nothing drawn
+    win.show_dock("discovery")
+    qtbot.waitUntil(lambda: "loss" in plots.curves and "rca" in plots.curves, timeout=5000)
+    x, y = plots.curves["loss"].getData()
+    assert len(x) <= 2 * plots.MAX_POINTS
+    # the decimated curve keeps the envelope: the extremes of the whole history are on it
+    xs, ys = plots.history["loss"].data()
+    assert y.max() == pytest.approx(ys.max()) and y.min() == pytest.approx(ys.min()) and x.max() <= xs.max()
+    # the x axis shows the steps in 1-2-5 steps; new points inside the view do not move the axes
+    view = plots.plots["rca"].getViewBox()
+    (x0, x1), (y0, y1) = view.viewRange()
+    assert x1 == 5000 and y0 <= 0.5 and y1 >= 0.55
+    plots.add(_metric(4991))
+    plots.redraw()
+    assert view.viewRange()[0][1] == 5000 and view.viewRange()[1] == pytest.approx([y0, y1])
+    plots.add(_metric(4992))
+    plots.history["rca"].append(4993.0, 10.0)  # far outside: the y axis follows
+    plots.dirty.add("rca")
+    plots.redraw()
+    assert view.viewRange()[1][1] > 10.0
+
+
+def test_peak_decimation_keeps_every_bin_extreme():
+    from desktop.discovery import peak_decimate
+
+    x = np.arange(10_000, dtype=float)
+    y = np.sin(x / 50.0)
+    y[4321] = 7.0
+    dx, dy = peak_decimate(x, y, 100)
+    assert dx.size == dy.size == 200 and dy.max() == 7.0 and dy.min() == pytest.approx(y.min())
+    assert np.all(np.diff(dx) >= 0)
+    short = np.arange(50.0)
+    assert peak_decimate(short, short, 100)[0] is short
+
+
+def test_preview_frames_arrive_scaled_for_the_canvas(qtbot, make_window):
+    win = make_window()
+    wait_preview(qtbot, win)
+    qtbot.wait(100)  # the first frame may come before the window's layout: render again
+    win.preview.set_seeds([3])
+    qtbot.waitUntil(lambda: "seed 3" in win.preview.canvas.caption and not win.preview.renderer.busy, timeout=10000)
+    canvas, frames = win.preview.canvas, win.preview.frames
+    assert frames is not None and canvas.view() == frames.after.scaled_for
+    rect = canvas.target_rect()
+    assert (frames.after.scaled.width(), frames.after.scaled.height()) == (rect.width(), rect.height())
+    assert canvas._scaled is frames.after.scaled  # painted as it came: no scaling on the UI thread
+    h, w = frames.result.after.shape[:2]
+    assert rect.width() % w == 0 and rect.height() % h == 0  # crisp mode: whole-pixel zoom
+    canvas.grab()  # paints
+    assert canvas._scaled is frames.after.scaled
+    # a resize scales once for the new size
+    win.resize(win.width() - 200, win.height() - 100)
+    qtbot.waitUntil(lambda: canvas.view() != frames.after.scaled_for, timeout=5000)
+    canvas.grab()
+    rect = canvas.target_rect()
+    assert canvas._scaled_for == canvas.view()
+    assert (canvas._scaled.width(), canvas._scaled.height()) == (rect.width(), rect.height())
+    # and the pixels are the image's, each repeated (nearest)
+    img = canvas._scaled
+    zoom = rect.width() // w
+    px = img.pixelColor(zoom * 3 + zoom // 2, zoom * 2 + zoom // 2)
+    assert (px.red(), px.green(), px.blue()) == tuple(int(v) for v in frames.result.after[2, 3])
+
+
+def test_garbage_collection_skips_what_was_loaded(qtbot, make_window):
+    from desktop.app import settle_garbage
+
+    win = make_window()
+    wait_preview(qtbot, win)
+    qtbot.waitUntil(lambda: gc.get_freeze_count() > 0, timeout=5000)  # frozen after the model loaded
+    try:
+        assert not gc.isenabled()  # collections run on the UI thread's timer only
+
+        class Node:
+            pass
+
+        def cycle():
+            a, b = Node(), Node()
+            a.other, b.other = b, a
+            return id(a)
+
+        made = cycle()
+        gc.collect()  # a full collection still finds garbage made after the freeze
+        assert all(id(o) != made for o in gc.get_objects() if isinstance(o, Node))
+        settle_garbage()  # again (a model load): unfrozen, collected, frozen
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
