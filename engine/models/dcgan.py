@@ -25,7 +25,7 @@ from engine.checkpoints.torchfile import (
     show,
     state_tensor,
 )
-from engine.errors import CheckpointError
+from engine.errors import CheckpointError, describe_exception
 from engine.hashing import file_sha256
 from engine.models.base import (
     EARLY_ACTIVATION,
@@ -188,7 +188,9 @@ def load_dcgan_checkpoint(path: str | Path, *, name: str | None = None, key: str
     try:
         load_into(gen, state)
     except StateMismatch as exc:
-        raise CheckpointError(f"{path}: DCGAN weights do not fit the inferred architecture ({exc})") from None
+        raise CheckpointError(
+            f"{path}: DCGAN weights do not fit the inferred architecture ({describe_exception(exc)})"
+        ) from None
     gen.name = name or path.stem
     gen.identity = file_sha256(path)
     gen.source = str(path)

@@ -31,11 +31,16 @@ def _raise(*_a, **_k):
 
 
 def test_a_dcgan_whose_weights_do_not_fit_says_so_in_one_line(tmp_path, monkeypatch):
-    from engine.models.dcgan import DCGANGenerator, load_dcgan_checkpoint
+    import engine.models.dcgan as dcgan
+    from engine.checkpoints.torchfile import StateMismatch
+    from engine.models.dcgan import load_dcgan_checkpoint
     from tests.engine.tiny_generators import save_tiny_dcgan
 
+    def mismatch(*_a, **_k):
+        raise StateMismatch(NASTY)
+
     path = save_tiny_dcgan(tmp_path / "g.pt", nz=8)
-    monkeypatch.setattr(DCGANGenerator, "load_state_dict", _raise)
+    monkeypatch.setattr(dcgan, "load_into", mismatch)
     with pytest.raises(AtlasError) as err:
         load_dcgan_checkpoint(path)
     assert_one_clean_line(str(err.value))

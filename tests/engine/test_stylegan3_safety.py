@@ -298,7 +298,9 @@ def test_converting_holds_one_copy_of_the_weights(tmp_path):
     import json
 
     peak = json.loads(out.stdout.strip().splitlines()[-1])["peak"]
-    assert peak <= 1.25 * nbytes, (peak / nbytes, nbytes)
+    # one copy measures 1.10-1.32x here (the allocator's arenas and page rounding vary from run to
+    # run); a second copy of the weights would be 2x or more
+    assert peak <= 1.5 * nbytes, (peak / nbytes, nbytes)
 
 
 @needs_fixtures
