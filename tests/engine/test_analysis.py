@@ -330,18 +330,9 @@ def test_every_analysis_yields_within_a_second_of_a_slow_generator(name, monkeyp
     """A generator taking 0.2 s per image (on the pacers' fake clock): each analysis renders in
     pieces small enough to yield at least every second (they used to yield per direction, per
     batch of up to 64 images, or per Adam step of 32 latents rendered three times)."""
-    import engine.jobs
+    from tests.engine.fake_clock import slow_generator
 
-    now = [0.0]
-    monkeypatch.setattr(engine.jobs, "_clock", lambda: now[0])
-    real = QuadrantGenerator.decode
-
-    def slow(self, code, *args, **kw):
-        out = real(self, code, *args, **kw)
-        now[0] += 0.2 * out.shape[0]
-        return out
-
-    monkeypatch.setattr(QuadrantGenerator, "decode", slow)
+    clock = slow_generator(monkeypatch, QuadrantGenerator, 0.2)
     gen = QuadrantGenerator().eval()
     if name == "reproduce":
         dset = param_set(gen, [scale_factor_delta(gen, 0)])
@@ -356,8 +347,8 @@ def test_every_analysis_yields_within_a_second_of_a_slow_generator(name, monkeyp
     }[name]
     extra = {"fid": {"features": lambda x: x.flatten(1)[:, ::64]}, "score": {"factors": exact_factors()}}.get(name, {})
     stamps = []
-    result = run_job(ANALYSES[name].run(gen, dset, None, small, **extra), lambda rec: stamps.append(now[0]))
-    gaps = np.diff([0.0, *stamps, now[0]])
+    result = run_job(ANALYSES[name].run(gen, dset, None, small, **extra), lambda rec: stamps.append(clock.now))
+    gaps = np.diff([0.0, *stamps, clock.now])
     assert gaps.max() <= 1.0, gaps.max()
-    assert now[0] > 5.0 and len(stamps) > 5  # the work did take many (fake) seconds, in many pieces
+    assert clock.now > 5.0 and len(stamps) > 5  # the work did take many (fake) seconds, in many pieces
     assert result.kind == ANALYSES[name].result.kind

@@ -26,14 +26,6 @@ from tests.engine.tiny_generators import save_tiny_dcgan
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _logs_and_threads(tmp_path, monkeypatch):
-    monkeypatch.setenv("GAN_ATLAS_DATA_DIR", str(tmp_path / "data"))
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def tiny(tmp_path):
     """A tiny DCGAN checkpoint (latent 8) and a direction set found on it (one on digiface too)."""

@@ -226,22 +226,13 @@ def test_export_cli_grid_labels(gen, dset, tmp_path, monkeypatch):
 @pytest.fixture()
 def slow_gen(monkeypatch):
     """A 16 px DCGAN that takes 0.15 s per image on the pacers' fake clock."""
-    import engine.jobs
+    from tests.engine.fake_clock import slow_generator
 
-    now = [0.0]
-    monkeypatch.setattr(engine.jobs, "_clock", lambda: now[0])
-    real = DCGANGenerator.decode
-
-    def slow(self, code, *args, **kw):
-        out = real(self, code, *args, **kw)
-        now[0] += 0.15 * out.shape[0]
-        return out
-
-    monkeypatch.setattr(DCGANGenerator, "decode", slow)
+    clock = slow_generator(monkeypatch, DCGANGenerator, 0.15)
     torch.manual_seed(0)
     g = DCGANGenerator(nz=8, ngf=8, n_up=2).eval()
     g.name, g.identity = "tiny", "tiny-id"
-    return g, now
+    return g, clock
 
 
 @pytest.mark.parametrize("what", ["images", "grid", "mp4", "gif", "batch"])
@@ -250,7 +241,7 @@ def test_every_export_yields_within_a_second_of_a_slow_generator(slow_gen, dset,
     is sized to yield within a second, and two seeds of a frame may come from two pieces."""
     from engine.render import Item, render_items
 
-    gen, now = slow_gen
+    gen, clock = slow_gen
     codes = gen.seed_latents([0, 1, 2])
     dirs = [dset.directions[0], dset.directions[1]]
     opts = MorphOptions(frames=8, size=32)
@@ -262,10 +253,10 @@ def test_every_export_yields_within_a_second_of_a_slow_generator(slow_gen, dset,
         "batch": lambda: export_interpretable(gen, dset, codes, tmp_path / "batch", fmt="gif", opts=opts),
     }[what]()
     stamps = []
-    run_job(job, lambda rec: stamps.append(now[0]))
-    gaps = np.diff([0.0, *stamps, now[0]])
+    run_job(job, lambda rec: stamps.append(clock.now))
+    gaps = np.diff([0.0, *stamps, clock.now])
     assert gaps.max() <= 1.0, gaps.max()
-    assert now[0] >= 0.15 * 18 and len(stamps) > 5
+    assert clock.now >= 0.15 * 18 and len(stamps) > 5
     if what == "mp4":  # the frames are the unpaced ones: seed 1 of frame 5 is G(z_1 + t_5 d)
         frames = iio.mimread(tmp_path / "m.mp4")
         assert len(frames) == 8 and frames[0].shape == (32, 3 * 32 + 2 * 4, 3)

@@ -96,25 +96,17 @@ def test_stylegan2_w_pca_matches_numpy_and_is_scaled_by_std():
 def test_a_slow_model_yields_within_each_batch_and_gives_the_same_directions(monkeypatch):
     """0.01 s per sample on the pacers' fake clock: a batch of 300 samples (3 s) used to be one
     yield; now it is computed in pieces, with the same samples, so the directions are the same."""
-    import engine.jobs
     from engine.models.dcgan import DCGANGenerator
+    from tests.engine.fake_clock import slow_generator
 
     gen = tiny_dcgan(nz=8, ngf=4, n_up=2, seed=2)
     p = Params(k=4, n_samples=1200, batch_size=300)
     whole = run_job(get_method("ganspace").run(gen, p))
-    now = [0.0]
-    monkeypatch.setattr(engine.jobs, "_clock", lambda: now[0])
-    real = DCGANGenerator.early_activation
-
-    def slow(self, z, *args, **kw):
-        now[0] += 0.01 * z.shape[0]
-        return real(self, z, *args, **kw)
-
-    monkeypatch.setattr(DCGANGenerator, "early_activation", slow)
+    clock = slow_generator(monkeypatch, DCGANGenerator, 0.01, "early_activation")
     stamps = []
-    paced = run_job(get_method("ganspace").run(gen, p), lambda rec: stamps.append(now[0]))
-    gaps = np.diff([0.0, *stamps, now[0]])
+    paced = run_job(get_method("ganspace").run(gen, p), lambda rec: stamps.append(clock.now))
+    gaps = np.diff([0.0, *stamps, clock.now])
     assert gaps.max() <= 1.0, gaps.max()
-    assert now[0] > 0.01 * 1200 * 2.9  # mean, covariance and regression passes over the samples
+    assert clock.now > 0.01 * 1200 * 2.9  # mean, covariance and regression passes over the samples
     for a, b in zip(whole.directions, paced.directions):
         np.testing.assert_allclose(a.vector.numpy(), b.vector.numpy(), rtol=1e-4, atol=1e-5)

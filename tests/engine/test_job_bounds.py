@@ -20,14 +20,6 @@ from engine.models import load_generator
 from tests.engine.tiny_generators import save_tiny_dcgan, tiny_dcgan
 
 
-@pytest.fixture(autouse=True)
-def _logs_and_threads(tmp_path, monkeypatch):
-    monkeypatch.setenv("GAN_ATLAS_DATA_DIR", str(tmp_path / "data"))
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def tiny(tmp_path):
     ckpt = save_tiny_dcgan(tmp_path / "tiny.pt", nz=8)

@@ -22,20 +22,11 @@ from engine.discovery.checkpoint import (
 )
 from engine.jobs import Progress, run_job
 from tests.engine.cli_runs import discover
+from tests.engine.fake_clock import FakeClock
 from tests.engine.tiny_generators import save_tiny_dcgan, tiny_dcgan
 
 
 # ---- cancel latency -------------------------------------------------------------------------------
-class FakeClock:
-    """Time that passes only while the (fake-slow) generator renders."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_slow_generator_still_yields_within_each_block_product(monkeypatch):
     """A generator taking 0.3 s per image (on a fake clock): param-spectrum yields at least every
     second, also inside the products (it used to yield once per iteration: 9 images = 2.7 s)."""

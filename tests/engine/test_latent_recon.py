@@ -263,33 +263,13 @@ def test_partial_sets_come_before_the_first_rca():
 
 
 # ---- paced steps (issue 11: every job yields at least once a second) ------------------------------
-class FakeClock:
-    """Time that passes only while the (fake-slow) generator renders: ``per_image`` s per image."""
-
-    def __init__(self, per_image: float = 0.0) -> None:
-        self.now, self.per_image = 0.0, per_image
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def fake_clock(monkeypatch):
     """The pacers' clock, advanced by the tiny DCGAN's decode (every instance, copies included)."""
-    import engine.jobs
     from engine.models.dcgan import DCGANGenerator
+    from tests.engine.fake_clock import slow_generator
 
-    clock = FakeClock()
-    monkeypatch.setattr(engine.jobs, "_clock", clock)
-    real = DCGANGenerator.decode
-
-    def decode(self, code, *args, **kw):
-        out = real(self, code, *args, **kw)
-        clock.now += clock.per_image * out.shape[0]
-        return out
-
-    monkeypatch.setattr(DCGANGenerator, "decode", decode)
-    return clock
+    return slow_generator(monkeypatch, DCGANGenerator, 0.0)
 
 
 def _paced_cfg(**kw):

@@ -409,22 +409,13 @@ def test_latent_model_mismatch_and_damage(tmp_path):
 def test_projection_scores_its_candidates_in_pieces_that_yield(monkeypatch):
     """0.05 s per image on the pacers' fake clock: the 256 candidates of a fit in z were scored in
     batches of 64 (3.2 s) without a yield; now the job yields at least once a second throughout."""
-    import engine.jobs
+    from tests.engine.fake_clock import slow_generator
 
-    now = [0.0]
-    monkeypatch.setattr(engine.jobs, "_clock", lambda: now[0])
-    real = DCGANGenerator.decode
-
-    def slow(self, code, *args, **kw):
-        out = real(self, code, *args, **kw)
-        now[0] += 0.05 * out.shape[0]
-        return out
-
-    monkeypatch.setattr(DCGANGenerator, "decode", slow)
+    clock = slow_generator(monkeypatch, DCGANGenerator, 0.05)
     gen = tiny_dcgan()
     image = to_uint8(render_batch(gen, gen.sample_latents(1, 7), None))[0]
     stamps = []
-    lat = run_job(project(gen, image, ProjectParams(steps=3), distance="pixel"), lambda rec: stamps.append(now[0]))
-    gaps = np.diff([0.0, *stamps, now[0]])
+    lat = run_job(project(gen, image, ProjectParams(steps=3), distance="pixel"), lambda rec: stamps.append(clock.now))
+    gaps = np.diff([0.0, *stamps, clock.now])
     assert gaps.max() <= 1.0, gaps.max()
-    assert now[0] >= 0.05 * 256 and lat.code.shape == (1, 8)
+    assert clock.now >= 0.05 * 256 and lat.code.shape == (1, 8)
