@@ -1,8 +1,6 @@
 """GAN Atlas. ``python main.py`` opens the editor; ``python main.py --help`` lists the commands."""
 
-import sys
-
-from cli.main import main
+from cli.main import exit_process, main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -418,4 +418,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from cli.main import exit_process
+
     main()
+    exit_process(0)  # a child whose job was closed while a helper thread ran must not abort at exit

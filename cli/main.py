@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from engine.errors import AtlasError, BadValueError, describe_exception, one_line
@@ -95,6 +96,17 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
         return args
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else EXIT_USAGE)
+
+
+def exit_process(code: int) -> None:
+    """End the process with ``code``: at once (``os._exit``, after flushing) while a closed job's
+    helper thread is still inside torch (``engine.jobs.helpers_running``), normally otherwise."""
+    jobs = sys.modules.get("engine.jobs")
+    if jobs is not None and jobs.helpers_running():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,6 +179,19 @@ class Pacer:
             start += k
 
 
+_helpers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def helpers_running() -> bool:
+    """Whether a ``wait_for`` call of a closed job is still running on its helper thread.
+
+    A process that ends then must end with ``os._exit`` (``cli.main.exit_process``): the interpreter's
+    normal shutdown stops daemon threads inside torch's C++ code, which aborts the process
+    ("terminate called without an active exception") instead of exiting with its status.
+    """
+    return any(t.is_alive() for t in list(_helpers))
+
+
 def wait_for(fn: Callable[..., Any], *args: Any, record: Progress | None = None, **kwargs: Any) -> Iterator[Progress]:
     """Job: ``fn(*args, **kwargs)`` on a helper thread, yielding ``record`` every ``PASS_SECONDS``
     until it returns; returns its value (or raises its exception).
@@ -197,7 +211,9 @@ def wait_for(fn: Callable[..., Any], *args: Any, record: Progress | None = None,
         finally:
             done.set()
 
-    threading.Thread(target=call, name=f"wait_for {getattr(fn, '__name__', 'call')}", daemon=True).start()
+    helper = threading.Thread(target=call, name=f"wait_for {getattr(fn, '__name__', 'call')}", daemon=True)
+    _helpers.add(helper)
+    helper.start()
     while not done.wait(PASS_SECONDS):
         yield record if record is not None else Progress(0, 0)
     if "error" in out:

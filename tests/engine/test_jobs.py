@@ -80,3 +80,35 @@ def test_wait_for_yields_while_one_long_call_runs_and_can_be_closed():
         assert str(exc) == "boom"
     else:
         raise AssertionError("the call's exception was not raised")
+
+
+_EXIT_WHILE_A_HELPER_RUNS = """
+import sys, torch
+from cli.main import exit_process
+from engine.jobs import wait_for
+torch.set_num_threads(1)
+a = torch.randn(1500, 1500)
+def heavy():
+    for _ in range(50):
+        torch.linalg.eigh(a @ a.T)
+job = wait_for(heavy)
+next(job)
+job.close()  # cancelled: the eigendecompositions go on on their daemon thread
+exit_process(3)
+"""
+
+
+def test_a_process_cancelled_while_a_helper_thread_runs_exits_with_its_status():
+    """Interpreter shutdown stops a daemon thread that is inside torch's C++ code by aborting the
+    process ("terminate called without an active exception", status 134): a command cancelled
+    while ``wait_for`` ran used to end that way. ``main.py`` ends through ``exit_process``."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _EXIT_WHILE_A_HELPER_RUNS], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 3 and "terminate" not in out.stderr, (out.returncode, out.stderr[-500:])
+    assert "exit_process(main())" in (root / "main.py").read_text()
