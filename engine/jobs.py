@@ -21,6 +21,8 @@ job yields (``wait_for``).
 
 from __future__ import annotations
 
+import importlib
+import sys
 import threading
 import time
 import weakref
@@ -219,3 +221,11 @@ def wait_for(fn: Callable[..., Any], *args: Any, record: Progress | None = None,
     if "error" in out:
         raise out["error"]
     return out.get("value")
+
+
+def optimizers_ready(record: Progress | None = None) -> Iterator[Progress]:
+    """Job: make sure ``torch.optim`` can build an optimizer without a pause. The first optimizer of a
+    process imports ``torch._dynamo`` (1 s here on an idle core, 4 s on a loaded machine, in one
+    call); this imports it on a helper thread while the job yields ``record``."""
+    if "torch._dynamo" not in sys.modules:
+        yield from wait_for(importlib.import_module, "torch._dynamo", record=record)

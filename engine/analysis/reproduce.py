@@ -34,7 +34,7 @@ from engine.analysis.results import AnalysisResult, register_result
 from engine.analysis.sampling import check_fits, directions_of, latents
 from engine.directions import DirectionSet
 from engine.errors import AtlasError
-from engine.jobs import Pacer, Progress
+from engine.jobs import Pacer, Progress, optimizers_ready
 from engine.models.base import ParamEdit
 from engine.params import validate_params
 from engine.render import to_uint8
@@ -181,6 +181,7 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
     g = torch.Generator().manual_seed(params.seed)
     total = len(dirs) * params.steps
     yield Progress(0, total, stage="optimising h")
+    yield from optimizers_ready(Progress(0, total, stage="optimising h"))
     ts, residuals, sizes, norms, curves, examples = [], [], [], [], [], []
     for j, (k, d) in enumerate(dirs):
         t = float(params.t) if params.t is not None else float(d.range[1])
