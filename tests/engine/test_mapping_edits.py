@@ -101,18 +101,28 @@ def test_conditional_mapping_edit_keeps_each_rows_class():
 
 def test_procedural_mapping_edit_equals_patched_weight():
     gen = load_generator("procedural-stylegan2-32", device="cpu")
-    err = check_against_patched(gen, "mapping.fc3", psi=0.7, atol=2e-4)  # float32 rounding, amplified by 8 layers
-    assert err < 2e-4
+    # float32: this model's own batch-vs-single rounding is ~1.5e-5 (8 mapping layers amplify it)
+    check_against_patched(gen, "mapping.fc3", psi=0.7, atol=1e-4)
     check_against_patched(gen.double(), "mapping.fc3", psi=0.7, atol=1e-9)
 
 
 @pytest.mark.usefixtures("shared_fixtures")
-@pytest.mark.parametrize("name", ["stylegan3/sg3t_res32.pkl", "nvada_skip_res64_fp16.pkl"])
-def test_fixture_mapping_edit_equals_patched_weight(name):
+@pytest.mark.parametrize(
+    "name, classes",
+    [
+        ("stylegan3/sg3t_res32.pkl", None),
+        ("nvada_skip_res64_fp16.pkl", None),
+        ("rosinality_s32_narrow.pt", None),
+        ("stylegan3/sg2ada_cond_res32.pkl", [3, 0, 7]),
+    ],
+)
+def test_fixture_mapping_edit_equals_patched_weight(name, classes):
+    """Float32: within a few times the model's own batch-vs-single rounding (measured 1e-6 .. 6e-6)."""
     gen = load_generator(FIXTURES / name, device="cpu")
     layers = [i.name for i in gen.mapping_layers()]
     assert layers and layers[0] == "mapping.fc0" and all(i.kind == "linear" for i in gen.mapping_layers())
-    check_against_patched(gen, layers[-1], psi=0.7, atol=2e-4)
+    check_against_patched(gen, layers[0], psi=1.0, classes=classes, atol=3e-5)
+    check_against_patched(gen, layers[-1], psi=0.7, classes=classes, atol=3e-5)
 
 
 def test_mapping_layers_are_listed_and_default_layer_unchanged(capsys):
