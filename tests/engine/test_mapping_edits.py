@@ -245,3 +245,23 @@ def test_discover_and_render_on_a_procedural_mapping_layer(tmp_path, method, ext
     assert main([*render, "--seeds", "0", "--out", str(grid)]) == 0
     images = np.load(grid)
     assert np.isfinite(images).all() and np.abs(images[0] - images[-1]).max() > 1e-3
+
+
+def test_pivotal_tuning_leaves_the_mapping_layers_alone():
+    """The tuned code is held in w / w+, past the mapping network: tuning's layers are the synthesis ones."""
+    from engine.projection import TuneParams
+
+    gen = tiny()
+    layers = TuneParams().check(gen)
+    assert layers == [i.name for i in gen.editable_layers() if not i.mapping] and "synthesis.b4.conv1" in layers
+    with pytest.raises(AtlasError, match="mapping.fc0 is in the mapping network"):
+        TuneParams(layers=("mapping.fc0",)).check(gen)
+
+
+def test_a_latent_tuned_on_a_mapping_layer_is_refused():
+    from engine.latents import Latent, LatentFileError
+
+    gen = tiny()
+    lat = Latent(torch.randn(1, 10), "w", {"name": gen.name}, tuning={"mapping.fc1": torch.zeros(10, 10)})
+    with pytest.raises(LatentFileError, match="mapping.fc1, a mapping-network layer, cannot act on a code in w"):
+        lat.check_fits(gen)
