@@ -265,3 +265,15 @@ def test_a_latent_tuned_on_a_mapping_layer_is_refused():
     lat = Latent(torch.randn(1, 10), "w", {"name": gen.name}, tuning={"mapping.fc1": torch.zeros(10, 10)})
     with pytest.raises(LatentFileError, match="mapping.fc1, a mapping-network layer, cannot act on a code in w"):
         lat.check_fits(gen)
+
+
+def test_reproduce_compares_a_mapping_edit_with_w_shifts():
+    """The edit of a mapping layer is rendered from z; the best constant w shift explains part of it
+    (the edit moves w by an amount that depends on z, so not all of it)."""
+    from engine.analysis import reproduce
+
+    gen = tiny()
+    dset = run_job(get_method("param-svd").run(gen, get_method("param-svd").make_params(k=2, layer="mapping.fc2")))
+    r = run_job(reproduce.run(gen, dset, [0], reproduce.Params(t=0.5, steps=60, batch_size=16, eval_samples=64)))
+    assert r.space == "w" and np.isfinite(r.residual).all()
+    assert 0.0 < r.residual[0] < 0.99 and r.edit_size[0] > 0
