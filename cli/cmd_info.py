@@ -47,6 +47,8 @@ def run(args) -> int:
         shape = "x".join(map(str, layer["shape"]))
         res = f"{layer['resolution']:>4}px" if layer["resolution"] else "     -"
         reads = f"  reads ws[{layer['ws_index']}]" if "ws_index" in layer else ""
+        if "reads" in layer:
+            reads = f"  reads {layer['reads']}"
         print(f"  {layer['name']:<28} {layer['kind']:<15} {shape:<18} {res}{reads}{mark}")
     if d.get("not_editable"):
         print("not editable:")

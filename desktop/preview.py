@@ -39,7 +39,7 @@ from desktop.workers import LatestWins
 from desktop.workspace import SetEntry, Workspace
 from engine.errors import AtlasError, BadValueError
 from engine.models.base import INPUT_TRANSFORM
-from engine.seeds import applicable, seed_label
+from engine.seeds import applicable, not_applicable_reason, seed_label
 from engine.selection import parse_seeds
 
 THROTTLE_MS = 25
@@ -537,8 +537,9 @@ class PreviewPanel(QWidget):
     def _update_applicability(self) -> None:
         space = self.space.currentText() or "z"
         for r in self._rows:
-            ok = applicable(r.entry.direction(r.k), space)
-            r.set_applicable(ok, "a z-space direction acts on z codes: switch Space to z")
+            d = r.entry.direction(r.k)
+            ok = applicable(d, space, self.ws.gen)
+            r.set_applicable(ok, "" if ok else not_applicable_reason(d))
 
     def sliders(self) -> list[QLabeledDoubleSlider]:
         return [r.slider for r in self._rows]

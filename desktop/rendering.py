@@ -137,7 +137,7 @@ def render_preview(gen, req: PreviewRequest, cache: BeforeCache | None = BEFORE_
     shifts = []
     for dset, k, t in req.shifts:
         d = materialize(dset, k)
-        if not applicable(d, req.space):
+        if not applicable(d, req.space, gen):
             continue
         d = restrict(d, req.space, req.layers)
         if float(t) == 0 or not acts(d):

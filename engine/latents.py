@@ -151,6 +151,10 @@ class Latent:
                 raise LatentFileError(
                     f"{where}: tuned weights of {layer} ({list(delta.shape)}) do not fit model '{gen.name}'"
                 )
+            if layers[layer].mapping and self.space != "z":
+                raise LatentFileError(
+                    f"{where}: tuned weights of {layer}, a mapping-network layer, cannot act on a code in {self.space}"
+                )
 
 
 def model_ref(gen) -> dict[str, Any]:

@@ -485,7 +485,7 @@ class TuneParams:
     stop_distance: float = 0.06  # stop once LPIPS is below this (only when the distance is LPIPS)
     locality_weight: float = 0.0  # PTI's locality regularisation (off in the authors' defaults)
     locality_alpha: float = 30.0  # how far from the pivot the regularising codes lie (code units)
-    layers: tuple[str, ...] | None = None  # default: every editable layer
+    layers: tuple[str, ...] | None = None  # default: every editable layer outside the mapping network
     preview_every: int = 10
     seed: int = 0
 
@@ -494,12 +494,17 @@ class TuneParams:
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise AtlasError(f"tuning learning rate {self.lr}: must be positive")
         _bounded("preview_every", self.preview_every, 1, MAX_STEPS)
-        names = [i.name for i in gen.editable_layers()]
+        # the code is held fixed past the mapping network (w / w+), so its layers cannot act on it
+        names = [i.name for i in gen.editable_layers() if not i.mapping]
         if not names:
             raise AtlasError(f"model '{gen.name}' has no editable layers to tune")
         layers = list(self.layers) if self.layers else names
         for layer in layers:
-            gen.layer_info(layer)
+            if gen.layer_info(layer).mapping:
+                raise AtlasError(
+                    f"layer {layer} is in the mapping network: pivotal tuning holds the code fixed in w / w+, "
+                    "so tune synthesis layers"
+                )
         return layers
 
 

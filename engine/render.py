@@ -7,8 +7,9 @@ The unit of work is an *item*: a base code (a seed's z, or a projected w / w+) a
   truncation, w+ shifts only on their layer range);
 * parameter shifts become one ``ParamEdit`` per layer whose ``delta`` stacks the distinct
   directions of the batch, so every (direction, t) pair is served by the same forward
-  (``engine.models.base.apply_conv_edit`` for plain convolutions, per-sample weights in
-  StyleGAN2's grouped modulated convolution).
+  (``engine.models.base.apply_conv_edit`` for plain convolutions and linear layers, per-sample
+  weights in StyleGAN2's grouped modulated convolution). Shifts of a style model's mapping
+  layers act while z becomes w (before w / w+ shifts), so they need z codes.
 
 Class-conditional models: each row has a class. A seed's class travels with it in its ``Base``
 (``Base.class_index``), so the rows of grids, sweeps and videos keep their seed's class; rows
@@ -209,11 +210,14 @@ def render_batch(
     target = max([space, *latent_spaces], key=_SPACE_ORDER.__getitem__)
     gen.check_space(target)
 
+    edits = _param_edits(shifts, dev)
     # z shifts go in before the mapping network
     if "z" in latent_spaces:
         codes = codes + _latent_offsets(shifts, "z", codes)
     if target != space:
-        ws = gen.codes_to_ws(codes, space, psi=psi, cutoff=cutoff, classes=row_classes)  # [B, num_ws, w_dim]
+        # shifts of mapping layers act while z becomes w, before the w / w+ shifts
+        early, edits = gen.split_mapping_edits(edits)
+        ws = gen.codes_to_ws(codes, space, psi=psi, cutoff=cutoff, classes=row_classes, edit=early)
         codes = ws[:, 0] if target == "w" else ws
         code_space = target
     else:
@@ -225,7 +229,6 @@ def render_batch(
         if "w+" in latent_spaces:
             codes = codes + _wplus_offsets(shifts, codes, gen.num_ws)
 
-    edits = _param_edits(shifts, dev)
     if (
         edits
         and gen.supports_shared_prefix

@@ -8,7 +8,7 @@ into codes here, so that both show the same image for the same seed:
   tuned weights, noise maps and class) as one batch of codes with their ``engine.render.Base``;
 * ``widen_space``: the space that holds them all (a projected w code cannot be written in z, so a
   w or w+ image widens z -> w -> w+);
-* ``applicable`` / ``restrict``: which latent directions act on codes held in a space, and the
+* ``applicable`` / ``restrict``: which directions act on codes held in a space, and the
   w+ layer range that w / w+ directions are limited to when codes are held in w+.
 """
 
@@ -86,9 +86,22 @@ def seed_codes(
     return torch.stack(codes), (bases if any(b is not None for b in bases) else None)
 
 
-def applicable(d: Direction, space: str) -> bool:
-    """Whether direction ``d`` can act on codes held in ``space`` (z directions need z codes)."""
-    return not (d.kind == "latent" and d.space == "z" and space != "z")
+def applicable(d: Direction, space: str, gen=None) -> bool:
+    """Whether direction ``d`` can act on codes held in ``space``: z directions need z codes, and
+    so do shifts of ``gen``'s mapping-network layers (``LayerInfo.mapping``; checked when ``gen``
+    is given)."""
+    if space == "z":
+        return True
+    if d.kind == "latent":
+        return d.space != "z"
+    return gen is None or d.layer not in {i.name for i in gen.mapping_layers()}
+
+
+def not_applicable_reason(d: Direction) -> str:
+    """Why ``applicable`` refused ``d`` (one line for a tooltip)."""
+    if d.kind == "latent":
+        return "a z-space direction acts on z codes: switch Space to z"
+    return f"a shift of {d.layer} (the mapping network) acts on z codes: switch Space to z"
 
 
 def restrict(d: Direction, space: str, layers: tuple[int, int] | None) -> Direction:

@@ -70,7 +70,7 @@ def set_seed(folder: Path) -> Path:
     """A set for ``tiny_model()``: z, w and w+ (layer range) directions, an SVD basis and a dense delta."""
     gen = tiny_model()
     g = torch.Generator().manual_seed(0)
-    layer = gen.editable_layers()[2]
+    layer = [i for i in gen.editable_layers() if not i.mapping][2]  # a synthesis layer
     W = gen.layer_weight(layer.name).detach()
     U, S, Vh = torch.linalg.svd(W.reshape(W.shape[0], -1), full_matrices=False)
     dirs = [
@@ -108,7 +108,7 @@ def latent_seed(folder: Path) -> Path:
     gen = tiny_model()
     g = torch.Generator().manual_seed(1)
     noise = {name: torch.randn(1, *m.shape, generator=g) for name, m in gen.noise_maps().items()}
-    layer = gen.editable_layers()[1]
+    layer = [i for i in gen.editable_layers() if not i.mapping][1]  # a synthesis layer
     lat = Latent(
         torch.randn(1, gen.w_dim, generator=g),
         "w",

@@ -16,7 +16,8 @@ The report is the **relative residual** on held-out latents::
     residual = E_z ||G(z + h) - G_{theta + t xi}(z)||^2 / E_z ||G(z) - G_{theta + t xi}(z)||^2
 
 0 means the edit is exactly a latent translation; 1 means no latent shift does better than doing
-nothing (h = 0 scores 1 by definition).
+nothing (h = 0 scores 1 by definition). An edit of a mapping-network layer is rendered from z
+(it changes w itself); h is still a shift of the unedited code.
 """
 
 from __future__ import annotations
@@ -161,6 +162,13 @@ def _decode(gen, code: torch.Tensor, space: str, psi: float, edit=None) -> torch
     return gen.decode(code, space, psi=psi, edit=edit).float()
 
 
+def _edited(gen, z, code, space: str, psi: float, layer: str, delta, t: float) -> torch.Tensor:
+    """``G_{theta + t xi}(z)``: from the code, or from z for a mapping-network layer (its edit acts before w)."""
+    if gen.layer_info(layer).mapping:
+        return _decode(gen, z, "z", psi, ParamEdit.single(layer, delta, z.shape[0], t))
+    return _decode(gen, code, space, psi, ParamEdit.single(layer, delta, code.shape[0], t))
+
+
 def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params = Params()) -> Iterator[Progress]:
     """Job: the latent-reproduction residual of parameter directions ``indices``. Returns a ``ReproduceResult``."""
     if params.steps < 1 or params.batch_size < 1 or params.eval_samples < 1:
@@ -198,8 +206,7 @@ def run(gen, dirset: DirectionSet, indices: Sequence[int] | None, params: Params
             for sl in pacer.slices(z.shape[0]):
                 code = _encode(gen, z[sl], space, params.psi)
                 with torch.no_grad():
-                    edit = ParamEdit.single(d.layer, delta, code.shape[0], t)
-                    target = _decode(gen, code, space, params.psi, edit)
+                    target = _edited(gen, z[sl], code, space, params.psi, d.layer, delta, t)
                     base_sum += float(((_decode(gen, code, space, params.psi) - target) ** 2).sum())
                 out = _decode(gen, code + u * scale, space, params.psi)
                 loss = ((out - target) ** 2).sum() / (target[0].numel() * z.shape[0])
@@ -273,7 +280,7 @@ def _evaluate(
         with torch.no_grad():
             code = _encode(gen, z[sl], space, psi)
             base = _decode(gen, code, space, psi)
-            target = _decode(gen, code, space, psi, ParamEdit.single(layer, delta, code.shape[0], t))
+            target = _edited(gen, z[sl], code, space, psi, layer, delta, t)
             shifted = _decode(gen, code + h, space, psi)
         num += float(((shifted - target) ** 2).sum())
         den += float(((base - target) ** 2).sum())

@@ -130,9 +130,10 @@ def param_pair(
     shift of each sample in weight units. In ``one`` mode the 2B samples share one forward: the
     first half uses ``t = 0`` (``apply_conv_edit`` skips those rows), and on a model with
     ``supports_shared_prefix`` the layers before ``layer`` run once per latent. Style models are
-    mapped once and both halves are decoded from the same w+.
+    mapped once and both halves are decoded from the same w+, unless ``layer`` is in the mapping
+    network (``LayerInfo.mapping``): then both halves are decoded from z.
     """
-    space = "w+" if gen.num_ws > 0 else "z"
+    space = "w+" if gen.num_ws > 0 and not gen.layer_info(layer).mapping else "z"
     cls = latent_classes(gen, z)
     code = base_codes(gen, z, space, psi, cls)
     B = z.shape[0]

@@ -20,7 +20,13 @@ Parameter edits
 ---------------
 A ``ParamEdit`` shifts one named layer's weight per sample: sample ``b`` is rendered with
 ``W + t[b] * delta[index[b]]``. Models thread it down to the layer named ``edit.layer`` so one
-batched forward serves every (direction, t) pair; see ``apply_conv_edit`` for plain convolutions.
+batched forward serves every (direction, t) pair; see ``apply_conv_edit`` for plain convolutions
+and linear layers.
+
+Edits of a *mapping* layer (``LayerInfo.mapping``: a fully connected layer of a style model's
+mapping network z -> w) change every ws of a sample, so they act on z codes only: ``decode``
+passes them to ``mapping`` (``codes_to_ws``) and the others to ``synthesis``. Truncation still
+pulls towards the unedited model's ``truncation_center``.
 """
 
 from __future__ import annotations
@@ -49,13 +55,15 @@ class LayerInfo:
     ``[out_features, in_features]``), ``"modconv"`` (StyleGAN2 modulated conv, weight
     ``[C_out, C_in, k, k]``) or ``"torgb"`` (StyleGAN2 toRGB: modulated 1x1 conv without
     demodulation, ``[img_channels, C_in, 1, 1]``); ``resolution`` is the layer's output resolution
-    (0 when its output is not an image-shaped map, e.g. a linear layer's).
+    (0 when its output is not an image-shaped map, e.g. a linear layer's). ``mapping``: the layer
+    belongs to the mapping network z -> w (an edit there changes all of w, so it needs z codes).
     """
 
     name: str
     kind: str
     shape: tuple[int, ...]
     resolution: int
+    mapping: bool = False
 
     @property
     def numel(self) -> int:
@@ -522,11 +530,19 @@ class Generator(nn.Module):
 
     # ---- encode / decode ----------------------------------------------------------------
     def mapping(
-        self, z: torch.Tensor, *, psi: float = 1.0, cutoff: int | None = None, classes: torch.Tensor | None = None
+        self,
+        z: torch.Tensor,
+        *,
+        psi: float = 1.0,
+        cutoff: int | None = None,
+        classes: torch.Tensor | None = None,
+        edit: EditArg = None,
     ) -> torch.Tensor:
         """``z [B, z_dim] -> ws [B, num_ws, w_dim]`` with truncation; only for style models.
 
         ``classes``: long ``[B]`` (already resolved by ``condition``) for class-conditional mappings.
+        ``edit``: parameter edits of mapping layers (``LayerInfo.mapping``); with a shared-prefix
+        ``source`` the result has one row per sample (``len(source)``), not per code.
         """
         raise AtlasError(f"model '{self.name}' has no mapping network (no w space)")
 
@@ -581,15 +597,22 @@ class Generator(nn.Module):
         psi: float = 1.0,
         cutoff: int | None = None,
         classes: torch.Tensor | None = None,
+        edit: EditArg = None,
     ) -> torch.Tensor:
         """The synthesis input for a code: ws for style models, z for the others.
 
         ``classes``: resolved long ``[B]`` (``condition``), used by class-conditional mappings.
+        ``edit``: edits of mapping layers only (see ``mapping``); they need z codes.
         """
+        edits = as_edit_list(edit)
+        if edits and space != "z":
+            raise AtlasError(
+                f"a shift of {edits[0].layer} (the mapping network) acts on z codes; these codes are in {space}"
+            )
         if self.num_ws == 0:
             return code
         if space == "z":
-            return self.mapping(code, psi=psi, cutoff=cutoff, classes=classes)
+            return self.mapping(code, psi=psi, cutoff=cutoff, classes=classes, **({"edit": edits} if edits else {}))
         if space == "w":
             return code.unsqueeze(1).expand(-1, self.num_ws, -1)
         return code
@@ -615,8 +638,29 @@ class Generator(nn.Module):
         if isinstance(noise, str) and noise not in NOISE_MODES:
             raise AtlasError(f"unknown noise mode '{noise}'; choose one of {', '.join(NOISE_MODES)}")
         cond = self.condition(code.shape[0], classes=classes, transform=transform, truncation=psi)
-        ws = self.codes_to_ws(code, space, psi=psi, cutoff=cutoff, classes=cond.classes)
+        early, edit = self.split_mapping_edits(edit)
+        if early:
+            # the mapping runs the edited rows: with a shared-prefix source, ws comes back with one
+            # row per sample, so the synthesis (and its classes) continue without the source
+            _, source = self.checked_edits(early + edit, code.shape[0])
+            ws = self.codes_to_ws(code, space, psi=psi, cutoff=cutoff, classes=cond.classes, edit=early)
+            if source is not None:
+                edit = [ParamEdit(e.layer, e.delta, e.index, e.t) for e in edit]
+                if cond.classes is not None:
+                    cond = Condition(cond.classes[source], cond.transform, cond.truncation)
+        else:
+            ws = self.codes_to_ws(code, space, psi=psi, cutoff=cutoff, classes=cond.classes)
         return self.synthesis(ws, noise=noise, edit=edit, noise_generator=noise_generator, cond=cond)
+
+    def split_mapping_edits(self, edit: EditArg) -> tuple[list[ParamEdit], list[ParamEdit]]:
+        """``(edits of mapping layers, the others)`` (see ``LayerInfo.mapping``)."""
+        edits = as_edit_list(edit)
+        if not edits:
+            return [], edits
+        mapping = {i.name for i in self.mapping_layers()}
+        if not mapping:
+            return [], edits
+        return [e for e in edits if e.layer in mapping], [e for e in edits if e.layer not in mapping]
 
     def forward(
         self,
@@ -634,6 +678,10 @@ class Generator(nn.Module):
         """Layers whose weights parameter-space methods may shift, input to output."""
         return []
 
+    def mapping_layers(self) -> list[LayerInfo]:
+        """The editable layers of the mapping network (``LayerInfo.mapping``), input to output."""
+        return [i for i in self.editable_layers() if i.mapping]
+
     def layer_info(self, name: str) -> LayerInfo:
         layers = self.editable_layers()
         for info in layers:
@@ -643,13 +691,16 @@ class Generator(nn.Module):
             f"model '{self.name}' has no editable layer '{name}'; its layers are " + ", ".join(i.name for i in layers)
         )
 
-    def checked_edits(self, edit: EditArg, rows: int) -> tuple[list[ParamEdit], torch.Tensor | None]:
-        """The parameter edits of one ``synthesis`` call, checked: ``(edits, source)``.
+    def checked_edits(
+        self, edit: EditArg, rows: int, *, mapping: bool | None = None
+    ) -> tuple[list[ParamEdit], torch.Tensor | None]:
+        """The parameter edits of one ``synthesis`` (or ``mapping``) call, checked: ``(edits, source)``.
 
         ``rows``: the codes given to the call. Each edit must name an editable layer (else the
         one-line error listing them), its delta must have that layer's weight shape and its index
         and t one entry per sample; all share one ``source`` (``shared_source``), whose indices
-        lie in ``[0, rows)``. Models call this first, whatever their layer loop.
+        lie in ``[0, rows)``. ``mapping``: ``False`` (a synthesis call) refuses edits of mapping
+        layers, ``True`` (a mapping call) any other. Models call this first, whatever their layer loop.
         """
         edits = as_edit_list(edit)
         source = shared_source(edits)
@@ -659,6 +710,12 @@ class Generator(nn.Module):
         layers = {i.name: i for i in self.editable_layers()}
         for e in edits:
             info = layers.get(e.layer) or self.layer_info(e.layer)
+            if mapping is not None and info.mapping != mapping:
+                raise AtlasError(
+                    f"edit of layer '{e.layer}': a mapping-network layer acts on z codes (use decode from z)"
+                    if info.mapping
+                    else f"edit of layer '{e.layer}': not a layer of the mapping network"
+                )
             if tuple(e.delta.shape[1:]) != tuple(info.shape):
                 raise AtlasError(
                     f"edit of layer '{e.layer}': delta has shape {list(e.delta.shape[1:])}, "
@@ -697,7 +754,13 @@ class Generator(nn.Module):
             "capabilities": sorted(self.capabilities),
             "parameters": n_params,
             "editable_layers": [
-                {"name": i.name, "kind": i.kind, "shape": list(i.shape), "resolution": i.resolution}
+                {
+                    "name": i.name,
+                    "kind": i.kind,
+                    "shape": list(i.shape),
+                    "resolution": i.resolution,
+                    **({"mapping": True} if i.mapping else {}),
+                }
                 for i in self.editable_layers()
             ],
             "default_edit_layer": self.default_edit_layer,

@@ -435,6 +435,24 @@ class BigGANGenerator(Generator):
     def editable_layers(self) -> list[LayerInfo]:
         return [LayerInfo(name, kind, tuple(w.shape), res) for name, (kind, w, res) in self._layer_table().items()]
 
+    def uneditable_layers(self) -> list[tuple[str, str, str]]:
+        """The linear maps that are not editable layers, with the reason (``info``)."""
+        n_bn = sum(4 for m in self.layers if isinstance(m, GenBlock))
+        return [
+            (
+                "embeddings",
+                "linear (one-hot class)",
+                "a table of class vectors, not a layer the image's features pass through: shifting column c "
+                "changes class c alone (choose another class instead)",
+            ),
+            (
+                "generator.layers.*.bn_{0..3}.scale / .offset",
+                f"linear ({2 * n_bn} maps)",
+                "conditional batch-norm gains and biases computed from [z, class]; parameter edits are not "
+                "threaded through the batch norms",
+            ),
+        ]
+
     def layer_weight(self, name: str) -> torch.Tensor:
         table = self._layer_table()
         if name not in table:

@@ -41,6 +41,15 @@ kind ``"torgb"``). A parameter edit adds each sample's ``W + t * delta`` to the 
 modulation and demodulation, inside the same grouped convolution, so one forward pass serves a
 batch of different (direction, t) pairs and stays differentiable in ``delta`` and ``t``.
 
+The mapping network's fully connected layers are editable too: ``mapping.fc0`` (reads the
+normalised z, and the normalised class embedding of conditional models) .. ``mapping.fc{n-1}``
+(writes w), kind ``"linear"``, weight ``[out, in]`` as stored (the layer applies it times
+``lr_mul / sqrt(in)``). An edit there changes w, so every ws of the sample, and acts on z codes
+only (``Generator.decode`` routes it to ``mapping``); by linearity the layer computes
+``x (W g)^T`` once and ``t x (D g)^T`` per distinct delta. Truncation pulls towards the unedited
+model's ``w_avg``: NVIDIA's ``w_avg`` is a statistic of the trained model, not recomputed for an
+edited one.
+
 Weights are stored as in both public PyTorch ports ("equalized learning rate"): parameters are
 N(0, 1) at initialisation and the forward pass multiplies them by ``lr_mul / sqrt(fan_in)``.
 """
@@ -68,6 +77,7 @@ from engine.models.base import (
     Generator,
     LayerInfo,
     ParamEdit,
+    apply_conv_edit,
     edits_for,
     per_sample_shift,
     uniform_shift,
@@ -490,14 +500,44 @@ class MappingNetwork(nn.Module):
             EqualLinear(dims[i], dims[i + 1], lr_mul=lr_mul, activation="lrelu") for i in range(num_layers)
         )
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def layer_names(self) -> list[str]:
+        """``mapping.fc0 .. mapping.fc{n-1}``: the editable names of the fully connected layers."""
+        return [f"mapping.fc{i}" for i in range(len(self.fcs))]
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        edits: list[ParamEdit] | None = None,
+        source: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``edits``: parameter edits of ``mapping.fc{i}`` (weight ``[out, in]`` as stored): the
+        layer applies ``x ((W + t D) g)^T + b lr_mul`` per sample, computed by linearity as the
+        unedited ``x (W g)^T`` once plus ``t x (D g)^T`` per distinct delta (``apply_conv_edit``).
+        ``source [B]`` (shared-prefix form): z (and labels) hold the distinct rows; the layers
+        before the first edited one run once per row, and the output has B rows.
+        """
         x = normalize_2nd_moment(z.to(self.fcs[0].weight.dtype))
         if self.c_dim > 0:
             y = normalize_2nd_moment(self.embed(labels.to(x.dtype)))
             x = torch.cat([x, y], dim=1)
-        for fc in self.fcs:
-            x = fc(x)
-        return x
+        for name, fc in zip(self.layer_names(), self.fcs):
+            mine = edits_for(edits, name) if edits else []
+            if not mine:
+                x = fc(x)
+                continue
+            gain = fc.weight_gain
+            shift = uniform_shift(mine)
+            if shift is not None:  # one shift for every sample (a preview): the layer with W + t D itself
+                x = x if source is None else x[source]
+                out = F.linear(x, (fc.weight + shift.to(fc.weight.dtype)) * gain, fc.bias * fc.lr_mul)
+            else:
+                out = F.linear(x, fc.weight * gain)
+                out = apply_conv_edit(x, out, mine, lambda inp, d, g=gain: F.linear(inp, d * g), source)
+                out = out + fc.bias * fc.lr_mul
+            source = None  # rows are samples from here on
+            x = F.leaky_relu(out, 0.2) * SQRT2
+        return x if source is None else x[source]
 
 
 class SynthesisLayer(nn.Module):
@@ -717,6 +757,7 @@ class StyleGAN2Generator(Generator):
         self.format = "gan-atlas"  # which checkpoint format it came from (set by loaders)
         self.default_edit_layer = self._pick_default_edit_layer()
         self._layers = self._index_layers()
+        self._mapping_fcs = dict(zip(self.mapping_net.layer_names(), self.mapping_net.fcs))
 
     # ---- layer bookkeeping ---------------------------------------------------------------
     def _index_layers(self) -> dict[str, tuple[nn.Module, int, int]]:
@@ -738,19 +779,24 @@ class StyleGAN2Generator(Generator):
         return f"synthesis.b{r}.conv0"
 
     def layer_module(self, name: str) -> nn.Module:
+        if name in self._mapping_fcs:
+            return self._mapping_fcs[name]
         if name not in self._layers:
             self.layer_info(name)  # raises the listing error
         return self._layers[name][0]
 
     def editable_layers(self) -> list[LayerInfo]:
-        """Every modulated conv (``"modconv"``, ``[C_out, C_in, 3, 3]``) and toRGB (``"torgb"``, ``[C, C_in, 1, 1]``), in ws order."""
-        return [
+        """The mapping network's fully connected layers (``"linear"``, ``[out, in]``, ``mapping=True``),
+        then every modulated conv (``"modconv"``, ``[C_out, C_in, 3, 3]``) and toRGB (``"torgb"``,
+        ``[C, C_in, 1, 1]``) in ws order."""
+        return mapping_layer_infos(self.mapping_net) + [
             LayerInfo(name, "torgb" if name.endswith("torgb") else "modconv", tuple(m.weight.shape), res)
             for name, (m, _, res) in self._layers.items()
         ]
 
     def layer_weight(self, name: str) -> torch.Tensor:
-        """The stored weight ``[C_out, C_in, k, k]`` of a layer; an edit shifts exactly this tensor."""
+        """The stored weight of a layer (``[C_out, C_in, k, k]``, or ``[out, in]`` for a mapping
+        layer, before its equalized-lr gain ``lr_mul / sqrt(in)``); an edit shifts exactly this tensor."""
         return self.layer_module(name).weight
 
     def noise_maps(self) -> dict[str, torch.Tensor]:
@@ -783,6 +829,7 @@ class StyleGAN2Generator(Generator):
         cutoff: int | None = None,
         classes: torch.Tensor | None = None,
         track: bool = True,
+        edit: EditArg = None,
     ) -> torch.Tensor:
         """``z [B, z_dim] -> ws [B, num_ws, w_dim]``; truncation ``w_avg.lerp(w, psi)`` on ws[:, :cutoff] (all if None).
 
@@ -790,15 +837,18 @@ class StyleGAN2Generator(Generator):
         as one-hot labels; the truncation centre is shared by all classes, as in NVIDIA's code.
         In training mode each call moves ``w_avg`` towards the batch's mean w, unless ``track``
         is off (a trainer mapping one batch in pieces calls ``track_w_avg`` once with its mean).
+        ``edit``: parameter edits of ``mapping.fc*`` (see ``MappingNetwork.forward``); truncation
+        still pulls towards the unedited model's ``w_avg``.
         """
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise AtlasError(f"model '{self.name}' expects z of shape [B, {self.z_dim}], got {list(z.shape)}")
+        edits, source = self.checked_edits(edit, z.shape[0], mapping=True)
         labels = None
         if self.num_classes > 0:
             if classes is None:
                 classes = self.condition(z.shape[0]).classes
             labels = F.one_hot(classes.to(z.device, torch.long), self.num_classes)
-        w = self.mapping_net(z, labels)
+        w = self.mapping_net(z, labels, edits, source)
         beta = self.config.w_avg_beta if self.training and track else None
         return broadcast_truncate(w, self.w_avg, self.num_ws, psi=psi, cutoff=cutoff, track_beta=beta)
 
@@ -854,7 +904,7 @@ class StyleGAN2Generator(Generator):
         ws = ws.to(self.w_avg.dtype)
         # shared-prefix form (grids): ws holds the distinct codes; rows expand to the batch at the
         # first block with an edited layer, so earlier blocks run once per code
-        edits, source = self.checked_edits(edit, ws.shape[0])
+        edits, source = self.checked_edits(edit, ws.shape[0], mapping=False)
         edited = {e.layer.split(".")[1] for e in edits}
         if self.fused_modconv is None:
             fused = not self.training and ws.device.type == "cuda"
@@ -944,10 +994,29 @@ class StyleGAN2Generator(Generator):
         d["w_avg_source"] = self.w_avg_source
         # keep the layer list last for readers of the plain-text listing
         d["editable_layers"] = [
-            {**info, "ws_index": self._layers[info["name"]][1]} for info in d.pop("editable_layers")
+            {**info, "reads": mapping_layer_reads(self.mapping_net, info["name"])}
+            if info.get("mapping")
+            else {**info, "ws_index": self._layers[info["name"]][1]}
+            for info in d.pop("editable_layers")
         ]
         d["default_edit_layer"] = d.pop("default_edit_layer")
         return d
+
+
+def mapping_layer_infos(net: MappingNetwork) -> list[LayerInfo]:
+    """``LayerInfo`` of each fully connected layer of a mapping network (kind ``"linear"``)."""
+    return [
+        LayerInfo(name, "linear", tuple(fc.weight.shape), 0, mapping=True)
+        for name, fc in zip(net.layer_names(), net.fcs)
+    ]
+
+
+def mapping_layer_reads(net: MappingNetwork, name: str) -> str:
+    """What a mapping layer reads, for ``info``."""
+    i = net.layer_names().index(name)
+    if i > 0:
+        return f"mapping.fc{i - 1}"
+    return "z + class embedding" if net.c_dim > 0 else "z"
 
 
 def broadcast_truncate(

@@ -34,9 +34,11 @@ every row exactly as it renders alone, and gradients do not mix samples).
 
 Layer names and edits
 ---------------------
-Editable layers are ``synthesis.L{i}_{size}_{C}`` (kind ``"modconv"``, weight
-``[C_out, C_in, k, k]``) and the last one (kind ``"torgb"``). A ``ParamEdit`` shifts the stored
-weight per sample before the pre-normalisation, modulation and demodulation, as in StyleGAN2.
+Editable layers are the mapping network's ``mapping.fc{i}`` (kind ``"linear"``, as in StyleGAN2:
+an edit there changes every ws and acts on z codes), ``synthesis.L{i}_{size}_{C}`` (kind
+``"modconv"``, weight ``[C_out, C_in, k, k]``) and the last one (kind ``"torgb"``). A ``ParamEdit``
+of a synthesis layer shifts the stored weight per sample before the pre-normalisation,
+modulation and demodulation, as in StyleGAN2.
 """
 
 from __future__ import annotations
@@ -65,7 +67,14 @@ from engine.models.base import (
     edits_for,
     per_sample_shift,
 )
-from engine.models.stylegan2 import EqualLinear, MappingNetwork, broadcast_truncate, mix_styles
+from engine.models.stylegan2 import (
+    EqualLinear,
+    MappingNetwork,
+    broadcast_truncate,
+    mapping_layer_infos,
+    mapping_layer_reads,
+    mix_styles,
+)
 
 SQRT2 = math.sqrt(2.0)
 MAX_SIZE = 8192  # largest grid (px, margin included) a layer may declare
@@ -644,6 +653,7 @@ class StyleGAN3Generator(Generator):
             f"synthesis.{spec.name}": (getattr(self.synthesis_net, spec.name), i + 1)
             for i, spec in enumerate(config.layers)
         }
+        self._mapping_fcs = dict(zip(self.mapping_net.layer_names(), self.mapping_net.fcs))
         self.default_edit_layer = self._pick_default_edit_layer()
 
     def _pick_default_edit_layer(self) -> str:
@@ -653,22 +663,27 @@ class StyleGAN3Generator(Generator):
         return f"synthesis.{self.config.layers[n // 3].name}"
 
     # ---- layers ----------------------------------------------------------------------------
-    def layer_module(self, name: str) -> SynthesisLayer:
+    def layer_module(self, name: str) -> nn.Module:
+        if name in self._mapping_fcs:
+            return self._mapping_fcs[name]
         if name not in self._layers:
             self.layer_info(name)  # raises the listing error
         return self._layers[name][0]
 
     def editable_layers(self) -> list[LayerInfo]:
-        """Every modulated conv (``"modconv"``, ``[C_out, C_in, k, k]``) and the toRGB (``"torgb"``), in ws order.
+        """The mapping network's fully connected layers (``"linear"``, ``[out, in]``, ``mapping=True``),
+        then every modulated conv (``"modconv"``, ``[C_out, C_in, k, k]``) and the toRGB
+        (``"torgb"``) in ws order.
 
-        ``resolution`` is the layer's output grid (the image plus its margin).
+        ``resolution`` is a synthesis layer's output grid (the image plus its margin).
         """
-        return [
+        return mapping_layer_infos(self.mapping_net) + [
             LayerInfo(name, "torgb" if m.spec.is_torgb else "modconv", tuple(m.weight.shape), m.spec.out_size[0])
             for name, (m, _) in self._layers.items()
         ]
 
     def layer_weight(self, name: str) -> torch.Tensor:
+        """The stored weight (a mapping layer's before its gain ``lr_mul / sqrt(in)``); edits shift it."""
         return self.layer_module(name).weight
 
     def uneditable_layers(self) -> list[tuple[str, str, str]]:
@@ -696,12 +711,23 @@ class StyleGAN3Generator(Generator):
         return self.w_avg
 
     def mapping(
-        self, z: torch.Tensor, *, psi: float = 1.0, cutoff: int | None = None, classes: torch.Tensor | None = None
+        self,
+        z: torch.Tensor,
+        *,
+        psi: float = 1.0,
+        cutoff: int | None = None,
+        classes: torch.Tensor | None = None,
+        edit: EditArg = None,
     ) -> torch.Tensor:
-        """``z [B, z_dim] -> ws [B, num_ws, w_dim]``; truncation ``w_avg.lerp(w, psi)`` on ws[:, :cutoff] (all if None)."""
+        """``z [B, z_dim] -> ws [B, num_ws, w_dim]``; truncation ``w_avg.lerp(w, psi)`` on ws[:, :cutoff] (all if None).
+
+        ``edit``: parameter edits of ``mapping.fc*`` (``MappingNetwork.forward``); truncation
+        still pulls towards the unedited model's ``w_avg``.
+        """
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise AtlasError(f"model '{self.name}' expects z of shape [B, {self.z_dim}], got {list(z.shape)}")
-        w = self.mapping_net(z)
+        edits, source = self.checked_edits(edit, z.shape[0], mapping=True)
+        w = self.mapping_net(z, None, edits, source)
         beta = self.config.w_avg_beta if self.training else None
         return broadcast_truncate(w, self.w_avg, self.num_ws, psi=psi, cutoff=cutoff, track_beta=beta)
 
@@ -743,7 +769,7 @@ class StyleGAN3Generator(Generator):
         if transform is not None:
             transform = torch.as_tensor(transform, dtype=torch.float32, device=ws.device).reshape(3, 3)
         ws = ws.to(self.w_avg.dtype)
-        edits, source = self.checked_edits(edit, ws.shape[0])
+        edits, source = self.checked_edits(edit, ws.shape[0], mapping=False)
         edited = {e.layer for e in edits}
         fused = self.fused_modconv if self.fused_modconv is not None else (not self.training and ws.is_cuda)
 
@@ -788,7 +814,10 @@ class StyleGAN3Generator(Generator):
         d["fp16_layers"] = f"{len(fp16)} of {len(c.layers)} (computed in float32 here)" if fp16 else "none"
         d["w_avg_source"] = self.w_avg_source
         d["editable_layers"] = [
-            {**info, "ws_index": self._layers[info["name"]][1]} for info in d.pop("editable_layers")
+            {**info, "reads": mapping_layer_reads(self.mapping_net, info["name"])}
+            if info.get("mapping")
+            else {**info, "ws_index": self._layers[info["name"]][1]}
+            for info in d.pop("editable_layers")
         ]
         d["default_edit_layer"] = d.pop("default_edit_layer")
         return d

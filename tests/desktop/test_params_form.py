@@ -92,3 +92,18 @@ def test_every_registered_method_gets_a_form_with_its_defaults(qtbot, tiny_gen, 
     form = ParamsForm(spec, tiny_gen)
     qtbot.addWidget(form)
     assert form.make_params() == spec.params()
+
+
+def test_layer_choice_lists_the_mapping_layers_of_a_style_model(qtbot):
+    from desktop.discovery import ParamsForm
+    from engine.discovery import get_method
+    from engine.models import load_generator
+
+    gen = load_generator("procedural-stylegan2-32", device="cpu")
+    form = ParamsForm(get_method("param-svd"), gen)
+    qtbot.addWidget(form)
+    box = next(p for p in form.fields if p.name == "layer").widget
+    items = [box.itemText(i) for i in range(box.count())]
+    assert items[1:4] == ["mapping.fc0", "mapping.fc1", "mapping.fc2"] and "synthesis.b8.conv0" in items
+    form.set_value("layer", "mapping.fc2")
+    assert form.make_params().layer == "mapping.fc2"

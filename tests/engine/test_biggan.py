@@ -100,6 +100,8 @@ def test_info_names_the_family_classes_and_layers(capsys):
     out = capsys.readouterr().out
     assert "biggan" in out and "1000: 0 tench, 1 goldfish" in out and "999 toilet tissue" in out
     assert "generator.layers.3.conv_1" in out and "generator.gen_z" in out
+    # the linear maps that are not editable say why
+    assert "not editable:" in out and "embeddings" in out and "conditional batch-norm gains" in out
 
 
 def test_batchnorm_statistics_follow_the_reference_rule():

@@ -172,7 +172,7 @@ def test_deeply_nested_or_huge_json(tmp_path):
 def test_a_loaded_set_renders_on_a_model_it_fits(tmp_path):
     """What loads and fits renders: every direction of a set saved for a tiny StyleGAN2."""
     gen = tiny_stylegan2()
-    layer = gen.editable_layers()[2]
+    layer = [i for i in gen.editable_layers() if not i.mapping][2]  # a synthesis layer
     W = gen.layer_weight(layer.name).detach()
     U, S, Vh = torch.linalg.svd(W.reshape(W.shape[0], -1), full_matrices=False)
     from engine.directions import Direction, ParamBasis
@@ -210,7 +210,7 @@ def test_a_w_plus_direction_past_the_models_layers_is_an_atlas_error():
 def _latent(gen, tuned: bool = True) -> Latent:
     torch.manual_seed(0)
     noise = {name: torch.randn(1, *m.shape) for name, m in gen.noise_maps().items()}
-    layer = gen.editable_layers()[1]
+    layer = [i for i in gen.editable_layers() if not i.mapping][1]  # a synthesis layer
     tuning = {layer.name: 0.01 * torch.randn(layer.shape)} if tuned else {}
     return Latent(
         torch.randn(1, gen.w_dim), "w", {"name": gen.name, "identity": gen.identity}, noise=noise, tuning=tuning

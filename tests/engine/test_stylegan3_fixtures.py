@@ -193,7 +193,11 @@ def test_info_describes_the_stylegan3_model(capsys):
     d = json.loads(capsys.readouterr().out)
     assert d["family"] == "stylegan3" and d["variant"].startswith("StyleGAN3-T") and d["num_ws"] == 16
     assert d["stored_input_transform"] == "identity" and d["conv_kernel"] == [3]
-    assert [layer["ws_index"] for layer in d["editable_layers"]] == list(range(1, 16))
+    layers = d["editable_layers"]
+    mapping = [layer for layer in layers if layer.get("mapping")]
+    assert [layer["name"] for layer in mapping] == ["mapping.fc0", "mapping.fc1"]
+    assert [layer["reads"] for layer in mapping] == ["z", "mapping.fc0"] and mapping[0]["kind"] == "linear"
+    assert [layer["ws_index"] for layer in layers[len(mapping) :]] == list(range(1, 16))
 
 
 @pytest.mark.parametrize("name", NAMES)
