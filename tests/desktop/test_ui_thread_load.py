@@ -116,6 +116,8 @@ def test_preview_frames_arrive_scaled_for_the_canvas(qtbot, make_window):
 def test_garbage_collection_skips_what_was_loaded(qtbot, make_window):
     from desktop.app import settle_garbage
 
+    gc.unfreeze()  # what earlier tests' windows froze
+    assert gc.get_freeze_count() == 0
     win = make_window()
     wait_preview(qtbot, win)
     qtbot.waitUntil(lambda: gc.get_freeze_count() > 0, timeout=5000)  # frozen after the model loaded
@@ -137,3 +139,74 @@ def test_garbage_collection_skips_what_was_loaded(qtbot, make_window):
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_collections_run_by_generation_thresholds_on_the_timer(monkeypatch):
+    """Automatic collection is off; the UI thread's timer collects the youngest generation whose
+    count passed its threshold with every younger one (as the interpreter would), else nothing."""
+    from desktop.app import UiGarbageCollector
+
+    collector = UiGarbageCollector(interval_ms=10_000)
+    collector.timer.stop()
+    t0, t1, t2 = collector.threshold
+    done: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda generation=2: done.append(generation) or 0)
+    for counts, expected in [
+        ((t0 - 1, t1 + 5, t2 + 5), []),  # the young generation is under its threshold: nothing
+        ((t0 + 1, 0, 0), [0]),
+        ((t0 + 1, t1 + 1, 0), [1]),
+        ((t0 + 1, t1 + 1, t2 + 1), [2]),
+    ]:
+        done.clear()
+        monkeypatch.setattr(gc, "get_count", lambda c=counts: c)
+        collector.check()
+        assert done == expected, counts
+    collector.deleteLater()
+
+
+def test_the_status_line_follows_a_fast_job_four_times_a_second(qtbot, make_window):
+    """A job reporting 50 times at once updates the status line once, with the last record."""
+    from desktop.discovery import STATUS_MS
+    from engine.discovery import methods
+
+    win = make_window()
+    panel = win.discovery
+    panel.spec = methods()[0]
+    texts: list[str] = []
+    real = panel.status.setText
+    panel.status.setText = lambda text: texts.append(text) or real(text)
+    for step in range(1, 51):
+        panel._on_progress([Progress(step, 100, metrics={"loss": 1.0 / step})])
+    assert texts == []  # nothing yet: the timer delivers
+    qtbot.waitUntil(lambda: len(texts) == 1, timeout=5 * STATUS_MS)
+    qtbot.wait(2 * STATUS_MS)
+    assert len(texts) == 1 and "step 50/100" in texts[0]
+    assert panel.bar.value() == 50
+
+
+def test_the_library_is_read_on_a_worker_and_its_sets_open(qtbot, make_window, tiny_gen, monkeypatch):
+    """``refresh_library`` reads every manifest of the library folder: on a worker thread, never
+    the UI thread; the listing arrives on the UI thread and the sets of the loaded model open."""
+    import threading
+    from pathlib import Path
+
+    import desktop.main_window as main_window
+    from desktop.settings import Settings
+
+    library = Path(Settings().library)
+    ours = make_set(tiny_gen, library / "ours.json", k=3)
+    threads: list[threading.Thread] = []
+    real = main_window.library_sets
+
+    def spy(folder):
+        threads.append(threading.current_thread())
+        return real(folder)
+
+    monkeypatch.setattr(main_window, "library_sets", spy)
+    win = make_window()
+    qtbot.waitUntil(lambda: any(e.dset.path == ours.path for e in win.ws.entries), timeout=10000)
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    assert [s.path for s in win.browser.library] == [ours.path]
+    # a listing older than the latest request is dropped
+    win._library_read(win._library_stamp - 1, [], True)
+    assert [s.path for s in win.browser.library] == [ours.path]
