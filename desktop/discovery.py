@@ -321,6 +321,28 @@ def nice_ceiling(v: float) -> float:
     return 10 * k
 
 
+class StatusLine(QLabel):
+    """The panel's status line: word-wrapped at a fixed height of ``LINES`` lines, with the whole
+    text in its tooltip. A running job rewrites it 4x a second; a text that wrapped onto another
+    number of lines resized the plots next to it, and each resize laid out every plot and axis
+    again (tens of ms on the UI thread)."""
+
+    LINES = 2
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        margins = self.contentsMargins()
+        self.setFixedHeight(self.LINES * self.fontMetrics().lineSpacing() + margins.top() + margins.bottom() + 2)
+        self.setToolTip(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        super().setText(text)
+        self.setToolTip(text)
+
+
 class MetricPlots(pg.GraphicsLayoutWidget):
     """One small plot per scalar metric (against the step), bars for array metrics.
 
@@ -548,10 +570,8 @@ class DiscoveryPanel(QWidget):
         self.bar = QProgressBar(self)
         self.bar.setTextVisible(True)
         root.addWidget(self.bar)
-        self.status = QLabel("Idle", self)
+        self.status = StatusLine("Idle", self)
         self.status.setObjectName("discoveryStatus")
-        self.status.setWordWrap(True)
-        self.status.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         root.addWidget(self.status)
 
         ws.modelChanged.connect(self.refresh_methods)

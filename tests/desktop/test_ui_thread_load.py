@@ -210,3 +210,31 @@ def test_the_library_is_read_on_a_worker_and_its_sets_open(qtbot, make_window, t
     # a listing older than the latest request is dropped
     win._library_read(win._library_stamp - 1, [], True)
     assert [s.path for s in win.browser.library] == [ours.path]
+
+
+def test_status_text_of_any_length_never_resizes_the_plots(qtbot, make_window):
+    """A status line that wraps onto another number of lines must not move the plots: a resize
+    lays out every plot and axis again on the UI thread."""
+    from PySide6.QtCore import QEvent, QObject
+
+    win = make_window()
+    win.show_dock("discovery")
+    panel = win.discovery
+    qtbot.wait(50)
+
+    class Resizes(QObject):
+        count = 0
+
+        def eventFilter(self, obj, event):  # noqa: N802
+            if event.type() == QEvent.Type.Resize:
+                Resizes.count += 1
+            return False
+
+    spy = Resizes()
+    panel.plots.installEventFilter(spy)
+    long = "latent-recon · step 7/2000 · ETA 3 h · " + "a message long enough to wrap onto more lines · " * 6
+    for i in range(6):
+        panel.status.setText("short" if i % 2 else long)
+        qtbot.wait(20)
+    assert Resizes.count == 0
+    assert panel.status.toolTip() == "short" and panel.status.text() == "short"
