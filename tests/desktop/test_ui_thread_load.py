@@ -240,3 +240,65 @@ def test_status_text_of_any_length_never_resizes_the_plots(qtbot, make_window):
         qtbot.wait(20)
     assert Resizes.count == 0
     assert panel.status.toolTip() == "short" and panel.status.text() == "short"
+
+
+class _ScriptedProcess:
+    """A stand-in for the long-job process: ``poll`` hands out the scripted batches of events."""
+
+    def __init__(self, batches):
+        self.batches = list(batches)
+
+    def submit(self, spec) -> None:
+        pass
+
+    def cancel(self) -> None:
+        pass
+
+    def poll(self):
+        return self.batches.pop(0) if self.batches else []
+
+
+def test_direction_sets_from_the_job_process_are_read_on_a_worker_in_order(qtbot, tiny_gen, tmp_path, monkeypatch):
+    """Partial and final sets arrive as files: they are read on a worker thread (a dense set is
+    tens of MB), the signals keep the job's order, and a partial set replaced by a newer one
+    already queued is never read."""
+    import threading
+
+    import desktop.job_process as job_process
+    from desktop.workers import ProcessJobRunner
+    from engine.directions import DirectionSet
+
+    sets = [make_set(tiny_gen, tmp_path / f"s{i}.json", k=2 + i) for i in range(3)]
+    read: list[tuple[str, threading.Thread]] = []
+    real = job_process.load_portable
+
+    def spy(value):
+        read.append((value[1].name if isinstance(value, tuple) else value, threading.current_thread()))
+        return real(value)
+
+    monkeypatch.setattr(job_process, "load_portable", spy)
+    file = [("dirset", s.path) for s in sets]
+    runner = ProcessJobRunner(
+        process=_ScriptedProcess(
+            [
+                [
+                    ("progress", [Progress(1, 9, partial=file[0])]),  # replaced by the next one: not read
+                    ("progress", [Progress(2, 9, metrics={"loss": 1.0}), Progress(3, 9, partial=file[1])]),
+                    ("progress", [Progress(4, 9, metrics={"loss": 0.5})]),
+                    ("finished", file[2]),
+                ]
+            ]
+        )
+    )
+    seen: list[tuple] = []
+    runner.progress.connect(lambda recs: seen.extend(("progress", r.step, r.partial) for r in recs))
+    runner.finished.connect(lambda result: seen.append(("finished", result)))
+    runner.start(None)
+    qtbot.waitUntil(lambda: not runner.running, timeout=10000)
+    assert [s[:2] for s in seen[:4]] == [("progress", 1), ("progress", 2), ("progress", 3), ("progress", 4)]
+    assert len(seen) == 5 and seen[-1][0] == "finished"
+    assert seen[0][2] is None and seen[1][2] is None and seen[3][2] is None
+    assert isinstance(seen[2][2], DirectionSet) and len(seen[2][2]) == 3
+    assert isinstance(seen[-1][1], DirectionSet) and len(seen[-1][1]) == 4
+    assert [name for name, _ in read] == ["s1.json", "s2.json"]
+    assert all(t is not threading.main_thread() for _, t in read)
