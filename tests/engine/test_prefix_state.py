@@ -31,7 +31,7 @@ IDS = ["dcgan", "stylegan2-skip", "stylegan2-resnet"]
 
 
 def _generators():
-    return [tiny_dcgan(n_up=3), tiny_stylegan2(seed=1), _resnet_stylegan2()]
+    return [tiny_dcgan(), tiny_stylegan2(seed=1), _resnet_stylegan2()]
 
 
 @pytest.mark.parametrize("gen", _generators(), ids=IDS)
