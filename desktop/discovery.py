@@ -321,6 +321,28 @@ def nice_ceiling(v: float) -> float:
     return 10 * k
 
 
+class StatusLine(QLabel):
+    """The panel's status line: word-wrapped at a fixed height of ``LINES`` lines, with the whole
+    text in its tooltip. A running job rewrites it 4x a second; a text that wrapped onto another
+    number of lines resized the plots next to it, and each resize laid out every plot and axis
+    again (tens of ms on the UI thread)."""
+
+    LINES = 2
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        margins = self.contentsMargins()
+        self.setFixedHeight(self.LINES * self.fontMetrics().lineSpacing() + margins.top() + margins.bottom() + 2)
+        self.setToolTip(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        super().setText(text)
+        self.setToolTip(text)
+
+
 class MetricPlots(pg.GraphicsLayoutWidget):
     """One small plot per scalar metric (against the step), bars for array metrics.
 
@@ -328,7 +350,8 @@ class MetricPlots(pg.GraphicsLayoutWidget):
     second while a job runs): curves hold at most ``2 * MAX_POINTS`` samples (peak-decimated:
     about one per pixel column of a small plot), drawn with a 1 px pen,
     and the axes move only when the data leave the visible range or fill under ``SHRINK`` of it
-    (x grows in 1-2-5 steps): re-laying out axis labels is most of a plot's repaint. A hidden
+    (x grows in 1-2-5 steps): re-laying out axis labels is most of a plot's repaint; the axes
+    draw major ticks and grid lines only. A hidden
     panel (another dock tab in front) draws nothing until it is shown.
     """
 
@@ -361,6 +384,10 @@ class MetricPlots(pg.GraphicsLayoutWidget):
             p.showGrid(x=True, y=True, alpha=0.25)
             p.hideButtons()
             p.getAxis("left").setWidth(46)
+            for side in ("left", "bottom"):
+                # major ticks (and grid lines) only: the minor ticks' grid lines, long antialiased
+                # lines across the plot, were most of a repaint (19 -> 7 ms for four plots)
+                p.getAxis(side).setStyle(maxTickLevel=0)
             p.disableAutoRange()  # ranges are set in _fit (with hysteresis)
             self.plots[key] = p
         return self.plots[key]
@@ -548,10 +575,8 @@ class DiscoveryPanel(QWidget):
         self.bar = QProgressBar(self)
         self.bar.setTextVisible(True)
         root.addWidget(self.bar)
-        self.status = QLabel("Idle", self)
+        self.status = StatusLine("Idle", self)
         self.status.setObjectName("discoveryStatus")
-        self.status.setWordWrap(True)
-        self.status.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         root.addWidget(self.status)
 
         ws.modelChanged.connect(self.refresh_methods)

@@ -158,6 +158,7 @@ class MainWindow(QMainWindow):
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
         self.ws = Workspace(self)
         self.scan = scan
+        self._library_stamp = 0  # the latest library listing asked for (refresh_library)
         self._pending_sets: list[str] = [str(p) for p in open_sets]
         self._loaders: set = set()
         self._restoring_pins = False
@@ -356,16 +357,34 @@ class MainWindow(QMainWindow):
         self._pending_sets = []  # they were waiting for the model that failed
         show_error(self, exc)
 
-    def refresh_library(self) -> None:
-        """List the library's sets; open the ones found on the loaded model."""
+    def refresh_library(self, open_found: bool = True) -> BackgroundCall | None:
+        """List the library's sets; with ``open_found``, open the ones found on the loaded model.
+
+        The folder is read on a worker (``engine.directions.library_sets`` reads every set's
+        manifest: a large library on a slow disk would stall the editor); the listing arrives on
+        the UI thread, and a listing older than the latest request is dropped. Returns the call.
+        """
         if not self.scan:
-            return
-        sets = library_sets(self.settings.library)
+            return None
+        self._library_stamp += 1
+        stamp = self._library_stamp
+        return BackgroundCall(
+            library_sets,
+            self.settings.library,
+            done=lambda sets: self._library_read(stamp, sets, open_found),
+            failed=lambda exc: stamp == self._library_stamp and show_error(self, exc),
+            parent=self,
+        )
+
+    def _library_read(self, stamp: int, sets: list, open_found: bool) -> None:
+        if stamp != self._library_stamp:
+            return  # a newer listing was asked for (another library folder, another model)
         self.browser.set_library(sets)
         ident = self.ws.gen.identity if self.ws.gen is not None else None
-        for s in sets:
-            if ident and s.model_identity == ident:
-                self.open_set(str(s.path), remember=False)
+        if open_found:
+            for s in sets:
+                if ident and s.model_identity == ident:
+                    self.open_set(str(s.path), remember=False)
 
     def _analysis_target(self) -> None:
         """The analysis dock follows the current direction (finished sets only)."""
@@ -477,7 +496,7 @@ class MainWindow(QMainWindow):
     def _discovery_finished(self, entry: SetEntry) -> None:
         if entry.dset.path is not None:
             self.settings.add_recent("sets", str(entry.dset.path))
-        self.browser.set_library(library_sets(self.settings.library)) if self.scan else None
+        self.refresh_library(open_found=False)
         if len(entry.dset):
             self.ws.select(entry, 0)
         self.grid.show_set(entry)

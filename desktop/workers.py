@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -340,14 +341,9 @@ def shutdown_job_process() -> None:
         _JOB_PROCESS = None
 
 
-def _read_partial(value):
-    """A partial result sent as a file, read back (``None`` if a newer one already replaced it)."""
-    from desktop.job_process import load_portable
-
-    try:
-        return load_portable(value)
-    except Exception:  # noqa: BLE001 - the next partial result follows
-        return None
+def _set_file(value) -> bool:
+    """Whether a value from the job process is a direction set sent as a file (``_portable``)."""
+    return isinstance(value, tuple) and len(value) == 2 and value[0] == "dirset"
 
 
 class ProcessJobRunner(QObject):
@@ -356,8 +352,10 @@ class ProcessJobRunner(QObject):
     ``start(spec)`` takes a ``JobSpec``; a timer on the UI thread reads the pipe every
     ``POLL_MS`` (the worker sends progress at most every 0.1 s: reading more often would only
     wake the UI thread for nothing). Direction sets (partial results in ``Progress.partial``,
-    the result) arrive as files and are read back here; a failure arrives as one line
-    (``AtlasError``).
+    the result) arrive as files, read back on a worker (``BackgroundCall``: a dense parameter
+    set is tens of MB); the events behind such a read wait for it, so every signal keeps the
+    job's order, and a partial set that a newer one in the queue replaces is not read at all.
+    A failure arrives as one line (``AtlasError``).
     """
 
     POLL_MS = 100
@@ -376,6 +374,8 @@ class ProcessJobRunner(QObject):
         self._timer.setInterval(self.POLL_MS)
         self._timer.timeout.connect(self._poll)
         self._running = False
+        self._events: deque = deque()  # events of the job not delivered yet (behind a file read)
+        self._reading: BackgroundCall | None = None
 
     @property
     def process(self):
@@ -390,6 +390,7 @@ class ProcessJobRunner(QObject):
             raise RuntimeError("a job is already running")
         self.process.submit(spec)
         self._running = True
+        self._events.clear()
         self._timer.start()
 
     def cancel(self) -> None:
@@ -397,26 +398,75 @@ class ProcessJobRunner(QObject):
             self.process.cancel()
 
     def _poll(self) -> None:
-        from desktop.job_process import load_portable
-        from engine.errors import AtlasError, describe_exception
+        self._events.extend(self.process.poll())
+        self._drain()
 
-        for event in self.process.poll():
-            kind = event[0]
-            if kind == "progress":
-                self.progress.emit([replace(r, partial=_read_partial(r.partial)) for r in event[1]])
-                continue
-            if kind == "finished":
-                try:
-                    result = load_portable(event[1])
-                except Exception as exc:  # noqa: BLE001 - an unreadable result file is the job's failure
-                    kind, event = "failed", ("failed", describe_exception(exc))
-            self._running = False
-            self._timer.stop()
-            if kind == "finished":
-                self.finished.emit(result)
-            elif kind == "failed":
-                self.failed.emit(AtlasError(event[1]))
-            else:
-                self.cancelled.emit()
-            self.stopped.emit()
+    def _drain(self) -> None:
+        """Deliver the queued events in order, up to the first that needs a file read."""
+        from desktop.job_process import load_portable
+
+        while self._events and self._reading is None:
+            event = self._events[0]
+            path = self._file_of(event)
+            if path is not None:
+                self._reading = BackgroundCall(
+                    load_portable,
+                    path,
+                    done=lambda value: self._read(value, None),
+                    failed=lambda exc: self._read(None, exc),
+                    parent=self,
+                )
+                return
+            self._events.popleft()
+            if self._deliver(event):
+                return
+
+    def _file_of(self, event: tuple) -> object:
+        """The file to read before ``event`` can be delivered, or ``None``."""
+        if event[0] == "finished":
+            return event[1] if _set_file(event[1]) else None
+        if event[0] != "progress":
+            return None
+        records = event[1]
+        newer = any(e[0] == "progress" and any(_set_file(r.partial) for r in e[1]) for e in list(self._events)[1:])
+        files = [i for i, r in enumerate(records) if _set_file(r.partial)]
+        keep = None if newer or not files else files[-1]  # only the newest partial set is read
+        for i in files:
+            if i != keep:
+                records[i] = replace(records[i], partial=None)
+        return None if keep is None else records[keep].partial
+
+    def _read(self, value, exc: Exception | None) -> None:
+        """A file read on the worker has finished: deliver its event, then the ones behind it."""
+        from engine.errors import describe_exception
+
+        self._reading = None
+        if not self._events:
             return
+        event = self._events.popleft()
+        if event[0] == "finished":
+            event = ("finished", value) if exc is None else ("failed", describe_exception(exc))
+        else:  # a partial set that cannot be read is skipped: the next one follows
+            event = ("progress", [replace(r, partial=value if _set_file(r.partial) else r.partial) for r in event[1]])
+        if not self._deliver(event):
+            self._drain()
+
+    def _deliver(self, event: tuple) -> bool:
+        """Emit one event's signals; True when it ended the job."""
+        from engine.errors import AtlasError
+
+        kind = event[0]
+        if kind == "progress":
+            self.progress.emit(event[1])
+            return False
+        self._running = False
+        self._timer.stop()
+        self._events.clear()
+        if kind == "finished":
+            self.finished.emit(event[1])
+        elif kind == "failed":
+            self.failed.emit(AtlasError(event[1]))
+        else:
+            self.cancelled.emit()
+        self.stopped.emit()
+        return True

@@ -29,7 +29,7 @@ import torch
 from engine.directions import Direction, DirectionSet, direction_delta
 from engine.errors import AtlasError
 from engine.jobs import PASS_SECONDS, Pacer, Progress
-from engine.models.base import Generator, ParamEdit
+from engine.models.base import PREFIX_STATE, Generator, ParamEdit, SynthesisState
 
 Shift = tuple[Direction, float]
 
@@ -258,6 +258,96 @@ def render_batch(
         classes=row_classes,
         transform=transform,
     )
+
+
+def resume_layer(gen: Generator, directions: Sequence[Direction]) -> str | None:
+    """The layer at which renders of ``directions`` can start from a cached synthesis prefix
+    (``Prefix``): the first layer any of them edits, when all are parameter directions and the
+    model declares ``PREFIX_STATE``; else ``None`` (a latent shift, or an edit of a mapping layer,
+    changes every layer)."""
+    if not directions or not gen.supports(PREFIX_STATE) or any(d.kind != "param" for d in directions):
+        return None
+    infos = gen.editable_layers()
+    if any(info.mapping for info in infos if info.name in {d.layer for d in directions}):
+        return None  # a mapping layer's edit changes the synthesis input ws itself: nothing to resume
+    order = {info.name: k for k, info in enumerate(infos)}
+    return min((d.layer for d in directions), key=lambda name: order.get(name, len(order)))
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """Codes rendered up to a layer (``render_prefix``): their synthesis input ``ws`` (``[N, ...]``,
+    ``Generator.codes_to_ws``) and the model's ``SynthesisState`` before that layer, with the rows'
+    classes. Rows can be picked and joined, so a preview keeps one per seed."""
+
+    ws: torch.Tensor
+    state: SynthesisState
+
+    @property
+    def rows(self) -> int:
+        return self.ws.shape[0]
+
+    def select(self, rows: Sequence[int]) -> Prefix:
+        idx = torch.as_tensor(list(rows), dtype=torch.long, device=self.ws.device)
+        return Prefix(self.ws[idx].clone(), self.state.select(rows))
+
+    @staticmethod
+    def cat(prefixes: Sequence[Prefix]) -> Prefix:
+        if len(prefixes) == 1:
+            return prefixes[0]
+        return Prefix(torch.cat([p.ws for p in prefixes]), SynthesisState.cat([p.state for p in prefixes]))
+
+    @property
+    def nbytes(self) -> int:
+        return self.ws.numel() * self.ws.element_size() + self.state.nbytes
+
+
+def render_prefix(
+    gen: Generator,
+    codes: torch.Tensor,
+    layer: str,
+    *,
+    space: str = "z",
+    psi: float = 1.0,
+    noise: str = "const",
+    bases: Sequence[Base | None] | None = None,
+    transform: torch.Tensor | None = None,
+) -> Prefix:
+    """Run the layers before ``layer`` for ``codes [N, ...]`` (in ``space``), without edits.
+
+    ``noise``: ``const`` or ``none`` (a prefix is reused, so it must not be random). ``bases``
+    may carry classes only (a projected image's tuned weights and noise maps are not resumable:
+    render those with ``render_batch``). ``transform``: the input transform of every row."""
+    if bases is not None and any(b is not None and (b.shifts or b.noise) for b in bases):
+        raise ValueError("a prefix cannot carry a projected image's tuned weights or noise maps")
+    B = codes.shape[0]
+    classes = _base_classes(gen, bases, B) if bases is not None else None
+    cond = gen.condition(B, classes=classes, transform=transform, truncation=psi)
+    ws = gen.codes_to_ws(codes.to(gen.device), space, psi=psi, classes=cond.classes)
+    state = gen.synthesis_prefix(ws, layer, noise=noise, cond=cond)
+    return Prefix(ws, SynthesisState(state.layer, state.tensors, cond.classes))
+
+
+def render_resumed(
+    gen: Generator,
+    prefix: Prefix,
+    shifts: Sequence[Sequence[Shift]],
+    *,
+    psi: float = 1.0,
+    noise: str = "const",
+    transform: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``render_batch`` of the prefix's codes with parameter ``shifts`` (one list per row, each
+    of ``prefix.state.layer`` or a later layer; deltas materialised), run from the prefix on:
+    ``[N, C, H, W]``, the same images as a whole forward. ``psi``, ``noise`` and ``transform``
+    must be those the prefix was made with."""
+    if len(shifts) != prefix.rows:
+        raise ValueError(f"{len(shifts)} shift lists for {prefix.rows} prefix rows")
+    if any(d.kind != "param" for row in shifts for d, _ in row):
+        raise ValueError("a latent shift cannot resume from a prefix (it changes every layer)")
+    cond = gen.condition(prefix.rows, classes=prefix.state.classes, transform=transform, truncation=psi)
+    edits = _param_edits(shifts, gen.device)
+    return gen.resume_synthesis(prefix.state, prefix.ws, noise=noise, edit=edits, cond=cond)
 
 
 def _base_classes(gen: Generator, bases: Sequence[Base | None], B: int) -> list[int] | None:

@@ -214,6 +214,7 @@ CLASSES = "classes"  # num_classes > 0; class_names(); rows need a class (see Co
 INPUT_TRANSFORM = "input_transform"  # synthesis honours Condition.transform (StyleGAN3's input transform)
 NOISE_INPUTS = "noise_inputs"  # per-sample noise maps (noise_maps(), synthesis(noise={...}))
 SHARED_PREFIX = "shared_prefix"  # synthesis accepts ParamEdit.source (see ParamEdit)
+PREFIX_STATE = "prefix_state"  # synthesis_prefix() / resume_synthesis(): stop before a layer, resume there later
 
 CAPABILITIES = (
     MAPPING,
@@ -224,6 +225,7 @@ CAPABILITIES = (
     INPUT_TRANSFORM,
     NOISE_INPUTS,
     SHARED_PREFIX,
+    PREFIX_STATE,
 )
 
 
@@ -243,6 +245,57 @@ class Condition:
     classes: torch.Tensor | None = None
     transform: torch.Tensor | None = None
     truncation: float | None = None
+
+
+@dataclass(frozen=True)
+class SynthesisState:
+    """A synthesis stopped before layer ``layer`` (``PREFIX_STATE``): what ``resume_synthesis`` needs.
+
+    ``tensors``: the model's activations at that point, each batch-first (``None`` where the
+    model has none yet), so that the states of single rows can be cached and concatenated;
+    ``classes``: the rows' resolved classes (``Condition.classes``) or ``None``. The layers
+    before ``layer`` saw no parameter edit. A preview caches one per seed: while a slider of a
+    parameter direction of ``layer`` moves, only the layers from ``layer`` on run again.
+    """
+
+    layer: str
+    tensors: tuple[torch.Tensor | None, ...]
+    classes: torch.Tensor | None = None
+
+    @property
+    def rows(self) -> int:
+        for t in self.tensors:
+            if t is not None:
+                return t.shape[0]
+        return 0 if self.classes is None else self.classes.shape[0]
+
+    def select(self, rows: torch.Tensor | Sequence[int]) -> SynthesisState:
+        """The state of the rows ``rows`` (a copy of each, so that one row kept in a cache does
+        not keep its whole batch alive)."""
+        idx = torch.as_tensor(list(rows) if not isinstance(rows, torch.Tensor) else rows, dtype=torch.long)
+
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[idx.to(t.device)].clone()
+
+        return SynthesisState(self.layer, tuple(pick(t) for t in self.tensors), pick(self.classes))
+
+    @staticmethod
+    def cat(states: Sequence[SynthesisState]) -> SynthesisState:
+        """One state of the rows of ``states`` in order (all stopped before the same layer)."""
+        first = states[0]
+        if any(s.layer != first.layer or len(s.tensors) != len(first.tensors) for s in states):
+            raise ValueError("synthesis states stopped at different layers cannot be joined")
+
+        def join(parts: list) -> torch.Tensor | None:
+            return None if parts[0] is None else torch.cat(parts)
+
+        tensors = tuple(join([s.tensors[i] for s in states]) for i in range(len(first.tensors)))
+        return SynthesisState(first.layer, tensors, join([s.classes for s in states]))
+
+    @property
+    def nbytes(self) -> int:
+        parts = [*self.tensors, self.classes]
+        return sum(t.numel() * t.element_size() for t in parts if t is not None)
 
 
 def input_transform(rotate: float = 0.0, translate: Sequence[float] = (0.0, 0.0)) -> torch.Tensor:
@@ -562,6 +615,47 @@ class Generator(nn.Module):
         whose synthesis reads them, the input transform).
         """
         raise NotImplementedError
+
+    def synthesis_prefix(
+        self, ws: torch.Tensor, layer: str, *, noise: str = "const", cond: Condition | None = None
+    ) -> SynthesisState:
+        """Run ``synthesis(ws, noise=noise, cond=cond)`` up to the input of editable layer
+        ``layer`` and stop there (``PREFIX_STATE``; ``noise``: ``const`` or ``none``, so that the
+        prefix is the same each time). A model may stop earlier, at a point its layer loop can
+        resume from (StyleGAN2: the start of the layer's block); ``state.layer`` is ``layer``."""
+        self.require(PREFIX_STATE, "resuming a synthesis")
+        raise NotImplementedError
+
+    def resume_synthesis(
+        self,
+        state: SynthesisState,
+        ws: torch.Tensor,
+        *,
+        noise: str = "const",
+        edit: EditArg = None,
+        cond: Condition | None = None,
+    ) -> torch.Tensor:
+        """The images of ``synthesis(ws, noise=noise, edit=edit, cond=cond)`` computed from
+        ``state`` (``synthesis_prefix`` of the same ``ws``, ``noise`` and ``cond``) on: only the
+        layers from ``state.layer`` run. ``edit``: parameter edits of ``state.layer`` or later
+        layers (``resume_edits`` checks them), one entry per row of ``state``."""
+        self.require(PREFIX_STATE, "resuming a synthesis")
+        raise NotImplementedError
+
+    def resume_edits(self, state: SynthesisState, edit: EditArg, rows: int) -> list[ParamEdit]:
+        """The checked edits of a resumed synthesis of ``rows`` rows: none before ``state.layer``,
+        no shared-prefix ``source``."""
+        if state.rows not in (0, rows):
+            raise AtlasError(f"a synthesis state of {state.rows} rows cannot resume {rows} codes")
+        edits, source = self.checked_edits(edit, rows)
+        if source is not None:
+            raise AtlasError("a resumed synthesis takes no shared-prefix source")
+        order = {info.name: k for k, info in enumerate(self.editable_layers())}
+        start = order[state.layer]
+        early = [e.layer for e in edits if order[e.layer] < start]
+        if early:
+            raise AtlasError(f"cannot resume at {state.layer}: the edit of {early[0]} lies before it")
+        return edits
 
     def noise_maps(self) -> dict[str, torch.Tensor]:
         """``{layer name: stored noise map [R, R]}`` of the noise inputs (empty: the model has none)."""

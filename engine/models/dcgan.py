@@ -30,12 +30,14 @@ from engine.hashing import file_sha256
 from engine.models.base import (
     EARLY_ACTIVATION,
     FIRST_LATENT_LAYER,
+    PREFIX_STATE,
     SHARED_PREFIX,
     Condition,
     EditArg,
     Generator,
     LatentLayer,
     LayerInfo,
+    SynthesisState,
     apply_conv_edit,
     conv_transpose_fn,
     edits_for,
@@ -48,7 +50,7 @@ class DCGANGenerator(Generator):
     """``z [B, nz] -> image [B, nc, 64, 64]`` (for ``n_up = 4``)."""
 
     family = "dcgan"
-    capabilities = frozenset({FIRST_LATENT_LAYER, EARLY_ACTIVATION, SHARED_PREFIX})
+    capabilities = frozenset({FIRST_LATENT_LAYER, EARLY_ACTIVATION, SHARED_PREFIX, PREFIX_STATE})
 
     def __init__(self, nz: int = 100, ngf: int = 64, nc: int = 3, n_up: int = 4) -> None:
         super().__init__()
@@ -123,7 +125,32 @@ class DCGANGenerator(Generator):
     ) -> torch.Tensor:
         x = ws.reshape(ws.shape[0], self.z_dim, 1, 1)
         edits, source = self.checked_edits(edit, x.shape[0])  # rows expand to the batch at the first edited layer
-        for i, m in enumerate(self.main):
+        return self._run(x, 0, edits, source)
+
+    def synthesis_prefix(
+        self, ws: torch.Tensor, layer: str, *, noise: str = "const", cond: Condition | None = None
+    ) -> SynthesisState:
+        """The input of ``main.i`` (``PREFIX_STATE``): ``main[:i]`` run on ``ws`` (here z)."""
+        self.layer_info(layer)
+        x = ws.reshape(ws.shape[0], self.z_dim, 1, 1)
+        return SynthesisState(layer, (self.main[: int(layer.split(".")[1])](x),))
+
+    def resume_synthesis(
+        self,
+        state: SynthesisState,
+        ws: torch.Tensor,
+        *,
+        noise: str = "const",
+        edit: EditArg = None,
+        cond: Condition | None = None,
+    ) -> torch.Tensor:
+        edits = self.resume_edits(state, edit, ws.shape[0])
+        return self._run(state.tensors[0], int(state.layer.split(".")[1]), edits, None)
+
+    def _run(self, x: torch.Tensor, start: int, edits: list, source: torch.Tensor | None) -> torch.Tensor:
+        """``main[start:]`` on ``x`` with the parameter edits (``source``: the shared-prefix form)."""
+        for i in range(start, len(self.main)):
+            m = self.main[i]
             mine = edits_for(edits, f"main.{i}") if edits else []
             if mine:
                 conv = conv_transpose_fn(m.stride[0], m.padding[0])

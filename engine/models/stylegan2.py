@@ -70,6 +70,7 @@ from engine.models.base import (
     MAPPING,
     NOISE_INPUTS,
     NOISE_MODES,
+    PREFIX_STATE,
     SHARED_PREFIX,
     STYLE_AFFINES,
     Condition,
@@ -77,6 +78,7 @@ from engine.models.base import (
     Generator,
     LayerInfo,
     ParamEdit,
+    SynthesisState,
     apply_conv_edit,
     edits_for,
     per_sample_shift,
@@ -727,7 +729,7 @@ class StyleGAN2Generator(Generator):
     """
 
     family = "stylegan2"
-    capabilities = frozenset({MAPPING, STYLE_AFFINES, NOISE_INPUTS, SHARED_PREFIX})
+    capabilities = frozenset({MAPPING, STYLE_AFFINES, NOISE_INPUTS, SHARED_PREFIX, PREFIX_STATE})
 
     def __init__(self, config: StyleGAN2Config, *, name: str = "stylegan2") -> None:
         super().__init__()
@@ -889,6 +891,44 @@ class StyleGAN2Generator(Generator):
         (layers left out use their stored map; see ``noise_maps``; a projected image carries its
         own). ``edit``: parameter edits of named layers.
         """
+        return self._synthesize(ws, noise, edit, noise_generator)
+
+    def synthesis_prefix(
+        self, ws: torch.Tensor, layer: str, *, noise: str = "const", cond: Condition | None = None
+    ) -> SynthesisState:
+        """``(x, img)`` at the start of ``layer``'s block (``PREFIX_STATE``): the blocks before it run."""
+        if self.layer_info(layer).mapping:
+            raise AtlasError(f"{layer} is a mapping layer: its edits change ws, so no synthesis prefix comes before it")
+        self.layer_module(layer)
+        if noise not in ("const", "none"):
+            raise AtlasError(f"a synthesis prefix needs fixed noise (const or none), not {noise!r}")
+        x, img = self._synthesize(ws, noise, None, None, stop=layer)
+        return SynthesisState(layer, (x, img))
+
+    def resume_synthesis(
+        self,
+        state: SynthesisState,
+        ws: torch.Tensor,
+        *,
+        noise: str = "const",
+        edit: EditArg = None,
+        cond: Condition | None = None,
+    ) -> torch.Tensor:
+        edits = self.resume_edits(state, edit, ws.shape[0])
+        return self._synthesize(ws, noise, edits, None, start=state)
+
+    def _synthesize(
+        self,
+        ws: torch.Tensor,
+        noise,
+        edit: EditArg,
+        noise_generator: torch.Generator | None,
+        *,
+        start: SynthesisState | None = None,
+        stop: str | None = None,
+    ):
+        """The synthesis loop; with ``stop`` it returns ``(x, img)`` at the start of that layer's
+        block, with ``start`` it begins at the block of ``start.layer`` from the state's ``(x, img)``."""
         if ws.dim() != 3 or tuple(ws.shape[1:]) != (self.num_ws, self.w_dim):
             raise AtlasError(
                 f"model '{self.name}' expects ws of shape [B, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
@@ -942,8 +982,19 @@ class StyleGAN2Generator(Generator):
             return layer(inp, w_in, noise=mode, fused=fused, gain=gain, noise_generator=noise_generator, **kw)
 
         x = img = None
+        first = None  # the block the loop starts at (a resumed synthesis)
+        if start is not None:
+            first = start.layer.split(".")[1]
+            x, img = start.tensors
         for block in self.synthesis_net.blocks():
-            if source is not None and f"b{block.resolution}" in edited:
+            here = f"b{block.resolution}"
+            if stop is not None and stop.split(".")[1] == here:
+                return x, img
+            if first is not None:
+                if here != first:
+                    continue
+                first = None
+            if source is not None and here in edited:
                 # rows expand to the batch here: ws and the image at once, x at the first edited layer
                 ws = ws[source]
                 img = img[source] if img is not None else None
