@@ -33,11 +33,15 @@ sys.path.insert(0, str(ROOT))
 MODELS = [
     ("digiface-dcgan-64", "digiface-dcgan-64", None),
     ("procedural-stylegan2-32", "procedural-stylegan2-32", None),
-    ("nvada_skip_res64_fp16", "nvada_skip_res64_fp16.pkl", ("nvada_skip_res64_fp16_expected.npz", "z", "img_psi1")),
+    (
+        "nvada_skip_res64_fp16",
+        "nvada_skip_res64_fp16.pkl",
+        ("nvada_skip_res64_fp16_expected.npz", "z", "img_psi1_force_fp32"),
+    ),
     ("rosinality_s32_narrow", "rosinality_s32_narrow.pt", ("rosinality_s32_narrow_expected.npz", "z", "img_psi1")),
     ("sg3t_res32", "stylegan3/sg3t_res32.pkl", ("stylegan3/sg3t_res32_expected.npz", "z", "img_psi1")),
     ("sg3r_res32", "stylegan3/sg3r_res32.pkl", ("stylegan3/sg3r_res32_expected.npz", "z", "img_psi1")),
-    ("sg2ada_cond_res32", "stylegan3/sg2ada_cond_res32.pkl", None),
+    ("sg2ada_cond_res32", "stylegan3/sg2ada_cond_res32.pkl", None),  # class-conditional: CLASS below
     ("biggan_res32", "biggan/biggan_res32", None),
     ("proggan_gld_res32", "proggan/proggan_gld_res32.pth", ("proggan/proggan_gld_res32_expected.npz", "z", "img")),
     (
@@ -46,6 +50,10 @@ MODELS = [
         ("proggan/proggan_netdissect_res32_expected.npz", "z", "img"),
     ),
 ]
+
+# class-conditional models render and discover on class 3 (fp16 blocks are computed in float32,
+# so the 64 px fixture compares with the reference's force_fp32 images)
+CLASS = {"sg2ada_cond_res32": ["--class", "3"], "biggan_res32": ["--class", "3"]}
 
 # a few steps of each method: enough to run every code path on the device, not to find anything
 METHODS = {
@@ -87,7 +95,8 @@ def check_model(name: str, model: str, expected, fixtures: Path, tmp: Path) -> d
     import torch
 
     row: dict = {"model": name}
-    seeds = ["--seeds", "0-3"]
+    cls = CLASS.get(name, [])
+    seeds = ["--seeds", "0-3", *cls]
     t = time.perf_counter()
     gpu = render_npy(model, DEV, tmp / "g.npy", seeds)
     row["load+render cuda s"] = round(time.perf_counter() - t, 2)
@@ -101,7 +110,7 @@ def check_model(name: str, model: str, expected, fixtures: Path, tmp: Path) -> d
         row["cuda vs reference"] = diff(img, data[ikey])
     for method, sets in METHODS.items():
         out = tmp / f"{name}-{method}.json"
-        args = ["discover", "--model", model, "--method", method, "--device", DEV, "--out", str(out)]
+        args = ["discover", "--model", model, "--method", method, "--device", DEV, *cls, "--out", str(out)]
         for s in sets:
             args += ["--set", s]
         t = time.perf_counter()
