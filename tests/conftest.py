@@ -10,7 +10,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One torch thread, as the editor and ``--threads 1`` use on a 2-core machine. The suite's models are
+# tiny: a second thread buys little, and on a busy machine every parallel op waits at a barrier for
+# a thread that is not scheduled (a tiny StyleGAN3's param-spectrum: 54 CPU s with two threads at
+# load 10, 2.9 s with one). Tests that need more threads set them; ``_torch_threads`` restores.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
