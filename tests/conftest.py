@@ -10,7 +10,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One torch thread per process, as the editor and ``--threads 1`` use on a 2-core machine: the suite
+# runs on two worker processes (pyproject.toml), which keep both cores busy. The models are tiny, and
+# on a busy machine a second thread makes every parallel op wait at a barrier for a thread that is
+# not scheduled (a tiny StyleGAN3's param-spectrum: 54 CPU s with two threads at load 10, 2.9 s with
+# one). Tests that need more threads set them; ``_torch_threads`` restores the count.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"

@@ -224,8 +224,25 @@ def measure(path: Path, warmup: Path | None = None, repo: Path = REPO, timeout: 
     ``anon_after``: anonymous memory added and still held after it; ``tensors``: the loaded
     generator's tensor bytes (each storage once).
     """
+    return finish_measure(start_measure(path, warmup, repo), timeout)
+
+
+def start_measure(path: Path, warmup: Path | None = None, repo: Path = REPO) -> subprocess.Popen:
+    """``measure`` started in the background: ``finish_measure(proc)`` waits for its answer. Each
+    child measures its own resident set, so several can run at once."""
     args = [sys.executable, "-c", _CHILD, str(path)] + ([str(warmup)] if warmup is not None else [])
-    r = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=timeout)
-    if r.returncode != 0:
-        raise RuntimeError(f"loading {path} failed: {r.stderr.strip()[-2000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    proc = subprocess.Popen(args, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.checkpoint = path
+    return proc
+
+
+def finish_measure(proc: subprocess.Popen, timeout: float = 600) -> dict:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"loading {proc.checkpoint} failed: {err.strip()[-2000:]}")
+    return json.loads(out.strip().splitlines()[-1])

@@ -184,6 +184,7 @@ def test_empty_and_nan_latents_are_refused(tmp_path, capsys):
 
 
 def test_threads_is_accepted_by_every_command(capsys):
+    torch.set_num_threads(2)  # not the suite's 1: the assertion below then shows that --threads was applied
     assert main(["info", "--threads", "1", "digiface-dcgan-64"]) == 0
     assert main(["models", "--threads", "1"]) == 0
     assert main(["weights", "status", "--threads", "1"]) == 0

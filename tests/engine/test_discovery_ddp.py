@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.engine.two_ranks import run_two_ranks
+from tests.engine.two_ranks import shared_run
 
 pytestmark = pytest.mark.dist
 
@@ -27,8 +27,8 @@ def _worker(rank: int, device, out_dir: str) -> dict:
     }
 
 
-def test_two_gloo_ranks_stay_in_sync(tmp_path):
-    r0, r1 = run_two_ranks(_worker, tmp_path)
+def test_two_gloo_ranks_stay_in_sync():
+    r0, r1 = shared_run(_worker)
     assert torch.equal(r0["A"], r1["A"])  # DDP averaged the gradients of A (and R) on both ranks
     assert not torch.allclose(r0["A"], torch.eye(8)[:3])  # A was trained
     assert r0["rca"] == r1["rca"]  # pooled over both ranks' fresh samples

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.engine.two_ranks import run_two_ranks
+from tests.engine.two_ranks import shared_run
 
 pytestmark = pytest.mark.dist
 
@@ -25,7 +25,7 @@ def _worker(rank: int, device, out_dir: str) -> dict:
     }
 
 
-def test_two_gloo_ranks_split_the_hessian_samples(tmp_path):
+def test_two_gloo_ranks_split_the_hessian_samples():
     from engine.discovery import get_method
     from engine.jobs import run_job
     from tests.engine.test_param_space import tiny_dcgan
@@ -33,7 +33,7 @@ def test_two_gloo_ranks_split_the_hessian_samples(tmp_path):
     torch.set_num_threads(1)
     spec = get_method("param-spectrum")
     single = run_job(spec.run(tiny_dcgan(ngf=4, n_up=2, seed=1), spec.make_params(**PARAMS)))
-    r0, r1 = run_two_ranks(_worker, tmp_path)
+    r0, r1 = shared_run(_worker)
     assert torch.equal(r0["V"], r1["V"])  # both ranks iterate on the same summed products
     assert np.allclose(r0["eig"].numpy(), single.metrics["eigenvalues"], rtol=1e-4)
     assert r0["passes"] < single.metrics["generator_forward_passes"]  # each rank rendered only its share

@@ -67,13 +67,13 @@ def test_discover_runs_on_stylegan3_and_its_sets_render(tmp_path, capsys):
             "--k",
             "4",
             "--steps",
-            "50",
+            "4",
             "--set",
             "batch_size=4",
             "--set",
             "rca_samples=16",
             "--set",
-            "rca_every=50",
+            "rca_every=4",
         ),
         "param-svd": discover(tmp_path, "param-svd", "--k", "6"),
         "param-svd-torgb": discover(tmp_path, "param-svd", "--k", "3", "--layer", "synthesis.L14_32_3"),
@@ -84,7 +84,7 @@ def test_discover_runs_on_stylegan3_and_its_sets_render(tmp_path, capsys):
         A.shape[0] for n, _, A in gen.style_affines() if gen.layer_info(n).kind != "torgb"
     )
     assert sets["ganspace"].directions[0].space == "w"
-    assert sets["latent-recon"].metrics["steps"] == 50 and 0 <= sets["latent-recon"].metrics["rca"] <= 1
+    assert sets["latent-recon"].metrics["steps"] == 4 and 0 <= sets["latent-recon"].metrics["rca"] <= 1
     assert sets["param-svd"].directions[0].layer == gen.default_edit_layer
     T = input_transform(15.0, (0.05, 0.0))
     z = gen.seed_latents([0, 1])
