@@ -16,7 +16,7 @@ Timings are medians of CPU time (one thread), interleaved.
    whose batches shrink when a loaded machine stretches their wall time.
 3. Where a grid's time must go: the CPU time of one unedited forward of a batch of
    ``--batch-size`` images split at the edited layer (prefix, the layer, the layers after it)
-   by hooks, per image. Every image of a grid must run the layers after the edit; the prefix
+   by hooks, per image, measured interleaved with the grids (under the same load). Every image of a grid must run the layers after the edit; the prefix
    runs once per seed and the layer once per seed plus once per (seed, direction). So no
    batched grid can beat ``naive / (after + prefix / (K S) + layer (1 + K) / (K S))`` per image
    (``grid_<family>_<M>_bound``), with ``naive`` the naive loop's measured time per image.
@@ -72,31 +72,39 @@ def param_dirs(gen, layer: str, k: int) -> list[Direction]:
     return out
 
 
-def layer_split(gen, layer: str, batch: int, reps: int) -> dict[str, float]:
-    """Median CPU seconds per image of an unedited forward of ``batch`` images: before ``layer``, in it, after it."""
-    W = gen.layer_weight(layer)
-    module = next(m for m in gen.modules() if getattr(m, "weight", None) is W)
-    marks: dict[str, float] = {}
-    hooks = [
-        module.register_forward_pre_hook(lambda m, i: marks.__setitem__("pre", time.process_time())),
-        module.register_forward_hook(lambda m, i, o: marks.__setitem__("post", time.process_time())),
-    ]
-    z = gen.seed_latents(range(batch))
-    parts: dict[str, list[float]] = {"prefix": [], "layer": [], "after": []}
-    try:
-        with torch.no_grad():
-            gen(z)  # warm-up
-            for _ in range(reps):
+class LayerSplit:
+    """CPU seconds per image of an unedited forward of ``batch`` images: before ``layer``, in it, after it.
+
+    Each call renders one batch (hooks on the layer's module read the CPU clock), so that the split
+    can be measured interleaved with the grids, under the same load."""
+
+    def __init__(self, gen, layer: str, batch: int) -> None:
+        W = gen.layer_weight(layer)
+        self.module = next(m for m in gen.modules() if getattr(m, "weight", None) is W)
+        self.gen, self.batch = gen, batch
+        self.z = gen.seed_latents(range(batch))
+        self.parts: dict[str, list[float]] = {"prefix": [], "layer": [], "after": []}
+
+    def __call__(self) -> None:
+        marks: dict[str, float] = {}
+        hooks = [
+            self.module.register_forward_pre_hook(lambda m, i: marks.__setitem__("pre", time.process_time())),
+            self.module.register_forward_hook(lambda m, i, o: marks.__setitem__("post", time.process_time())),
+        ]
+        try:
+            with torch.no_grad():
                 t0 = time.process_time()
-                to_uint8(gen(z))
+                to_uint8(self.gen(self.z))
                 t1 = time.process_time()
-                parts["prefix"].append((marks["pre"] - t0) / batch)
-                parts["layer"].append((marks["post"] - marks["pre"]) / batch)
-                parts["after"].append((t1 - marks["post"]) / batch)
-    finally:
-        for h in hooks:
-            h.remove()
-    return {k: statistics.median(v) for k, v in parts.items()}
+        finally:
+            for h in hooks:
+                h.remove()
+        self.parts["prefix"].append((marks["pre"] - t0) / self.batch)
+        self.parts["layer"].append((marks["post"] - marks["pre"]) / self.batch)
+        self.parts["after"].append((t1 - marks["post"]) / self.batch)
+
+    def medians(self) -> dict[str, float]:
+        return {k: statistics.median(v) for k, v in self.parts.items()}
 
 
 def main() -> None:
@@ -151,13 +159,7 @@ def main() -> None:
     shifts = torch.linspace(-0.2, 0.2, args.shifts).tolist()
     W = gen.layer_weight(layer)
     print(f"2. parameter-edit grid of {layer}: {args.k} directions x {args.shifts} shifts x M seeds")
-    split = layer_split(gen, layer, args.batch_size, reps=max(3, args.reps))
-    print(
-        f"3. one unedited forward of {args.batch_size} images, per image: before {layer} {split['prefix'] * 1e3:.2f} ms, "
-        f"{layer} {split['layer'] * 1e3:.2f} ms, after it {split['after'] * 1e3:.2f} ms"
-    )
     KS = args.k * len(shifts)
-    floor = split["after"] + split["prefix"] / KS + split["layer"] * (1 + args.k) / KS  # per image
     for n_seeds in sorted({1, args.seeds}):
         zs = gen.seed_latents(range(n_seeds))
 
@@ -177,7 +179,14 @@ def main() -> None:
                         W.sub_(t * d.delta)
             return out
 
-        med = interleaved({"batched": batched, "paced": paced, "naive": naive}, args.reps)
+        split = LayerSplit(gen, layer, args.batch_size)
+        med = interleaved({"batched": batched, "paced": paced, "naive": naive, "split": split}, args.reps)
+        part = split.medians()
+        floor = part["after"] + part["prefix"] / KS + part["layer"] * (1 + args.k) / KS  # per image
+        print(
+            f"   M={n_seeds}: one unedited forward of {args.batch_size} images, per image: before {layer} "
+            f"{part['prefix'] * 1e3:.2f} ms, {layer} {part['layer'] * 1e3:.2f} ms, after it {part['after'] * 1e3:.2f} ms"
+        )
         n_img = args.k * len(shifts) * n_seeds
         ratio = med["naive"] / med["batched"]
         key = f"grid_{family}_{n_seeds}seed" + ("s" if n_seeds > 1 else "")

@@ -126,12 +126,6 @@ class Pacer:
     ``[1, most]`` items. So a job yields every ``seconds`` or so on any machine and model, down to
     one item per piece (one item that takes longer than a second is the finest grain there is).
 
-    ``jump=True`` grows the plan straight to the size that the last piece's time per item says
-    would take three quarters of ``seconds`` (at least doubling), instead of doubling one piece at a time: for
-    work whose cost per item falls with the batch (a grid's pieces share their codes' layers),
-    where a ramp of small first pieces costs more than the pieces themselves. The time per item
-    of a small piece overstates a larger one's, so the jump does not overshoot.
-
     ``seconds=None`` turns pacing off: pieces of ``most`` items (the callers' fixed batch sizes,
     for callers that never cancel, such as the editor's grid, and for tests of fixed schedules).
     ``device``: CUDA work is asynchronous, so the timer waits for it before reading the clock.
@@ -139,18 +133,9 @@ class Pacer:
     to rounding (a job that needs bit-identical reruns keeps its ``size`` in its state).
     """
 
-    def __init__(
-        self,
-        most: int,
-        *,
-        seconds: float | None = PASS_SECONDS,
-        first: int = 1,
-        device: Any = None,
-        jump: bool = False,
-    ) -> None:
+    def __init__(self, most: int, *, seconds: float | None = PASS_SECONDS, first: int = 1, device: Any = None) -> None:
         self.most = max(1, int(most))
         self.seconds = seconds
-        self.jump = jump
         self.size = self.most if seconds is None else max(1, min(self.most, int(first)))
         self.device = device
 
@@ -164,8 +149,7 @@ class Pacer:
             return
         projected = seconds / items * self.size
         if projected < self.seconds / 2:
-            fit = self.most if projected <= 0 else int(self.size * 0.75 * self.seconds / projected)
-            self.size = max(2 * self.size, fit) if self.jump else 2 * self.size
+            self.size *= 2
         elif projected > self.seconds:
             self.size = int(self.size * self.seconds / projected)
         self.size = max(1, min(self.most, self.size))

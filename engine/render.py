@@ -375,8 +375,7 @@ def render_items(
     n = len(items)
     yield Progress(0, n, stage="render")
     with torch.no_grad():
-        # jump: a batch's codes share the layers before an edit, so small first pieces cost extra
-        for sl in Pacer(batch_size, seconds=pass_seconds, device=gen.device, jump=True).slices(n):
+        for sl in Pacer(batch_size, seconds=pass_seconds, device=gen.device).slices(n):
             chunk = items[sl]
             codes = torch.stack([it.code for it in chunk])
             bases = [it.base for it in chunk] if any(it.base is not None for it in chunk) else None

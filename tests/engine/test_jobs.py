@@ -55,24 +55,6 @@ def test_pacer_grows_while_pieces_are_quick_and_shrinks_to_fit(monkeypatch):
     assert [s.stop - s.start for s in fixed.slices(150)] == [64, 64, 22]
 
 
-def test_a_jumping_pacer_goes_straight_to_the_size_that_fits(monkeypatch):
-    import engine.jobs
-    from engine.jobs import Pacer
-
-    now = [0.0]
-    monkeypatch.setattr(engine.jobs, "_clock", lambda: now[0])
-    pacer = Pacer(64, seconds=0.3, jump=True)
-    sizes = []
-    for sl in pacer.slices(200):
-        sizes.append(sl.stop - sl.start)
-        now[0] += 0.01 * (sl.stop - sl.start)  # 10 ms per item: 30 items fit in 0.3 s
-    assert sizes[:3] == [1, 22, 22] and sum(sizes) == 200  # 22 items: three quarters of 0.3 s
-    pacer.record(pacer.size, 10.0)  # a stall still scales the plan down at once
-    assert pacer.size == 1
-    pacer.record(1, 0.0)  # no time seen: straight to `most`
-    assert pacer.size == 64
-
-
 def test_wait_for_yields_while_one_long_call_runs_and_can_be_closed():
     import threading
 
