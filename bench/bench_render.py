@@ -10,7 +10,16 @@ Timings are medians of CPU time (one thread), interleaved.
 2. A parameter-edit grid (K directions x S shifts x M seeds) rendered batched
    (``engine.render.render_grid``: shared prefix, linearity at the edited layer) vs the naive loop
    that patches the layer's weight once per (direction, t) and renders the M seeds, for M = 1
-   and 4 (``grid_<family>_1seed``, ``grid_<family>_4seeds``: the speed-up).
+   and 4 (``grid_<family>_1seed``, ``grid_<family>_4seeds``: the speed-up). The batched grid runs
+   in fixed batches of ``--batch-size`` (as the editor's grid does); ``..._paced`` is the same grid
+   with the batches sized by time (``render_grid``'s default, as ``render`` and exports run it),
+   whose batches shrink when a loaded machine stretches their wall time.
+3. Where a grid's time must go: the CPU time of one unedited forward of a batch of
+   ``--batch-size`` images split at the edited layer (prefix, the layer, the layers after it)
+   by hooks, per image, measured interleaved with the grids (under the same load). Every image of a grid must run the layers after the edit; the prefix
+   runs once per seed and the layer once per seed plus once per (seed, direction). So no
+   batched grid can beat ``naive / (after + prefix / (K S) + layer (1 + K) / (K S))`` per image
+   (``grid_<family>_<M>_bound``), with ``naive`` the naive loop's measured time per image.
 
     .venv/bin/python bench/bench_render.py [--model M] [--layer L] [--threads 1] [--reps 7]
 
@@ -61,6 +70,41 @@ def param_dirs(gen, layer: str, k: int) -> list[Direction]:
         d = torch.randn(W.shape, generator=g)
         out.append(Direction("param", layer=layer, delta=d * (W.norm() / d.norm()), range=(-0.2, 0.2)))
     return out
+
+
+class LayerSplit:
+    """CPU seconds per image of an unedited forward of ``batch`` images: before ``layer``, in it, after it.
+
+    Each call renders one batch (hooks on the layer's module read the CPU clock), so that the split
+    can be measured interleaved with the grids, under the same load."""
+
+    def __init__(self, gen, layer: str, batch: int) -> None:
+        W = gen.layer_weight(layer)
+        self.module = next(m for m in gen.modules() if getattr(m, "weight", None) is W)
+        self.gen, self.batch = gen, batch
+        self.z = gen.seed_latents(range(batch))
+        self.parts: dict[str, list[float]] = {"prefix": [], "layer": [], "after": []}
+
+    def __call__(self) -> None:
+        marks: dict[str, float] = {}
+        hooks = [
+            self.module.register_forward_pre_hook(lambda m, i: marks.__setitem__("pre", time.process_time())),
+            self.module.register_forward_hook(lambda m, i, o: marks.__setitem__("post", time.process_time())),
+        ]
+        try:
+            with torch.no_grad():
+                t0 = time.process_time()
+                to_uint8(self.gen(self.z))
+                t1 = time.process_time()
+        finally:
+            for h in hooks:
+                h.remove()
+        self.parts["prefix"].append((marks["pre"] - t0) / self.batch)
+        self.parts["layer"].append((marks["post"] - marks["pre"]) / self.batch)
+        self.parts["after"].append((t1 - marks["post"]) / self.batch)
+
+    def medians(self) -> dict[str, float]:
+        return {k: statistics.median(v) for k, v in self.parts.items()}
 
 
 def main() -> None:
@@ -115,10 +159,14 @@ def main() -> None:
     shifts = torch.linspace(-0.2, 0.2, args.shifts).tolist()
     W = gen.layer_weight(layer)
     print(f"2. parameter-edit grid of {layer}: {args.k} directions x {args.shifts} shifts x M seeds")
+    KS = args.k * len(shifts)
     for n_seeds in sorted({1, args.seeds}):
         zs = gen.seed_latents(range(n_seeds))
 
         def batched(zs=zs):
+            return run_job(render_grid(gen, zs, dirs, shifts, batch_size=args.batch_size, pass_seconds=None))
+
+        def paced(zs=zs):
             return run_job(render_grid(gen, zs, dirs, shifts, batch_size=args.batch_size))
 
         def naive(zs=zs):
@@ -131,13 +179,25 @@ def main() -> None:
                         W.sub_(t * d.delta)
             return out
 
-        med = interleaved({"batched": batched, "naive": naive}, args.reps)
+        split = LayerSplit(gen, layer, args.batch_size)
+        med = interleaved({"batched": batched, "paced": paced, "naive": naive, "split": split}, args.reps)
+        part = split.medians()
+        floor = part["after"] + part["prefix"] / KS + part["layer"] * (1 + args.k) / KS  # per image
+        print(
+            f"   M={n_seeds}: one unedited forward of {args.batch_size} images, per image: before {layer} "
+            f"{part['prefix'] * 1e3:.2f} ms, {layer} {part['layer'] * 1e3:.2f} ms, after it {part['after'] * 1e3:.2f} ms"
+        )
         n_img = args.k * len(shifts) * n_seeds
         ratio = med["naive"] / med["batched"]
-        fields[f"grid_{family}_{n_seeds}seed" + ("s" if n_seeds > 1 else "")] = ratio
+        key = f"grid_{family}_{n_seeds}seed" + ("s" if n_seeds > 1 else "")
+        fields[key] = ratio
+        fields[key + "_paced"] = med["naive"] / med["paced"]
+        fields[key + "_bound"] = med["naive"] / n_img / floor
         print(
-            f"   M={n_seeds}: batched {n_img / med['batched']:7.1f} img/s   naive {n_img / med['naive']:7.1f} img/s   "
-            f"speed-up {ratio:.2f}x"
+            f"   M={n_seeds}: batched {n_img / med['batched']:7.1f} img/s   paced {n_img / med['paced']:7.1f} img/s   "
+            f"naive {n_img / med['naive']:7.1f} img/s   speed-up {ratio:.2f}x (paced {fields[key + '_paced']:.2f}x); "
+            f"bound {fields[key + '_bound']:.2f}x (naive {med['naive'] / n_img * 1e3:.2f} ms/img over "
+            f"{floor * 1e3:.2f} ms/img)"
         )
     print("RESULT " + " ".join(f"{k}={v:.3g}" for k, v in fields.items()))
 

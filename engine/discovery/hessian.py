@@ -23,7 +23,8 @@ direction), and the m reverse passes run together (``vmap`` of the saved ``vjp``
 each delivering ``sum_i J_i^T (.)`` as a gradient with respect to the layer shift.
 
 Products are jobs (``matvec_job``) that yield after every pass of a few (latent, direction)
-images, each pass sized from the time the previous one took, so a caller can report and cancel
+images, each pass sized from the time the previous one took (CPU time of the job's thread on the
+CPU, wall time on CUDA: ``_clock``), so a caller can report and cancel
 within a product (one block on a large model takes many seconds).
 
 The test suite checks these products against an explicitly built Hessian of the literal ``f``
@@ -32,6 +33,7 @@ The test suite checks these products against an explicitly built Hessian of the 
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,11 +42,17 @@ import torch
 import torch.distributed as dist
 from torch.func import jvp, vjp, vmap
 
+from engine.discovery.eigensolver import EigStep, Phase, lobpcg
 from engine.distances import Distance
 from engine.jobs import run_job
 from engine.models.base import Generator, ParamEdit
 
-_clock = time.perf_counter  # the pass timer (tests give a slow fake generator a fake clock)
+# The pass timer: on the CPU this thread's CPU time, so that other processes sharing the cores do
+# not shrink the passes (timed by the wall clock, passes fell to 8 images at a load average of 8 on
+# 2 cores and a product cost 2.4x the CPU of one in passes of 40); on CUDA the wall clock after a
+# synchronize. Tests give a slow fake generator a fake clock.
+_clock = time.thread_time
+_wall_clock = time.perf_counter
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,8 @@ class LayerHessian:
 
     Passes: a chunk of latents gets its primal forward once (``vjp``), then its directions are
     pushed through it a group at a time, one pass per group. With ``pass_seconds`` (the default)
-    the images of a pass (latents x directions) are sized from the time the previous pass took,
+    the images of a pass (latents x directions) are sized from the time the previous pass took
+    (this thread's CPU time on the CPU, so a loaded machine does not shrink the passes; wall time on CUDA),
     to take between half of ``pass_seconds`` and ``pass_seconds`` (at most ``chunk`` images; down
     to one latent and one direction), so a product yields about every ``pass_seconds`` on any
     machine and model; the products then agree with a fixed schedule to rounding, not bit for bit.
@@ -103,6 +112,7 @@ class LayerHessian:
         self._planned_images = min(2, self.chunk)  # images in the next timed pass (small first passes)
         self.distributed = dist.is_available() and dist.is_initialized()
         rank, world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
+        self._rank, self._world = rank, world
         # each latent keeps one class (class-conditional models) in G_theta(z) and every shifted render
         classes = gen.condition(z.shape[0]).classes
         self.classes = None if classes is None else classes[rank::world]
@@ -229,12 +239,13 @@ class LayerHessian:
         down to fit (within ``[1, chunk]`` images). Only times taken are used, so a machine's stalls
         shrink passes for a moment at most.
         """
-        t0 = _clock()
+        clock = _wall_clock if self.device.type == "cuda" else _clock
+        t0 = clock()
         grad = self._block_product(features, pullback, zero, Vs, c)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         if self.pass_seconds is not None:
-            projected = (_clock() - t0) / (Vs.shape[0] * c) * self._planned_images
+            projected = (clock() - t0) / (Vs.shape[0] * c) * self._planned_images
             if projected < self.pass_seconds / 2:
                 self._planned_images *= 2
             elif projected > self.pass_seconds:
@@ -251,6 +262,52 @@ class LayerHessian:
         self.forwards += c + m * c  # jvp's own primal, and one tangent per (latent, direction)
         self.backwards += m * c
         return grad
+
+    def subset(self, samples: int) -> LayerHessian:
+        """The same operator over the first ``samples`` latents only (``H_s = 2/s sum_{i<s} J_i^T Omega J_i``).
+
+        It shares the generator copy, the distance and ``omega``; its products cost about
+        ``samples / N`` of this operator's, and it counts its own passes."""
+        s = max(1, min(int(samples), self.N))
+        sub = copy.copy(self)
+        local = len(range(self._rank, s, self._world))  # this rank's latents among the first s
+        sub.z = self.z[:local]
+        sub.classes = None if self.classes is None else self.classes[:local]
+        sub.N = s
+        sub.forwards = sub.backwards = 0
+        sub._x0 = None
+        return sub
+
+    def warm_start_job(self, X0: torch.Tensor, k: int, *, samples: int, steps: int) -> Iterator:
+        """Job: a starting block for the eigensolver, from ``steps`` LOBPCG iterations on ``subset(samples)``.
+
+        The subsampled Hessian's top eigenvectors are close to this one's (the same layer, a
+        smaller average), at ``samples / N`` of the cost per product: a few cheap iterations
+        replace the first iterations from a random block, which only find the dominant subspace.
+        Returns the ``[n, m]`` block of Ritz vectors (all ``m = X0.shape[1]`` columns, guard
+        vectors included); its passes are added to this operator's counts. Yields the products'
+        ``ProductProgress`` and a ``Phase`` per iteration. ``samples >= N`` or ``steps < 1``
+        returns ``X0`` unchanged.
+        """
+        if samples >= self.N or steps < 1:
+            return X0
+        sub = self.subset(samples)
+        X = X0
+        try:
+            solver = lobpcg(sub.matvec_job, X0, k, tol=0.0, max_iter=steps)
+            while True:
+                try:
+                    step = next(solver)
+                except StopIteration:
+                    break
+                if isinstance(step, EigStep):
+                    X = step.X
+                    step = Phase(f"warm start: iteration {step.iteration}/{steps} on {sub.N} latents")
+                yield step
+        finally:
+            self.forwards += sub.forwards
+            self.backwards += sub.backwards
+        return X
 
     def value(self, a: torch.Tensor) -> torch.Tensor:
         """``f(a)`` (a scalar tensor, differentiable in ``a [*shape]``)."""

@@ -74,6 +74,20 @@ class Params:
             "max": 4096,
         },
     )
+    warm_samples: int = field(
+        default=16,
+        metadata={
+            "help": "start from warm_steps iterations on this many of the latents (cheaper products; "
+            "0 or >= samples: from a random block)",
+            "min": 0,
+            "max": 100_000,
+            "key": False,
+        },
+    )
+    warm_steps: int = field(
+        default=5,
+        metadata={"help": "iterations of the warm start", "min": 0, "max": 1000, "key": False},
+    )
     distance_size: int = field(
         default=64,
         metadata={
@@ -131,6 +145,11 @@ def spectrum_set(
     return dset
 
 
+def _phase_text(p) -> str:
+    """A warm start's progress record as one line."""
+    return f"warm start: block product {p.done}/{p.total} image passes" if isinstance(p, ProductProgress) else p.name
+
+
 def hessian_eigen(
     gen, params: Params, *, device, state: dict | None = None, stage: str = "spectrum", k_param: str = "k"
 ):
@@ -171,6 +190,9 @@ def hessian_eigen(
         start_iter = 0
     X0 = X0.to(H.device)
     t0 = time.perf_counter()
+    if start_iter == 0 and params.warm_samples > 0:
+        warm = H.warm_start_job(X0, params.k, samples=params.warm_samples, steps=params.warm_steps)
+        X0 = yield from relabel(warm, lambda p: Progress(0, params.steps, stage=stage, message=_phase_text(p)))
     solver = lobpcg(H.matvec_job, X0, params.k, tol=params.tol, max_iter=max(0, params.steps - start_iter), phases=True)
     step, last_state = start_iter, None
 

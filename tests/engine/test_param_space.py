@@ -153,6 +153,51 @@ def test_eigenpairs_equal_explicit_hessian(lpips_case):
     assert ((evecs * res.vectors.double()).sum(0).abs() > 0.999).all()
 
 
+def test_subset_products_equal_an_operator_over_the_first_latents():
+    gen = tiny_dcgan(ngf=4, n_up=2, seed=2)
+    d = load_distance("pixel")
+    z = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+    full = LayerHessian(gen, "main.3", d, z, pass_seconds=None)
+    V = torch.randn(full.n, 3, generator=torch.Generator().manual_seed(1))
+    sub = full.subset(2)
+    naive = LayerHessian(gen, "main.3", d, z[:2], pass_seconds=None)
+    assert torch.allclose(sub.matvec(V), naive.matvec(V), rtol=1e-5, atol=1e-7)
+    assert sub.N == 2 and sub.forwards == naive.forwards and full.forwards == 0  # counts of its own
+    assert not torch.allclose(sub.matvec(V), full.matvec(V), rtol=1e-3)  # a different average
+
+
+def test_warm_started_eigenpairs_equal_explicit_hessian(lpips_case):
+    gen, layer, dist, z, H = lpips_case
+    k = 3
+    op = LayerHessian(gen, layer, dist, z)
+    X0 = torch.randn(H.shape[0], k + 2, generator=torch.Generator().manual_seed(0))
+    records = []
+    X = run_job(op.warm_start_job(X0, k, samples=1, steps=3), records.append)
+    assert X.shape == X0.shape and not torch.allclose(X, X0)
+    assert sum("warm start" in getattr(r, "name", "") for r in records) == 4  # iterations 0..3, as phases
+    warm_passes = op.forwards + op.backwards
+    assert warm_passes > 0  # the subsampled products count in the operator's passes
+    res = run_job(lobpcg(op.matvec, X, k, tol=1e-4, max_iter=60))
+    assert res.converged and op.forwards + op.backwards > warm_passes
+    evals, evecs = torch.linalg.eigh(H)
+    evals, evecs = evals.flip(0)[:k], evecs.flip(1)[:, :k]
+    assert torch.allclose(res.values.double(), evals, rtol=1e-4)
+    assert ((evecs * res.vectors.double()).sum(0).abs() > 0.999).all()
+    # no warm start when the subset would be the whole minibatch
+    assert run_job(op.warm_start_job(X0, k, samples=z.shape[0], steps=3)) is X0
+
+
+def test_param_spectrum_with_a_warm_start_finds_the_same_eigenpairs():
+    gen = tiny_dcgan(ngf=4, n_up=2, seed=1)
+    spec = get_method("param-spectrum")
+    common = dict(k=3, guard=2, layer="main.6", distance="pixel", samples=6, tol=1e-4, steps=60)
+    cold = run_job(spec.run(gen, spec.make_params(**common, warm_samples=0)))
+    warm = run_job(spec.run(gen, spec.make_params(**common, warm_samples=2, warm_steps=3)))
+    assert cold.metrics["converged"] and warm.metrics["converged"]
+    assert np.allclose(warm.metrics["eigenvalues"], cold.metrics["eigenvalues"], rtol=1e-4)
+    assert warm.metrics["max_relative_residual"] < 1e-3
+
+
 def test_hvp_equals_finite_differences_of_gradients():
     gen = tiny_dcgan(ngf=4, n_up=2, seed=3).double()  # float64: a small eps without rounding noise
     layer = "main.3"
