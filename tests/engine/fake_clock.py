@@ -11,10 +11,16 @@ import engine.jobs
 
 
 class FakeClock:
-    """Time that passes only while the (fake-slow) generator renders: ``per_image`` s per image."""
+    """Time that passes only while the (fake-slow) generator renders: ``per_image`` s per image.
+    ``images`` counts what it rendered (tests check the work was done by that count, not by time)."""
 
     def __init__(self, per_image: float = 0.0) -> None:
-        self.now, self.per_image = 0.0, per_image
+        self.now, self.per_image, self.images = 0.0, per_image, 0
+
+    def render(self, n: int) -> None:
+        """``n`` images were rendered: the clock advances by their cost."""
+        self.images += n
+        self.now += self.per_image * n
 
     def __call__(self) -> float:
         return self.now
@@ -29,7 +35,7 @@ def slow_generator(monkeypatch, cls: type, per_image: float, method: str = "deco
 
     def slow(self, x, *args, **kw):
         out = real(self, x, *args, **kw)
-        clock.now += clock.per_image * x.shape[0]
+        clock.render(x.shape[0])
         return out
 
     monkeypatch.setattr(cls, method, slow)

@@ -350,5 +350,5 @@ def test_every_analysis_yields_within_a_second_of_a_slow_generator(name, monkeyp
     result = run_job(ANALYSES[name].run(gen, dset, None, small, **extra), lambda rec: stamps.append(clock.now))
     gaps = np.diff([0.0, *stamps, clock.now])
     assert gaps.max() <= 1.0, gaps.max()
-    assert clock.now > 5.0 and len(stamps) > 5  # the work did take many (fake) seconds, in many pieces
+    assert clock.images > 25 and len(stamps) > 5  # many images were rendered, in many pieces
     assert result.kind == ANALYSES[name].result.kind

@@ -256,7 +256,7 @@ def test_every_export_yields_within_a_second_of_a_slow_generator(slow_gen, dset,
     run_job(job, lambda rec: stamps.append(clock.now))
     gaps = np.diff([0.0, *stamps, clock.now])
     assert gaps.max() <= 1.0, gaps.max()
-    assert clock.now >= 0.15 * 18 and len(stamps) > 5
+    assert clock.images >= 18 and len(stamps) > 5
     if what == "mp4":  # the frames are the unpaced ones: seed 1 of frame 5 is G(z_1 + t_5 d)
         frames = iio.mimread(tmp_path / "m.mp4")
         assert len(frames) == 8 and frames[0].shape == (32, 3 * 32 + 2 * 4, 3)

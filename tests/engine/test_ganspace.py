@@ -107,6 +107,6 @@ def test_a_slow_model_yields_within_each_batch_and_gives_the_same_directions(mon
     paced = run_job(get_method("ganspace").run(gen, p), lambda rec: stamps.append(clock.now))
     gaps = np.diff([0.0, *stamps, clock.now])
     assert gaps.max() <= 1.0, gaps.max()
-    assert clock.now > 0.01 * 1200 * 2.9  # mean, covariance and regression passes over the samples
+    assert clock.images > 1200 * 2.9  # mean, covariance and regression passes over the samples
     for a, b in zip(whole.directions, paced.directions):
         np.testing.assert_allclose(a.vector.numpy(), b.vector.numpy(), rtol=1e-4, atol=1e-5)

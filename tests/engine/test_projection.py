@@ -418,4 +418,4 @@ def test_projection_scores_its_candidates_in_pieces_that_yield(monkeypatch):
     lat = run_job(project(gen, image, ProjectParams(steps=3), distance="pixel"), lambda rec: stamps.append(clock.now))
     gaps = np.diff([0.0, *stamps, clock.now])
     assert gaps.max() <= 1.0, gaps.max()
-    assert clock.now >= 0.05 * 256 and lat.code.shape == (1, 8)
+    assert clock.images >= 256 and lat.code.shape == (1, 8)  # every candidate was scored
