@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import textwrap
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -20,7 +19,7 @@ from engine.jobs import run_job
 from engine.models import load_generator
 from engine.models.adapter import AdapterGenerator
 from engine.models.base import EARLY_ACTIVATION, FIRST_LATENT_LAYER, ParamEdit
-from engine.render import materialize, render_batch
+from tests.engine.param_methods import check_param_methods_on_layer
 from tests.engine.test_proggan import check_methods_run_and_sets_render
 from tests.engine.tiny_generators import tiny_dcgan
 
@@ -181,23 +180,4 @@ def test_discover_methods_run_on_adapters(tmp_path, model, activation):
 def test_parameter_methods_run_on_linear_layers(model):
     gen = load_generator(model, device="cpu")
     layer = "fc" if model == TINY else "net.0"
-    small = {"k": 3, "layer": layer, "steps": 4, "batch_size": 4, "rca_samples": 8, "rca_every": 2}
-    sets = {
-        "param-svd": get_method("param-svd").make_params(k=3, layer=layer),
-        "param-opt": get_method("param-opt").make_params(**small),
-        "param-spectrum": get_method("param-spectrum").make_params(
-            k=3, layer=layer, distance="pixel", samples=2, steps=5
-        ),
-        "param-hybrid": get_method("param-hybrid").make_params(
-            basis_k=4, distance="pixel", samples=2, spectrum_steps=3, **small
-        ),
-    }
-    z = gen.seed_latents([0])
-    for name, params in sets.items():
-        dset = run_job(get_method(name).run(gen, params))
-        assert len(dset.directions) == 3 and dset.directions[0].layer == layer, name
-        d = materialize(dset, 0)
-        assert tuple(d.delta.shape) == tuple(gen.layer_weight(layer).shape)
-        with torch.no_grad():
-            x = render_batch(gen, z.repeat(2, 1), [[(d, 0.0)], [(d, 0.2)]])
-        assert np.isfinite(x.numpy()).all() and float((x[0] - x[1]).abs().max()) > 1e-4, name
+    check_param_methods_on_layer(gen, layer, steps=4, batch_size=4, rca_samples=8, spectrum=(2, 5), hybrid=(2, 3))

@@ -25,9 +25,10 @@ from engine.jobs import run_job
 from engine.models import load_generator
 from engine.models.base import ParamEdit
 from engine.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
-from engine.render import materialize, render_batch
+from engine.render import render_batch
 from engine.seeds import applicable
 from tests.engine.cli_runs import discover
+from tests.engine.param_methods import check_param_methods_on_layer
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 
@@ -210,25 +211,7 @@ def test_hessian_of_a_mapping_layer_equals_explicit_hessian():
 def test_param_methods_run_on_a_mapping_layer():
     gen = tiny()
     layer = "mapping.fc1"
-    small = {"k": 3, "layer": layer, "steps": 2, "batch_size": 2, "rca_samples": 4, "rca_every": 2}
-    sets = {
-        "param-svd": get_method("param-svd").make_params(k=3, layer=layer),
-        "param-opt": get_method("param-opt").make_params(**small),
-        "param-spectrum": get_method("param-spectrum").make_params(
-            k=3, layer=layer, distance="pixel", samples=2, steps=3
-        ),
-        "param-hybrid": get_method("param-hybrid").make_params(
-            basis_k=4, distance="pixel", samples=1, spectrum_steps=2, **small
-        ),
-    }
-    z = gen.seed_latents([0])
-    for name, params in sets.items():
-        dset = run_job(get_method(name).run(gen, params))
-        assert len(dset.directions) == 3 and dset.directions[0].layer == layer, name
-        d = materialize(dset, 0)
-        with torch.no_grad():
-            x = render_batch(gen, z.repeat(2, 1), [[(d, 0.0)], [(d, 0.2)]])
-        assert np.isfinite(x.numpy()).all() and float((x[0] - x[1]).abs().max()) > 1e-4, name
+    check_param_methods_on_layer(gen, layer, steps=2, batch_size=2, rca_samples=4, spectrum=(2, 3), hybrid=(1, 2))
 
 
 @pytest.mark.parametrize(
