@@ -44,7 +44,7 @@ from torch.func import jvp, vjp, vmap
 
 from engine.discovery.eigensolver import EigStep, Phase, lobpcg
 from engine.distances import Distance
-from engine.jobs import run_job
+from engine.jobs import Pacer, run_job
 from engine.models.base import Generator, ParamEdit
 
 # The pass timer: on the CPU this thread's CPU time, so that other processes sharing the cores do
@@ -109,7 +109,8 @@ class LayerHessian:
         self.chunk = max(1, int(chunk))
         self.block = max(1, int(block))
         self.pass_seconds = pass_seconds
-        self._planned_images = min(2, self.chunk)  # images in the next timed pass (small first passes)
+        # images in the next timed pass (small first passes), sized as engine.jobs.Pacer sizes pieces
+        self._pacer = Pacer(self.chunk, seconds=pass_seconds, first=min(2, self.chunk))
         self.distributed = dist.is_available() and dist.is_initialized()
         rank, world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
         self._rank, self._world = rank, world
@@ -223,34 +224,27 @@ class LayerHessian:
         """Latents of the next chunk (passes of up to ``group`` directions each)."""
         if self.pass_seconds is None:
             return max(1, self.chunk // group)
-        return max(1, self._planned_images // group)
+        return max(1, self._pacer.size // group)
 
     def _pass_directions(self, c: int) -> int:
         """Directions in the next pass over a chunk of ``c`` latents."""
         if self.pass_seconds is None:
             return self.block
-        return max(1, self._planned_images // c)
+        return max(1, self._pacer.size // c)
 
     def _timed_pass(self, features, pullback, zero: torch.Tensor, Vs: torch.Tensor, c: int) -> torch.Tensor:
         """One pass (``_block_product``), and the size of the next one from the time this one took.
 
-        The pass's time per image, times the planned size, is what a pass of the planned size would
-        take: under half of ``pass_seconds``, the plan doubles; over ``pass_seconds``, it is scaled
-        down to fit (within ``[1, chunk]`` images). Only times taken are used, so a machine's stalls
-        shrink passes for a moment at most.
+        The plan follows ``engine.jobs.Pacer.record`` (doubles under half of ``pass_seconds``, scaled
+        down to fit over it, within ``[1, chunk]`` images), timed by the thread's CPU time on the CPU.
+        Only times taken are used, so a machine's stalls shrink passes for a moment at most.
         """
         clock = _wall_clock if self.device.type == "cuda" else _clock
         t0 = clock()
         grad = self._block_product(features, pullback, zero, Vs, c)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        if self.pass_seconds is not None:
-            projected = (clock() - t0) / (Vs.shape[0] * c) * self._planned_images
-            if projected < self.pass_seconds / 2:
-                self._planned_images *= 2
-            elif projected > self.pass_seconds:
-                self._planned_images = int(self._planned_images * self.pass_seconds / projected)
-            self._planned_images = max(1, min(self.chunk, self._planned_images))
+        self._pacer.record(Vs.shape[0] * c, clock() - t0)
         return grad
 
     def _block_product(self, features, pullback, zero: torch.Tensor, Vs: torch.Tensor, c: int) -> torch.Tensor:
@@ -275,6 +269,7 @@ class LayerHessian:
         sub.classes = None if self.classes is None else self.classes[:local]
         sub.N = s
         sub.forwards = sub.backwards = 0
+        sub._pacer = copy.copy(self._pacer)
         sub._x0 = None
         return sub
 
