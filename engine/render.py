@@ -85,6 +85,7 @@ def check_set_fits(gen: Generator, dirset: DirectionSet) -> None:
     where = dirset.path.name if dirset.path is not None else dirset.title
     found = (dirset.model or {}).get("name")
     hint = f" (the set was found on {found!r})" if found and found != gen.name else ""
+    layers = {i.name: i for i in gen.editable_layers()}
     for k, d in enumerate(dirset.directions):
         if d.kind == "latent":
             if d.space not in gen.spaces:
@@ -100,7 +101,6 @@ def check_set_fits(gen: Generator, dirset: DirectionSet) -> None:
                     f"{where}: direction {k} has {size} components but {gen.name}'s {d.space} has {dim}{hint}"
                 )
         else:
-            layers = {i.name: i for i in gen.editable_layers()}
             if d.layer not in layers:
                 raise AtlasError(f"{where}: direction {k} shifts layer {d.layer}, which {gen.name} lacks{hint}")
             if d.basis is not None:
